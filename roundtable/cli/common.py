@@ -1,0 +1,43 @@
+"""Options and error handling shared by every command group."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from roundtable import settings
+from roundtable.cli import ui
+from roundtable.errors import RoundtableError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL or SQLite file path. Default: $ROUNDTABLE_DB or ./roundtable.db.",
+        show_default=False,
+    ),
+]
+
+
+def db_url(db: str | None) -> str:
+    return settings.database_url(db)
+
+
+def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn user-caused errors into one red line and exit code 2, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except RoundtableError as exc:
+            ui.error(str(exc))
+            raise typer.Exit(code=2) from None
+
+    return wrapper

@@ -1,0 +1,30 @@
+"""``roundtable db``: database maintenance."""
+
+from __future__ import annotations
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.store import db as store_db
+
+app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+@handles_errors
+def upgrade(db: DbOption = None) -> None:
+    """Apply pending schema migrations (also done automatically whenever a database opens)."""
+    url = db_url(db)
+    before, after = store_db.upgrade(url)
+    if before == after:
+        ui.say(f"Database already at the latest schema ({after}).")
+    else:
+        ui.say(f"Database upgraded: {before or 'empty'} -> {after}.")
+
+
+@app.command("current")
+@handles_errors
+def current(db: DbOption = None) -> None:
+    """Print the schema revision of the database."""
+    ui.say(str(store_db.current_revision(db_url(db)) or "empty (no schema yet)"))

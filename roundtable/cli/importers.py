@@ -1,0 +1,39 @@
+"""``roundtable import``: load transcripts and codes produced elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.errors import ImportDataError
+from roundtable.store import db as store_db
+
+app = typer.Typer(help="Import transcripts produced elsewhere.", no_args_is_help=True)
+
+
+@app.command("warroom")
+@handles_errors
+def warroom(
+    directory: Annotated[Path, typer.Argument(help="Folder of War Room JSON exports "
+                                              "(searched recursively).", show_default=False)],
+    db: DbOption = None,
+) -> None:
+    """Load War Room Lab JSON transcripts (one series per reference series)."""
+    from roundtable.io.warroom import import_warroom
+
+    if not directory.is_dir():
+        raise ImportDataError(f"{directory}: not a folder; give the folder holding the "
+                              f"warroom-*.json files (e.g. ../shared/corpora/warroom)")
+    engine = store_db.open_engine(db_url(db))
+    with ui.series_progress("import", 0) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.update(advance=1, total=total, runs=f"{done}/{total}")
+
+        summary = import_warroom(engine, directory, progress=progress)
+    ui.say(summary.describe() if hasattr(summary, "describe") else str(summary))
+    db_flag = f" --db {db}" if db else ""
+    ui.say(f"\nNext:\n  roundtable runs{db_flag}\n  roundtable show A-run07{db_flag}")

@@ -1,0 +1,166 @@
+"""``roundtable run``: plan, run or resume a series from a protocol file."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import sqlalchemy
+import typer
+
+from roundtable import planning, settings
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.errors import ConfigError
+from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
+
+if TYPE_CHECKING:
+    from roundtable.engine.runner import SeriesResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+@handles_errors
+def run(
+    protocol_file: Annotated[Path, typer.Argument(help="Protocol file (TOML).",
+                                                  show_default=False)],
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the run matrix and an "
+                                          "upper-bound cost estimate; call nothing.")] = False,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", metavar="USD", min=0,
+                        help="Stop cleanly once this much has been spent.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1,
+                           help="Most provider calls in flight at once.")] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every run of a series; rerun the same command to resume after an interruption."""
+    protocol = load_protocol(protocol_file)
+    text = protocol_file.read_text(encoding="utf-8")
+    prices = settings.load_prices(protocol.prices)
+    series_plan = planning.plan(protocol, prices)
+    if dry_run:
+        _print_plan(series_plan, protocol_file)
+        return
+    endpoints = settings.endpoints(protocol.endpoints)
+    _preflight(protocol, endpoints)
+    from roundtable.store import db as store_db
+
+    url = db_url(db)
+    engine = store_db.open_engine(url)
+    ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
+           f"{series_plan.calls} calls -> {store_db.display_url(url)}")
+    try:
+        result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
+                                  concurrency, series_plan.calls, quiet))
+    except KeyboardInterrupt:
+        ui.warn("interrupted: every completed call is stored; rerun the same command to "
+                "resume where it stopped.")
+        raise typer.Exit(code=130) from None
+    _print_result(result, protocol_file, db)
+    if result.failed:
+        raise typer.Exit(code=1)
+
+
+def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig]) -> None:
+    """Fail before any call when an endpoint is unknown or its key is missing."""
+    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
+    for name in used:
+        cfg = endpoints.get(name)
+        if cfg is None:
+            known = ", ".join(sorted(endpoints))
+            raise ConfigError(
+                f"unknown endpoint '{name}' in roster.seats: use one of {known}, or "
+                f"declare [endpoints.{name}] in the protocol")
+        settings.api_key(name, cfg)
+
+
+async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
+               endpoints: dict[str, EndpointConfig], prices: dict[str, Price],
+               max_cost: float | None, concurrency: int, planned: int,
+               quiet: bool) -> SeriesResult:
+    from roundtable.engine.runner import RunnerEvent, run_series
+    from roundtable.providers.client import ModelClient
+
+    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
+                         max_cost_usd=max_cost)
+    runs_total = 0
+    runs_done = 0
+    try:
+        with ui.series_progress(protocol.series, planned, enabled=not quiet) as bar:
+
+            def on_event(event: RunnerEvent) -> None:
+                nonlocal runs_total, runs_done
+                advance = 0
+                total = None
+                if event.kind == "series":
+                    runs_total = event.total_runs
+                    runs_done = event.total_runs - event.pending_runs
+                    total = event.planned_calls
+                elif event.kind == "run_finished":
+                    runs_done += 1
+                elif event.kind == "message" and event.detail == "agent":
+                    advance = 1
+                usage = client.totals.usage
+                bar.update(
+                    advance=advance, total=total, runs=f"{runs_done}/{runs_total}",
+                    tokens=f"{usage.input_tokens:,} in ({usage.cached_tokens:,} cached) "
+                           f"/ {usage.output_tokens:,} out",
+                    cost=f"${client.totals.cost_usd:.4f}",
+                )
+
+            return await run_series(engine, protocol, text, client, on_event=on_event)
+    finally:
+        await client.aclose()
+
+
+def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
+    rows = [
+        (c.cell, c.replicates, c.seats, c.rounds, c.calls, _short(c.input_tokens),
+         _short(c.output_tokens), _usd(c.cost_usd))
+        for c in plan.cells
+    ]
+    rows.append(("total", plan.runs, "", "", plan.calls, _short(plan.input_tokens),
+                 _short(plan.output_tokens), _usd(plan.cost_usd)))
+    numeric = ["reps", "seats", "rounds", "calls", "tok in≤", "tok out≤", "cost≤"]
+    ui.table(f"Dry run of {path} (series {plan.series}): nothing is called",
+             ["cell", *numeric], rows, right=numeric, keep_whole=numeric)
+    ui.say("Bounds assume every call uses its full max_tokens and 1 token per 3 characters; "
+           "reps = replicates.")
+    if plan.unpriced:
+        ui.warn("no price known for " + ", ".join(plan.unpriced)
+                + " (counted as $0; add them to a [prices] table)")
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 1 or x == 0 else f"${x:.4f}"
+
+
+def _short(n: int) -> str:
+    """12_345_678 -> '12.3M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _print_result(result: SeriesResult, path: Path, db: str | None) -> None:
+    db_flag = f" --db {db}" if db else ""
+    ui.say(
+        f"\n[bold]Series {result.series}[/]: {result.completed}/{result.total_runs} runs "
+        f"completed ({result.skipped_already_complete} already done before this "
+        f"invocation), {result.messages_written} messages stored this time."
+    )
+    if result.stopped:
+        why = "the spending cap was reached" if result.budget_stopped else "they were stopped"
+        ui.say(f"[yellow]{result.stopped} run(s) stopped because {why}; rerun the same "
+               f"command (with a higher --max-cost) to finish them.[/]")
+    if result.failed:
+        ui.say(f"[red]{result.failed} run(s) failed under the failure policy; see "
+               f"`roundtable runs --series {result.series}{db_flag}`.[/]")
+    ui.say("\nNext:")
+    ui.say(f"  roundtable runs --series {result.series}{db_flag}     list the runs")
+    ui.say(f"  roundtable show {result.series}/<run>{db_flag}        read a transcript")
+    ui.say(f"  roundtable runs --json{db_flag}                 one JSON object per run")

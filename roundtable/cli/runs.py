@@ -1,0 +1,107 @@
+"""``roundtable runs`` and ``roundtable show``: what is stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.store import db as store_db
+from roundtable.store import queries
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs)
+    app.command("show")(show)
+
+
+@handles_errors
+def runs(
+    db: DbOption = None,
+    series: Annotated[str | None, typer.Option("--series", "-s", help="Only this series.")]
+    = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only runs with this status (pending, running, completed, failed, "
+        "stopped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+) -> None:
+    """List runs with series, condition, status and message counts by kind."""
+    engine = store_db.open_engine(db_url(db))
+    rows = queries.list_runs(engine, series=series, status=status)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True))
+        return
+    if not rows:
+        ui.say("No runs stored yet. Try: roundtable run protocols/demo.toml")
+        return
+    ui.table(
+        None,
+        ["id", "ref", "series", "condition", "rep", "status", "seats", "rounds", "agent",
+         "empty", "error", "system", "tokens", "cost"],
+        [(r.id, r.ref, r.series, r.cell if r.source_ref is None else r.source_ref,
+          r.replicate, r.status, r.seats, r.rounds, r.non_empty_agent,
+          r.messages.get("agent", 0) - r.non_empty_agent, r.messages.get("error", 0),
+          r.messages.get("system", 0), f"{r.input_tokens + r.output_tokens:,}",
+          f"${r.cost_usd:.4f}") for r in rows],
+        right=["id", "rep", "seats", "rounds", "agent", "empty", "error", "system", "tokens",
+               "cost"],
+    )
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    ui.say(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+           + ". 'agent' counts non-empty agent messages; read one with `roundtable show REF`.")
+
+
+@handles_errors
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, SERIES/N, SERIES/KEY or a reference id "
+                                       "like A-run07.", show_default=False)],
+    db: DbOption = None,
+    reasoning: Annotated[bool, typer.Option("--reasoning", help="Also print stripped "
+                                            "reasoning blocks.")] = False,
+) -> None:
+    """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
+    engine = store_db.open_engine(db_url(db))
+    t = queries.load_transcript(engine, run)
+    s = t.summary
+    ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
+           f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")
+    if s.conditions:
+        ui.plain("conditions: " + ", ".join(f"{k}={v}" for k, v in s.conditions.items()))
+    ui.table("Seats: the name peers saw, and what it really was",
+             ["#", "seen as", "true model", "endpoint:model"],
+             [(seat.position + 1, seat.display_name, seat.label,
+               f"{seat.endpoint}:{seat.model}") for seat in t.seats], right=["#"])
+    current = None
+    for line in t.lines:
+        if line.round != current and line.round >= 0:
+            current = line.round
+            ui.say(f"\n[bold cyan]── round {line.round} ──[/]")
+        if line.kind == "brief":
+            ui.say("[bold]brief[/] (user):")
+            ui.plain(line.text)
+            continue
+        hidden = "" if line.visible else " [dim](not shown to peers)[/]"
+        if line.kind == "agent":
+            who = f"[bold]{line.display_name}[/] [dim]({line.true_label})[/]"
+            ui.say(f"\n{who}{hidden}:")
+            ui.plain(line.text if line.text else "(empty reply)")
+            if reasoning and line.reasoning:
+                ui.say("[dim]reasoning:[/]")
+                ui.plain(line.reasoning)
+        elif line.kind == "error":
+            ui.say(f"\n[red]error[/] from {line.display_name} [dim]({line.true_label})"
+                   f"[/]{hidden}:")
+            ui.plain(line.text)
+        else:
+            ui.say(f"[dim]{line.text}[/]{hidden}")
+    if t.events:
+        ui.table("Events (injected faults and natural failures are kept apart)",
+                 ["round", "origin", "kind", "detail"],
+                 [(e.round if e.round is not None else "", e.origin, e.kind, e.detail[:120])
+                  for e in t.events])

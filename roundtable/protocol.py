@@ -1,0 +1,442 @@
+"""Protocol files: TOML -> validated, frozen models -> one :class:`RunSpec` per run.
+
+A protocol describes one *series*. Its ``[matrix]`` table lists dotted field paths and the
+values each may take; the series is the full factorial product of those values (each
+*cell* differs from its neighbours in one factor only), times ``replicates``.
+
+Errors name the file, the field and what was expected, on one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from roundtable import conditions
+from roundtable.errors import ProtocolError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EndpointConfig(_Frozen):
+    """How to reach one named endpoint. Built-ins live in :mod:`roundtable.settings`; a
+    protocol may add endpoints or override fields of built-in ones."""
+
+    kind: Literal["openai", "anthropic", "google", "local", "scripted"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = Field(default=8, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    accepts_temperature: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Price(_Frozen):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class SeatConfig(_Frozen):
+    """One seat: ``model`` is ``endpoint:model-id``; ``label`` is the human-readable true
+    identity (defaults to the model id)."""
+
+    model: str
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> SeatConfig:
+        endpoint, sep, model_id = self.model.partition(":")
+        if not sep or not endpoint or not model_id:
+            raise ValueError(
+                f"seat model must look like 'endpoint:model-id' (e.g. 'groq:llama-3.3-70b'),"
+                f" got '{self.model}'"
+            )
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return self.model.partition(":")[0]
+
+    @property
+    def model_id(self) -> str:
+        return self.model.partition(":")[2]
+
+
+class CloneConfig(_Frozen):
+    """``n`` copies of one model (homogeneous group)."""
+
+    model: str
+    n: int = Field(ge=1)
+    label: str | None = None
+
+
+class RosterConfig(_Frozen):
+    """Either an explicit list of seats or a clone group."""
+
+    seats: tuple[SeatConfig, ...] = ()
+    clone: CloneConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings_to_seats(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("seats"), list):
+            data = dict(data)
+            data["seats"] = [{"model": s} if isinstance(s, str) else s for s in data["seats"]]
+        return data
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RosterConfig:
+        if bool(self.seats) == bool(self.clone):
+            raise ValueError("give either 'seats' (a list) or 'clone' (a table), not both")
+        return self
+
+    def resolved(self) -> tuple[SeatConfig, ...]:
+        """The seats in roster order, clones expanded."""
+        if self.clone is not None:
+            seat = SeatConfig(model=self.clone.model, label=self.clone.label)
+            return tuple(seat for _ in range(self.clone.n))
+        return self.seats
+
+
+class NamingConfig(_Frozen):
+    scheme: conditions.NamingScheme = "letters"
+    names: tuple[str, ...] = ()
+    prefix: str = "Agent-"
+
+
+class PromptConfig(_Frozen):
+    """System prompt scaffold and the brief (the opening user message)."""
+
+    brief: str = Field(min_length=1)
+    scaffold: conditions.Scaffold = "full"
+    template: str | None = None
+    language: str = "en"
+
+    @model_validator(mode="after")
+    def _custom_needs_template(self) -> PromptConfig:
+        if self.scaffold == "custom" and not self.template:
+            raise ValueError("scaffold 'custom' needs a 'template' string")
+        return self
+
+
+class TurnConfig(_Frozen):
+    """``simultaneous``: every seat in round r sees exactly rounds < r (deterministic).
+    ``sequential``: seats speak one after another and see earlier speakers of the same round.
+    ``staggered``: seat k starts ``k * stagger_ms`` after the round starts and sees whatever
+    has arrived by then (emulates the reference tool; recorded as non-deterministic)."""
+
+    scheme: Literal["simultaneous", "sequential", "staggered"] = "simultaneous"
+    order: conditions.OrderMode = "fixed"
+    stagger_ms: int = Field(default=1200, ge=0)
+    peer_format: str = "[{name}]: {text}"
+
+
+class SamplingConfig(_Frozen):
+    temperature: float | None = Field(default=0.8, ge=0, le=2)
+    max_tokens: int = Field(default=1024, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    seed: int | None = None
+
+
+class FaultConfig(_Frozen):
+    """Crash ``seat`` (1-based roster position or display name) from ``round`` on.
+
+    ``error``: the error text is shown to peers once, then the seat is gone;
+    ``silent``: the seat vanishes without a trace in the transcript;
+    ``departure``: a system notice says the seat left.
+    """
+
+    seat: int | str
+    round: int = Field(default=0, ge=0)
+    mode: Literal["error", "silent", "departure"] = "error"
+    message: str | None = None
+
+
+class FailurePolicy(_Frozen):
+    """What to do when a seat's call still fails after the client's retries.
+
+    ``skip_turn``: record it and try the seat again next round, dropping it after
+    ``max_consecutive`` failures in a row; ``drop_seat``: drop it at once;
+    ``abort_run``: mark the run failed. ``show_errors`` shows the error text to peers
+    (as the reference tool did)."""
+
+    on_failure: Literal["skip_turn", "drop_seat", "abort_run"] = "skip_turn"
+    max_consecutive: int = Field(default=3, ge=1)
+    show_errors: bool = False
+
+
+class Protocol(_Frozen):
+    """A validated protocol file (one series)."""
+
+    series: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    rounds: int = Field(ge=1)
+    replicates: int = Field(default=1, ge=1)
+    seed: int = 0
+    roster: RosterConfig
+    naming: NamingConfig = NamingConfig()
+    prompt: PromptConfig
+    turns: TurnConfig = TurnConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    faults: tuple[FaultConfig, ...] = ()
+    failures: FailurePolicy = FailurePolicy()
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    matrix: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
+    reference: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_cell(self) -> Protocol:
+        seats = self.roster.resolved()
+        for key, values in self.matrix.items():
+            if not values:
+                raise ValueError(f"matrix '{key}' lists no values")
+        if not self.matrix:
+            _check_names(self, len(seats))
+            _resolve_faults(self, _names_for(self, seats))
+        return self
+
+
+class SeatSpec(_Frozen):
+    """One seat of one run, fully resolved."""
+
+    position: int  # 0-based roster position
+    endpoint: str
+    model: str
+    label: str  # true identity as recorded
+    display_name: str  # what peers see
+    system_prompt: str
+
+
+class FaultSpec(_Frozen):
+    position: int
+    round: int
+    mode: Literal["error", "silent", "departure"]
+    message: str
+
+
+class RunSpec(_Frozen):
+    """Everything needed to hold one run; hashing it identifies the run for resume."""
+
+    series: str
+    cell: str  # condition cell label, e.g. "naming.scheme=model" or "base"
+    conditions: dict[str, Any]
+    replicate: int  # 1-based
+    seed: int
+    rounds: int
+    brief: str
+    seats: tuple[SeatSpec, ...]
+    isolation: bool
+    turns: TurnConfig
+    sampling: SamplingConfig
+    faults: tuple[FaultSpec, ...]
+    failures: FailurePolicy
+
+    @property
+    def key(self) -> str:
+        """Unique within a series: cell and replicate."""
+        return f"{self.cell}#{self.replicate}"
+
+    @property
+    def deterministic(self) -> bool:
+        return self.turns.scheme != "staggered"
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def _names_for(protocol: Protocol, seats: Sequence[SeatConfig]) -> list[str]:
+    try:
+        return conditions.display_names(
+            protocol.naming.scheme,
+            len(seats),
+            model_labels=[s.label or s.model_id for s in seats],
+            explicit=protocol.naming.names,
+            prefix=protocol.naming.prefix,
+        )
+    except ValueError as exc:
+        raise ValueError(f"naming: {exc}") from None
+
+
+def _check_names(protocol: Protocol, n: int) -> None:
+    if protocol.naming.scheme == "explicit" and len(protocol.naming.names) != n:
+        raise ValueError(
+            f"naming.names must list {n} names (one per seat), got {len(protocol.naming.names)}"
+        )
+
+
+def _resolve_faults(protocol: Protocol, names: Sequence[str]) -> tuple[FaultSpec, ...]:
+    out = []
+    for fault in protocol.faults:
+        if isinstance(fault.seat, int):
+            if not 1 <= fault.seat <= len(names):
+                raise ValueError(
+                    f"faults: seat {fault.seat} is not a roster position (1..{len(names)})"
+                )
+            position = fault.seat - 1
+        elif fault.seat in names:
+            position = names.index(fault.seat)
+        else:
+            raise ValueError(f"faults: seat '{fault.seat}' is not one of {list(names)}")
+        if fault.round >= protocol.rounds:
+            raise ValueError(f"faults: round {fault.round} is past the last round")
+        message = fault.message or _default_fault_message(fault.mode, names[position])
+        out.append(FaultSpec(position=position, round=fault.round, mode=fault.mode,
+                             message=message))
+    return tuple(out)
+
+
+def _default_fault_message(mode: str, name: str) -> str:
+    if mode == "departure":
+        return f"{name} has left the conversation."
+    if mode == "error":
+        return "⚠ The model is unavailable: the request failed."
+    return ""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raise :class:`ProtocolError` naming the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProtocolError(f"{path}: no such protocol file") from None
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read the file ({exc.strerror})") from None
+    return parse_protocol(text, source=str(path))
+
+
+def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
+    """Validate protocol TOML text. ``source`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
+    return _validate(data, source)
+
+
+def _validate(data: Mapping[str, Any], source: str) -> Protocol:
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(format_validation_error(exc, source)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line: file, dotted field path, what was expected and what was found."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    where = f"field '{loc}'" if loc else "top level"
+    line = f"{source}: {where}: {msg}"
+    if first["type"] == "extra_forbidden":
+        line = f"{source}: {where}: unknown field (check the spelling; see protocols/README.md)"
+    elif first["type"] == "missing":
+        line = f"{source}: {where}: required field is missing"
+    elif got is not None and not isinstance(got, dict | list) and first["type"] != "value_error":
+        line += f" (got {got!r})"
+    if len(errors) > 1:
+        line += f" [and {len(errors) - 1} more problem(s)]"
+    return line
+
+
+def protocol_hash(text: str) -> str:
+    """Hash of the protocol's meaning (parsed TOML), not its formatting."""
+    data = tomllib.loads(text)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def cells(protocol: Protocol) -> list[tuple[str, dict[str, Any], Protocol]]:
+    """The factorial cells: ``(label, {path: value}, protocol with the values applied)``."""
+    if not protocol.matrix:
+        return [("base", {}, protocol)]
+    base = protocol.model_dump(mode="python", exclude={"matrix"}, exclude_defaults=False)
+    keys = list(protocol.matrix)
+    out = []
+    for combo in itertools.product(*(protocol.matrix[k] for k in keys)):
+        data = copy.deepcopy(base)
+        labels: dict[str, Any] = {}
+        for key, value in zip(keys, combo, strict=True):
+            _set_path(data, key, value)
+            labels[key] = _value_label(value)
+        label = ",".join(f"{k}={v}" for k, v in labels.items())
+        try:
+            cell = Protocol.model_validate(data)
+        except ValidationError as exc:
+            raise ProtocolError(format_validation_error(exc, f"matrix cell [{label}]")) from None
+        out.append((label, labels, cell))
+    return out
+
+
+def _value_label(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("label", json.dumps(value, sort_keys=True))
+    if isinstance(value, list):
+        return json.dumps(value)
+    return value
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            raise ProtocolError(f"matrix: '{dotted}' does not name a protocol field")
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        raise ProtocolError(f"matrix: '{dotted}' does not name a protocol field")
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != "label"} if parts[-1] != "roster" \
+            else {k: v for k, v in value.items() if k != "label"}
+    node[parts[-1]] = value
+
+
+def expand(protocol: Protocol) -> list[RunSpec]:
+    """All runs of the series, in a stable order (cell, then replicate)."""
+    runs = []
+    for label, labels, cell in cells(protocol):
+        seats_cfg = cell.roster.resolved()
+        names = _names_for(cell, seats_cfg)
+        faults = _resolve_faults(cell, names)
+        isolation = cell.prompt.scaffold == "isolation"
+        seats = []
+        for i, seat in enumerate(seats_cfg):
+            peers = [n for j, n in enumerate(names) if j != i]
+            prompt = conditions.system_prompt(
+                cell.prompt.scaffold, names[i], peers,
+                language=cell.prompt.language, template=cell.prompt.template,
+            )
+            seats.append(SeatSpec(
+                position=i, endpoint=seat.endpoint, model=seat.model_id,
+                label=seat.label or seat.model_id, display_name=names[i], system_prompt=prompt,
+            ))
+        for replicate in range(1, cell.replicates + 1):
+            runs.append(RunSpec(
+                series=cell.series, cell=label, conditions=labels, replicate=replicate,
+                seed=conditions.derive_seed(cell.seed, label, replicate),
+                rounds=cell.rounds, brief=cell.prompt.brief, seats=tuple(seats),
+                isolation=isolation, turns=cell.turns, sampling=cell.sampling,
+                faults=faults, failures=cell.failures,
+            ))
+    return runs

@@ -1,0 +1,116 @@
+"""The one narrow provider interface every adapter implements.
+
+An adapter turns a :class:`CompletionRequest` into a :class:`Completion` with a single
+``async complete`` call and classifies failures into the :mod:`roundtable.errors` tree.
+Retries, rate limits, cost and call logging are *not* the adapter's job: they live in
+:mod:`roundtable.providers.client`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One turn of a chat prompt."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """Everything an adapter needs to make one call.
+
+    ``json_schema`` asks for structured output (used by judges); adapters use their SDK's
+    own mechanism for it. ``temperature`` is ``None`` when the provider must not get one.
+    """
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 512
+    temperature: float | None = None
+    timeout_s: float = 60.0
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """A stable hash of the request (metadata excluded), for the call log."""
+        payload = asdict(self)
+        payload.pop("metadata")
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one call. ``cached_tokens`` is the part of ``input_tokens`` served
+    from the provider's prefix cache."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What came back: ``text`` is what peers may see, ``reasoning`` any thinking the
+    provider returned separately or that was stripped from ``<think>`` blocks, and
+    ``raw_text`` the text exactly as received."""
+
+    text: str
+    usage: Usage = Usage()
+    reasoning: str | None = None
+    raw_text: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+
+
+_THINK_RE = re.compile(r"<(think|thinking|reasoning)>(.*?)(</\1>|$)", re.DOTALL | re.IGNORECASE)
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """Separate ``<think>…</think>`` style blocks from visible text.
+
+    Returns ``(visible, reasoning)``; an unterminated block at the end counts as reasoning.
+    """
+    parts = [m.group(2).strip() for m in _THINK_RE.finditer(text)]
+    if not parts:
+        return text, None
+    visible = _THINK_RE.sub("", text).strip()
+    return visible, "\n\n".join(p for p in parts if p) or None
+
+
+class Provider(ABC):
+    """An LLM API reachable through one endpoint."""
+
+    #: endpoint name this provider serves (``groq``, ``anthropic``, ``local`` ...)
+    endpoint: str = "provider"
+    #: whether the provider accepts ``temperature``
+    accepts_temperature: bool = True
+
+    @abstractmethod
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Make one call. Raise a :class:`roundtable.errors.ProviderError` subclass on
+        failure; never retry here."""
+
+    async def aclose(self) -> None:
+        """Release connections. Default: nothing to release."""

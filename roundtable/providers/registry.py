@@ -1,0 +1,36 @@
+"""Build a :class:`Provider` for a named endpoint, importing its SDK only when needed."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from roundtable import settings
+from roundtable.errors import ConfigError
+from roundtable.protocol import EndpointConfig
+from roundtable.providers.base import Provider
+
+_ADAPTERS: dict[str, tuple[str, str]] = {
+    "openai": ("roundtable.providers.openai", "OpenAIProvider"),
+    "anthropic": ("roundtable.providers.anthropic", "AnthropicProvider"),
+    "google": ("roundtable.providers.google", "GoogleProvider"),
+    "local": ("roundtable.providers.local", "LocalProvider"),
+    "scripted": ("roundtable.providers.scripted", "ScriptedProvider"),
+}
+
+
+def build_provider(name: str, config: EndpointConfig,
+                   environ: Mapping[str, str] | None = None) -> Provider:
+    """Instantiate the adapter for ``config.kind``; the API key comes from the environment."""
+    module_name, class_name = _ADAPTERS[config.kind]
+    key = settings.api_key(name, config, environ)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            f"endpoint '{name}' ({config.kind}) cannot be used: {exc}. "
+            f"Install the project's dependencies (pip install 'roundtable[local]' for the local model)"
+        ) from None
+    provider_cls = getattr(module, class_name)
+    provider: Provider = provider_cls(name, config, key)
+    return provider

@@ -1,0 +1,112 @@
+"""Environment: database URL, named endpoints, API keys (read, never stored), prices.
+
+Built-in endpoints cover the common providers; a protocol's ``[endpoints.NAME]`` table adds
+new ones or overrides fields of built-in ones, and ``ROUNDTABLE_<NAME>_BASE_URL`` overrides a
+base URL from the environment (handy for vLLM, ollama or a llama.cpp server elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+from roundtable.errors import ConfigError, MissingKeyError
+from roundtable.protocol import EndpointConfig, Price
+
+DEFAULT_DB_URL = "sqlite:///roundtable.db"
+
+BUILTIN_ENDPOINTS: dict[str, EndpointConfig] = {
+    "openai": EndpointConfig(kind="openai", base_url="https://api.openai.com/v1",
+                             api_key_env="OPENAI_API_KEY", max_concurrency=16),
+    "groq": EndpointConfig(kind="openai", base_url="https://api.groq.com/openai/v1",
+                           api_key_env="GROQ_API_KEY", max_concurrency=8,
+                           requests_per_minute=30),
+    "openrouter": EndpointConfig(kind="openai", base_url="https://openrouter.ai/api/v1",
+                                 api_key_env="OPENROUTER_API_KEY", max_concurrency=16),
+    "vllm": EndpointConfig(kind="openai", base_url="http://127.0.0.1:8000/v1",
+                           max_concurrency=32),
+    "ollama": EndpointConfig(kind="openai", base_url="http://127.0.0.1:11434/v1",
+                             max_concurrency=2),
+    "llamacpp": EndpointConfig(kind="openai", base_url="http://127.0.0.1:8080/v1",
+                               max_concurrency=1),
+    "anthropic": EndpointConfig(kind="anthropic", api_key_env="ANTHROPIC_API_KEY",
+                                max_concurrency=8, accepts_temperature=False),
+    "google": EndpointConfig(kind="google", api_key_env="GEMINI_API_KEY", max_concurrency=8),
+    "local": EndpointConfig(kind="local", max_concurrency=1),
+    "scripted": EndpointConfig(kind="scripted", max_concurrency=1000),
+}
+
+
+def database_url(explicit: str | None = None) -> str:
+    """``--db`` beats ``ROUNDTABLE_DB`` beats ``sqlite:///roundtable.db``. A bare path is
+    taken as a SQLite file."""
+    url = explicit or os.environ.get("ROUNDTABLE_DB") or DEFAULT_DB_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def endpoints(overrides: Mapping[str, EndpointConfig] | None = None,
+              environ: Mapping[str, str] | None = None) -> dict[str, EndpointConfig]:
+    """Built-in endpoints, updated by a protocol's table and by environment base URLs."""
+    env = os.environ if environ is None else environ
+    table = dict(BUILTIN_ENDPOINTS)
+    for name, cfg in (overrides or {}).items():
+        table[name] = cfg
+    for name, cfg in list(table.items()):
+        url = env.get(f"ROUNDTABLE_{name.upper()}_BASE_URL")
+        if url:
+            table[name] = cfg.model_copy(update={"base_url": url})
+    return table
+
+
+def endpoint(name: str, overrides: Mapping[str, EndpointConfig] | None = None,
+             environ: Mapping[str, str] | None = None) -> EndpointConfig:
+    """One endpoint by name, or a :class:`ConfigError` listing the known ones."""
+    table = endpoints(overrides, environ)
+    if name not in table:
+        known = ", ".join(sorted(table))
+        raise ConfigError(
+            f"unknown endpoint '{name}': use one of {known}, or declare it under "
+            f"[endpoints.{name}] in the protocol"
+        )
+    return table[name]
+
+
+def api_key(name: str, cfg: EndpointConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """The endpoint's key from the environment; :class:`MissingKeyError` when required and
+    absent. Keys are returned to the caller only, never logged or stored."""
+    env = os.environ if environ is None else environ
+    if not cfg.api_key_env:
+        return None
+    key = env.get(cfg.api_key_env)
+    if not key:
+        raise MissingKeyError(name, cfg.api_key_env)
+    return key
+
+
+def load_prices(extra: Mapping[str, Price] | None = None, path: Path | None = None
+                ) -> dict[str, Price]:
+    """The price table: built-in ``roundtable/data/prices.toml``, then ``path`` (or
+    ``ROUNDTABLE_PRICES``), then a protocol's ``[prices]``. Keys are ``endpoint:model`` or
+    ``endpoint:*``."""
+    text = resources.files("roundtable").joinpath("data/prices.toml").read_text("utf-8")
+    table = {k: Price.model_validate(v) for k, v in tomllib.loads(text).items()}
+    user = path or (Path(os.environ["ROUNDTABLE_PRICES"]) if os.environ.get("ROUNDTABLE_PRICES")
+                    else None)
+    if user is not None:
+        try:
+            data = tomllib.loads(user.read_text("utf-8"))
+            table.update({k: Price.model_validate(v) for k, v in data.items()})
+        except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+            raise ConfigError(f"{user}: cannot read the price table ({exc})") from None
+    table.update(extra or {})
+    return table
+
+
+def price_for(prices: Mapping[str, Price], endpoint_name: str, model: str) -> Price | None:
+    """Exact ``endpoint:model`` first, then ``endpoint:*``; ``None`` when unknown."""
+    return prices.get(f"{endpoint_name}:{model}") or prices.get(f"{endpoint_name}:*")

@@ -1,0 +1,160 @@
+"""Read-side queries shared by the CLI and exporters: run listings and transcripts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from roundtable.errors import StoreError
+from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of ``roundtable runs``."""
+
+    id: int
+    series: str
+    ref: str  # "<series>/<n>": n-th run of the series, stable by creation order
+    key: str
+    cell: str
+    replicate: int
+    status: str
+    turn_scheme: str
+    deterministic: bool
+    rounds: int
+    seats: int
+    messages: dict[str, int]
+    non_empty_agent: int
+    source_ref: str | None
+    conditions: dict[str, Any] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out = self.__dict__.copy()
+        for k in ("started_at", "finished_at"):
+            out[k] = out[k].isoformat() if out[k] else None
+        return out
+
+
+def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
+              status: str | None = None) -> list[RunSummary]:
+    """Every run (optionally of one series / status), in series then creation order."""
+    with Session(engine) as s:
+        q = select(Run, Series.name).join(Series, col(Series.id) == col(Run.series_id))
+        if series:
+            q = q.where(Series.name == series)
+        rows = s.exec(q.order_by(col(Series.name), col(Run.id))).all()
+        if series and not rows and s.exec(select(Series).where(Series.name == series)).first() \
+                is None:
+            known = ", ".join(s.exec(select(Series.name)).all()) or "none yet"
+            raise StoreError(f"no series named '{series}' (known: {known})")
+        run_ids = [r.id for r, _ in rows]
+        counts: dict[int, Counter[str]] = {i: Counter() for i in run_ids if i is not None}
+        nonempty: Counter[int] = Counter()
+        for run_id, kind, n, filled in s.exec(
+            select(Message.run_id, Message.kind, func.count(),
+                   func.sum(sqlalchemy.case((func.length(Message.text) > 0, 1), else_=0)))
+            .group_by(col(Message.run_id), col(Message.kind))
+        ).all():
+            if run_id in counts:
+                counts[run_id][kind] = n
+                if kind == "agent":
+                    nonempty[run_id] = int(filled or 0)
+        seats: Counter[int] = Counter(dict(s.exec(
+            select(Seat.run_id, func.count()).group_by(col(Seat.run_id))).all()))
+        usage = {rid: (i or 0, o or 0, c or 0.0) for rid, i, o, c in s.exec(
+            select(LlmCall.run_id, func.sum(LlmCall.input_tokens),
+                   func.sum(LlmCall.output_tokens), func.sum(LlmCall.cost_usd))
+            .group_by(col(LlmCall.run_id))).all()}
+    out = []
+    index: Counter[str] = Counter()
+    for run, name in rows:
+        assert run.id is not None
+        index[name] += 1
+        if status and run.status != status:
+            continue
+        i, o, c = usage.get(run.id, (0, 0, 0.0))
+        out.append(RunSummary(
+            id=run.id, series=name, ref=f"{name}/{index[name]}", key=run.key, cell=run.cell,
+            replicate=run.replicate, status=run.status, turn_scheme=run.turn_scheme,
+            deterministic=run.deterministic, rounds=run.rounds, seats=seats[run.id],
+            messages=dict(counts[run.id]), non_empty_agent=nonempty[run.id],
+            source_ref=run.source_ref, conditions=dict(run.conditions or {}),
+            input_tokens=int(i), output_tokens=int(o), cost_usd=float(c),
+            started_at=run.started_at, finished_at=run.finished_at,
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    round: int
+    turn: int
+    kind: str
+    display_name: str | None
+    true_label: str | None
+    text: str
+    reasoning: str | None
+    visible: bool
+
+
+@dataclass(frozen=True)
+class Transcript:
+    summary: RunSummary
+    seats: list[Seat]
+    lines: list[TranscriptLine]
+    events: list[Event]
+
+
+def resolve_run(engine: sqlalchemy.Engine, ref: str) -> RunSummary:
+    """Find a run by id, ``series/n``, ``series/key`` or reference id (``A-run07``)."""
+    runs = list_runs(engine)
+    if ref.isdigit():
+        hits = [r for r in runs if r.id == int(ref)]
+    else:
+        hits = [r for r in runs if ref in (r.ref, f"{r.series}/{r.key}", r.source_ref)]
+    if not hits:
+        raise StoreError(
+            f"no run '{ref}': give a run id, SERIES/N (as in `roundtable runs`), SERIES/KEY "
+            f"or a reference id such as A-run07")
+    if len(hits) > 1:
+        raise StoreError(f"'{ref}' matches {len(hits)} runs; use the run id instead")
+    return hits[0]
+
+
+def load_transcript(engine: sqlalchemy.Engine, ref: str) -> Transcript:
+    """A run's seats, messages in transcript order, and fault events."""
+    summary = resolve_run(engine, ref)
+    with Session(engine) as s:
+        seats = list(s.exec(select(Seat).where(Seat.run_id == summary.id)
+                            .order_by(col(Seat.position))).all())
+        by_id = {seat.id: seat for seat in seats}
+        messages = s.exec(select(Message).where(Message.run_id == summary.id)
+                          .order_by(col(Message.round), col(Message.turn),
+                                    col(Message.id))).all()
+        events = list(s.exec(select(Event).where(Event.run_id == summary.id)
+                             .order_by(col(Event.id))).all())
+        lines = []
+        for m in messages:
+            seat = by_id.get(m.seat_id)
+            lines.append(TranscriptLine(
+                round=m.round, turn=m.turn, kind=m.kind,
+                display_name=seat.display_name if seat else None,
+                true_label=seat.label if seat else None, text=m.text,
+                reasoning=m.reasoning, visible=m.visible))
+        for seat in seats:
+            s.expunge(seat)
+        for ev in events:
+            s.expunge(ev)
+    return Transcript(summary=summary, seats=seats, lines=lines, events=events)

@@ -1,0 +1,45 @@
+"""Shared fixtures: no retry waits, no stray environment, paths to shared data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from roundtable.providers import client as client_module
+
+REPO = Path(__file__).resolve().parents[1]
+WARROOM_DIR = Path(os.environ.get("ROUNDTABLE_WARROOM_DIR",
+                                  REPO.parent / "shared" / "corpora" / "warroom"))
+
+_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+             "GOOGLE_API_KEY", "OPENROUTER_API_KEY", "ROUNDTABLE_DB", "ROUNDTABLE_PRICES")
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries happen, but without sleeping between attempts."""
+    monkeypatch.setattr(client_module.RetryPolicy, "delay",
+                        lambda self, attempt, retry_after, rng: 0.0)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's real keys or database setting."""
+    for var in _KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite database file in tmp_path."""
+    yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def warroom_dir() -> Path:
+    if not (WARROOM_DIR / "Transcripts").is_dir():
+        pytest.skip(f"War Room corpus not found at {WARROOM_DIR}")
+    return WARROOM_DIR
