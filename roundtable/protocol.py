@@ -348,7 +348,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     where = f"field '{loc}'" if loc else "top level"
     line = f"{source}: {where}: {msg}"
     if first["type"] == "extra_forbidden":
-        line = f"{source}: {where}: unknown field (check the spelling; see protocols/README.md)"
+        allowed = _allowed_fields(first["loc"][:-1])
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        line = f"{source}: {where}: unknown field (check the spelling{hint})"
     elif first["type"] == "missing":
         line = f"{source}: {where}: required field is missing"
     elif got is not None and not isinstance(got, dict | list) and first["type"] != "value_error":
@@ -356,6 +358,32 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     if len(errors) > 1:
         line += f" [and {len(errors) - 1} more problem(s)]"
     return line
+
+
+def _allowed_fields(loc: Sequence[int | str]) -> list[str]:
+    """Field names of the model found by walking ``loc`` from :class:`Protocol`."""
+    model: type[BaseModel] = Protocol
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def protocol_hash(text: str) -> str:

@@ -29,6 +29,16 @@ def db_url(db: str | None) -> str:
     return settings.database_url(db)
 
 
+def display_url(url: str) -> str:
+    """The URL with any password hidden, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported by open_engine, not here
+        return url
+
+
 def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn user-caused errors into one red line and exit code 2, no traceback."""
 

@@ -11,7 +11,7 @@ import typer
 
 from roundtable import planning, settings
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors
 from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
@@ -51,7 +51,7 @@ def run(
     url = db_url(db)
     engine = store_db.open_engine(url)
     ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
-           f"{series_plan.calls} calls -> {store_db.display_url(url)}")
+           f"{series_plan.calls} calls -> {display_url(url)}")
     try:
         result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
                                   concurrency, series_plan.calls, quiet))
@@ -117,7 +117,7 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
 
 
 def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (c.cell, c.replicates, c.seats, c.rounds, c.calls, _short(c.input_tokens),
          _short(c.output_tokens), _usd(c.cost_usd))
         for c in plan.cells

@@ -112,5 +112,5 @@ class Provider(ABC):
         """Make one call. Raise a :class:`roundtable.errors.ProviderError` subclass on
         failure; never retry here."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections. Default: nothing to release."""

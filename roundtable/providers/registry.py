@@ -29,7 +29,8 @@ def build_provider(name: str, config: EndpointConfig,
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
             f"endpoint '{name}' ({config.kind}) cannot be used: {exc}. "
-            f"Install the project's dependencies (pip install 'roundtable[local]' for the local model)"
+            "Install the project's dependencies "
+            "(pip install 'roundtable[local]' for the local model)"
         ) from None
     provider_cls = getattr(module, class_name)
     provider: Provider = provider_cls(name, config, key)
