@@ -1,0 +1,519 @@
+"""Database engine: SQLite pragmas, migrate-on-open, idempotent inserts.
+
+:func:`open_engine` is the one way the rest of roundtable gets a database. It
+
+- validates the URL (a bad one gives a :class:`~roundtable.errors.StoreError` naming it, with
+  the password hidden, and the fix); ``postgresql://`` means the psycopg 3 driver;
+- on SQLite, creates the file's parent directory and sets, on every new connection,
+  ``journal_mode=WAL``, ``synchronous=NORMAL``, ``foreign_keys=ON`` and
+  ``busy_timeout=30000``, and lets SQLAlchemy emit ``BEGIN`` itself so that DDL is
+  transactional (pass ``engine.execution_options(sqlite_begin="IMMEDIATE")`` for a connection
+  whose transactions should take the write lock at once);
+- migrates the database to the Alembic head, under a lock (SQLite: ``BEGIN IMMEDIATE``;
+  PostgreSQL: a transaction-scoped advisory lock) so two processes opening the same new
+  database at once do not race; the check is one ``SELECT`` when the database is current;
+- refuses a database stamped with a revision this code does not know (it was created by a
+  newer roundtable).
+
+Alembic needs no ``alembic.ini``: its configuration is built here, with the scripts taken from
+the installed ``roundtable.migrations`` package (``migrations/`` in the repository).
+
+Idempotent writes go through :func:`insert_ignore` / :func:`get_or_create`, which use
+``INSERT ... ON CONFLICT (...) DO NOTHING`` on both SQLite and PostgreSQL.
+
+Developer commands (no ``alembic.ini`` needed)::
+
+    python -m roundtable.store.db revision -m "add code table"   # autogenerate the next one
+    python -m roundtable.store.db revision -m "data fix" --empty  # hand-written migration
+    python -m roundtable.store.db upgrade --db sqlite:///x.db      # same as `roundtable db upgrade`
+    python -m roundtable.store.db current --db sqlite:///x.db
+    python -m roundtable.store.db heads
+
+``revision`` migrates a scratch SQLite database to head, compares it with the models in
+``roundtable/store/tables.py`` and writes ``migrations/versions/NNNN_<slug>.py`` in the source
+checkout; review the file (SQLite batch operations are rendered) before committing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, SQLModel, select
+
+from roundtable.errors import StoreError
+
+__all__ = [
+    "alembic_config",
+    "current_revision",
+    "get_or_create",
+    "head_revision",
+    "insert_ignore",
+    "make_engine",
+    "open_engine",
+    "revision",
+    "session",
+    "upgrade",
+]
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+
+SQLITE_PRAGMAS: tuple[tuple[str, str], ...] = (
+    # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
+    ("busy_timeout", "30000"),
+    ("journal_mode", "WAL"),
+    ("synchronous", "NORMAL"),
+    ("foreign_keys", "ON"),
+)
+
+# Any constant works; it only has to be the same in every roundtable process.
+_PG_MIGRATION_LOCK = 0x726F756E64  # "round"
+
+_URL_FIX = (
+    "use sqlite:///path/to/file.db (or a bare file path) or "
+    "postgresql+psycopg://user:password@host:port/dbname"
+)
+
+
+# --------------------------------------------------------------------------- URLs and engines
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database URL '{_redact(url)}' cannot be parsed: {_URL_FIX}") from exc
+    if parsed.drivername == "postgresql":
+        # psycopg2 is not a dependency; psycopg (3) is.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL points at, or None for in-memory databases."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Take BEGIN away from the sqlite3 module (it skips it before DDL and SELECT), so that
+    # SQLAlchemy's "begin" hook below controls transactions and migrations are atomic.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for name, value in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {name}={value}")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    mode = str(conn.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
+    if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+        raise StoreError(
+            f"execution option sqlite_begin={mode!r} is invalid: use DEFERRED, IMMEDIATE or "
+            f"EXCLUSIVE"
+        )
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str) -> Engine:
+    """A configured engine for ``url`` (pragmas, driver, parent directory) that does NOT
+    migrate. Most callers want :func:`open_engine`."""
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"database URL '{_shown(parsed)}' uses '{backend}', which roundtable does not "
+            f"support: {_URL_FIX}"
+        )
+    if backend == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"database URL '{_shown(parsed)}': cannot create directory "
+                    f"'{path.parent}' ({exc.strerror}); choose a writable location"
+                ) from exc
+    try:
+        engine = create_engine(parsed, pool_pre_ping=backend == "postgresql")
+    except NoSuchModuleError as exc:
+        raise StoreError(
+            f"database URL '{_shown(parsed)}' names an unknown driver: {_URL_FIX}"
+        ) from exc
+    except ImportError as exc:
+        raise StoreError(
+            f"database URL '{_shown(parsed)}' needs a driver that is not installed "
+            f"({exc.name}): pip install 'roundtable[postgres]'"
+        ) from exc
+    if backend == "sqlite":
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+# --------------------------------------------------------------------------- Alembic
+
+
+def _installed_migrations() -> Path:
+    """The directory of the ``roundtable.migrations`` package (works from a wheel install)."""
+    try:
+        location = resources.files("roundtable.migrations")
+    except ModuleNotFoundError:
+        # A source checkout used without installing: migrations/ sits beside roundtable/.
+        location = _source_migrations()
+    path = Path(str(location))
+    if not (path / "env.py").is_file():
+        raise StoreError(
+            f"the Alembic scripts are missing from '{path}': reinstall roundtable "
+            f"(pip install --force-reinstall roundtable)"
+        )
+    return path
+
+
+def _source_migrations() -> Path:
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(script_location: Path | None = None) -> Config:
+    """An Alembic :class:`~alembic.config.Config` built in code (no ``alembic.ini``)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location or _installed_migrations()))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
+
+
+@functools.cache
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = _script_directory().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise StoreError("no Alembic revisions found: reinstall roundtable")
+    return head
+
+
+def _known_revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in _script_directory().walk_revisions())
+
+
+def _check_known(revision: str | None, shown: str) -> None:
+    if revision is not None and revision not in _known_revisions():
+        raise StoreError(
+            f"database '{shown}' is at schema revision '{revision}', which this roundtable "
+            f"(newest revision '{head_revision()}') does not know: it was created by a newer "
+            f"roundtable; upgrade the package (pip install -U roundtable)"
+        )
+
+
+def _read_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _db_error(exc: DBAPIError, shown: str) -> StoreError:
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return StoreError(
+        f"database '{shown}' cannot be opened: {detail}; check that the URL is right, that the "
+        f"server is running (PostgreSQL) and that the file is a roundtable database (SQLite)"
+    )
+
+
+def _migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring ``engine``'s database to head under a cross-process lock; (from, to)."""
+    shown = _shown(engine.url)
+    head = head_revision()
+    sqlite_db = engine.dialect.name == "sqlite"
+    try:
+        with engine.connect() as conn:
+            if sqlite_db:
+                # Batch migrations rebuild tables; FK enforcement would cascade or fail on the
+                # DROP. The pragma is ignored inside a transaction, so set it before BEGIN.
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_keys=OFF"
+                )
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            try:
+                with conn.begin():
+                    if engine.dialect.name == "postgresql":
+                        conn.exec_driver_sql(
+                            f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"
+                        )
+                    before = _read_revision(conn)
+                    _check_known(before, shown)
+                    if before is None:
+                        _refuse_unversioned(conn, shown)
+                    if before != head:
+                        cfg = alembic_config()
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, "head")
+                        if sqlite_db:
+                            _check_foreign_keys(conn, shown)
+            finally:
+                if sqlite_db:
+                    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                        "PRAGMA foreign_keys=ON"
+                    )
+    except DBAPIError as exc:
+        raise _db_error(exc, shown) from exc
+    return before, head
+
+
+def _refuse_unversioned(conn: Connection, shown: str) -> None:
+    ours = set(SQLModel.metadata.tables) & set(inspect(conn).get_table_names())
+    if ours:
+        raise StoreError(
+            f"database '{shown}' already has roundtable tables ({', '.join(sorted(ours))}) but "
+            f"no alembic_version table, so its schema is unknown (it was probably made with "
+            f"SQLModel.metadata.create_all): move it aside and let roundtable create a new one"
+        )
+
+
+def _check_foreign_keys(conn: Connection, shown: str) -> None:
+    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if bad:
+        raise StoreError(
+            f"migrating '{shown}' left {len(bad)} rows with broken foreign keys (first: "
+            f"{tuple(bad[0])}); the migration was rolled back: report this as a bug"
+        )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url`` whose database is at the Alembic head.
+
+    Creates and migrates the database as needed; when it is already current this costs one
+    ``SELECT``. Raises :class:`~roundtable.errors.StoreError` for a bad URL, an unreachable
+    server, a file that is not a roundtable database, or a schema newer than this code.
+    """
+    engine = make_engine(url)
+    shown = _shown(engine.url)
+    try:
+        try:
+            with engine.connect() as conn:
+                current = _read_revision(conn)
+        except DBAPIError as exc:
+            raise _db_error(exc, shown) from exc
+        _check_known(current, shown)
+        if current != head_revision():
+            _migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def upgrade(url: str) -> tuple[str | None, str]:
+    """Migrate the database at ``url`` to head; returns (revision before, revision after).
+    Backs ``roundtable db upgrade``."""
+    engine = make_engine(url)
+    try:
+        return _migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (None if blank or missing); never
+    migrates and never creates a SQLite file."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is not None and not path.exists():
+            return None
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return _read_revision(conn)
+    except DBAPIError as exc:
+        raise _db_error(exc, _shown(engine.url)) from exc
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def session(engine: Engine) -> Iterator[Session]:
+    """``with session(engine) as s:`` — a SQLModel session whose objects stay usable after
+    commit (``expire_on_commit=False``); rolled back if the block raises."""
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+def insert_ignore(s: Session, row: SQLModel, conflict_cols: Sequence[str]) -> int | None:
+    """Insert ``row`` unless a row with the same ``conflict_cols`` exists (those columns must
+    form a unique constraint). Returns the new primary key, or None if nothing was inserted.
+
+    Uses ``INSERT ... ON CONFLICT (cols) DO NOTHING``, so concurrent or repeated writers never
+    raise and never duplicate. ``row`` itself is not added to the session; pending objects are
+    flushed first so foreign keys to them resolve.
+    """
+    table = type(row).__table__  # type: ignore[attr-defined]
+    unknown = [c for c in conflict_cols if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {unknown}")
+    values = {
+        c.name: getattr(row, c.name)
+        for c in table.c
+        if not (c.primary_key and getattr(row, c.name) is None)
+    }
+    s.flush()
+    dialect = s.get_bind().dialect.name
+    stmt: Any
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(
+            index_elements=list(conflict_cols)
+        )
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing(
+            index_elements=list(conflict_cols)
+        )
+    else:  # pragma: no cover - make_engine only builds these two
+        raise StoreError(f"insert_ignore does not support the {dialect} dialect")
+    pk = next(iter(table.primary_key.columns))
+    inserted = s.exec(stmt.returning(pk)).first()
+    return None if inserted is None else int(inserted[0])
+
+
+def get_or_create(s: Session, row: ModelT, conflict_cols: Sequence[str]) -> ModelT:
+    """The stored row matching ``row`` on ``conflict_cols``, inserting ``row`` first if there
+    is none. An existing row is returned unchanged (first write wins)."""
+    insert_ignore(s, row, conflict_cols)
+    model = type(row)
+    stmt = select(model).where(*(getattr(model, c) == getattr(row, c) for c in conflict_cols))
+    return s.exec(stmt).one()
+
+
+# --------------------------------------------------------------------------- developer CLI
+
+
+def _next_rev_id(versions: Path) -> str:
+    numbers = [int(m.group(1)) for p in versions.glob("*.py") if (m := re.match(r"(\d+)_", p.name))]
+    return f"{max(numbers, default=0) + 1:04d}"
+
+
+def revision(message: str, *, autogenerate: bool = True) -> Path:
+    """Write the next migration into the source checkout's ``migrations/versions``.
+
+    With ``autogenerate`` the operations are the difference between a scratch database at head
+    and the models; review the file before committing it.
+    """
+    location = _source_migrations()
+    if not (location / "env.py").is_file():
+        raise StoreError(
+            f"no migrations/ directory beside '{Path(__file__).resolve().parents[1]}': run "
+            f"this from a source checkout of roundtable (pip install -e .)"
+        )
+    cfg = alembic_config(location)
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if ruff:
+        # Format first (wraps long lines), then drop imports an edit-free revision leaves unused.
+        hooks = {"ruff": "format"}
+        if autogenerate:
+            hooks["ruff_fix"] = "check --fix --exit-zero --quiet"
+        cfg.set_section_option("post_write_hooks", "hooks", ", ".join(hooks))
+        for name, options in hooks.items():
+            cfg.set_section_option("post_write_hooks", f"{name}.type", "exec")
+            cfg.set_section_option("post_write_hooks", f"{name}.executable", ruff)
+            cfg.set_section_option(
+                "post_write_hooks", f"{name}.options", f"{options} REVISION_SCRIPT_FILENAME"
+            )
+    skipped: list[bool] = []
+
+    def skip_empty(_context: object, _revision: object, directives: list[Any]) -> None:
+        if autogenerate and directives[0].upgrade_ops.is_empty():
+            directives.clear()
+            skipped.append(True)
+
+    cfg.attributes["process_revision_directives"] = skip_empty
+    rev_id = _next_rev_id(location / "versions")
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/scratch.db")
+        try:
+            if _script_directory().get_current_head() is not None:
+                _migrate(engine)
+            with engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                script = command.revision(
+                    cfg, message=message, autogenerate=autogenerate, rev_id=rev_id
+                )
+        finally:
+            engine.dispose()
+    if skipped:
+        raise StoreError(
+            "the models in roundtable/store/tables.py match the newest migration, so there is "
+            "nothing to autogenerate; for a hand-written migration add --empty"
+        )
+    if script is None or isinstance(script, list):  # pragma: no cover - single head only
+        raise StoreError("alembic wrote no single revision")
+    _script_directory.cache_clear()
+    return Path(script.path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m roundtable.store.db``: see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m roundtable.store.db")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    rev = sub.add_parser("revision", help="write the next migration (autogenerated)")
+    rev.add_argument("-m", "--message", required=True)
+    rev.add_argument("--empty", action="store_true", help="do not autogenerate")
+    for name in ("upgrade", "current"):
+        p = sub.add_parser(name)
+        p.add_argument("--db", required=True, help="database URL or SQLite file path")
+    sub.add_parser("heads")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "revision":
+            print(revision(args.message, autogenerate=not args.empty))
+        elif args.cmd == "heads":
+            print(head_revision())
+        else:
+            url = args.db if "://" in args.db else f"sqlite:///{args.db}"
+            if args.cmd == "upgrade":
+                before, after = upgrade(url)
+                print(f"{before or '<blank>'} -> {after}")
+            else:
+                print(current_revision(url) or "<blank>")
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
