@@ -1,0 +1,205 @@
+"""Google Gemini through the official ``google-genai`` SDK (Gemini API, API-key auth).
+
+Leading system messages become ``system_instruction``; roles map to ``user`` / ``model``,
+consecutive turns of one role are merged into one content with several parts, and a later
+system message is sent as user text at its position (see
+:func:`roundtable.providers.anthropic.split_system_and_turns`).
+
+Endpoint ``options`` understood here:
+
+- ``include_thoughts`` (default false): ask thinking models to return thought summaries,
+  which land in :attr:`Completion.reasoning`.
+- ``api_version``: the API version path segment (the SDK's default otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from roundtable.errors import BadRequest, ConfigError
+from roundtable.protocol import EndpointConfig
+from roundtable.providers.anthropic import split_system_and_turns
+from roundtable.providers.base import (
+    Completion,
+    CompletionRequest,
+    Provider,
+    Usage,
+    split_reasoning,
+)
+from roundtable.providers.errors_map import (
+    classify_status,
+    classify_transport,
+    error_text,
+    malformed,
+    shorten,
+    timeout_error,
+)
+
+if TYPE_CHECKING:
+    from google.genai import Client
+
+DUMMY_KEY = "not-needed"
+
+
+class GoogleProvider(Provider):
+    """Gemini models through ``Client.aio.models.generate_content``."""
+
+    def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
+        try:
+            from google import genai
+            from google.genai import types
+        except ImportError:
+            raise ConfigError(
+                f"endpoint '{endpoint}' needs the google-genai SDK: "
+                f"pip install 'google-genai>=1.30'"
+            ) from None
+        self.endpoint = endpoint
+        self.config = config
+        self.accepts_temperature = config.accepts_temperature
+        self._api_key = api_key
+        self._include_thoughts = bool(config.options.get("include_thoughts", False))
+        api_version = config.options.get("api_version")
+        # retry_options stays unset: the SDK then makes exactly one attempt.
+        http_options = types.HttpOptions(base_url=config.base_url, api_version=api_version)
+        # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute calls.
+        self._client: Client = genai.Client(vertexai=False, api_key=api_key or DUMMY_KEY,
+                                            http_options=http_options)
+
+    def build_request(self, request: CompletionRequest) -> tuple[list[Any], Any]:
+        """The ``contents`` and ``config`` for ``generate_content``."""
+        from google.genai import types
+
+        system, turns = split_system_and_turns(request.messages, assistant_role="model")
+        if not turns:
+            raise BadRequest(
+                f"{self.endpoint} model '{request.model}': nothing to send (the prompt has no "
+                f"non-empty user or assistant message)")
+        contents = [types.Content(role=t.role, parts=[types.Part(text=x) for x in t.texts])
+                    for t in turns]
+        config: dict[str, Any] = {
+            "max_output_tokens": request.max_tokens,
+            # the SDK's per-request timeout is in whole milliseconds
+            "http_options": types.HttpOptions(timeout=max(1, math.ceil(request.timeout_s * 1000))),
+        }
+        if system is not None:
+            config["system_instruction"] = system
+        if request.temperature is not None and self.accepts_temperature:
+            config["temperature"] = request.temperature
+        if request.seed is not None:
+            config["seed"] = request.seed
+        if request.json_schema is not None:
+            config["response_mime_type"] = "application/json"
+            config["response_json_schema"] = request.json_schema
+        if self._include_thoughts:
+            config["thinking_config"] = types.ThinkingConfig(include_thoughts=True)
+        return contents, types.GenerateContentConfig(**config)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """One ``generateContent`` call; failures raise :mod:`roundtable.errors` classes."""
+        import pydantic
+        from google.genai import errors
+
+        contents, config = self.build_request(request)
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                response: Any = await self._client.aio.models.generate_content(
+                    model=request.model, contents=contents, config=config)
+        except errors.APIError as exc:
+            response_obj = getattr(exc, "response", None)
+            headers = getattr(response_obj, "headers", None)
+            status = exc.code if isinstance(exc.code, int) else 500
+            message = error_text(exc.details, str(exc.message or exc.status or ""))
+            if exc.status and exc.status not in message:
+                message = f"{exc.status}: {message}"
+            raise classify_status(status, message, endpoint=self.endpoint, model=request.model,
+                                  headers=headers, body=exc.details,
+                                  api_key=self._api_key) from None
+        except TimeoutError:
+            raise timeout_error(self.endpoint, request.model, request.timeout_s) from None
+        except json.JSONDecodeError as exc:
+            raise malformed(self.endpoint, request.model, f"invalid JSON: {exc}",
+                            api_key=self._api_key) from None
+        except pydantic.ValidationError as exc:
+            raise malformed(self.endpoint, request.model, f"unexpected body: {exc}",
+                            api_key=self._api_key) from None
+        except ValueError as exc:  # the SDK refused the request before sending it
+            raise BadRequest(f"{self.endpoint} model '{request.model}': {shorten(str(exc))}"
+                             ) from None
+        except Exception as exc:
+            err = classify_transport(exc, endpoint=self.endpoint, model=request.model,
+                                     timeout_s=request.timeout_s, api_key=self._api_key)
+            if err is None:
+                raise
+            raise err from None
+        return self.parse(response, request.model)
+
+    def parse(self, response: Any, model: str) -> Completion:
+        """A :class:`Completion` from a ``GenerateContentResponse``."""
+        candidates = getattr(response, "candidates", None)
+        if not candidates:
+            feedback = getattr(response, "prompt_feedback", None)
+            block = getattr(feedback, "block_reason", None)
+            if block is not None:
+                raise BadRequest(
+                    f"{self.endpoint} model '{model}': prompt blocked ({_enum_name(block)})")
+            raise malformed(self.endpoint, model, "no candidates in the response",
+                            _dump(response), self._api_key)
+        candidate = candidates[0]
+        content = getattr(candidate, "content", None)
+        parts = getattr(content, "parts", None) or []
+        finish = getattr(candidate, "finish_reason", None)
+        if content is None and finish is None:
+            raise malformed(self.endpoint, model, "candidate without content or finish reason",
+                            _dump(response), self._api_key)
+        texts: list[str] = []
+        thoughts: list[str] = []
+        for part in parts:
+            text = getattr(part, "text", None)
+            if not isinstance(text, str):
+                continue
+            (thoughts if getattr(part, "thought", None) else texts).append(text)
+        raw_text = "".join(texts)
+        visible, inline = split_reasoning(raw_text)
+        reasoning = [t for t in thoughts if t.strip()] + ([inline] if inline else [])
+        return Completion(
+            text=visible,
+            usage=_usage(getattr(response, "usage_metadata", None)),
+            reasoning="\n\n".join(reasoning) or None,
+            raw_text=raw_text,
+            model=getattr(response, "model_version", None) or model,
+            finish_reason=_enum_name(finish) if finish is not None else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        await self._client.aio.aclose()
+        self._client.close()
+
+
+def _usage(meta: Any) -> Usage:
+    if meta is None:
+        return Usage()
+    thoughts = _int(getattr(meta, "thoughts_token_count", None))
+    return Usage(
+        input_tokens=_int(getattr(meta, "prompt_token_count", None)),
+        # thoughts are billed as output; candidates_token_count leaves them out
+        output_tokens=_int(getattr(meta, "candidates_token_count", None)) + thoughts,
+        cached_tokens=_int(getattr(meta, "cached_content_token_count", None)),
+        reasoning_tokens=thoughts,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _dump(response: Any) -> Any:
+    dump = getattr(response, "model_dump", None)
+    return dump(mode="json", exclude_none=True) if callable(dump) else response
