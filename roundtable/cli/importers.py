@@ -29,11 +29,11 @@ def warroom(
         raise ImportDataError(f"{directory}: not a folder; give the folder holding the "
                               f"warroom-*.json files (e.g. ../shared/corpora/warroom)")
     engine = store_db.open_engine(db_url(db))
-    with ui.series_progress("import", 0) as bar:
+    with ui.series_progress("import", 0, unit="files") as bar:
         def progress(done: int, total: int) -> None:
             bar.update(advance=1, total=total, runs=f"{done}/{total}")
 
         summary = import_warroom(engine, directory, progress=progress)
-    ui.say(summary.describe() if hasattr(summary, "describe") else str(summary))
+    ui.plain(summary.describe())
     db_flag = f" --db {db}" if db else ""
     ui.say(f"\nNext:\n  roundtable runs{db_flag}\n  roundtable show A-run07{db_flag}")

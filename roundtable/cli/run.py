@@ -124,7 +124,7 @@ def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
     ]
     rows.append(("total", plan.runs, "", "", plan.calls, _short(plan.input_tokens),
                  _short(plan.output_tokens), _usd(plan.cost_usd)))
-    numeric = ["reps", "seats", "rounds", "calls", "tok in≤", "tok out≤", "cost≤"]
+    numeric = ["reps", "seats", "rnd", "calls", "tok in≤", "tok out≤", "cost≤"]
     ui.table(f"Dry run of {path} (series {plan.series}): nothing is called",
              ["cell", *numeric], rows, right=numeric, keep_whole=numeric)
     ui.say("Bounds assume every call uses its full max_tokens and 1 token per 3 characters; "

@@ -38,23 +38,36 @@ def runs(
     if not rows:
         ui.say("No runs stored yet. Try: roundtable run protocols/demo.toml")
         return
+    numeric = ["rnd", "agent", "err", "sys", "tokens", "cost"]
     ui.table(
         None,
-        ["id", "ref", "series", "condition", "rep", "status", "seats", "rounds", "agent",
-         "empty", "error", "system", "tokens", "cost"],
-        [(r.id, r.ref, r.series, r.cell if r.source_ref is None else r.source_ref,
-          r.replicate, r.status, r.seats, r.rounds, r.non_empty_agent,
-          r.messages.get("agent", 0) - r.non_empty_agent, r.messages.get("error", 0),
-          r.messages.get("system", 0), f"{r.input_tokens + r.output_tokens:,}",
-          f"${r.cost_usd:.4f}") for r in rows],
-        right=["id", "rep", "seats", "rounds", "agent", "empty", "error", "system", "tokens",
-               "cost"],
+        ["id", "ref", "condition", "status", *numeric],
+        [(r.id, r.ref, _condition(r), r.status, r.rounds, r.non_empty_agent,
+          r.messages.get("error", 0), r.messages.get("system", 0),
+          _tokens(r.input_tokens + r.output_tokens),
+          f"${r.cost_usd:.3f}" if r.cost_usd else "-") for r in rows],
+        right=["id", *numeric], keep_whole=["id", "ref", "status", *numeric],
     )
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r.status] = by_status.get(r.status, 0) + 1
+    empty = sum(r.messages.get("agent", 0) - r.non_empty_agent for r in rows)
     ui.say(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-           + ". 'agent' counts non-empty agent messages; read one with `roundtable show REF`.")
+           + f". agent = non-empty agent messages ({empty} empty replies not counted); "
+           "err = error lines; sys = system lines. Read one with `roundtable show REF`.")
+
+
+def _condition(r: queries.RunSummary) -> str:
+    if r.source_ref is not None:
+        return r.source_ref
+    cell = "" if r.cell == "base" else r.cell
+    return f"{cell} #{r.replicate}".strip()
+
+
+def _tokens(n: int) -> str:
+    if n == 0:
+        return "-"
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 @handles_errors

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -56,7 +57,8 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
           *, right: Sequence[str] = (), keep_whole: Sequence[str] = ()) -> None:
     """Print a simple table; columns named in ``right`` are right-aligned, those in
     ``keep_whole`` never wrap (others fold when the terminal is narrow)."""
-    t = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
+    t = Table(title=title, show_lines=False, header_style="bold", title_justify="left",
+              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", overflow="fold",
                      no_wrap=col in keep_whole)
@@ -79,14 +81,14 @@ class SeriesProgress:
 
 
 @contextmanager
-def series_progress(description: str, total: int, *, enabled: bool = True
-                    ) -> Iterator[SeriesProgress]:
+def series_progress(description: str, total: int, *, enabled: bool = True,
+                    unit: str = "calls") -> Iterator[SeriesProgress]:
     """Context manager yielding a :class:`SeriesProgress`; disabled -> updates are no-ops."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("calls · runs {task.fields[runs]}"),
+        TextColumn("{task.fields[unit]} · runs {task.fields[runs]}"),
         TextColumn("· {task.fields[tokens]}"),
         TextColumn("· {task.fields[cost]}"),
         TimeElapsedColumn(),
@@ -95,5 +97,6 @@ def series_progress(description: str, total: int, *, enabled: bool = True
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total, runs="", tokens="", cost="")
+        task = progress.add_task(description, total=total, runs="", tokens="", cost="",
+                                 unit=unit)
         yield SeriesProgress(progress, task)
