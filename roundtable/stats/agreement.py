@@ -1,0 +1,738 @@
+"""Inter-rater agreement: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha.
+
+Pure functions over arrays; no I/O. Ratings are one-dimensional sequences (or numpy arrays)
+of hashable labels -- booleans, integers, strings such as ``"L2"`` -- with ``None`` or NaN
+marking an item the rater did not code. Two-rater statistics use *pairwise deletion*: only
+items both raters coded count.
+
+Undefined values are NaN, never an exception, and never a made-up number. The conventions,
+chosen to match scikit-learn (``cohen_kappa_score``), R ``irr`` and Krippendorff (2011):
+
+* no item coded by both raters (empty input) -> every statistic is NaN;
+* Cohen's kappa when both raters put every item in the same single category: the chance
+  agreement p_e is 1, so kappa = (p_o - p_e) / (1 - p_e) is 0/0. scikit-learn returns NaN
+  (``replace_undefined_by=np.nan``) and ``irr::kappa2`` returns NaN; so do we, and
+  :func:`cohen_kappa_result` / :class:`FlagAgreement` say so with ``degenerate=True``. (Some
+  authors report 1.0 there; pass ``replace_undefined_by=1.0`` to get that.) Percent
+  agreement is still defined (1.0) and is the number to quote for such a flag;
+* Krippendorff's alpha when the pairable values show no variation at all (expected
+  disagreement 0) or no unit has two values: NaN (Krippendorff 2011 treats such data as
+  uninformative about reliability; the ``krippendorff`` package raises instead);
+* a flag one rater never uses is *not* degenerate: kappa is then exactly 0 or negative.
+
+References: J. Cohen (1960), Educ. Psychol. Meas. 20:37-46; J. L. Fleiss (1971), Psychol.
+Bull. 76:378-382; K. Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FlagAgreement",
+    "KappaResult",
+    "Level",
+    "Ratings",
+    "bootstrap_ci",
+    "category_counts",
+    "cohen_kappa",
+    "cohen_kappa_result",
+    "coincidence_matrix",
+    "confusion_matrix",
+    "flag_agreement",
+    "fleiss_kappa",
+    "fleiss_kappa_by_category",
+    "krippendorff_alpha",
+    "pairwise",
+    "percent_agreement",
+]
+
+Ratings: TypeAlias = Sequence[Hashable | None] | npt.NDArray[Any]
+"""One rater's labels, one per item; ``None`` or NaN = not coded."""
+
+Level: TypeAlias = Literal["nominal", "ordinal", "interval", "ratio"]
+"""Level of measurement for Krippendorff's alpha."""
+
+IntArray: TypeAlias = npt.NDArray[np.int64]
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+_MISSING = -1
+_INVALID = -2
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _is_missing(value: object) -> bool:
+    # NaN is the only value unequal to itself; cheaper than np.isnan on Python scalars.
+    return value is None or (isinstance(value, float | np.floating) and value != value)
+
+
+_NUMERIC_TYPES = frozenset({bool, int, float, type(None), np.bool_, np.float64, np.int64})
+
+
+def _as_1d(x: Ratings, what: str) -> npt.NDArray[Any]:
+    arr = np.asarray(x) if isinstance(x, np.ndarray) else np.asarray(list(x), dtype=object)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional (one label per item), got shape "
+                         f"{arr.shape}")
+    return arr
+
+
+def _numeric_view(arr: npt.NDArray[Any]) -> tuple[FloatArray, str] | None:
+    """The array as float64 (None -> NaN) plus a type hint for labels, if it is numeric.
+
+    Object arrays holding only None/bool/int/float (flags read from a database) qualify;
+    their labels keep Python equality semantics because True == 1 == 1.0.
+    """
+    kind = arr.dtype.kind
+    if kind in "biuf":
+        return arr.astype(np.float64), kind
+    if kind != "O":
+        return None
+    items = arr.tolist()
+    types = {type(v) for v in items}
+    if not types <= _NUMERIC_TYPES:
+        return None
+    hint = ("b" if types <= {bool, np.bool_, type(None)}
+            else "i" if types <= {bool, int, np.bool_, np.int64, type(None)} else "f")
+    return np.array([math.nan if v is None else v for v in items], dtype=np.float64), hint
+
+
+def _sorted_labels(found: Sequence[Hashable]) -> tuple[Hashable, ...]:
+    try:
+        return tuple(sorted(found))  # type: ignore[type-var]
+    except TypeError:  # mixed, unorderable types: keep order of first appearance
+        return tuple(found)
+
+
+def _encode(
+    columns: Sequence[Ratings],
+    labels: Sequence[Hashable] | None,
+    *,
+    what: str = "ratings",
+    invalid: Literal["raise", "mark"] = "raise",
+) -> tuple[list[IntArray], tuple[Hashable, ...]]:
+    """Map labels to integer codes 0..k-1 (-1 missing, -2 not in ``labels`` when marked).
+
+    Numeric data take a vectorised path; anything else (strings, mixed objects) goes through
+    a dictionary. Labels compare by Python equality, so True == 1 == 1.0.
+    """
+    arrays = [_as_1d(c, what) for c in columns]
+    views = [_numeric_view(a) for a in arrays]
+    numeric_labels = labels is None or all(
+        isinstance(v, int | float | np.number) for v in labels)
+    codes: list[IntArray]
+    if numeric_labels and all(v is not None for v in views):
+        vals = [v[0] for v in views if v is not None]
+        flat = np.concatenate(vals) if vals else np.empty(0)
+        missing = np.isnan(flat)
+        if labels is None:
+            domain = np.unique(flat[~missing])
+            hints = {v[1] for v in views if v is not None}
+            cast: Callable[[float], Hashable] = (
+                bool if hints <= {"b"} else int if hints <= {"b", "i", "u"} else float)
+            out_labels: tuple[Hashable, ...] = tuple(cast(d) for d in domain.tolist())
+            flat_codes = np.searchsorted(domain, flat).astype(np.int64)
+        else:
+            given = np.asarray(list(labels), dtype=np.float64)
+            if np.unique(given).size != given.size:
+                raise ValueError(f"labels must be distinct, got {list(labels)!r}")
+            order = np.argsort(given, kind="stable")
+            domain = given[order]
+            out_labels = tuple(labels)
+            if domain.size:
+                pos = np.clip(np.searchsorted(domain, flat), 0, domain.size - 1)
+                flat_codes = np.where(domain[pos] == flat, order[pos], _INVALID).astype(np.int64)
+            else:
+                flat_codes = np.full(flat.shape, _INVALID, dtype=np.int64)
+        flat_codes[missing] = _MISSING
+        codes = np.split(flat_codes, np.cumsum([v.size for v in vals])[:-1])
+    else:
+        lists = [a.tolist() for a in arrays]
+        if labels is None:
+            seen: dict[Hashable, None] = {}
+            for lst in lists:
+                for v in lst:
+                    if not _is_missing(v):
+                        seen.setdefault(v, None)
+            out_labels = _sorted_labels(list(seen))
+        else:
+            out_labels = tuple(labels)
+        index = {lab: i for i, lab in enumerate(out_labels)}
+        if len(index) != len(out_labels):
+            raise ValueError(f"labels must be distinct, got {list(out_labels)!r}")
+        codes = [
+            np.fromiter(
+                (_MISSING if _is_missing(v) else index.get(v, _INVALID) for v in lst),
+                dtype=np.int64, count=len(lst))
+            for lst in lists
+        ]
+    if invalid == "raise" and labels is not None:
+        for c, a in zip(codes, arrays, strict=True):
+            bad = np.flatnonzero(c == _INVALID)
+            if bad.size:
+                raise ValueError(
+                    f"{what}: value {a[bad[0]]!r} at position {int(bad[0])} is not one of the "
+                    f"labels {list(out_labels)!r}; add it to labels or mark it missing (None)")
+    return codes, out_labels
+
+
+def _pair_codes(
+    a: Ratings, b: Ratings, labels: Sequence[Hashable] | None
+) -> tuple[IntArray, IntArray, tuple[Hashable, ...]]:
+    (ca, cb), labs = _encode([a, b], labels)
+    if ca.size != cb.size:
+        raise ValueError(f"the two raters must rate the same items: got {ca.size} and "
+                         f"{cb.size} labels")
+    both = (ca >= 0) & (cb >= 0)
+    return ca[both], cb[both], labs
+
+
+def _tables(ca: IntArray, cb: IntArray, k: int) -> IntArray:
+    """Contingency table(s) of paired codes; leading axes of ``ca`` are kept (batches)."""
+    flat = ca * k + cb
+    lead = flat.shape[:-1]
+    offsets = (np.arange(int(np.prod(lead, dtype=np.int64))) * (k * k)).reshape(lead + (1,))
+    counts = np.bincount((flat + offsets).ravel(), minlength=int(np.prod(lead)) * k * k)
+    return counts.reshape(lead + (k, k)).astype(np.int64)
+
+
+# ------------------------------------------------------------------ two-rater statistics
+
+
+def _percent_from_tables(t: IntArray) -> FloatArray:
+    n = t.sum(axis=(-2, -1))
+    diag = np.trace(t, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, diag / np.maximum(n, 1), np.nan).astype(np.float64)
+
+
+def _kappa_from_tables(
+    t: IntArray, replace_undefined_by: float = math.nan
+) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Cohen's kappa per table: (kappa, p_o, p_e, degenerate)."""
+    n = t.sum(axis=(-2, -1)).astype(np.float64)
+    safe_n = np.maximum(n, 1.0)
+    p_o = np.trace(t, axis1=-2, axis2=-1) / safe_n
+    rows = t.sum(axis=-1) / safe_n[..., None]
+    cols = t.sum(axis=-2) / safe_n[..., None]
+    p_e = (rows * cols).sum(axis=-1)
+    # p_e == 1 exactly when both raters used one and the same category for every item;
+    # test it on integers so rounding cannot hide or invent the case.
+    diag_max = np.diagonal(t, axis1=-2, axis2=-1).max(axis=-1) if t.shape[-1] else n * 0
+    degenerate = (n > 0) & (diag_max == n)
+    denom = np.where(degenerate, 1.0, 1.0 - p_e)
+    kappa = np.where(degenerate, replace_undefined_by, (p_o - p_e) / denom)
+    empty = n == 0
+    kappa = np.where(empty, np.nan, kappa)
+    return (kappa.astype(np.float64), np.where(empty, np.nan, p_o), np.where(empty, np.nan, p_e),
+            degenerate)
+
+
+def _alpha_from_tables(t: IntArray) -> FloatArray:
+    """Nominal Krippendorff's alpha for two raters with no missing pairs, per table."""
+    n_units = t.sum(axis=(-2, -1)).astype(np.float64)
+    n_vals = 2.0 * n_units
+    marg = t.sum(axis=-1) + t.sum(axis=-2)
+    d_o = 2.0 * (n_units - np.trace(t, axis1=-2, axis2=-1))
+    d_e = n_vals**2 - (marg.astype(np.float64) ** 2).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = 1.0 - (n_vals - 1.0) * d_o / d_e
+    return np.where(d_e > 0, alpha, np.nan).astype(np.float64)
+
+
+def percent_agreement(a: Ratings, b: Ratings) -> float:
+    """Share of items on which two raters gave the same label.
+
+    Items either rater left uncoded (None/NaN) are dropped. Returns NaN when no item was
+    coded by both.
+    """
+    ca, cb, _ = _pair_codes(a, b, None)
+    if ca.size == 0:
+        return math.nan
+    return float(np.mean(ca == cb))
+
+
+@dataclass(frozen=True)
+class KappaResult:
+    """Cohen's kappa with its ingredients.
+
+    ``degenerate`` is True when both raters used one and the same category for every item
+    (p_e = 1): kappa is then undefined and reported as ``replace_undefined_by`` (NaN by
+    default). ``reason`` explains any NaN.
+    """
+
+    kappa: float
+    p_observed: float
+    p_expected: float
+    n: int
+    labels: tuple[Hashable, ...]
+    degenerate: bool
+    reason: str = ""
+
+
+def cohen_kappa_result(
+    a: Ratings,
+    b: Ratings,
+    *,
+    labels: Sequence[Hashable] | None = None,
+    replace_undefined_by: float = math.nan,
+) -> KappaResult:
+    """Cohen's (1960) unweighted kappa for nominal labels, with p_o, p_e and diagnostics.
+
+    ``labels`` fixes the category set (a value outside it raises ValueError); by default it
+    is every label either rater used. Missing values are deleted pairwise.
+    """
+    ca, cb, labs = _pair_codes(a, b, labels)
+    k = len(labs)
+    table = _tables(ca[None, :], cb[None, :], max(k, 1))
+    kappa, p_o, p_e, degenerate = _kappa_from_tables(table, replace_undefined_by)
+    reason = ""
+    if ca.size == 0:
+        reason = "no item was coded by both raters"
+    elif degenerate[0]:
+        reason = (f"both raters gave every item the label {labs[int(ca[0])]!r}: chance "
+                  "agreement p_e = 1, so kappa = 0/0 is undefined (percent agreement is 1.0)")
+    return KappaResult(float(kappa[0]), float(p_o[0]), float(p_e[0]), int(ca.size), labs,
+                       bool(degenerate[0]), reason)
+
+
+def cohen_kappa(
+    a: Ratings,
+    b: Ratings,
+    *,
+    labels: Sequence[Hashable] | None = None,
+    replace_undefined_by: float = math.nan,
+) -> float:
+    """Cohen's (1960) unweighted kappa between two raters, for nominal labels.
+
+    kappa = (p_o - p_e) / (1 - p_e) over the items both raters coded. NaN when no item was
+    coded by both; ``replace_undefined_by`` (default NaN, as scikit-learn and irr) when both
+    raters used a single identical category (p_e = 1). See :func:`cohen_kappa_result`.
+    """
+    return cohen_kappa_result(a, b, labels=labels,
+                              replace_undefined_by=replace_undefined_by).kappa
+
+
+def confusion_matrix(a: Ratings, b: Ratings, labels: Sequence[Hashable]) -> IntArray:
+    """Counts of (label by ``a``, label by ``b``) over items both coded.
+
+    Rows follow ``labels`` for rater ``a``, columns for rater ``b``. A value outside
+    ``labels`` raises ValueError; missing values are dropped pairwise.
+    """
+    ca, cb, labs = _pair_codes(a, b, labels)
+    return np.asarray(_tables(ca[None, :], cb[None, :], len(labs))[0], dtype=np.int64)
+
+
+# ------------------------------------------------------------------ Krippendorff's alpha
+
+
+def _delta(level: Level, labels: tuple[Hashable, ...], n_c: FloatArray) -> FloatArray:
+    """Squared difference function delta^2(c, k) between value indices."""
+    k = len(labels)
+    if level == "nominal":
+        return 1.0 - np.eye(k)
+    if level == "ordinal":
+        cum = np.cumsum(n_c)
+        i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        between = cum[hi] - cum[lo] + n_c[lo]  # sum of n_g for g from lo to hi inclusive
+        return np.asarray((between - (n_c[lo] + n_c[hi]) / 2.0) ** 2, dtype=np.float64)
+    try:
+        v = np.asarray([float(x) for x in labels], dtype=np.float64)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{level} alpha needs numeric values, got labels {list(labels)!r}; "
+                         "use level='nominal' or 'ordinal'") from None
+    diff = v[:, None] - v[None, :]
+    if level == "interval":
+        return np.asarray(diff**2, dtype=np.float64)
+    if level == "ratio":
+        total = v[:, None] + v[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(total != 0, diff / np.where(total != 0, total, 1.0), 0.0)
+        return np.asarray(r**2, dtype=np.float64)
+    raise ValueError(f"level must be nominal, ordinal, interval or ratio, got {level!r}")
+
+
+def coincidence_matrix(codes: IntArray, k: int) -> FloatArray:
+    """Krippendorff's coincidence matrix o_ck from raters x units codes (-1 = missing).
+
+    Each pairable unit (two or more values) contributes n_uc * n_uk / (m_u - 1) for c != k
+    and n_uc * (n_uc - 1) / (m_u - 1) on the diagonal.
+    """
+    n_raters, n_units = codes.shape
+    present = codes >= 0
+    flat = (np.arange(n_units)[None, :] * k + codes)[present]
+    counts = np.bincount(flat, minlength=n_units * k).reshape(n_units, k).astype(np.float64)
+    m = counts.sum(axis=1)
+    keep = m >= 2
+    counts, m = counts[keep], m[keep]
+    weighted = counts / (m - 1.0)[:, None]
+    o = weighted.T @ counts
+    o[np.diag_indices(k)] -= weighted.sum(axis=0)
+    return np.asarray(o, dtype=np.float64)
+
+
+def krippendorff_alpha(
+    data: Sequence[Ratings] | npt.NDArray[Any],
+    level: Level = "nominal",
+    *,
+    value_domain: Sequence[Hashable] | None = None,
+) -> float:
+    """Krippendorff's alpha for raters x units data with missing values (None/NaN).
+
+    Implemented with the coincidence-matrix method of Krippendorff (2011):
+    alpha = 1 - (n - 1) * sum(o_ck * d_ck) / sum(n_c * n_k * d_ck), where ``n`` counts the
+    pairable values. ``level`` picks the difference function: nominal, ordinal (ranks by
+    ``value_domain`` order, or sorted values), interval or ratio (numeric values only).
+    Units with fewer than two values are not pairable and are ignored.
+
+    Returns NaN when no unit has two values, or when all pairable values are the same
+    (no variation: expected disagreement 0, alpha = 0/0).
+    """
+    return _alpha(data, level, value_domain)[0]
+
+
+def _alpha(
+    data: Sequence[Ratings] | npt.NDArray[Any],
+    level: Level,
+    value_domain: Sequence[Hashable] | None,
+) -> tuple[float, str]:
+    rows = list(data)
+    if not rows:
+        return math.nan, "no raters"
+    codes_list, labels = _encode(rows, value_domain, what="krippendorff_alpha data")
+    if len({c.size for c in codes_list}) != 1:
+        raise ValueError("krippendorff_alpha data must be raters x units with one value (or "
+                         "None) per rater and unit; rows have different lengths")
+    codes = np.vstack(codes_list)
+    k = len(labels)
+    if k == 0 or codes.shape[1] == 0:
+        return math.nan, "no values"
+    o = coincidence_matrix(codes, k)
+    n_c = o.sum(axis=1)
+    n = float(n_c.sum())
+    if n == 0:
+        return math.nan, "no unit was coded by two or more raters"
+    delta = _delta(level, labels, n_c)
+    d_o = float((o * delta).sum())
+    d_e = float((np.outer(n_c, n_c) * delta).sum())
+    if d_e == 0:
+        return math.nan, "all pairable values are identical: no variation, alpha = 0/0"
+    return 1.0 - (n - 1.0) * d_o / d_e, ""
+
+
+# ------------------------------------------------------------------------- Fleiss' kappa
+
+
+def category_counts(
+    data: Sequence[Ratings] | npt.NDArray[Any],
+    labels: Sequence[Hashable] | None = None,
+) -> IntArray:
+    """Turn raters x units labels into the units x categories count table Fleiss uses.
+
+    Columns follow ``labels`` (default: sorted labels seen). Missing values are not counted.
+    """
+    codes_list, labs = _encode(list(data), labels, what="category_counts data")
+    codes = np.vstack(codes_list)
+    k = len(labs)
+    n_units = codes.shape[1]
+    present = codes >= 0
+    flat = (np.arange(n_units)[None, :] * k + codes)[present]
+    return np.bincount(flat, minlength=n_units * k).reshape(n_units, k).astype(np.int64)
+
+
+def _fleiss_parts(counts: npt.ArrayLike) -> tuple[FloatArray, int, int]:
+    table = np.asarray(counts, dtype=np.float64)
+    if table.ndim != 2:
+        raise ValueError("fleiss_kappa needs a subjects x categories table of counts")
+    if table.size and (np.any(table < 0) or np.any(table != np.round(table))):
+        raise ValueError("fleiss_kappa counts must be non-negative integers")
+    per_subject = table.sum(axis=1)
+    if per_subject.size and np.any(per_subject != per_subject[0]):
+        raise ValueError("fleiss_kappa needs the same number of ratings for every subject; "
+                         f"got between {int(per_subject.min())} and {int(per_subject.max())} "
+                         "(use krippendorff_alpha for unequal or missing ratings)")
+    n_raters = int(per_subject[0]) if per_subject.size else 0
+    return table, table.shape[0], n_raters
+
+
+def fleiss_kappa(counts: npt.ArrayLike) -> float:
+    """Fleiss' (1971) kappa from a subjects x categories table of rating counts.
+
+    Every subject must have the same number of ratings (at least two). NaN when there are
+    no subjects, fewer than two ratings each, or all ratings fall in one category (P_e = 1).
+    """
+    table, n_subjects, n_raters = _fleiss_parts(counts)
+    if n_subjects == 0 or n_raters < 2:
+        return math.nan
+    p_j = table.sum(axis=0) / (n_subjects * n_raters)
+    p_i = ((table**2).sum(axis=1) - n_raters) / (n_raters * (n_raters - 1))
+    p_bar, p_e = float(p_i.mean()), float((p_j**2).sum())
+    if np.max(p_j) == 1.0:
+        return math.nan
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def fleiss_kappa_by_category(counts: npt.ArrayLike) -> FloatArray:
+    """Fleiss' (1971) category-wise kappas: one per column of the count table.
+
+    kappa_j = 1 - sum_i n_ij (n - n_ij) / (N n (n - 1) p_j q_j); NaN for a category nobody
+    or everybody used.
+    """
+    table, n_subjects, n_raters = _fleiss_parts(counts)
+    if n_subjects == 0 or n_raters < 2:
+        return np.full(table.shape[1], np.nan)
+    p_j = table.sum(axis=0) / (n_subjects * n_raters)
+    disagree = (table * (n_raters - table)).sum(axis=0)
+    denom = n_subjects * n_raters * (n_raters - 1) * p_j * (1.0 - p_j)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = 1.0 - disagree / denom
+    return np.where(denom > 0, out, np.nan).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def _resample_blocks(rng: np.random.Generator, n: int, n_resamples: int) -> list[IntArray]:
+    """Bootstrap index rows, drawn in blocks whose size depends only on ``n`` (so memory
+    stays bounded and every caller with the same seed sees the same resamples)."""
+    block = max(1, 2_000_000 // max(n, 1))
+    out: list[IntArray] = []
+    for start in range(0, n_resamples, block):
+        rows = min(block, n_resamples - start)
+        out.append(rng.integers(0, n, size=(rows, n), dtype=np.int64))
+    return out
+
+
+def _percentile_interval(values: FloatArray, confidence: float) -> tuple[float, float, int]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return math.nan, math.nan, 0
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [tail, 1.0 - tail])
+    return float(low), float(high), int(finite.size)
+
+
+def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+
+
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *arrays: Ratings,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval, resampling units (items) with replacement.
+
+    All ``arrays`` are resampled with the same indices, so paired ratings stay paired, and
+    ``statistic(*resampled_arrays)`` is evaluated once per resample. The same ``seed`` gives
+    the same interval. :func:`cohen_kappa` and :func:`percent_agreement` (default
+    arguments) are evaluated vectorised from per-resample tables, with identical results;
+    any other callable is called once per resample.
+
+    Resamples on which the statistic is NaN or infinite (e.g. a resample of a rare flag in
+    which neither rater used the flag, making kappa undefined) are left out, so the interval
+    is conditional on the statistic being defined; when none is finite, or there are no
+    units, the result is (NaN, NaN).
+    """
+    _check_bootstrap_args(n_resamples, confidence)
+    if not arrays:
+        raise ValueError("bootstrap_ci needs at least one array to resample")
+    arrs = [_as_1d(a, "bootstrap_ci arrays") for a in arrays]
+    n = arrs[0].size
+    if any(a.size != n for a in arrs):
+        raise ValueError("bootstrap_ci arrays must all have the same length (paired units)")
+    if n == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    batch = _BATCHED.get(statistic) if len(arrs) == 2 else None
+    if batch is not None:
+        # Same resamples, same values as the loop below, but one bincount per block.
+        (ca, cb), labs = _encode(arrs, None, what="bootstrap_ci arrays")
+        k = max(len(labs), 1)
+        values = np.concatenate([batch(_masked_tables(ca[idx], cb[idx], k))
+                                 for idx in _resample_blocks(rng, n, n_resamples)])
+    else:
+        values = np.empty(n_resamples, dtype=np.float64)
+        i = 0
+        for block in _resample_blocks(rng, n, n_resamples):
+            for idx in block:
+                values[i] = statistic(*(a[idx] for a in arrs))
+                i += 1
+    low, high, _ = _percentile_interval(values, confidence)
+    return low, high
+
+
+def _masked_tables(ca: IntArray, cb: IntArray, k: int) -> IntArray:
+    """Per-row contingency tables of paired codes, leaving out pairs with a missing code."""
+    both = (ca >= 0) & (cb >= 0)
+    flat = np.where(both, ca * k + cb, k * k)  # k*k is a spill bin for dropped pairs
+    rows = flat.shape[0]
+    flat = flat + (np.arange(rows) * (k * k + 1))[:, None]
+    counts = np.bincount(flat.ravel(), minlength=rows * (k * k + 1))
+    return np.asarray(counts.reshape(rows, k * k + 1)[:, : k * k].reshape(rows, k, k),
+                      dtype=np.int64)
+
+
+def _kappa_batch(t: IntArray) -> FloatArray:
+    return _kappa_from_tables(t)[0]
+
+
+_BATCHED: dict[Callable[..., float], Callable[[IntArray], FloatArray]] = {
+    cohen_kappa: _kappa_batch,
+    percent_agreement: _percent_from_tables,
+}
+"""Two-rater statistics :func:`bootstrap_ci` evaluates from per-resample tables at once."""
+
+
+# ------------------------------------------------------------------------------ pairwise
+
+
+def pairwise(
+    raters: Mapping[str, Ratings],
+    statistic: Callable[[Ratings, Ratings], float],
+) -> dict[tuple[str, str], float]:
+    """Apply a two-rater statistic to every pair of raters.
+
+    Keys are ``(name_a, name_b)`` with ``name_a`` before ``name_b`` in the mapping's order.
+    """
+    if len(raters) < 2:
+        raise ValueError(f"pairwise needs at least two raters, got {list(raters)!r}")
+    return {(x, y): statistic(raters[x], raters[y]) for x, y in combinations(raters, 2)}
+
+
+# --------------------------------------------------------------------- one flag, two raters
+
+
+@dataclass(frozen=True)
+class FlagAgreement:
+    """Agreement of two raters on one binary flag.
+
+    All statistics use the ``n`` items both raters coded with a valid value. ``prevalence``
+    is each rater's share of positives over those items. ``confusion`` is the 2 x 2 table
+    ``[[neg/neg, neg/pos], [pos/neg, pos/pos]]`` with rows for ``names[0]`` and columns for
+    ``names[1]``. ``kappa_degenerate`` marks p_e = 1 (kappa NaN; see the module docstring).
+    CIs are percentile bootstraps over items; ``ci_resamples`` counts the resamples on which
+    kappa was defined. ``notes`` explains every NaN.
+    """
+
+    flag: str
+    names: tuple[str, str]
+    n_items: int
+    n: int
+    n_missing: dict[str, int]
+    n_invalid: dict[str, int]
+    prevalence: dict[str, float]
+    percent: float
+    kappa: float
+    kappa_ci: tuple[float, float]
+    alpha: float
+    alpha_ci: tuple[float, float]
+    confusion: tuple[tuple[int, int], tuple[int, int]]
+    kappa_degenerate: bool
+    ci_resamples: int
+    notes: tuple[str, ...] = field(default=())
+
+
+def _binary_codes(x: Ratings, what: str) -> IntArray:
+    """1 / 0 for true/false (bool, 0/1 int or float), -1 missing, -2 anything else."""
+    codes, _ = _encode([x], (False, True), what=what, invalid="mark")
+    return codes[0]
+
+
+def flag_agreement(
+    flag: str,
+    a: Ratings,
+    b: Ratings,
+    *,
+    names: tuple[str, str] = ("a", "b"),
+    bootstrap: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> FlagAgreement:
+    """Every agreement statistic for one binary flag coded by two raters.
+
+    Values are booleans or 0/1 (ints or floats); None/NaN is missing; any other value is
+    counted in ``n_invalid`` and treated as missing. ``bootstrap`` resamples (0 = no CIs)
+    with ``seed`` give reproducible percentile CIs for kappa and alpha, computed vectorised
+    from per-resample 2 x 2 tables (the same resamples :func:`bootstrap_ci` would draw for
+    the jointly coded items with that seed).
+    """
+    if len(names) != 2 or names[0] == names[1]:
+        raise ValueError(f"names must be two different rater names, got {names!r}")
+    ca, cb = _binary_codes(a, f"{flag} ({names[0]})"), _binary_codes(b, f"{flag} ({names[1]})")
+    if ca.size != cb.size:
+        raise ValueError(f"flag {flag!r}: raters {names[0]!r} and {names[1]!r} must code the "
+                         f"same items, got {ca.size} and {cb.size} values")
+    both = (ca >= 0) & (cb >= 0)
+    pa, pb = ca[both], cb[both]
+    n = int(pa.size)
+    table = _tables(pa[None, :], pb[None, :], 2)
+    kappa, _, _, degenerate = _kappa_from_tables(table)
+    alpha = _alpha_from_tables(table)
+    percent = _percent_from_tables(table)
+
+    notes: list[str] = []
+    if n == 0:
+        notes.append("no item was coded (validly) by both raters: every statistic is NaN")
+    elif degenerate[0]:
+        label = "present" if pa[0] == 1 else "absent"
+        notes.append(f"both raters coded the flag {label} on every item: kappa and alpha are "
+                     "undefined (p_e = 1); percent agreement is 1.0")
+    elif not np.isfinite(alpha[0]):
+        notes.append("alpha is undefined: no variation in the pooled values")
+
+    ci_k = ci_a = (math.nan, math.nan)
+    valid = 0
+    if bootstrap > 0 and n > 0:
+        _check_bootstrap_args(bootstrap, confidence)
+        rng = np.random.default_rng(seed)
+        ks: list[FloatArray] = []
+        als: list[FloatArray] = []
+        for idx in _resample_blocks(rng, n, bootstrap):
+            t = _tables(pa[idx], pb[idx], 2)
+            ks.append(_kappa_from_tables(t)[0])
+            als.append(_alpha_from_tables(t))
+        lo, hi, valid = _percentile_interval(np.concatenate(ks), confidence)
+        ci_k = (lo, hi)
+        lo, hi, _ = _percentile_interval(np.concatenate(als), confidence)
+        ci_a = (lo, hi)
+        if valid < bootstrap:
+            notes.append(f"{bootstrap - valid} of {bootstrap} bootstrap resamples had undefined "
+                         "kappa and were left out of the CI")
+
+    n_items = int(ca.size)
+    return FlagAgreement(
+        flag=flag,
+        names=(names[0], names[1]),
+        n_items=n_items,
+        n=n,
+        n_missing={names[0]: int((ca == _MISSING).sum()), names[1]: int((cb == _MISSING).sum())},
+        n_invalid={names[0]: int((ca == _INVALID).sum()), names[1]: int((cb == _INVALID).sum())},
+        prevalence={names[0]: float(pa.mean()) if n else math.nan,
+                    names[1]: float(pb.mean()) if n else math.nan},
+        percent=float(percent[0]),
+        kappa=float(kappa[0]),
+        kappa_ci=ci_k,
+        alpha=float(alpha[0]),
+        alpha_ci=ci_a,
+        confusion=((int(table[0, 0, 0]), int(table[0, 0, 1])),
+                   (int(table[0, 1, 0]), int(table[0, 1, 1]))),
+        kappa_degenerate=bool(degenerate[0]),
+        ci_resamples=valid,
+        notes=tuple(notes),
+    )
