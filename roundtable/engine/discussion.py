@@ -1,0 +1,364 @@
+"""One run: rounds, the turn scheme, faults, failures and persistence of every line.
+
+A :class:`Discussion` holds one run from its stored state to the end. Every finished call
+(or crash, or failure) is committed in one transaction before anything else may depend on
+it, so killing the process at any moment loses at most the calls in flight. On start the
+run reloads what it stored before and calls only what is missing:
+
+* simultaneous: the missing seats of a partial round (their view, rounds < r, is identical);
+* sequential: from the first missing speaker (earlier speakers are stored);
+* staggered: the missing seats, each seeing what is stored when it starts (non-deterministic
+  by design).
+
+Turn schemes, for round ``r`` and speaking order ``order`` (``conditions.speaking_order``):
+
+* ``simultaneous``: every active seat is called concurrently and sees exactly rounds < r;
+* ``sequential``: the seats speak one after another; the k-th speaker sees the k-1 before it;
+* ``staggered``: the k-th speaker starts ``k * stagger_ms`` after the round starts and sees
+  whatever has been stored by then; ``turn`` is then the arrival order.
+
+Injected crashes (:mod:`roundtable.engine.faults`) and natural failures (a
+:class:`~roundtable.errors.ProviderError` after the client's retries) are recorded as events
+with different ``origin`` and never mixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from roundtable import conditions
+from roundtable.engine import persist
+from roundtable.engine.faults import FaultPlan, FaultyCall, PlannedCrash
+from roundtable.engine.persist import (
+    EventRow,
+    MessageRow,
+    RunHandle,
+    StoredRun,
+    TurnWriter,
+    WriterThread,
+)
+from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
+from roundtable.errors import BudgetExceeded, ProviderError
+from roundtable.protocol import FaultSpec
+from roundtable.providers.base import CompletionRequest
+from roundtable.providers.client import CallRecord, CallResult, ModelClient
+
+RunStatus = Literal["completed", "failed", "stopped"]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended in this invocation."""
+
+    status: RunStatus
+    detail: str = ""
+    messages_written: int = 0
+
+
+class _Aborted(Exception):
+    """Internal: the failure policy aborted the run."""
+
+
+def _entry_kind(kind: str) -> EntryKind | None:
+    if kind == "agent":
+        return "agent"
+    if kind == "error":
+        return "error"
+    if kind == "system":
+        return "system"
+    return None
+
+
+class Discussion:
+    """Holds one run. ``on_message(kind)`` is called for every newly stored message and
+    ``on_fault(text)`` for every crash or failure, synchronously on the event loop.
+    With ``writer_thread`` the commits happen on that thread (the turn still waits for its
+    commit before anything may see it); without, on the event-loop thread."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        handle: RunHandle,
+        client: ModelClient,
+        *,
+        stored: StoredRun | None = None,
+        on_message: Callable[[str], None] | None = None,
+        on_fault: Callable[[str], None] | None = None,
+        sleep: Sleep = asyncio.sleep,
+        writer_thread: WriterThread | None = None,
+    ) -> None:
+        self.engine = engine
+        self._thread = writer_thread
+        self.handle = handle
+        self.spec = handle.spec
+        self.client = client
+        self._on_message = on_message
+        self._on_fault = on_fault
+        self._sleep = sleep
+        self.writer = TurnWriter(engine, handle.run_id, handle.seat_ids)
+        self.names = {s.position: s.display_name for s in self.spec.seats}
+        plan = FaultPlan(self.spec.faults)
+        self._calls = {s.position: FaultyCall(client.complete, plan, s.position)
+                       for s in self.spec.seats}
+        self.entries: list[Entry] = []
+        self.resolved: set[tuple[int, int]] = set()
+        self.gone: set[int] = set()
+        self.consecutive: dict[int, int] = {s.position: 0 for s in self.spec.seats}
+        self.aborted: str | None = None
+        self._arrivals: dict[int, int] = {}
+        self._restore(stored or persist.load_run(engine, handle.run_id))
+
+    # ------------------------------------------------------------------ resume
+
+    def _restore(self, stored: StoredRun) -> None:
+        """Rebuild the transcript, resolved seat-rounds, departed seats and failure streaks."""
+        agent_rounds: dict[int, set[int]] = {}
+        for msg in stored.messages:
+            kind = _entry_kind(msg.kind)
+            if kind is None:
+                continue
+            self.entries.append(Entry(round=msg.round, turn=msg.turn, position=msg.position,
+                                      kind=kind, text=msg.text, visible=msg.visible))
+            self._arrivals[msg.round] = max(self._arrivals.get(msg.round, 0), msg.turn + 1)
+            if kind == "agent" and msg.position is not None:
+                self.resolved.add((msg.round, msg.position))
+                agent_rounds.setdefault(msg.position, set()).add(msg.round)
+        failure_rounds: dict[int, set[int]] = {}
+        for ev in stored.events:
+            if ev.kind == "run_aborted":
+                self.aborted = ev.detail
+            if ev.position is None or ev.round is None:
+                continue
+            if ev.kind in ("crash", "failure"):
+                self.resolved.add((ev.round, ev.position))
+            if ev.kind == "failure":
+                failure_rounds.setdefault(ev.position, set()).add(ev.round)
+            if ev.kind in ("crash", "seat_dropped"):
+                self.gone.add(ev.position)
+        for position in self.consecutive:
+            streak = 0
+            fails = failure_rounds.get(position, set())
+            oks = agent_rounds.get(position, set())
+            for r in sorted(fails | oks):
+                streak = streak + 1 if r in fails else 0
+            self.consecutive[position] = streak
+        self.entries.sort(key=lambda e: e.order_key)
+
+    def remaining_calls(self) -> int:
+        """Upper bound of the seat-rounds still to play (0 when the run is over)."""
+        if self.aborted is not None:
+            return 0
+        total = 0
+        for r in range(self.spec.rounds):
+            for seat in self.spec.seats:
+                if (r, seat.position) not in self.resolved and seat.position not in self.gone:
+                    total += 1
+        return total
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> RunOutcome:
+        """Play every missing turn; return the final status. A budget stop returns
+        ``stopped``; cancellation propagates and leaves the run ``running`` (resumable)."""
+        if self.aborted is not None:
+            await self._status("failed", self.aborted)
+            return RunOutcome("failed", self.aborted, self.writer.messages_written)
+        await self._status("running")
+        await self._store(None, None, messages=[MessageRow(
+            slot=persist.BRIEF_SLOT, round=-1, turn=0, kind="brief", text=self.spec.brief)])
+        try:
+            for r in range(self.spec.rounds):
+                await self._round(r)
+                if self.aborted is not None:
+                    raise _Aborted(self.aborted)
+        except BudgetExceeded:
+            await self._status("stopped", "budget")
+            return RunOutcome("stopped", "budget", self.writer.messages_written)
+        except _Aborted as exc:
+            await self._status("failed", str(exc))
+            return RunOutcome("failed", str(exc), self.writer.messages_written)
+        await self._status("completed")
+        return RunOutcome("completed", "", self.writer.messages_written)
+
+    async def _status(self, status: str, detail: str = "") -> None:
+        if self._thread is None:
+            persist.set_status(self.engine, self.handle.run_id, status, detail)
+        else:
+            await self._thread.run(persist.set_status, engine=self.engine,
+                                   run_id=self.handle.run_id, status=status, detail=detail)
+
+    async def _round(self, r: int) -> None:
+        n = len(self.spec.seats)
+        order = conditions.speaking_order(self.spec.turns.order, n, run_seed=self.spec.seed,
+                                          round_index=r)
+        todo = [(k, p) for k, p in enumerate(order)
+                if (r, p) not in self.resolved and p not in self.gone]
+        if not todo:
+            return
+        scheme = self.spec.turns.scheme
+        if scheme == "sequential":
+            for k, p in todo:
+                await self._turn(r, k, p)
+                if self.aborted is not None:
+                    return
+            return
+        if scheme == "simultaneous":
+            coros = [self._turn(r, k, p) for k, p in todo]
+        else:
+            start = asyncio.get_running_loop().time()
+            coros = [self._staggered_turn(r, k, p, start) for k, p in todo]
+        results = await asyncio.gather(*coros, return_exceptions=True)
+        # Every sibling has finished and persisted by now; only then report why we stop.
+        budget: BudgetExceeded | None = None
+        for result in results:
+            if isinstance(result, BudgetExceeded):
+                budget = result
+            elif isinstance(result, BaseException):
+                raise result
+        if budget is not None:
+            raise budget
+
+    async def _staggered_turn(self, r: int, k: int, p: int, start: float) -> None:
+        delay = start + k * self.spec.turns.stagger_ms / 1000 - \
+            asyncio.get_running_loop().time()
+        if delay > 0:
+            await self._sleep(delay)
+        await self._turn(r, k, p)
+
+    def request_for(self, r: int, k: int, p: int) -> CompletionRequest:
+        """The request seat ``p`` (k-th speaker) gets in round ``r``, given what is stored."""
+        spec = self.spec
+        seat = spec.seats[p]
+        view = visible_for(self.entries, scheme=spec.turns.scheme, round_index=r, turn=k)
+        messages = render(position=p, system_prompt=seat.system_prompt, brief=spec.brief,
+                          entries=view, names=self.names, peer_format=spec.turns.peer_format,
+                          isolation=spec.isolation)
+        seed = None if spec.sampling.seed is None else \
+            conditions.derive_seed(spec.sampling.seed, spec.seed, r, p)
+        return CompletionRequest(
+            model=seat.model, messages=messages, max_tokens=spec.sampling.max_tokens,
+            temperature=spec.sampling.temperature, timeout_s=spec.sampling.timeout_s,
+            seed=seed, metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)},
+        )
+
+    async def _turn(self, r: int, k: int, p: int) -> None:
+        seat = self.spec.seats[p]
+        request = self.request_for(r, k, p)
+        try:
+            result = await self._calls[p](seat.endpoint, request, round_index=r)
+        except PlannedCrash as exc:
+            await self._crashed(r, k, p, exc.fault)
+        except BudgetExceeded:
+            raise
+        except ProviderError as exc:
+            await self._failed(r, k, p, exc)
+        else:
+            await self._succeeded(r, k, p, result)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _turn_index(self, r: int, k: int) -> int:
+        if self.spec.turns.scheme != "staggered":
+            return k
+        turn = self._arrivals.get(r, 0)
+        self._arrivals[r] = turn + 1
+        return turn
+
+    async def _store(self, p: int | None, r: int | None, *, success: CallRecord | None = None,
+                     failures: tuple[CallRecord, ...] = (),
+                     messages: list[MessageRow] | None = None,
+                     events: list[EventRow] | None = None) -> None:
+        """Commit one turn; returns once it is durable (in-memory state is updated after)."""
+        messages = messages or []
+        if self._thread is None:
+            new = self.writer.write(position=p, round_index=r, success=success,
+                                    failures=failures, messages=messages, events=events or [])
+        else:
+            new = await self._thread.run(self.writer.write, position=p, round_index=r,
+                                         success=success, failures=failures,
+                                         messages=messages, events=events or [])
+        if new and self._on_message is not None:
+            for msg in messages[:new]:
+                self._on_message(msg.kind)
+
+    def _add_entry(self, msg: MessageRow) -> None:
+        kind = _entry_kind(msg.kind)
+        if kind is not None:
+            self.entries.append(Entry(round=msg.round, turn=msg.turn, position=msg.position,
+                                      kind=kind, text=msg.text, visible=msg.visible))
+
+    async def _succeeded(self, r: int, k: int, p: int, result: CallResult) -> None:
+        completion = result.completion
+        msg = MessageRow(
+            slot=persist.agent_slot(r, p), round=r, turn=self._turn_index(r, k), kind="agent",
+            text=completion.text, position=p,
+            raw_text=completion.raw_text if completion.raw_text is not None else completion.text,
+            reasoning=completion.reasoning,
+        )
+        await self._store(p, r, success=result.record, failures=result.failures, messages=[msg])
+        self._add_entry(msg)
+        self.resolved.add((r, p))
+        self.consecutive[p] = 0
+
+    async def _crashed(self, r: int, k: int, p: int, fault: FaultSpec) -> None:
+        messages: list[MessageRow] = []
+        if fault.mode == "error":
+            messages.append(MessageRow(slot=persist.seat_slot(r, p, "error"), round=r,
+                                       turn=self._turn_index(r, k), kind="error",
+                                       text=fault.message, position=p))
+        elif fault.mode == "departure":
+            messages.append(MessageRow(slot=persist.seat_slot(r, p, "notice"), round=r,
+                                       turn=self._turn_index(r, k), kind="system",
+                                       text=fault.message, position=p))
+        event = EventRow(slot=persist.seat_slot(r, p, "crash"), origin="injected",
+                         kind="crash", detail=f"{fault.mode}: {fault.message}", round=r,
+                         position=p)
+        await self._store(p, r, messages=messages, events=[event])
+        for msg in messages:
+            self._add_entry(msg)
+        self.resolved.add((r, p))
+        self.gone.add(p)
+        if self._on_fault is not None:
+            self._on_fault(f"{self.spec.key}: {self.names[p]} crashed at round {r} "
+                           f"(injected, {fault.mode})")
+
+    async def _failed(self, r: int, k: int, p: int, exc: ProviderError) -> None:
+        policy = self.spec.failures
+        detail = f"{exc.kind}: {exc}"
+        records = tuple(rec for rec in exc.records if isinstance(rec, CallRecord))
+        messages: list[MessageRow] = []
+        if policy.show_errors:
+            messages.append(MessageRow(slot=persist.seat_slot(r, p, "error"), round=r,
+                                       turn=self._turn_index(r, k), kind="error",
+                                       text=f"⚠ {exc}", position=p))
+        events = [EventRow(slot=persist.seat_slot(r, p, "failure"), origin="natural",
+                           kind="failure", detail=detail, round=r, position=p)]
+        self.consecutive[p] += 1
+        drop = policy.on_failure == "drop_seat" or (
+            policy.on_failure == "skip_turn" and self.consecutive[p] >= policy.max_consecutive)
+        if drop:
+            events.append(EventRow(
+                slot=persist.seat_slot(r, p, "dropped"), origin="natural", kind="seat_dropped",
+                detail=f"{policy.on_failure} after {self.consecutive[p]} failure(s) in a row: "
+                       f"{detail}", round=r, position=p))
+        abort = policy.on_failure == "abort_run"
+        if abort:
+            events.append(EventRow(slot=persist.run_slot(r, "aborted"), origin="natural",
+                                   kind="run_aborted",
+                                   detail=f"{self.names[p]} at round {r}: {detail}", round=r))
+        await self._store(p, r, failures=records, messages=messages, events=events)
+        for msg in messages:
+            self._add_entry(msg)
+        self.resolved.add((r, p))
+        if drop:
+            self.gone.add(p)
+        if abort and self.aborted is None:
+            self.aborted = f"{self.names[p]} at round {r}: {detail}"
+        if self._on_fault is not None:
+            self._on_fault(f"{self.spec.key}: {self.names[p]} failed at round {r} ({detail})")
