@@ -13,6 +13,7 @@ import pytest_asyncio
 from roundtable.errors import (
     AuthError,
     BadRequest,
+    ConfigError,
     MalformedResponse,
     ModelNotFound,
     ProviderTimeout,
@@ -269,6 +270,23 @@ async def test_structured_output_request(server: FakeServer, provider: OpenAIPro
         "type": "json_schema",
         "json_schema": {"name": "Flag_codes", "schema": schema, "strict": True},
     }
+
+
+async def test_json_object_schema_format_option(server: FakeServer) -> None:
+    schema = {"type": "object", "properties": {"agree": {"type": "boolean"}}}
+    server.enqueue(openai_chat('{"agree": true}'))
+    prov = make(server.url + "/v1", options={"schema_format": "json_object"})
+    try:
+        await prov.complete(req(json_schema=schema))
+    finally:
+        await prov.aclose()
+    assert server.requests[0].json()["response_format"] == {"type": "json_object",
+                                                            "schema": schema}
+
+
+async def test_bad_schema_format_option_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="schema_format"):
+        make("http://127.0.0.1:9/v1", options={"schema_format": "xml"})
 
 
 async def test_extra_body_option(server: FakeServer) -> None:

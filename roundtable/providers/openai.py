@@ -10,6 +10,9 @@ Endpoint ``options`` understood here:
 - ``max_tokens_field``: ``"max_tokens"`` or ``"max_completion_tokens"``. Default: the latter
   for api.openai.com (its reasoning models refuse ``max_tokens``), the former elsewhere.
 - ``strict_schema`` (default true): send ``strict`` with a ``json_schema`` response format.
+- ``schema_format``: ``"json_schema"`` (default; OpenAI, vLLM, the C++ llama-server) or
+  ``"json_object"``, which sends ``{"type": "json_object", "schema": ...}`` as
+  llama-cpp-python's own server requires.
 - ``extra_body``: a table merged into every request body (e.g. OpenRouter ``provider``).
 """
 
@@ -75,6 +78,13 @@ class OpenAIProvider(Provider):
             )
         self._max_tokens_field: str = field
         self._strict_schema = bool(config.options.get("strict_schema", True))
+        schema_format = config.options.get("schema_format", "json_schema")
+        if schema_format not in ("json_schema", "json_object"):
+            raise ConfigError(
+                f"endpoint '{endpoint}': options.schema_format must be 'json_schema' or "
+                f"'json_object', got {schema_format!r}"
+            )
+        self._schema_format: str = schema_format
         extra = config.options.get("extra_body")
         if extra is not None and not isinstance(extra, dict):
             raise ConfigError(
@@ -93,7 +103,9 @@ class OpenAIProvider(Provider):
             params["temperature"] = request.temperature
         if request.seed is not None:
             params["seed"] = request.seed
-        if request.json_schema is not None:
+        if request.json_schema is not None and self._schema_format == "json_object":
+            params["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        elif request.json_schema is not None:
             title = str(request.json_schema.get("title") or "response")
             name = _SCHEMA_NAME.sub("_", title)[:64] or "response"
             fmt: dict[str, Any] = {"name": name, "schema": request.json_schema}
