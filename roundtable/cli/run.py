@@ -59,7 +59,7 @@ def run(
         ui.warn("interrupted: every completed call is stored; rerun the same command to "
                 "resume where it stopped.")
         raise typer.Exit(code=130) from None
-    _print_result(result, protocol_file, db)
+    _print_result(result, db, engine)
     if result.failed:
         raise typer.Exit(code=1)
 
@@ -106,9 +106,10 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                 usage = client.totals.usage
                 bar.update(
                     advance=advance, total=total, runs=f"{runs_done}/{runs_total}",
-                    tokens=f"{usage.input_tokens:,} in ({usage.cached_tokens:,} cached) "
-                           f"/ {usage.output_tokens:,} out",
-                    cost=f"${client.totals.cost_usd:.4f}",
+                    tokens=f"· tok {_short(usage.input_tokens)} in "
+                           f"({_short(usage.cached_tokens)} cached) "
+                           f"{_short(usage.output_tokens)} out",
+                    cost=f"· {_usd(client.totals.cost_usd)}",
                 )
 
             return await run_series(engine, protocol, text, client, on_event=on_event)
@@ -146,10 +147,17 @@ def _short(n: int) -> str:
     return str(n)
 
 
-def _print_result(result: SeriesResult, path: Path, db: str | None) -> None:
+def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engine) -> None:
+    from roundtable.cli.runs import print_runs
+    from roundtable.store.queries import list_runs
+
     db_flag = f" --db {db}" if db else ""
+    rows = list_runs(engine, series=result.series)
+    ui.say("")
+    if len(rows) <= 30:
+        print_runs(rows)
     ui.say(
-        f"\n[bold]Series {result.series}[/]: {result.completed}/{result.total_runs} runs "
+        f"[bold]Series {result.series}[/]: {result.completed}/{result.total_runs} runs "
         f"completed ({result.skipped_already_complete} already done before this "
         f"invocation), {result.messages_written} messages stored this time."
     )
@@ -160,7 +168,8 @@ def _print_result(result: SeriesResult, path: Path, db: str | None) -> None:
     if result.failed:
         ui.say(f"[red]{result.failed} run(s) failed under the failure policy; see "
                f"`roundtable runs --series {result.series}{db_flag}`.[/]")
+    first = rows[0].ref if rows else f"{result.series}/1"
     ui.say("\nNext:")
-    ui.say(f"  roundtable runs --series {result.series}{db_flag}     list the runs")
-    ui.say(f"  roundtable show {result.series}/<run>{db_flag}        read a transcript")
-    ui.say(f"  roundtable runs --json{db_flag}                 one JSON object per run")
+    ui.say(f"  roundtable show {first}{db_flag}    read a transcript (who said what, to whom)")
+    ui.say(f"  roundtable runs --series {result.series}{db_flag}    list the runs again")
+    ui.say(f"  roundtable runs --json{db_flag}    one JSON object per run, for scripts")

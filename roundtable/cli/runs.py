@@ -38,6 +38,11 @@ def runs(
     if not rows:
         ui.say("No runs stored yet. Try: roundtable run protocols/demo.toml")
         return
+    print_runs(rows)
+
+
+def print_runs(rows: list[queries.RunSummary]) -> None:
+    """The runs table and a one-line status count (shared with ``roundtable run``)."""
     numeric = ["rnd", "agent", "err", "sys", "tokens", "cost"]
     ui.table(
         None,
@@ -51,6 +56,9 @@ def runs(
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r.status] = by_status.get(r.status, 0) + 1
+    factors = list(dict.fromkeys(k for r in rows if r.source_ref is None for k in r.conditions))
+    if factors:
+        ui.say("condition = " + ", ".join(factors) + " #replicate")
     empty = sum(r.messages.get("agent", 0) - r.non_empty_agent for r in rows)
     ui.say(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
            + f". agent = non-empty agent messages ({empty} empty replies not counted); "
@@ -58,10 +66,11 @@ def runs(
 
 
 def _condition(r: queries.RunSummary) -> str:
+    """Factor values only (the factor names are printed once under the table)."""
     if r.source_ref is not None:
         return r.source_ref
-    cell = "" if r.cell == "base" else r.cell
-    return f"{cell} #{r.replicate}".strip()
+    values = ",".join(str(v) for v in r.conditions.values())
+    return f"{values} #{r.replicate}".strip()
 
 
 def _tokens(n: int) -> str:
@@ -86,7 +95,7 @@ def show(
            f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")
     if s.conditions:
         ui.plain("conditions: " + ", ".join(f"{k}={v}" for k, v in s.conditions.items()))
-    ui.table("Seats: the name peers saw, and what it really was",
+    ui.table("Seats (what peers saw, and what it really was)",
              ["#", "seen as", "true model", "endpoint:model"],
              [(seat.position + 1, seat.display_name, seat.label,
                f"{seat.endpoint}:{seat.model}") for seat in t.seats], right=["#"])

@@ -86,11 +86,10 @@ def series_progress(description: str, total: int, *, enabled: bool = True,
     """Context manager yielding a :class:`SeriesProgress`; disabled -> updates are no-ops."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]} · runs {task.fields[runs]}"),
-        TextColumn("· {task.fields[tokens]}"),
-        TextColumn("· {task.fields[cost]}"),
+        TextColumn("{task.fields[unit]} · runs {task.fields[runs]} {task.fields[tokens]}"
+                   " {task.fields[cost]}"),
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
         disable=not enabled,
