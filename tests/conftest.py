@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url
 
 from roundtable.providers import client as client_module
 
@@ -36,6 +38,27 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def db_url(tmp_path: Path) -> Iterator[str]:
     """A fresh SQLite database file in tmp_path."""
     yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+PG_URL = os.environ.get("ROUNDTABLE_TEST_PG_URL")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database, dropped afterwards (skips without a server:
+    ``eval "$(bash .ci/postgres.sh)"`` starts one)."""
+    if not PG_URL:
+        pytest.skip("ROUNDTABLE_TEST_PG_URL is not set (eval \"$(bash .ci/postgres.sh)\")")
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture

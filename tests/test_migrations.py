@@ -13,8 +13,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, inspect, make_url
+from sqlalchemy import Connection, Engine, inspect
 from sqlmodel import SQLModel
 
 import roundtable.store.tables  # noqa: F401  (registers the tables)
@@ -34,22 +32,11 @@ TABLES = {"series", "run", "seat", "message", "llmcall", "event"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("ROUNDTABLE_TEST_PG_URL is not set (eval \"$(bash .ci/postgres.sh)\")")
-    name = f"rt_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    url: str = request.getfixturevalue("pg_url")  # from conftest: a fresh database
+    return url
 
 
 def _diffs(engine: Engine) -> list[Any]:

@@ -6,44 +6,23 @@ Engine-level tests run on SQLite (in tmp_path) and, when ROUNDTABLE_TEST_PG_URL 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, func, inspect, make_url, text
+from sqlalchemy import Engine, func, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from roundtable.errors import StoreError
 from roundtable.store import db
 from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series
-
-PG_URL = os.environ.get("ROUNDTABLE_TEST_PG_URL")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A brand-new, empty PostgreSQL database, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("ROUNDTABLE_TEST_PG_URL is not set (eval \"$(bash .ci/postgres.sh)\")")
-    name = f"rt_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

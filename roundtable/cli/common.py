@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from roundtable import settings
 from roundtable.cli import ui
 from roundtable.errors import RoundtableError
+
+if TYPE_CHECKING:
+    import sqlalchemy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,6 +31,18 @@ DbOption = Annotated[
 
 def db_url(db: str | None) -> str:
     return settings.database_url(db)
+
+
+@contextmanager
+def open_db(db: str | None) -> Iterator[sqlalchemy.Engine]:
+    """The migrated engine for ``--db``, disposed (connections closed) on the way out."""
+    from roundtable.store import db as store_db
+
+    engine = store_db.open_engine(db_url(db))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def display_url(url: str) -> str:

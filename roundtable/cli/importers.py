@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import ImportDataError
-from roundtable.store import db as store_db
 
 app = typer.Typer(help="Import transcripts produced elsewhere.", no_args_is_help=True)
 
@@ -28,8 +27,7 @@ def warroom(
     if not directory.is_dir():
         raise ImportDataError(f"{directory}: not a folder; give the folder holding the "
                               f"warroom-*.json files (e.g. ../shared/corpora/warroom)")
-    engine = store_db.open_engine(db_url(db))
-    with ui.series_progress("import", 0, unit="files") as bar:
+    with open_db(db) as engine, ui.series_progress("import", 0, unit="files") as bar:
         def progress(done: int, total: int) -> None:
             bar.update(advance=1, total=total, runs=f"{done}/{total}")
 

@@ -11,7 +11,7 @@ import typer
 
 from roundtable import planning, settings
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
@@ -46,20 +46,17 @@ def run(
         return
     endpoints = settings.endpoints(protocol.endpoints)
     _preflight(protocol, endpoints)
-    from roundtable.store import db as store_db
-
-    url = db_url(db)
-    engine = store_db.open_engine(url)
-    ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
-           f"{series_plan.calls} calls -> {display_url(url)}")
-    try:
-        result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
-                                  concurrency, series_plan.calls, quiet))
-    except KeyboardInterrupt:
-        ui.warn("interrupted: every completed call is stored; rerun the same command to "
-                "resume where it stopped.")
-        raise typer.Exit(code=130) from None
-    _print_result(result, db, engine)
+    with open_db(db) as engine:
+        ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
+               f"{series_plan.calls} calls -> {display_url(db_url(db))}")
+        try:
+            result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
+                                      concurrency, series_plan.calls, quiet))
+        except KeyboardInterrupt:
+            ui.warn("interrupted: every completed call is stored; rerun the same command to "
+                    "resume where it stopped.")
+            raise typer.Exit(code=130) from None
+        _print_result(result, db, engine)
     if result.failed:
         raise typer.Exit(code=1)
 

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, handles_errors
-from roundtable.store import db as store_db
+from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.store import queries
 
 
@@ -29,8 +28,8 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """List runs with series, condition, status and message counts by kind."""
-    engine = store_db.open_engine(db_url(db))
-    rows = queries.list_runs(engine, series=series, status=status)
+    with open_db(db) as engine:
+        rows = queries.list_runs(engine, series=series, status=status)
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True))
@@ -88,8 +87,8 @@ def show(
                                             "reasoning blocks.")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
-    engine = store_db.open_engine(db_url(db))
-    t = queries.load_transcript(engine, run)
+    with open_db(db) as engine:
+        t = queries.load_transcript(engine, run)
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
            f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -42,7 +42,8 @@ class Run(SQLModel, table=True):
     cell: str = "base"
     conditions: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     replicate: int = 1
-    seed: int = 0
+    # run seeds are 63-bit (conditions.derive_seed): a 32-bit INTEGER overflows on PostgreSQL
+    seed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     rounds: int = 0
     turn_scheme: str = "simultaneous"
     deterministic: bool = True
