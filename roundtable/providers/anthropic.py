@@ -32,11 +32,8 @@ from roundtable.providers.base import (
     split_reasoning,
 )
 from roundtable.providers.errors_map import (
-    classify_status,
-    connection_error,
-    error_text,
     malformed,
-    timeout_error,
+    sdk_errors,
 )
 
 if TYPE_CHECKING:
@@ -150,26 +147,11 @@ class AnthropicProvider(Provider):
         import anthropic
 
         params = self.build_params(request)
-        try:
+        with sdk_errors(anthropic, endpoint=self.endpoint, model=request.model,
+                        timeout_s=request.timeout_s, api_key=self._api_key):
             async with asyncio.timeout(request.timeout_s):
                 response: Any = await self._client.messages.create(
                     **params, timeout=request.timeout_s)
-        except anthropic.APIStatusError as exc:
-            raise classify_status(
-                exc.status_code, error_text(exc.body, exc.message), endpoint=self.endpoint,
-                model=request.model, headers=exc.response.headers, body=exc.body,
-                api_key=self._api_key) from None
-        except anthropic.APIResponseValidationError as exc:
-            raise malformed(self.endpoint, request.model, exc.message, exc.body,
-                            self._api_key) from None
-        except (anthropic.APITimeoutError, TimeoutError):
-            raise timeout_error(self.endpoint, request.model, request.timeout_s) from None
-        except anthropic.APIConnectionError as exc:
-            raise connection_error(self.endpoint, request.model, str(exc.__cause__ or exc),
-                                   self._api_key) from None
-        except json.JSONDecodeError as exc:  # the body claimed to be JSON but was not
-            raise malformed(self.endpoint, request.model, f"invalid JSON: {exc}",
-                            api_key=self._api_key) from None
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:
@@ -198,13 +180,12 @@ class AnthropicProvider(Provider):
             raise malformed(self.endpoint, model, "no text, thinking or stop reason",
                             _dump(response), self._api_key)
         raw_text = "".join(texts)
-        text, inline = split_reasoning(raw_text)
-        reasoning = [t for t in thinking if t.strip()] + ([inline] if inline else [])
+        text, reasoning = split_reasoning(raw_text, thinking)
         stop = getattr(response, "stop_reason", None)
         return Completion(
             text=text,
             usage=_usage(getattr(response, "usage", None)),
-            reasoning="\n\n".join(reasoning) or None,
+            reasoning=reasoning,
             raw_text=raw_text,
             model=getattr(response, "model", None) or model,
             finish_reason=str(stop) if stop is not None else None,

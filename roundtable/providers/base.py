@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,16 +97,17 @@ class Completion:
 _THINK_RE = re.compile(r"<(think|thinking|reasoning)>(.*?)(</\1>|$)", re.DOTALL | re.IGNORECASE)
 
 
-def split_reasoning(text: str) -> tuple[str, str | None]:
+def split_reasoning(text: str, separate: Sequence[str] = ()) -> tuple[str, str | None]:
     """Separate ``<think>…</think>`` style blocks from visible text.
 
     Returns ``(visible, reasoning)``; an unterminated block at the end counts as reasoning.
+    ``separate`` is reasoning the provider returned apart from the text (thinking blocks,
+    thought parts); it comes first in the combined reasoning.
     """
+    given = [s for s in separate if s.strip()]
     parts = [m.group(2).strip() for m in _THINK_RE.finditer(text)]
-    if not parts:
-        return text, None
-    visible = _THINK_RE.sub("", text).strip()
-    return visible, "\n\n".join(p for p in parts if p) or None
+    visible = _THINK_RE.sub("", text).strip() if parts else text
+    return visible, "\n\n".join(given + [p for p in parts if p]) or None
 
 
 class Provider(ABC):

@@ -18,7 +18,9 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from roundtable.errors import (
@@ -211,3 +213,25 @@ def _raw_of(body: Any) -> str:
         return json.dumps(body, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         return repr(body)
+
+
+@contextmanager
+def sdk_errors(sdk: ModuleType, *, endpoint: str, model: str, timeout_s: float,
+               api_key: str | None) -> Iterator[None]:
+    """Translate the exceptions of a Stainless-generated SDK (``openai``, ``anthropic``:
+    the same class names in each) raised inside the block into :mod:`roundtable.errors`."""
+    try:
+        yield
+    except sdk.APIStatusError as exc:
+        raise classify_status(
+            exc.status_code, error_text(exc.body, exc.message), endpoint=endpoint,
+            model=model, headers=exc.response.headers, body=exc.body,
+            api_key=api_key) from None
+    except sdk.APIResponseValidationError as exc:
+        raise malformed(endpoint, model, exc.message, exc.body, api_key) from None
+    except (sdk.APITimeoutError, TimeoutError):
+        raise timeout_error(endpoint, model, timeout_s) from None
+    except sdk.APIConnectionError as exc:
+        raise connection_error(endpoint, model, str(exc.__cause__ or exc), api_key) from None
+    except json.JSONDecodeError as exc:  # the body claimed to be JSON but was not
+        raise malformed(endpoint, model, f"invalid JSON: {exc}", api_key=api_key) from None

@@ -162,12 +162,11 @@ class GoogleProvider(Provider):
                 continue
             (thoughts if getattr(part, "thought", None) else texts).append(text)
         raw_text = "".join(texts)
-        visible, inline = split_reasoning(raw_text)
-        reasoning = [t for t in thoughts if t.strip()] + ([inline] if inline else [])
+        visible, reasoning = split_reasoning(raw_text, thoughts)
         return Completion(
             text=visible,
             usage=_usage(getattr(response, "usage_metadata", None)),
-            reasoning="\n\n".join(reasoning) or None,
+            reasoning=reasoning,
             raw_text=raw_text,
             model=getattr(response, "model_version", None) or model,
             finish_reason=_enum_name(finish) if finish is not None else None,

@@ -19,7 +19,6 @@ Endpoint ``options`` understood here:
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +33,9 @@ from roundtable.providers.base import (
 )
 from roundtable.providers.errors_map import (
     classify_status,
-    connection_error,
     error_text,
     malformed,
-    timeout_error,
+    sdk_errors,
 )
 
 if TYPE_CHECKING:
@@ -121,26 +119,11 @@ class OpenAIProvider(Provider):
         import openai
 
         params = self.build_params(request)
-        try:
+        with sdk_errors(openai, endpoint=self.endpoint, model=request.model,
+                        timeout_s=request.timeout_s, api_key=self._api_key):
             async with asyncio.timeout(request.timeout_s):
                 response: Any = await self._client.chat.completions.create(
                     **params, timeout=request.timeout_s)
-        except openai.APIStatusError as exc:
-            raise classify_status(
-                exc.status_code, error_text(exc.body, exc.message), endpoint=self.endpoint,
-                model=request.model, headers=exc.response.headers, body=exc.body,
-                api_key=self._api_key) from None
-        except openai.APIResponseValidationError as exc:
-            raise malformed(self.endpoint, request.model, exc.message, exc.body,
-                            self._api_key) from None
-        except (openai.APITimeoutError, TimeoutError):
-            raise timeout_error(self.endpoint, request.model, request.timeout_s) from None
-        except openai.APIConnectionError as exc:
-            raise connection_error(self.endpoint, request.model, str(exc.__cause__ or exc),
-                                   self._api_key) from None
-        except json.JSONDecodeError as exc:  # the body claimed to be JSON but was not
-            raise malformed(self.endpoint, request.model, f"invalid JSON: {exc}",
-                            api_key=self._api_key) from None
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:
