@@ -6,6 +6,7 @@ Engine-level tests run on SQLite (in tmp_path) and, when ROUNDTABLE_TEST_PG_URL 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -466,3 +467,40 @@ def test_developer_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out.strip() == db.head_revision()
     assert db.main(["upgrade", "--db", "mysql://x/y"]) == 1
     assert "does not support" in capsys.readouterr().err
+
+
+class _BusyCursor:
+    """Answers 'database is locked' to the first ``busy`` journal-mode switches."""
+
+    def __init__(self, busy: int, current: str = "delete") -> None:
+        self.busy = busy
+        self.current = current
+        self.switches = 0
+
+    def execute(self, sql: str) -> _BusyCursor:
+        if sql == "PRAGMA journal_mode":
+            return self
+        self.switches += 1
+        if self.switches <= self.busy:
+            raise sqlite3.OperationalError("database is locked")
+        self.current = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.current,)
+
+
+def test_wal_switch_is_retried_when_another_process_holds_the_new_file() -> None:
+    # Seen in CI: four processes opening one new file; the switch to WAL answered
+    # SQLITE_BUSY at once, without waiting for busy_timeout.
+    cursor = _BusyCursor(busy=3)
+    db._set_journal_mode(cursor, "WAL")
+    assert cursor.switches == 4 and cursor.current == "wal"
+
+
+def test_wal_switch_is_skipped_when_already_set_and_gives_up_eventually() -> None:
+    done = _BusyCursor(busy=0, current="wal")
+    db._set_journal_mode(done, "WAL")
+    assert done.switches == 0
+    with pytest.raises(sqlite3.OperationalError):
+        db._set_journal_mode(_BusyCursor(busy=10**6), "WAL", patience_s=0.05)

@@ -40,8 +40,10 @@ import argparse
 import functools
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -131,9 +133,33 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor = dbapi_connection.cursor()
     try:
         for name, value in SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {name}={value}")
+            if name == "journal_mode":
+                _set_journal_mode(cursor, value)
+            else:
+                cursor.execute(f"PRAGMA {name}={value}")
     finally:
         cursor.close()
+
+
+def _set_journal_mode(cursor: Any, mode: str, *, patience_s: float = 30.0) -> None:
+    """Switch the file to ``mode`` (persistent in the file, so usually already done).
+
+    SQLite can answer SQLITE_BUSY to the switch without consulting busy_timeout while
+    another process is switching the same new file, so retry with backoff here.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).upper() == mode.upper():
+        return
+    deadline = time.monotonic() + patience_s
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute(f"PRAGMA journal_mode={mode}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
