@@ -28,7 +28,8 @@ from roundtable.store import db
 
 PG_URL = os.environ.get("ROUNDTABLE_TEST_PG_URL")
 REPO = Path(__file__).resolve().parents[1]
-TABLES = {"series", "run", "seat", "message", "llmcall", "event"}
+TABLES = {"series", "run", "seat", "message", "llmcall", "event", "rater", "judgement", "code",
+          "adjudication", "judgebatch"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

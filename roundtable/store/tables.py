@@ -133,4 +133,87 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-ALL_TABLES = (Series, Run, Seat, Message, LlmCall, Event)
+class Rater(SQLModel, table=True):
+    """Whoever produces codes: an LLM judge, the lexicon coder, a human coder, or codes
+    imported from elsewhere. ``definition`` is the judge file as used (never an API key);
+    the hashes tie every code to the exact prompt and codebook that produced it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: str  # llm | lexicon | human | external
+    definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    definition_hash: str = ""
+    prompt_hash: str = ""
+    codebook_name: str = ""
+    codebook_version: str = ""
+    codebook_hash: str = ""
+    provenance: str = ""  # e.g. "human_coding_results.csv sha256:…, columns gemini_*"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Judgement(SQLModel, table=True):
+    """One rater's verdict on one message. ``status`` is ``valid`` or ``invalid``: an
+    output that never validated is kept with its raw text and never counts as 'false'."""
+
+    __table_args__ = (UniqueConstraint("rater_id", "message_id",
+                                       name="uq_judgement_rater_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    status: str = "valid"  # valid | invalid
+    raw_output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 1
+    llm_call_id: int | None = Field(default=None, foreign_key="llmcall.id")
+    batch_id: int | None = Field(default=None, foreign_key="judgebatch.id")
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Code(SQLModel, table=True):
+    """One flag of one judgement. ``value`` is None when the rater gave no value for the
+    flag (missing, not false); ``level`` holds an ordinal level such as comp's L1-L3."""
+
+    __table_args__ = (UniqueConstraint("judgement_id", "flag", name="uq_code_judgement_flag"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    judgement_id: int = Field(foreign_key="judgement.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    flag: str = Field(index=True)
+    value: bool | None = None
+    level: str | None = None
+
+
+class Adjudication(SQLModel, table=True):
+    """A named rule over chosen raters; final codes are derived from it, not copied."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    rule: str  # intersection | union | majority
+    raters: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class JudgeBatch(SQLModel, table=True):
+    """A provider batch job (OpenAI Batch, Anthropic Message Batches, Gemini batch mode)
+    submitted for one rater; persisted so a later invocation polls and collects it."""
+
+    __table_args__ = (UniqueConstraint("endpoint", "provider_batch_id",
+                                       name="uq_judgebatch_provider_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    endpoint: str
+    provider_batch_id: str
+    status: str = "submitted"  # submitted | completed | failed | expired | collected
+    message_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    submitted_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+ALL_TABLES = (Series, Run, Seat, Message, LlmCall, Event, Rater, Judgement, Code,
+              Adjudication, JudgeBatch)
