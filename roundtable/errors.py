@@ -8,6 +8,7 @@ non-zero without a traceback::
     ├── ConfigError                 settings, endpoints, missing API keys
     │   └── MissingKeyError         an endpoint's API key variable is not set
     ├── ProtocolError               a protocol file is unreadable or invalid
+    ├── JudgeFileError              a judge or codebook file is unreadable or invalid
     ├── ImportDataError             an input file (War Room JSON, CSV) is malformed
     ├── StoreError                  database problems (schema mismatch, conflicting series)
     │   └── SeriesConflictError     a series name is reused with a different protocol
@@ -48,6 +49,10 @@ class MissingKeyError(ConfigError):
 
 class ProtocolError(RoundtableError):
     """A protocol file cannot be read or does not validate."""
+
+
+class JudgeFileError(RoundtableError):
+    """A judge definition or codebook file cannot be read or does not validate."""
 
 
 class ImportDataError(RoundtableError):
