@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from roundtable.cli import db, importers, run, runs
+from roundtable.cli import agreement, db, importers, judge, run, runs
 
 app = typer.Typer(
     name="roundtable",
@@ -15,5 +15,7 @@ app = typer.Typer(
 )
 run.register(app)
 runs.register(app)
+agreement.register(app)
+judge.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(importers.app, name="import")

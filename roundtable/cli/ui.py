@@ -82,14 +82,15 @@ class SeriesProgress:
 
 @contextmanager
 def series_progress(description: str, total: int, *, enabled: bool = True,
-                    unit: str = "calls") -> Iterator[SeriesProgress]:
-    """Context manager yielding a :class:`SeriesProgress`; disabled -> updates are no-ops."""
+                    unit: str = "calls", counter: str = "runs") -> Iterator[SeriesProgress]:
+    """Context manager yielding a :class:`SeriesProgress`; disabled -> updates are no-ops.
+    ``counter`` names what the ``runs`` field of :meth:`SeriesProgress.update` counts."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]} · runs {task.fields[runs]} {task.fields[tokens]}"
-                   " {task.fields[cost]}"),
+        TextColumn("{task.fields[unit]} · {task.fields[counter]} {task.fields[runs]} "
+                   "{task.fields[tokens]} {task.fields[cost]}"),
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
         disable=not enabled,
@@ -97,5 +98,5 @@ def series_progress(description: str, total: int, *, enabled: bool = True,
     )
     with progress:
         task = progress.add_task(description, total=total, runs="", tokens="", cost="",
-                                 unit=unit)
+                                 unit=unit, counter=counter)
         yield SeriesProgress(progress, task)

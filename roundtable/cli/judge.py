@@ -1,0 +1,191 @@
+"""``roundtable judge``: code every stored message not yet coded by each judge."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import sqlalchemy
+import typer
+
+from roundtable import settings
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.errors import ConfigError, MissingKeyError
+from roundtable.protocol import EndpointConfig, Price
+
+if TYPE_CHECKING:
+    from roundtable.coding.judge import Judge
+    from roundtable.coding.runner import CodingResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("judge")(judge)
+
+
+@handles_errors
+def judge(
+    judge_files: Annotated[list[Path], typer.Option(
+        "--judge", "-j", metavar="FILE", show_default=False,
+        help="Judge definition (TOML), e.g. judges/gemini.toml; repeat for several judges.")],
+    series: Annotated[str | None, typer.Option("--series", "-s",
+                      help="Only messages of this series.")] = None,
+    run: Annotated[str | None, typer.Option("--run", "-r", metavar="REF",
+                   help="Only messages of this run (id, SERIES/N or reference id).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N",
+                     help="Code at most N messages per judge (a trial pass).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1,
+                           help="Most provider calls in flight at once.")] = 32,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", metavar="USD", min=0,
+                        help="Stop cleanly once this much has been spent.")] = None,
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Code every message not yet coded by each judge; rerun the same command to resume
+    after an interruption (nothing is coded or paid for twice)."""
+    from roundtable.coding.judge import load_judge
+    from roundtable.coding.persist import ensure_rater
+    from roundtable.coding.selection import resolve_scope
+
+    judges = [load_judge(path) for path in judge_files]
+    endpoints, prices = _judge_settings(judges)
+    _preflight(judges, endpoints)
+    with open_db(db) as engine:
+        # Refuse an unknown series/run or a changed judge before any progress output.
+        resolve_scope(engine, series=series, run=run)
+        for j in judges:
+            ensure_rater(engine, j)
+        names = ", ".join(j.spec.name for j in judges)
+        ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
+        try:
+            result = asyncio.run(_code(engine, judges, endpoints, prices, series=series,
+                                       run=run, limit=limit, concurrency=concurrency,
+                                       max_cost=max_cost, quiet=quiet))
+        except KeyboardInterrupt:
+            ui.warn("interrupted: every finished judgement is stored; rerun the same command "
+                    "to code the rest (nothing is coded twice).")
+            raise typer.Exit(code=130) from None
+    _print_result(result, judges, db)
+    stopped = [t.stopped for t in result.judges.values() if t.stopped]
+    for reason in stopped:
+        ui.error(reason)
+    if stopped:
+        raise typer.Exit(code=2)
+    if result.failed:
+        raise typer.Exit(code=1)
+
+
+def _judge_settings(judges: list[Judge]) -> tuple[dict[str, EndpointConfig], dict[str, Price]]:
+    """Built-in endpoints and prices, extended by every judge file's own tables. Two judge
+    files defining the same endpoint or price differently is an error."""
+    overrides: dict[str, tuple[EndpointConfig, Path]] = {}
+    extra_prices: dict[str, tuple[Price, Path]] = {}
+    for j in judges:
+        for table, field, mine in ((overrides, "endpoints", j.spec.endpoints),
+                                   (extra_prices, "prices", j.spec.prices)):
+            for key, value in mine.items():
+                seen = table.get(key)
+                if seen is not None and seen[0] != value:
+                    raise ConfigError(
+                        f"{j.path}: [{field}.{key}] differs from the one in {seen[1]}; judges "
+                        f"coded in one pass must agree (give one of them another name)")
+                table[key] = (value, j.path)  # type: ignore[assignment]
+    endpoints = settings.endpoints({k: v for k, (v, _) in overrides.items()})
+    prices = settings.load_prices({k: v for k, (v, _) in extra_prices.items()})
+    return endpoints, prices
+
+
+def _preflight(judges: list[Judge], endpoints: dict[str, EndpointConfig]) -> None:
+    """Fail before any call when a judge's endpoint is unknown or its key is missing."""
+    for j in judges:
+        name = j.spec.endpoint
+        if j.spec.kind != "llm" or name is None:
+            continue
+        cfg = endpoints.get(name)
+        if cfg is None:
+            known = ", ".join(sorted(endpoints))
+            raise ConfigError(
+                f"{j.path}: unknown endpoint '{name}' in field 'endpoint': use one of "
+                f"{known}, or declare [endpoints.{name}] in the judge file")
+        try:
+            settings.api_key(name, cfg)
+        except MissingKeyError as exc:
+            raise ConfigError(f"{j.path}: {exc}") from None
+
+
+async def _code(engine: sqlalchemy.Engine, judges: list[Judge],
+                endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
+                series: str | None, run: str | None, limit: int | None, concurrency: int,
+                max_cost: float | None, quiet: bool) -> CodingResult:
+    from roundtable.cli.run import _short, _usd
+    from roundtable.coding.runner import CodingEvent, code_messages
+    from roundtable.providers.client import ModelClient
+
+    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
+                         max_cost_usd=max_cost)
+    failed = 0
+    try:
+        with ui.series_progress("judge", 0, enabled=not quiet, unit="coded",
+                                counter="failed") as bar:
+
+            def on_event(event: CodingEvent) -> None:
+                nonlocal failed
+                total = event.pending if event.kind == "start" else None
+                advance = 1 if event.kind in ("coded", "failed") else 0
+                failed += event.kind == "failed"
+                usage = client.totals.usage
+                bar.update(
+                    advance=advance, total=total, runs=str(failed),
+                    tokens=f"· tok {_short(usage.input_tokens)} in, "
+                           f"{_short(usage.output_tokens)} out",
+                    cost=f"· {_usd(client.totals.cost_usd)}")
+
+            return await code_messages(engine, judges, client, series=series, run=run,
+                                       limit=limit, on_event=on_event,
+                                       workers_per_judge=concurrency)
+    finally:
+        await client.aclose()
+
+
+def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> None:
+    from roundtable.cli.run import _short, _usd
+
+    rows: list[tuple[object, ...]] = []
+    for t in result.judges.values():
+        per = t.input_per_coded if t.calls else None
+        share = t.cached_share
+        rows.append((t.name, t.valid, t.invalid, t.failed, t.already_coded,
+                     _short(t.input_tokens) if t.calls else "-",
+                     "-" if share is None else f"{share:.0%}",
+                     _usd(t.cost_usd), "-" if per is None else f"{per:,.0f}"))
+    numeric = ["valid", "invalid", "fail", "prior", "tok in", "cached", "cost", "in/msg"]
+    ui.say("")
+    ui.table(f"Coded in {result.scope} ({result.codable} codable messages)",
+             ["judge", *numeric], rows, right=numeric, keep_whole=["judge", *numeric])
+    ui.say("prior: coded by an earlier pass (skipped). in/msg: billed input tokens per "
+           "message coded now; cached: their share served from the provider's cache.")
+    if not any(t.pending for t in result.judges.values()):
+        ui.say(f"Nothing to code: every message in {result.scope} already has a judgement "
+               f"from each judge.")
+    left = sum(t.not_reached for t in result.judges.values())
+    if result.budget_stopped:
+        ui.say(f"[yellow]The spending cap was reached with {left} message(s) left; rerun "
+               f"with a higher --max-cost to code them.[/]")
+    if result.failed:
+        ui.say(f"[yellow]{result.failed} message(s) failed at the provider and stay uncoded; "
+               f"rerun the same command to retry them.[/]")
+    invalid = sum(t.invalid for t in result.judges.values())
+    if invalid:
+        ui.say(f"{invalid} answer(s) never validated: stored as invalid with the raw text "
+               f"(never counted as false).")
+    db_flag = f" --db {db}" if db else ""
+    names = ",".join(j.spec.name for j in judges)
+    if len(judges) >= 2:
+        ui.say("\nNext: how far the judges agree, then final codes from them:")
+        ui.say(f"  roundtable agreement --judges {names}{db_flag}")
+        ui.say(f"  roundtable adjudicate --judges {names} --rule intersection{db_flag}")
+    else:
+        ui.say("\nNext: code with a second judge (another model family), then compare:")
+        ui.say(f"  roundtable judge --judge {judges[0].path} --judge OTHER.toml{db_flag}")
+        ui.say(f"  roundtable agreement{db_flag}")
