@@ -1,0 +1,332 @@
+"""``roundtable agreement`` and ``roundtable adjudicate``: how far raters agree, and final
+codes derived from several of them."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.errors import StoreError
+
+if TYPE_CHECKING:
+    from roundtable.coding.reliability import AgreementReport, GroupAgreement
+    from roundtable.stats.agreement import FlagAgreement
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``agreement`` and ``adjudicate`` commands to the main app."""
+    app.command("agreement")(agreement)
+    app.command("adjudicate")(adjudicate)
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    lo, hi = ci
+    return "n/a" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.2f}, {hi:.2f}]"
+
+
+def _short(name: str, tag: str) -> str:
+    """Column header for one rater: the name when short, else A/B (explained in titles)."""
+    return name if len(name) <= 9 else tag
+
+
+# ------------------------------------------------------------------------------- agreement
+
+
+@handles_errors
+def agreement(
+    judges: Annotated[str | None, typer.Option(
+        "--judges", help="Comma-separated raters to compare (judges, human coders, or "
+        "adj:NAME for an adjudication). Default: every rater with codes.",
+        show_default=False)] = None,
+    coder: Annotated[str | None, typer.Option(
+        "--coder", help="Compare this rater (e.g. a human coder) with each of the others "
+        "only, instead of every pair.", show_default=False)] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="series or model (the message's true model): the per-flag figures "
+        "within each group; flag: one table per flag, rows = rater pairs.",
+        show_default=False)] = None,
+    confusion: Annotated[bool, typer.Option(
+        "--confusion", help="Also print each flag's 2x2 confusion counts.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the same figures as one JSON document.")] = False,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", "-s", help="Only messages of this series (repeatable).",
+        show_default=False)] = None,
+    run: Annotated[list[str] | None, typer.Option(
+        "--run", help="Only messages of this run: id, SERIES/N or reference id "
+        "(repeatable).", show_default=False)] = None,
+    flags: Annotated[str | None, typer.Option(
+        "--flags", help="Comma-separated flags. Default: every flag the raters coded.",
+        show_default=False)] = None,
+    bootstrap: Annotated[int, typer.Option(
+        "--bootstrap", help="Bootstrap resamples for the 95% CI of kappa (0 = none).",
+        min=0)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    db: DbOption = None,
+) -> None:
+    """How far raters agree: per flag n, prevalence, % agreement, kappa (95% CI), alpha.
+
+    Every pair of raters (or --coder against each), and the mean over flags.
+
+    Invalid verdicts count as missing, never as false, and are reported per rater.
+    """
+    from roundtable.coding.adjudicate import ADJ_PREFIX, load_codes_with_adjudications
+    from roundtable.coding.reliability import agreement_report, rater_pairs
+    from roundtable.store.codes import list_raters
+    from roundtable.store.queries import resolve_run
+
+    if by is not None and by not in ("series", "model", "flag"):
+        raise StoreError(f"--by {by}: choose series, model or flag")
+    names = _names(judges)
+    with open_db(db) as engine:
+        infos = {r.name: r for r in list_raters(engine)}
+        with_codes = [n for n, r in infos.items() if r.valid + r.invalid > 0]
+        if not names:
+            names = with_codes
+            if coder is not None and coder not in names and coder in infos:
+                names.append(coder)
+            if len(names) < 2:
+                raise StoreError(
+                    "agreement needs two raters with codes; found "
+                    f"{', '.join(with_codes) or 'none'}: code messages with roundtable judge "
+                    f"or load codes with roundtable import codes")
+        elif coder is not None and coder not in names:
+            names.append(coder)
+        if coder is not None and len(names) < 2:
+            raise StoreError(f"--coder {coder}: name at least one rater to compare it with "
+                             f"in --judges")
+        if len(names) < 2:
+            raise StoreError(f"--judges {judges}: name at least two raters, e.g. "
+                             f"--judges {','.join(with_codes[:2]) or 'gemini,claude'}")
+        run_ids = [resolve_run(engine, ref).id for ref in run or []]
+        matrix = load_codes_with_adjudications(
+            engine, names, flags=_names(flags) or None, series=series or (), runs=run_ids)
+    if not matrix.flags:
+        raise StoreError(f"raters {', '.join(names)} have no codes"
+                         + (" in the chosen series/runs" if series or run_ids else ""))
+    report = agreement_report(
+        matrix, pairs=rater_pairs(matrix.raters, coder),
+        by=by if by in ("series", "model") else None, bootstrap=bootstrap, seed=seed)
+    if as_json:
+        doc = report.as_json()
+        doc["filters"] = {"series": list(series or []), "runs": run_ids}
+        doc["kinds"] = {n: ("adjudication" if n.startswith(ADJ_PREFIX) else infos[n].kind)
+                        for n in names}
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    kinds = {n: ("adjudication" if n.startswith(ADJ_PREFIX) else infos[n].kind)
+             for n in names}
+    _print_report(report, kinds, by=by, confusion=confusion)
+
+
+def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | None,
+                  confusion: bool) -> None:
+    ci = (f"kappa 95% CI from {report.bootstrap} bootstrap resamples (seed {report.seed})"
+          if report.bootstrap else "no bootstrap CIs (--bootstrap 0)")
+    ui.plain(f"{report.messages} messages judged by {', '.join(report.raters)}; {ci}.")
+    ui.table(None, ["rater", "kind", "coded", "invalid"],
+             [(r, kinds.get(r, "?"), report.coded[r], report.invalid[r])
+              for r in report.raters],
+             right=["coded", "invalid"], keep_whole=["coded", "invalid"])
+    if any(report.invalid.values()):
+        ui.plain("Invalid verdicts count as missing, never as false.")
+    if by == "flag":
+        _print_by_flag(report, confusion)
+    else:
+        for pair in report.pairs:
+            for group in pair.groups:
+                _print_group(pair.names, group, by, confusion, report.bootstrap)
+            if by is not None:
+                _print_group_summary(pair.names, pair.groups, report.flags, by)
+    if len(report.pairs) > 1:
+        _print_pair_means(report)
+    if report.multi:
+        ui.plain(f"All {len(report.raters)} raters together: Krippendorff's alpha (nominal)")
+        notes = any(m.reason for m in report.multi)
+        ui.table(None, ["flag", "units", "alpha", *(["note"] if notes else [])],
+                 [(m.flag, m.n_units, _f(m.alpha), *([m.reason] if notes else []))
+                  for m in report.multi],
+                 right=["units", "alpha"], keep_whole=["units", "alpha"])
+
+
+def _pair_title(names: tuple[str, str]) -> tuple[str, str, str]:
+    a, b = names
+    ha, hb = _short(a, "A"), _short(b, "B")
+    legend = ", ".join(f"{h} = {n}" for h, n in ((ha, a), (hb, b)) if h != n)
+    return ha, hb, legend
+
+
+def _print_group(names: tuple[str, str], group: GroupAgreement, by: str | None,
+                 confusion: bool, bootstrap: int) -> None:
+    a, b = names
+    ha, hb, legend = _pair_title(names)
+    where = f" · {by} {group.group}" if group.group is not None else ""
+    ui.plain(f"{a} vs {b}{where}: {group.n_messages} messages coded by both"
+             + (f"\n({legend})" if legend else ""))
+    rows: list[Sequence[object]] = [
+        (fa.flag, fa.n, _f(fa.prevalence[a]), _f(fa.prevalence[b]), _f(fa.percent),
+         _f(fa.kappa), _ci(fa.kappa_ci), _f(fa.alpha)) for fa in group.flags]
+    rows.append(("mean", "", "", "", _f(group.mean_percent), _f(group.mean_kappa), "",
+                 _f(group.mean_alpha)))
+    cols = ["flag", "n", f"p({ha})", f"p({hb})", "agree", "kappa", "95% CI", "alpha"]
+    ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
+    _print_notes(group, bootstrap)
+    if confusion:
+        ui.table(f"Confusion counts ({ha} x {hb})",
+                 ["flag", "neither", f"only {ha}", f"only {hb}", "both"],
+                 [(fa.flag, fa.confusion[0][0], fa.confusion[1][0], fa.confusion[0][1],
+                   fa.confusion[1][1]) for fa in group.flags],
+                 right=["neither", f"only {ha}", f"only {hb}", "both"])
+
+
+def _flag_note(fa: FlagAgreement) -> str:
+    """Why a flag's figures are n/a, in one short line ('' when they are defined)."""
+    if fa.n == 0:
+        return "n/a: no message was coded validly by both raters"
+    if fa.kappa_degenerate:
+        state = "present" if fa.confusion[1][1] else "absent"
+        return f"n/a: both coded it {state} on every message (kappa = 0/0)"
+    if not math.isfinite(fa.alpha):
+        return "alpha n/a: no variation in the pooled values"
+    return ""
+
+
+def _print_notes(group: GroupAgreement, bootstrap: int) -> None:
+    lines = []
+    for fa in group.flags:
+        note = _flag_note(fa)
+        if note:
+            lines.append(f"  {fa.flag}: {note}")
+    left_out = [fa.flag for fa in group.flags if fa.flag not in group.mean_over]
+    if left_out and group.mean_over:
+        lines.append(f"  mean kappa over the {len(group.mean_over)} flags where it is defined")
+    dropped = [f"{fa.flag} {bootstrap - fa.ci_resamples}" for fa in group.flags
+               if bootstrap and math.isfinite(fa.kappa) and fa.ci_resamples < bootstrap]
+    if dropped:
+        lines.append(f"  CI left out resamples with undefined kappa (of {bootstrap}): "
+                     f"{', '.join(dropped)}")
+    if lines:
+        ui.plain("\n".join(lines) + "\n")
+
+
+def _print_group_summary(names: tuple[str, str], groups: Sequence[GroupAgreement],
+                         flags: Sequence[str], by: str) -> None:
+    rows = []
+    for g in groups:
+        rows.append((g.group, g.n_messages, *(_f(fa.kappa, 2) for fa in g.flags),
+                     _f(g.mean_kappa)))
+    cols = [by, "n", *flags, "mean"]
+    ui.table(f"{names[0]} vs {names[1]}: kappa by {by}", cols, rows, right=cols[1:],
+             keep_whole=cols[1:])
+
+
+def _print_by_flag(report: AgreementReport, confusion: bool) -> None:
+    for i, flag in enumerate(report.flags):
+        rows = []
+        for pair in report.pairs:
+            fa = pair.groups[0].flags[i]
+            a, b = pair.names
+            rows.append((f"{a} vs {b}", fa.n, _f(fa.prevalence[a]), _f(fa.prevalence[b]),
+                         _f(fa.percent), _f(fa.kappa), _ci(fa.kappa_ci), _f(fa.alpha)))
+        cols = ["raters", "n", "p(first)", "p(second)", "agree", "kappa", "95% CI", "alpha"]
+        ui.table(f"Flag {flag}", cols, rows, right=cols[1:], keep_whole=cols[1:])
+        for pair in report.pairs:
+            fa = pair.groups[0].flags[i]
+            note = _flag_note(fa)
+            if note:
+                ui.plain(f"  {pair.names[0]} vs {pair.names[1]}: {note}")
+            if confusion:
+                (nn, np_), (pn, pp) = fa.confusion
+                ui.plain(f"  {pair.names[0]} x {pair.names[1]}: neither {nn}, only "
+                         f"{pair.names[0]} {pn}, only {pair.names[1]} {np_}, both {pp}")
+
+
+def _print_pair_means(report: AgreementReport) -> None:
+    rows = []
+    for pair in report.pairs:
+        g = pair.groups[0] if len(pair.groups) == 1 else None
+        if g is None:
+            continue
+        rows.append((f"{pair.names[0]} vs {pair.names[1]}", g.n_messages,
+                     _f(g.mean_percent), _f(g.mean_kappa), _f(g.mean_alpha)))
+    if rows:
+        cols = ["raters", "messages", "agree", "kappa", "alpha"]
+        ui.table("Mean over flags, every pair", cols, rows, right=cols[1:],
+                 keep_whole=cols[1:])
+
+
+# ------------------------------------------------------------------------------ adjudicate
+
+
+@handles_errors
+def adjudicate(
+    judges: Annotated[str, typer.Option(
+        "--judges", help="Comma-separated raters to adjudicate (two or more).",
+        show_default=False)],
+    rule: Annotated[str, typer.Option(
+        "--rule", help="intersection: true only if every rater says true; union: if any "
+        "does; majority: if more than half do (ties are false).")] = "intersection",
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name to record it under. Default: RULE:RATER+RATER...",
+        show_default=False)] = None,
+    flags: Annotated[str | None, typer.Option(
+        "--flags", help="Comma-separated flags. Default: every flag all the raters coded.",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Derive final codes from several raters by a rule, and record the adjudication.
+
+    A message that any chosen rater did not validly code gets no final code (missing).
+
+    Final codes are derived when read, so they follow the raters' stored codes.
+
+    Compare them with other raters as adj:NAME: roundtable agreement --judges human,adj:NAME
+    """
+    from roundtable.coding.adjudicate import ADJ_PREFIX
+    from roundtable.coding.adjudicate import adjudicate as run_adjudication
+    from roundtable.store.codes import load_codes
+
+    raters = _names(judges)
+    with open_db(db) as engine:
+        summary = run_adjudication(engine, raters, rule=rule, name=name,
+                                   flags=_names(flags) or None)
+        matrix = load_codes(engine, raters, flags=summary.flags)
+    verb = "recorded" if summary.created else "already recorded"
+    ui.plain(f"Adjudication {summary.name!r} {verb}: {summary.rule} of "
+             f"{', '.join(summary.raters)}.")
+    missing = summary.messages - summary.complete
+    ui.plain(f"{summary.messages} messages judged by any of them: {summary.complete} coded "
+             f"validly by all (final codes), {missing} missing (not coded by every rater"
+             + (f"; invalid verdicts: {', '.join(f'{r} {n}' for r, n in summary.invalid.items())}"
+                if any(summary.invalid.values()) else "") + ").")
+    shown = [(r, _short(r, chr(ord("A") + i))) for i, r in enumerate(summary.raters)]
+    cols = ["flag", "true", "false", "missing", "final p", *(f"p({h})" for _, h in shown)]
+    rows = []
+    for out in summary.outcomes:
+        per = []
+        for r, _ in shown:
+            vals = [v for v in matrix.values[out.flag][r] if v is not None]
+            per.append(_f(sum(vals) / len(vals)) if vals else "n/a")
+        rows.append((out.flag, out.n_true, out.n_false, out.n_missing, _f(out.prevalence),
+                     *per))
+    legend = ", ".join(f"{h} = {r}" for r, h in shown if h != r)
+    ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
+    ui.plain("final p = prevalence under the rule; p(rater) = that rater's own prevalence"
+             + (f" ({legend})" if legend else "") + ".")
+    db_flag = f" --db {db}" if db else ""
+    ui.say(f"\nNext:\n  roundtable agreement --judges RATER,{ADJ_PREFIX}{summary.name}"
+           f"{db_flag}")

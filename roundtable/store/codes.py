@@ -1,0 +1,297 @@
+"""Read side of coding: who coded what, as rater x message x flag matrices.
+
+:func:`load_codes` turns the ``Judgement`` and ``Code`` rows of chosen raters into one
+:class:`CodeMatrix`: for every flag, one list per rater aligned on the same messages (every
+message at least one chosen rater judged, validly or not, within the filters). A value is
+``True``/``False``, or ``None`` when the rater did not code the message, gave no value for
+the flag, or its verdict was invalid -- an invalid verdict is *missing*, never false, and is
+counted per rater in :attr:`CodeMatrix.invalid`. Pairwise statistics then use the items both
+raters coded (pairwise deletion, as :mod:`roundtable.stats.agreement` does);
+:meth:`CodeMatrix.complete` gives the messages every rater coded.
+
+Each message also carries the labels analysts group by: its series and the true model of its
+seat (``Seat.label``; judges never see it, analysts may). Everything is read with a handful
+of set-based queries, whatever the number of messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from roundtable.errors import StoreError
+from roundtable.store.tables import Code, Judgement, Message, Rater, Run, Seat, Series
+
+__all__ = [
+    "GROUPINGS",
+    "CodeMatrix",
+    "RaterInfo",
+    "list_raters",
+    "load_codes",
+    "rater_flags",
+    "resolve_raters",
+]
+
+GROUPINGS = ("series", "model")
+"""Labels every message of a :class:`CodeMatrix` carries, usable to group statistics."""
+
+
+@dataclass(frozen=True)
+class RaterInfo:
+    """One rater with how much it coded (all messages, no filter)."""
+
+    name: str
+    kind: str
+    provenance: str
+    valid: int
+    invalid: int
+    flags: tuple[str, ...]
+    created_at: datetime | None = None
+
+
+def list_raters(engine: sqlalchemy.Engine) -> list[RaterInfo]:
+    """Every rater, oldest first, with its valid and invalid judgement counts and flags."""
+    with Session(engine) as s:
+        raters = s.exec(select(Rater).order_by(col(Rater.id))).all()
+        counts: dict[tuple[int, str], int] = {
+            (rid, status): n for rid, status, n in s.exec(
+                select(Judgement.rater_id, Judgement.status, func.count())
+                .group_by(col(Judgement.rater_id), col(Judgement.status))).all()}
+        flags: dict[int, list[str]] = {}
+        for rid, flag, _ in s.exec(
+                select(Code.rater_id, Code.flag, func.min(Code.id))
+                .group_by(col(Code.rater_id), col(Code.flag))
+                .order_by(func.min(Code.id))).all():
+            flags.setdefault(rid, []).append(flag)
+        out = []
+        for r in raters:
+            assert r.id is not None
+            out.append(RaterInfo(
+                name=r.name, kind=r.kind, provenance=r.provenance,
+                valid=counts.get((r.id, "valid"), 0), invalid=counts.get((r.id, "invalid"), 0),
+                flags=tuple(flags.get(r.id, ())), created_at=r.created_at))
+    return out
+
+
+def resolve_raters(engine: sqlalchemy.Engine, names: Sequence[str]) -> list[Rater]:
+    """The stored raters named ``names``, in that order; a clear error for unknown names."""
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if list(names).count(n) > 1})
+        raise StoreError(f"rater {', '.join(dupes)} is named twice; name each rater once")
+    with Session(engine, expire_on_commit=False) as s:
+        found = {r.name: r for r in s.exec(
+            select(Rater).where(col(Rater.name).in_(list(names)))).all()}
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            known = ", ".join(s.exec(select(Rater.name).order_by(col(Rater.id))).all())
+            raise StoreError(
+                f"no rater named {', '.join(repr(n) for n in unknown)} (known raters: "
+                f"{known or 'none yet: run roundtable judge or roundtable import codes'})")
+        for r in found.values():
+            s.expunge(r)
+    return [found[n] for n in names]
+
+
+def rater_flags(engine: sqlalchemy.Engine, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The flags each named rater has codes for, in the order they were first stored."""
+    raters = resolve_raters(engine, names)
+    ids = {r.id: r.name for r in raters}
+    out: dict[str, list[str]] = {n: [] for n in names}
+    with Session(engine) as s:
+        for rid, flag, _ in s.exec(
+                select(Code.rater_id, Code.flag, func.min(Code.id))
+                .where(col(Code.rater_id).in_(list(ids)))
+                .group_by(col(Code.rater_id), col(Code.flag))
+                .order_by(func.min(Code.id))).all():
+            out[ids[rid]].append(flag)
+    return {n: tuple(v) for n, v in out.items()}
+
+
+@dataclass(frozen=True)
+class CodeMatrix:
+    """Codes of several raters aligned on the same messages.
+
+    ``values[flag][rater][i]`` is the code ``rater`` gave ``flag`` on message
+    ``message_ids[i]`` (None = missing); ``coded[rater][i]`` says whether the rater has a
+    *valid* verdict on that message and ``invalid_at[rater][i]`` whether its verdict there
+    was invalid (its values are then None). ``labels[grouping][i]`` is the message's series
+    or true model (see :data:`GROUPINGS`).
+    """
+
+    raters: tuple[str, ...]
+    flags: tuple[str, ...]
+    message_ids: tuple[int, ...]
+    values: dict[str, dict[str, list[bool | None]]]
+    coded: dict[str, list[bool]]
+    invalid_at: dict[str, list[bool]]
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.message_ids)
+
+    @property
+    def invalid(self) -> dict[str, int]:
+        """Invalid verdicts per rater among the messages."""
+        return {r: sum(self.invalid_at[r]) for r in self.raters}
+
+    def column(self, flag: str, rater: str) -> list[bool | None]:
+        """One rater's values for one flag (None where missing)."""
+        return self.values[flag][rater]
+
+    def n_coded(self, rater: str) -> int:
+        """Messages the rater coded validly."""
+        return sum(self.coded[rater])
+
+    def complete(self, raters: Iterable[str] | None = None) -> list[bool]:
+        """Per message: True when every rater in ``raters`` (default all) coded it validly."""
+        names = list(self.raters if raters is None else raters)
+        if not names:
+            return [True] * len(self)
+        return [all(c) for c in zip(*(self.coded[r] for r in names), strict=True)]
+
+    def subset(self, keep: Sequence[bool]) -> CodeMatrix:
+        """The same raters restricted to the messages where ``keep`` is True."""
+        if len(keep) != len(self):
+            raise ValueError(f"keep must have one entry per message ({len(self)})")
+        return self._take(self.raters, [i for i, k in enumerate(keep) if k])
+
+    def select(self, raters: Sequence[str]) -> CodeMatrix:
+        """The matrix for some of its raters, keeping the messages one of them judged."""
+        unknown = [r for r in raters if r not in self.raters]
+        if unknown:
+            raise ValueError(f"raters {unknown} are not in the matrix")
+        idx = [i for i in range(len(self))
+               if any(self.coded[r][i] or self.invalid_at[r][i] for r in raters)]
+        return self._take(tuple(raters), idx)
+
+    def _take(self, raters: tuple[str, ...], idx: list[int]) -> CodeMatrix:
+        return CodeMatrix(
+            raters=raters,
+            flags=self.flags,
+            message_ids=tuple(self.message_ids[i] for i in idx),
+            values={f: {r: [per[r][i] for i in idx] for r in raters}
+                    for f, per in self.values.items()},
+            coded={r: [self.coded[r][i] for i in idx] for r in raters},
+            invalid_at={r: [self.invalid_at[r][i] for i in idx] for r in raters},
+            labels={g: [v[i] for i in idx] for g, v in self.labels.items()},
+        )
+
+    def groups(self, grouping: str) -> dict[str, list[bool]]:
+        """Masks for :meth:`subset`, one per value of ``grouping`` (series or model),
+        sorted by value."""
+        if grouping not in self.labels:
+            raise ValueError(f"unknown grouping {grouping!r}; choose one of {GROUPINGS}")
+        labels = self.labels[grouping]
+        return {g: [lab == g for lab in labels] for g in sorted(set(labels))}
+
+    def with_rater(self, name: str, values: Mapping[str, Sequence[bool | None]],
+                   coded: Sequence[bool]) -> CodeMatrix:
+        """A copy with one more (derived) rater, e.g. an adjudication; flags missing from
+        ``values`` are None for it. A derived rater has no invalid verdicts."""
+        if name in self.raters:
+            raise ValueError(f"rater {name!r} is already in the matrix")
+        n = len(self)
+        if len(coded) != n or any(len(v) != n for v in values.values()):
+            raise ValueError(f"a rater column must have one value per message ({n})")
+        return CodeMatrix(
+            raters=(*self.raters, name),
+            flags=self.flags,
+            message_ids=self.message_ids,
+            values={f: {**per, name: list(values.get(f, [None] * n))}
+                    for f, per in self.values.items()},
+            coded={**self.coded, name: list(coded)},
+            invalid_at={**self.invalid_at, name: [False] * n},
+            labels=self.labels,
+        )
+
+
+def _scoped(q: Any, rater_ids: list[int | None], series: Sequence[str],
+            runs: Sequence[int]) -> Any:
+    """Join a query over Judgement to its message, run and series, and apply the filters."""
+    q = (q.join(Message, col(Message.id) == col(Judgement.message_id))
+         .join(Run, col(Run.id) == col(Message.run_id))
+         .join(Series, col(Series.id) == col(Run.series_id))
+         .where(col(Judgement.rater_id).in_(rater_ids)))
+    if series:
+        q = q.where(col(Series.name).in_(list(series)))
+    if runs:
+        q = q.where(col(Message.run_id).in_(list(runs)))
+    return q
+
+
+def load_codes(
+    engine: sqlalchemy.Engine,
+    raters: Sequence[str],
+    *,
+    flags: Sequence[str] | None = None,
+    series: Sequence[str] = (),
+    runs: Sequence[int] = (),
+) -> CodeMatrix:
+    """Codes of ``raters`` aligned on the messages any of them judged.
+
+    ``flags`` defaults to every flag any of the raters coded (in the order first stored).
+    ``series`` (names) and ``runs`` (ids) restrict the messages; an unknown series name is
+    an error naming the known ones.
+    """
+    stored = resolve_raters(engine, raters)
+    ids = {r.id: r.name for r in stored}
+    with Session(engine) as s:
+        if series:
+            known = set(s.exec(select(Series.name)).all())
+            unknown = [x for x in series if x not in known]
+            if unknown:
+                raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
+                                 f"(known: {', '.join(sorted(known)) or 'none yet'})")
+
+        judgements = s.exec(_scoped(
+            sqlalchemy.select(col(Judgement.rater_id), col(Judgement.message_id),
+                              col(Judgement.status), col(Series.name), col(Seat.label))
+            .select_from(Judgement),
+            list(ids), series, runs,
+        ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))).all()
+        codes = s.exec(_scoped(
+            sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
+                              col(Code.value))
+            .select_from(Code).join(Judgement, col(Judgement.id) == col(Code.judgement_id)),
+            list(ids), series, runs,
+        ).where(Judgement.status == "valid").order_by(col(Code.id))).all()
+
+    names = list(raters)
+    message_ids = sorted({mid for _, mid, _, _, _ in judgements})
+    pos = {mid: i for i, mid in enumerate(message_ids)}
+    n = len(message_ids)
+    coded = {r: [False] * n for r in names}
+    invalid_at = {r: [False] * n for r in names}
+    series_of = [""] * n
+    model_of = [""] * n
+    for rid, mid, status, series_name, label in judgements:
+        i = pos[mid]
+        if status == "valid":
+            coded[ids[rid]][i] = True
+        else:
+            invalid_at[ids[rid]][i] = True
+        series_of[i] = series_name or "?"
+        model_of[i] = label or "?"
+    if flags is None:
+        flags = list(dict.fromkeys(flag for _, _, flag, _ in codes))
+    flag_set = set(flags)
+    values: dict[str, dict[str, list[bool | None]]] = {
+        f: {r: [None] * n for r in names} for f in flags}
+    for rid, mid, flag, value in codes:
+        if flag in flag_set:
+            values[flag][ids[rid]][pos[mid]] = None if value is None else bool(value)
+    return CodeMatrix(
+        raters=tuple(names),
+        flags=tuple(flags),
+        message_ids=tuple(message_ids),
+        values=values,
+        coded=coded,
+        invalid_at=invalid_at,
+        labels={"series": series_of, "model": model_of},
+    )
