@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
@@ -99,41 +101,11 @@ class GoogleProvider(Provider):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One ``generateContent`` call; failures raise :mod:`roundtable.errors` classes."""
-        import pydantic
-        from google.genai import errors
-
         contents, config = self.build_request(request)
-        try:
+        with genai_errors(self.endpoint, request.model, request.timeout_s, self._api_key):
             async with asyncio.timeout(request.timeout_s):
                 response: Any = await self._client.aio.models.generate_content(
                     model=request.model, contents=contents, config=config)
-        except errors.APIError as exc:
-            response_obj = getattr(exc, "response", None)
-            headers = getattr(response_obj, "headers", None)
-            status = exc.code if isinstance(exc.code, int) else 500
-            message = error_text(exc.details, str(exc.message or exc.status or ""))
-            if exc.status and exc.status not in message:
-                message = f"{exc.status}: {message}"
-            raise classify_status(status, message, endpoint=self.endpoint, model=request.model,
-                                  headers=headers, body=exc.details,
-                                  api_key=self._api_key) from None
-        except TimeoutError:
-            raise timeout_error(self.endpoint, request.model, request.timeout_s) from None
-        except json.JSONDecodeError as exc:
-            raise malformed(self.endpoint, request.model, f"invalid JSON: {exc}",
-                            api_key=self._api_key) from None
-        except pydantic.ValidationError as exc:
-            raise malformed(self.endpoint, request.model, f"unexpected body: {exc}",
-                            api_key=self._api_key) from None
-        except ValueError as exc:  # the SDK refused the request before sending it
-            raise BadRequest(f"{self.endpoint} model '{request.model}': {shorten(str(exc))}"
-                             ) from None
-        except Exception as exc:
-            err = classify_transport(exc, endpoint=self.endpoint, model=request.model,
-                                     timeout_s=request.timeout_s, api_key=self._api_key)
-            if err is None:
-                raise
-            raise err from None
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:
@@ -176,6 +148,42 @@ class GoogleProvider(Provider):
         """Close the SDK client's connections."""
         await self._client.aio.aclose()
         self._client.close()
+
+
+@contextmanager
+def genai_errors(endpoint: str, model: str, timeout_s: float,
+                 api_key: str | None) -> Iterator[None]:
+    """Translate the ``google-genai`` SDK's exceptions raised inside the block into
+    :mod:`roundtable.errors` (shared by :class:`GoogleProvider` and the batch adapter)."""
+    import pydantic
+    from google.genai import errors
+
+    try:
+        yield
+    except errors.APIError as exc:
+        response_obj = getattr(exc, "response", None)
+        headers = getattr(response_obj, "headers", None)
+        status = exc.code if isinstance(exc.code, int) else 500
+        message = error_text(exc.details, str(exc.message or exc.status or ""))
+        if exc.status and exc.status not in message:
+            message = f"{exc.status}: {message}"
+        raise classify_status(status, message, endpoint=endpoint, model=model,
+                              headers=headers, body=exc.details, api_key=api_key) from None
+    except TimeoutError:
+        raise timeout_error(endpoint, model, timeout_s) from None
+    except json.JSONDecodeError as exc:
+        raise malformed(endpoint, model, f"invalid JSON: {exc}", api_key=api_key) from None
+    except pydantic.ValidationError as exc:
+        raise malformed(endpoint, model, f"unexpected body: {exc}", api_key=api_key) from None
+    except ValueError as exc:  # the SDK refused the request before sending it
+        where = endpoint + (f" model '{model}'" if model else "")
+        raise BadRequest(f"{where}: {shorten(str(exc))}") from None
+    except Exception as exc:
+        err = classify_transport(exc, endpoint=endpoint, model=model, timeout_s=timeout_s,
+                                 api_key=api_key)
+        if err is None:
+            raise
+        raise err from None
 
 
 def _usage(meta: Any) -> Usage:

@@ -6,6 +6,7 @@ engine, bench) can script a conversation without repeating JSON by hand.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.fakes.server import FakeResponse
@@ -113,3 +114,107 @@ def gemini_error(status: int, message: str, *, state: str = "INVALID_ARGUMENT",
     if details:
         error["details"] = details
     return FakeResponse(status=status, headers=headers or {}, json={"error": error})
+
+
+# -- batch APIs -------------------------------------------------------------------------
+
+def jsonl(*lines: Any) -> FakeResponse:
+    """A JSONL file body (a results or output file); ``str`` lines are sent verbatim, so a
+    malformed line can be scripted."""
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                   for line in lines)
+    return FakeResponse(body=text, headers={"content-type": "application/octet-stream"})
+
+
+def openai_file(file_id: str = "file-in", *, purpose: str = "batch",
+                filename: str = "roundtable-batch.jsonl", size: int = 100) -> FakeResponse:
+    """A ``files.create`` answer."""
+    return FakeResponse(json={"id": file_id, "object": "file", "bytes": size,
+                              "created_at": 1_700_000_000, "filename": filename,
+                              "purpose": purpose, "status": "processed"})
+
+
+def openai_batch(batch_id: str = "batch_1", *, status: str = "validating", total: int = 0,
+                 completed: int = 0, failed: int = 0, output_file_id: str | None = None,
+                 error_file_id: str | None = None,
+                 errors: list[dict[str, Any]] | None = None) -> FakeResponse:
+    """A Batch object (``batches.create`` / ``batches.retrieve``)."""
+    return FakeResponse(json={
+        "id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions",
+        "input_file_id": "file-in", "completion_window": "24h", "status": status,
+        "created_at": 1_700_000_000, "output_file_id": output_file_id,
+        "error_file_id": error_file_id,
+        "errors": {"object": "list", "data": errors} if errors else None,
+        "request_counts": {"total": total, "completed": completed, "failed": failed},
+    })
+
+
+def openai_batch_line(custom_id: str, response: FakeResponse | None = None, *,
+                      status: int = 200, body: Any = None,
+                      error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One output/error-file line: ``response`` (e.g. :func:`openai_chat`) or ``body`` with
+    ``status`` as the answer, or only ``error`` (an item the batch never ran)."""
+    if response is not None:
+        body = response.json
+    answer = None if error is not None and body is None else {
+        "status_code": status, "request_id": f"req_{custom_id}", "body": body}
+    return {"id": f"batch_req_{custom_id}", "custom_id": custom_id, "response": answer,
+            "error": error}
+
+
+def anthropic_batch(batch_id: str = "msgbatch_1", *, processing_status: str = "in_progress",
+                    succeeded: int = 0, errored: int = 0, canceled: int = 0, expired: int = 0,
+                    processing: int = 0, results_url: str | None = None) -> FakeResponse:
+    """A Message Batch object (``create`` / ``retrieve``)."""
+    return FakeResponse(json={
+        "id": batch_id, "type": "message_batch", "processing_status": processing_status,
+        "request_counts": {"processing": processing, "succeeded": succeeded,
+                           "errored": errored, "canceled": canceled, "expired": expired},
+        "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
+        "ended_at": None if processing_status != "ended" else "2026-01-01T01:00:00Z",
+        "archived_at": None, "cancel_initiated_at": None, "results_url": results_url,
+    })
+
+
+def anthropic_batch_line(custom_id: str, message: FakeResponse | None = None, *,
+                         kind: str = "succeeded", error_type: str = "invalid_request_error",
+                         error_message: str = "bad request") -> dict[str, Any]:
+    """One results line: ``succeeded`` with ``message`` (e.g. :func:`anthropic_message`),
+    ``errored`` with an error of ``error_type``, or ``canceled`` / ``expired``."""
+    result: dict[str, Any] = {"type": kind}
+    if kind == "succeeded":
+        result["message"] = (message or anthropic_message()).json
+    elif kind == "errored":
+        result["error"] = {"type": "error",
+                           "error": {"type": error_type, "message": error_message}}
+    return {"custom_id": custom_id, "result": result}
+
+
+def gemini_batch_job(name: str = "batches/job1", *, state: str = "BATCH_STATE_PENDING",
+                     model: str = "models/gemini-test",
+                     responses: list[dict[str, Any]] | None = None) -> FakeResponse:
+    """A Gemini API batch operation (``batches.create`` / ``batches.get``);
+    ``responses`` become the inlined responses of a finished job."""
+    metadata: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+        "model": model, "displayName": "roundtable", "state": state,
+        "createTime": "2026-01-01T00:00:00Z", "updateTime": "2026-01-01T00:00:01Z"}
+    if responses is not None:
+        metadata["output"] = {"inlinedResponses": {"inlinedResponses": responses}}
+    return FakeResponse(json={"name": name, "metadata": metadata,
+                              "done": state not in ("BATCH_STATE_PENDING",
+                                                    "BATCH_STATE_RUNNING")})
+
+
+def gemini_inlined(key: str | None, response: FakeResponse | None = None, *,
+                   error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One inlined response: ``response`` (e.g. :func:`gemini_response`) or ``error`` (a
+    google.rpc status such as ``{"code": 8, "message": "quota"}``), keyed by ``key``."""
+    item: dict[str, Any] = {}
+    if response is not None:
+        item["response"] = response.json
+    if error is not None:
+        item["error"] = error
+    if key is not None:
+        item["metadata"] = {"key": key}
+    return item
