@@ -1,8 +1,10 @@
-"""``roundtable judge``: code every stored message not yet coded by each judge."""
+"""``roundtable judge``: code every stored message not yet coded by each judge, online or
+(``--batch``) through the providers' batch APIs at the batch discount."""
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +18,7 @@ from roundtable.errors import ConfigError, MissingKeyError
 from roundtable.protocol import EndpointConfig, Price
 
 if TYPE_CHECKING:
+    from roundtable.coding.batching import BatchPassResult, BatchReport
     from roundtable.coding.judge import Judge
     from roundtable.coding.runner import CodingResult
 
@@ -41,6 +44,15 @@ def judge(
                         help="Stop cleanly once this much has been spent.")] = None,
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Submit through the providers' batch APIs (half price, results "
+                        "within 24 h); rerun the same command to collect.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="With --batch: stay and poll until every batch is collected.")
+    ] = False,
+    poll_seconds: Annotated[float | None, typer.Option(
+        "--poll-seconds", min=0, metavar="N", show_default="60",
+        help="With --batch --wait: seconds between polls.")] = None,
 ) -> None:
     """Code every message not yet coded by each judge; rerun the same command to resume
     after an interruption (nothing is coded or paid for twice)."""
@@ -48,6 +60,9 @@ def judge(
     from roundtable.coding.persist import ensure_rater
     from roundtable.coding.selection import resolve_scope
 
+    if not batch and (wait or poll_seconds is not None):
+        raise ConfigError("--wait and --poll-seconds only apply with --batch: add --batch, "
+                          "or drop them to code online now")
     judges = [load_judge(path) for path in judge_files]
     endpoints, prices = _judge_settings(judges)
     _preflight(judges, endpoints)
@@ -57,6 +72,14 @@ def judge(
         for j in judges:
             ensure_rater(engine, j)
         names = ", ".join(j.spec.name for j in judges)
+        if batch:
+            rerun = _command(judge_files, series=series, run=run, limit=limit, db=db)
+            _judge_batch(engine, judges, endpoints, prices, rerun=rerun, series=series,
+                         run=run, limit=limit, concurrency=concurrency, max_cost=max_cost,
+                         quiet=quiet, wait=wait,
+                         poll_seconds=60.0 if poll_seconds is None else poll_seconds,
+                         db=db)
+            return
         ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
         try:
             result = asyncio.run(_code(engine, judges, endpoints, prices, series=series,
@@ -149,6 +172,15 @@ async def _code(engine: sqlalchemy.Engine, judges: list[Judge],
 
 
 def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> None:
+    _print_coding_table(result)
+    if not any(t.pending for t in result.judges.values()):
+        ui.say(f"Nothing to code: every message in {result.scope} already has a judgement "
+               f"from each judge.")
+    _print_online_notes(result)
+    _print_next(judges, db)
+
+
+def _print_coding_table(result: CodingResult) -> None:
     from roundtable.cli.run import _short, _usd
 
     rows: list[tuple[object, ...]] = []
@@ -165,9 +197,9 @@ def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> 
              ["judge", *numeric], rows, right=numeric, keep_whole=["judge", *numeric])
     ui.say("prior: coded by an earlier pass (skipped). in/msg: billed input tokens per "
            "message coded now; cached: their share served from the provider's cache.")
-    if not any(t.pending for t in result.judges.values()):
-        ui.say(f"Nothing to code: every message in {result.scope} already has a judgement "
-               f"from each judge.")
+
+
+def _print_online_notes(result: CodingResult) -> None:
     left = sum(t.not_reached for t in result.judges.values())
     if result.budget_stopped:
         ui.say(f"[yellow]The spending cap was reached with {left} message(s) left; rerun "
@@ -179,6 +211,9 @@ def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> 
     if invalid:
         ui.say(f"{invalid} answer(s) never validated: stored as invalid with the raw text "
                f"(never counted as false).")
+
+
+def _print_next(judges: list[Judge], db: str | None) -> None:
     db_flag = f" --db {db}" if db else ""
     names = ",".join(j.spec.name for j in judges)
     if len(judges) >= 2:
@@ -189,3 +224,139 @@ def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> 
         ui.say("\nNext: code with a second judge (another model family), then compare:")
         ui.say(f"  roundtable judge --judge {judges[0].path} --judge OTHER.toml{db_flag}")
         ui.say(f"  roundtable agreement{db_flag}")
+
+
+# --------------------------------------------------------------------------- --batch
+
+
+def _command(judge_files: list[Path], *, series: str | None, run: str | None,
+             limit: int | None, db: str | None) -> str:
+    """The ``roundtable judge ... --batch`` command to rerun (to collect)."""
+    parts = ["roundtable", "judge"]
+    for path in judge_files:
+        parts += ["--judge", str(path)]
+    for flag, value in (("--series", series), ("--run", run), ("--limit", limit),
+                        ("--db", db)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts.append("--batch")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
+                 endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
+                 rerun: str, series: str | None, run: str | None, limit: int | None,
+                 concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
+                 poll_seconds: float, db: str | None) -> None:
+    names = ", ".join(j.spec.name for j in judges)
+    ui.say(f"Coding with [bold]{names}[/] through the providers' batch APIs -> "
+           f"{display_url(db_url(db))}")
+    try:
+        result = asyncio.run(_code_batch(engine, judges, endpoints, prices, series=series,
+                                         run=run, limit=limit, concurrency=concurrency,
+                                         max_cost=max_cost, quiet=quiet, wait=wait,
+                                         poll_seconds=poll_seconds))
+    except KeyboardInterrupt:
+        ui.warn("interrupted: batches already submitted keep running at the provider and "
+                "are recorded; rerun the same command to collect them (nothing is "
+                f"submitted or paid for twice):\n  {rerun}")
+        raise typer.Exit(code=130) from None
+    _print_batch_result(result, judges, db, rerun)
+    if quiet:  # otherwise already told as they happened
+        for line in result.notices:
+            ui.warn(line)
+        for line in result.errors:
+            ui.error(line)
+    for reason in result.stopped:
+        ui.error(reason)
+    if result.stopped:
+        raise typer.Exit(code=2)
+    online_failed = result.online_result.failed if result.online_result else 0
+    if result.errors or online_failed:
+        raise typer.Exit(code=1)
+
+
+async def _code_batch(engine: sqlalchemy.Engine, judges: list[Judge],
+                      endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
+                      series: str | None, run: str | None, limit: int | None,
+                      concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
+                      poll_seconds: float) -> BatchPassResult:
+    from roundtable.coding.batching import batch_pass
+    from roundtable.providers.client import ModelClient
+
+    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
+                         max_cost_usd=max_cost)
+    try:
+        return await batch_pass(engine, judges, client, endpoints, series=series, run=run,
+                                limit=limit, wait=wait, poll_seconds=poll_seconds,
+                                log=None if quiet else ui.plain, workers=concurrency)
+    finally:
+        await client.aclose()
+
+
+_STATE = {"submitting": "submitting", "submitted": "running"}
+
+
+def _batch_cell(report: BatchReport) -> str:
+    if report.error:
+        return "not reachable now"
+    if report.unfinished:
+        return report.progress or "-"
+    if report.state in ("failed", "lost"):
+        return f"{report.returned} back to pending"
+    text = f"{report.valid} valid, {report.invalid} invalid"
+    return text + (f", {report.returned} back" if report.returned else "")
+
+
+def _print_batch_result(result: BatchPassResult, judges: list[Judge], db: str | None,
+                        rerun: str) -> None:
+    from roundtable.cli.run import _usd
+
+    online = result.online_result
+    if online is not None and any(t.pending for t in online.judges.values()):
+        ui.say("")
+        _print_coding_table(online)
+        _print_online_notes(online)
+    elif online is not None:
+        for t in online.judges.values():
+            ui.say(f"{t.name} (online): nothing to code, {t.already_coded} message(s) "
+                   f"coded before.")
+    if result.tallies:
+        ui.say("")
+        rows = [(b.judge, b.endpoint, b.provider_batch_id, b.messages,
+                 _STATE.get(b.state, b.state), _batch_cell(b)) for b in result.batches]
+        if rows:
+            ui.table(f"Provider batches ({result.scope})",
+                     ["judge", "endpoint", "batch", "msgs", "state", "collected"], rows,
+                     right=["msgs"], keep_whole=["judge", "batch", "msgs", "state"])
+        for name, tally in result.tallies.items():
+            if not (result.submitted[name] or tally.coded or tally.calls):
+                continue
+            spent = f" ({_usd(tally.cost_usd)}: batch answers at the batch price, " \
+                    f"online retries at the normal one)" if tally.calls else ""
+            ui.say(f"{name}: {result.submitted[name]} message(s) submitted now; stored "
+                   f"{tally.valid} valid, {tally.invalid} invalid{spent}.")
+        if not result.batches and not any(result.submitted.values()):
+            ui.say(f"Nothing to submit: every message in {result.scope} already has a "
+                   f"judgement from each batch judge.")
+    if result.budget_stopped:
+        ui.say("[yellow]The spending cap was reached: no new batch was submitted and "
+               "invalid answers were not retried; rerun with a higher --max-cost to go "
+               "on.[/]")
+    invalid = sum(t.invalid for t in result.tallies.values())
+    if invalid:
+        ui.say(f"{invalid} answer(s) never validated, even retried online: stored as "
+               f"invalid with the raw text (never counted as false).")
+    running = result.running
+    if running:
+        ui.say(f"\n{len(running)} batch(es) still running at the provider (usually minutes "
+               f"to hours, at most 24 h). Rerun the same command to collect them (add "
+               f"--wait to stay and poll until they are in):")
+        ui.plain(f"  {rerun}")
+        return
+    if result.returned:
+        ui.say(f"\n{result.returned} message(s) came back without a judgement; rerun the "
+               f"same command to submit them again:")
+        ui.plain(f"  {rerun}")
+        return
+    _print_next(judges, db)

@@ -1,8 +1,10 @@
 """Persistence of raters, judgements, codes and the judge calls that produced them.
 
 A judgement is written in one transaction together with everything it depends on: every
-provider attempt made for it (``llmcall`` rows, ``purpose="judge"``, with the message's run
-and round), the :class:`~roundtable.store.tables.Judgement` row and one
+provider attempt made for it (``llmcall`` rows, ``purpose="judge"``, or ``"judge-batch"``
+for an answer that came through a provider batch API, with the message's run and round and
+the ``message_id`` and ``rater_id`` it was made for, so every judge call is auditable),
+the :class:`~roundtable.store.tables.Judgement` row and one
 :class:`~roundtable.store.tables.Code` row per flag. The judgement is inserted with
 ``INSERT ... ON CONFLICT (rater_id, message_id) DO NOTHING``, so a rerun or a concurrent
 pass never stores a second verdict for the same (rater, message); calls that were really
@@ -22,7 +24,7 @@ commit. The statements are SQLAlchemy Core built once, like
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +64,9 @@ class JudgementRecord:
 
     ``calls`` are every provider attempt made for it, in order (failed attempts included);
     the judgement is linked to the last successful one. A lexicon verdict has no calls.
+    The first ``batch_calls`` of ``calls`` came through a provider batch API (logged with
+    ``purpose="judge-batch"``); ``batch_id`` is then the
+    :class:`~roundtable.store.tables.JudgeBatch` row they came from.
     """
 
     rater_id: int
@@ -76,15 +81,20 @@ class JudgementRecord:
     calls: tuple[CallRecord, ...] = ()
     batch_id: int | None = None
     note: str | None = None
+    batch_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class UnjudgedCalls:
-    """Provider attempts that produced no judgement (the message stays pending)."""
+    """Provider attempts that produced no judgement (the message stays pending), made for
+    ``message_id`` by ``rater_id``; the first ``batch_calls`` came through a batch API."""
 
     run_id: int | None
     round: int | None
     calls: tuple[CallRecord, ...]
+    message_id: int | None = None
+    rater_id: int | None = None
+    batch_calls: int = 0
 
 
 Writable = JudgementRecord | UnjudgedCalls
@@ -155,10 +165,11 @@ class JudgementWriter:
         self.written = 0
 
     @staticmethod
-    def _call_row(record: CallRecord, run_id: int | None, round_index: int | None
-                  ) -> dict[str, Any]:
+    def _call_row(record: CallRecord, item: Writable, batched: bool) -> dict[str, Any]:
         return {
-            "run_id": run_id, "seat_id": None, "purpose": "judge", "round": round_index,
+            "run_id": item.run_id, "seat_id": None,
+            "purpose": "judge-batch" if batched else "judge", "round": item.round,
+            "message_id": item.message_id, "rater_id": item.rater_id,
             "endpoint": record.endpoint, "model": record.model,
             "request_hash": record.request_hash, "attempt": record.attempt, "ok": record.ok,
             "error_kind": record.error_kind, "error_message": record.error_message,
@@ -169,18 +180,20 @@ class JudgementWriter:
             "created_at": utcnow(),
         }
 
-    def write(self, items: Sequence[Writable]) -> int:
+    def write(self, items: Sequence[Writable],
+              after: Callable[[sa.Connection], None] | None = None) -> int:
         """Store ``items`` in one transaction; returns how many judgements were new. A
         judgement whose (rater, message) is already stored is skipped, but its calls are
-        still logged (they were made and paid for)."""
+        still logged (they were made and paid for). ``after`` runs last, in the same
+        transaction (e.g. marking a provider batch collected together with its results)."""
         calls: list[dict[str, Any]] = []
         linked: list[int | None] = []  # per item: index in ``calls`` of its last ok call
         for item in items:
             last_ok: int | None = None
-            for record in item.calls:
+            for index, record in enumerate(item.calls):
                 if record.ok:
                     last_ok = len(calls)
-                calls.append(self._call_row(record, item.run_id, item.round))
+                calls.append(self._call_row(record, item, index < item.batch_calls))
             linked.append(last_ok)
         records = [(item, link) for item, link in zip(items, linked, strict=True)
                    if isinstance(item, JudgementRecord)]
@@ -207,5 +220,7 @@ class JudgementWriter:
                     for code in rec.codes]
                 if code_rows:
                     conn.execute(_CODE_INSERT, code_rows)
+            if after is not None:
+                after(conn)
         self.written += new
         return new

@@ -63,9 +63,11 @@ from roundtable.errors import (
     ModelNotFound,
     ProviderError,
 )
+from roundtable.providers.base import Completion
 from roundtable.providers.client import CallRecord, ModelClient
 
-__all__ = ["CodingEvent", "CodingResult", "JudgeTally", "code_messages"]
+__all__ = ["BatchAnswer", "CodingEvent", "CodingResult", "JudgeTally", "code_batch_answers",
+           "code_messages"]
 
 EventKind = Literal["start", "coded", "failed", "judge_stopped", "budget_stopped"]
 
@@ -237,6 +239,9 @@ class _Pass:
         self.emit = emit
         self.result = result
         self.budget: str | None = None
+        #: when a list, :meth:`store_failure` collects unjudged attempts here instead of
+        #: writing them (batch collection writes them with the batch's final status)
+        self.deferred: list[UnjudgedCalls] | None = None
 
     # ------------------------------------------------------------------ stops
 
@@ -266,14 +271,21 @@ class _Pass:
                 tally.invalid += 1
             self.emit(CodingEvent("coded", judge=tally.name, status=rec.status))
 
-    async def store_failure(self, tally: JudgeTally, item: CodingItem,
-                            calls: Sequence[CallRecord], why: str | None) -> None:
+    async def store_failure(self, seat: _Seat, item: CodingItem,
+                            calls: Sequence[CallRecord], why: str | None,
+                            batch_calls: int = 0) -> None:
         """Log the attempts of a message left pending; ``why`` None: not a failure (the
-        pass stopped), so it is not counted as one."""
+        pass stopped), so it is not counted as one. With :attr:`deferred` set, the attempts
+        are collected there for the caller to store."""
+        tally = seat.tally
         if calls:
-            await self.commit.store([UnjudgedCalls(run_id=item.target.run_id,
-                                                   round=item.target.round,
-                                                   calls=tuple(calls))])
+            unjudged = UnjudgedCalls(run_id=item.target.run_id, round=item.target.round,
+                                     calls=tuple(calls), message_id=item.target.message_id,
+                                     rater_id=seat.rater_id, batch_calls=batch_calls)
+            if self.deferred is not None:
+                self.deferred.append(unjudged)
+            else:
+                await self.commit.store([unjudged])
             tally.add_calls(calls)
         if why is not None:
             tally.failed += 1
@@ -287,7 +299,10 @@ class _Pass:
                 return
             await self.code_one(seat, item)
 
-    async def code_one(self, seat: _Seat, item: CodingItem) -> None:
+    async def code_one(self, seat: _Seat, item: CodingItem,
+                       head: BatchAnswer | None = None) -> None:
+        """Code one message; with ``head``, its first answer came from a provider batch
+        and only invalid-output retries are made here, online."""
         judge, tally = seat.judge, seat.tally
         spec = judge.spec
         assert spec.endpoint is not None
@@ -295,28 +310,39 @@ class _Pass:
         request = build_request(judge, target, item.context(spec.context_messages))
         calls: list[CallRecord] = []
         reasons: list[str] = []
+        batched = 0 if head is None else 1
+        batch_id = None if head is None else head.batch_id
+        completion: Completion | None = None
+        if head is not None:
+            calls.append(head.record)
+            completion = head.completion
         while True:
-            try:
-                result = await self.client.complete(spec.endpoint, request)
-            except BudgetExceeded as exc:
-                self.stop_budget(str(exc))
-                await self.store_failure(tally, item, calls, None)
-                return
-            except ProviderError as exc:
-                calls.extend(r for r in exc.records if isinstance(r, CallRecord))
-                why = f"{exc.kind}: {exc}"
-                if isinstance(exc, AuthError | ModelNotFound):
-                    self.stop_judge(tally, f"judge '{spec.name}' stopped: endpoint "
-                                           f"'{spec.endpoint}', model '{spec.model}': {why}")
-                await self.store_failure(tally, item, calls, why)
-                return
-            except ConfigError as exc:
-                self.stop_judge(tally, f"judge '{spec.name}' stopped: {exc}")
-                await self.store_failure(tally, item, calls, None)
-                return
-            calls.extend(result.failures)
-            calls.append(result.record)
-            completion = result.completion
+            if completion is None:
+                if head is not None and self.stopped(tally):
+                    await self.store_failure(seat, item, calls, None, batched)
+                    return
+                try:
+                    result = await self.client.complete(spec.endpoint, request)
+                except BudgetExceeded as exc:
+                    self.stop_budget(str(exc))
+                    await self.store_failure(seat, item, calls, None, batched)
+                    return
+                except ProviderError as exc:
+                    calls.extend(r for r in exc.records if isinstance(r, CallRecord))
+                    why = f"{exc.kind}: {exc}"
+                    if isinstance(exc, AuthError | ModelNotFound):
+                        self.stop_judge(tally, f"judge '{spec.name}' stopped: endpoint "
+                                               f"'{spec.endpoint}', model '{spec.model}': "
+                                               f"{why}")
+                    await self.store_failure(seat, item, calls, why, batched)
+                    return
+                except ConfigError as exc:
+                    self.stop_judge(tally, f"judge '{spec.name}' stopped: {exc}")
+                    await self.store_failure(seat, item, calls, None, batched)
+                    return
+                calls.extend(result.failures)
+                calls.append(result.record)
+                completion = result.completion
             raw = completion.raw_text if completion.raw_text is not None else completion.text
             try:
                 verdict = verdict_from_completion(completion, judge.codebook)
@@ -324,18 +350,21 @@ class _Pass:
                 reasons.append(exc.reason)
                 if len(reasons) <= spec.max_invalid_retries:
                     request = retry_request(request, completion.text, exc.reason)
+                    completion = None
                     continue
                 await self.store(tally, [JudgementRecord(
                     rater_id=seat.rater_id, message_id=target.message_id,
                     run_id=target.run_id, round=target.round, status="invalid",
                     raw_output=raw, error=exc.reason, attempts=len(reasons),
-                    calls=tuple(calls), note=_note(reasons[:-1]))])
+                    calls=tuple(calls), note=_note(reasons[:-1]), batch_id=batch_id,
+                    batch_calls=batched)])
                 return
             await self.store(tally, [JudgementRecord(
                 rater_id=seat.rater_id, message_id=target.message_id, run_id=target.run_id,
                 round=target.round, status="valid", raw_output=raw,
                 codes=codes_from_verdict(verdict, judge.codebook), attempts=len(reasons) + 1,
-                calls=tuple(calls), note=_note(reasons))])
+                calls=tuple(calls), note=_note(reasons), batch_id=batch_id,
+                batch_calls=batched)])
             return
 
     # ------------------------------------------------------------------ lexicon judges
@@ -430,6 +459,14 @@ async def code_messages(
         queue = iter(items)  # shared by the judge's workers: each item is taken once
         for _ in range(min(workers_per_judge, len(items))):
             tasks.append(asyncio.ensure_future(state.llm_worker(seat, queue)))
+    await _run_all(tasks, commit, writer_thread)
+    return result
+
+
+async def _run_all(tasks: Sequence[asyncio.Task[None]], commit: _GroupCommit,
+                   writer_thread: WriterThread) -> None:
+    """Wait for every worker; on the first error cancel the others and re-raise it. The
+    last writes are always committed and the writer thread closed."""
     try:
         if tasks:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -445,4 +482,56 @@ async def code_messages(
             await asyncio.gather(*pending, return_exceptions=True)
         await commit.drain()
         writer_thread.close()
-    return result
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """A message's first answer, obtained through a provider batch API
+    (:mod:`roundtable.coding.batching`): the completion, its call record (priced at the
+    batch discount) and the id of the :class:`~roundtable.store.tables.JudgeBatch` row."""
+
+    completion: Completion
+    record: CallRecord
+    batch_id: int
+
+
+async def code_batch_answers(
+    engine: sa.Engine,
+    judge: Judge,
+    rater_id: int,
+    client: ModelClient,
+    answers: Sequence[tuple[CodingItem, BatchAnswer]],
+    tally: JudgeTally,
+    *,
+    on_event: Callable[[CodingEvent], None] | None = None,
+    workers: int = DEFAULT_WORKERS_PER_JUDGE,
+) -> list[UnjudgedCalls]:
+    """Store one judge's answers from a provider batch, like :func:`code_messages` stores
+    online ones: a valid answer becomes a judgement at once; an invalid one is retried
+    online (:func:`~roundtable.coding.judge.retry_request` through ``client``) up to the
+    judge's ``max_invalid_retries``, then stored ``invalid`` with its raw text.
+
+    Judgements are committed as they finish (group commit). Attempts that produced no
+    judgement (a retry that failed at the provider, a budget stop or a stopped judge
+    before a needed retry) are *returned*, not written, so the caller stores them together
+    with the batch's final status in one transaction: a crash in between repeats only the
+    messages still without a judgement, and no call is logged twice. ``tally`` receives
+    the counts, the stop reason (:attr:`JudgeTally.stopped`) and the calls.
+    """
+    emit = on_event or (lambda _event: None)
+    result = CodingResult(scope="batch", codable=0, judges={judge.spec.name: tally})
+    writer_thread = WriterThread()
+    commit = _GroupCommit(JudgementWriter(engine), writer_thread)
+    state = _Pass(client, commit, emit, result)
+    deferred: list[UnjudgedCalls] = []
+    state.deferred = deferred
+    seat = _Seat(judge, rater_id, tally)
+    queue = iter(answers)
+
+    async def worker() -> None:
+        for item, head in queue:
+            await state.code_one(seat, item, head)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(answers)))]
+    await _run_all(tasks, commit, writer_thread)
+    return deferred
