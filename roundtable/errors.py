@@ -10,6 +10,7 @@ non-zero without a traceback::
     ├── ProtocolError               a protocol file is unreadable or invalid
     ├── JudgeFileError              a judge or codebook file is unreadable or invalid
     ├── ImportDataError             an input file (War Room JSON, CSV) is malformed
+    ├── ExportError                 an export cannot be written as asked
     ├── StoreError                  database problems (schema mismatch, conflicting series)
     │   └── SeriesConflictError     a series name is reused with a different protocol
     ├── BudgetExceeded              --max-cost reached; the series stops cleanly
@@ -57,6 +58,10 @@ class JudgeFileError(RoundtableError):
 
 class ImportDataError(RoundtableError):
     """An input data file is malformed."""
+
+
+class ExportError(RoundtableError):
+    """An export cannot be written as asked (output path, options, missing pyarrow)."""
 
 
 class StoreError(RoundtableError):

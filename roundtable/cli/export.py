@@ -1,0 +1,188 @@
+"""``roundtable export``: the coded corpus as CSV / JSONL / Parquet, or runs as War Room JSON."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.errors import ExportError
+
+app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+
+SeriesOption = Annotated[list[str] | None, typer.Option(
+    "--series", "-s", help="Only this series (repeatable, or comma-separated). Default: all.",
+    show_default=False)]
+
+
+def register(app_: typer.Typer) -> None:
+    """Add ``roundtable export`` (and ``roundtable export warroom``) to the main app."""
+    app_.add_typer(app, name="export")
+
+
+def _names(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for item in values or [] for v in item.split(",")
+                               if v.strip()))
+
+
+class _LazyProgress:
+    """A progress bar that appears with the first finished run (so a user error raised
+    while planning prints alone); call it with ``(runs done, runs total)``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+        self._stack = ExitStack()
+        self._bar: ui.SeriesProgress | None = None
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._quiet:
+            return
+        if self._bar is None:
+            self._bar = self._stack.enter_context(
+                ui.series_progress("export", total, unit="runs", counter=""))
+        self._bar.update(advance=1, total=total)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+@app.callback(short_help="Write the coded corpus (CSV, JSONL, Parquet) or runs as War Room "
+                         "JSON.")
+@handles_errors
+def corpus(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="File to write (corpus.csv, corpus.jsonl, corpus.parquet).",
+        show_default=False)] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", help="csv, jsonl or parquet. Default: from the --out extension.",
+        show_default=False)] = None,
+    coded: Annotated[bool, typer.Option(
+        "--coded", help="Only messages with codes (a valid verdict of an exported rater, or "
+        "an adjudicated code).")] = False,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Drop true identities (true_label, true_endpoint, true_model) "
+        "for blind sharing; a pseudonym model_code replaces them. Display names and text "
+        "are kept: see docs/export-schema.md.")] = False,
+    series: SeriesOption = None,
+    raters: Annotated[str | None, typer.Option(
+        "--raters", help="Comma-separated raters whose codes to export. Default: all.",
+        show_default=False)] = None,
+    adjudication: Annotated[str, typer.Option(
+        "--adjudication", help="Adjudication for the adj.* columns: a recorded name, "
+        "'latest' (the most recent one) or 'none'.")] = "latest",
+    all_kinds: Annotated[bool, typer.Option(
+        "--all-kinds", help="Also export brief, error and system lines (default: agent "
+        "messages only).")] = False,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Add raw_text (as the provider returned it) and reasoning.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write the corpus: one row per message with its run, conditions, seat, true
+    model, text, each rater's codes and the adjudicated codes.
+
+    Schema roundtable.corpus/1, every column described in docs/export-schema.md.
+    Example: roundtable export --out corpus.parquet --coded --anonymize
+
+    `roundtable export warroom --out DIR` writes runs as War Room JSON instead.
+    """
+    from roundtable.io.export import (
+        ALL_KINDS,
+        FORMATS,
+        ExportOptions,
+        Format,
+        export_corpus,
+        format_from_path,
+    )
+
+    if ctx.invoked_subcommand is not None:
+        if out is not None or fmt is not None:
+            raise ExportError(f"put --out and --format after `{ctx.invoked_subcommand}` "
+                              f"(roundtable export {ctx.invoked_subcommand} --out ...)")
+        return
+    if out is None:
+        raise ExportError("--out FILE is required (e.g. --out corpus.csv); or use "
+                          "`roundtable export warroom --out DIR`")
+    chosen: str | None = fmt.lower() if fmt else format_from_path(out)
+    if chosen is None:
+        raise ExportError(f"cannot tell the format from {out.name!r}: add --format "
+                          f"{'|'.join(FORMATS)} or use a .csv, .jsonl or .parquet name")
+    if chosen not in FORMATS:
+        raise ExportError(f"--format {fmt}: choose {', '.join(FORMATS)}")
+    options = ExportOptions(
+        series=_names(series), kinds=ALL_KINDS if all_kinds else ("agent",), coded=coded,
+        anonymize=anonymize, raters=_names([raters]) if raters is not None else None,
+        adjudication=adjudication.removeprefix("adj:"), raw=raw)
+    database = display_url(db_url(db))
+    if anonymize:  # a path may name a person or project; keep only the file name
+        database = Path(database.rsplit("/", 1)[-1]).name
+    with open_db(db) as engine, _LazyProgress(quiet) as progress:
+        fmt_: Format = chosen
+        summary = export_corpus(engine, out, fmt_, options, database=database,
+                                progress=progress)
+    kinds = ", ".join(f"{n:,} {k}" for k, n in summary.kinds.items()) or "none"
+    ui.plain(f"Wrote {summary.path}: {summary.rows:,} rows, {summary.columns} columns, "
+             f"{_size(summary.bytes)} in {summary.seconds:.1f}s.")
+    ui.plain(f"  rows      {kinds}")
+    ui.plain(f"  runs      {summary.runs} in {len(summary.series)} series")
+    if summary.raters:
+        ui.plain(f"  codes     {', '.join(summary.raters)}")
+        ui.plain(f"  adj.*     {summary.adjudication or 'none'}")
+    else:
+        ui.plain("  codes     none stored yet (roundtable judge or roundtable import codes)")
+    if anonymize:
+        ui.plain("  identity  true_* dropped, model_code (M01...) instead; display names "
+                 "kept")
+    ui.plain("  schema    roundtable.corpus/1, described in docs/export-schema.md")
+    ui.plain(f"  metadata  {summary.meta_path}" if summary.meta_path
+             else "  metadata  in the file's key-value metadata 'roundtable.corpus'")
+    if summary.rows == 0:
+        ui.warn("the export has no rows" + (": no message of the chosen series has codes"
+                                            if coded else ""))
+
+
+@app.command("warroom")
+@handles_errors
+def warroom(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder to write into (created if missing); one "
+        "<S>/warroom-<S>-runNN.json file per run.", show_default=False)],
+    series: SeriesOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write runs as War Room Lab JSON, one file per run.
+
+    roundtable import warroom and the reference study's tools read them back.
+    """
+    from roundtable.io.export_warroom import export_warroom
+
+    with open_db(db) as engine, _LazyProgress(quiet) as progress:
+        summary = export_warroom(engine, out, series=_names(series), progress=progress)
+    n = len(summary.files)
+    ui.plain(f"Wrote {n} War Room file{'' if n == 1 else 's'} into {summary.out} "
+             f"({_size(summary.bytes)} in {summary.seconds:.1f}s).")
+    ui.plain(f"  {len(summary.series)} series, {summary.messages:,} transcript lines")
+    for name, fname in summary.renamed.items():
+        ui.plain(f"Series {name!r} is named {fname!r} in the files (War Room names are "
+                 f"letters and digits only).")
+    if summary.files:
+        ui.say(f"\nRead them back with:\n  roundtable import warroom {summary.out} "
+               f"--db OTHER.db")
+    else:
+        ui.warn("no runs to export")

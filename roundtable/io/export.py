@@ -1,0 +1,681 @@
+"""Export the corpus: one row per message with its run, seat, codes and adjudicated codes.
+
+The schema is ``roundtable.corpus/1``, documented column by column in
+``docs/export-schema.md``; :data:`SCHEMA` names it in every export's metadata record.
+
+An export is planned first (:func:`plan_export`: which runs, which raters and flags, which
+adjudication, which condition columns and their types), then streamed run by run
+(:func:`iter_records`): a handful of queries per run, so memory stays bounded by the largest
+run, whatever the size of the corpus. :func:`export_corpus` writes it with one of the
+writers of :mod:`roundtable.io.export_writers` (CSV, JSONL, Parquet).
+
+Codes follow the platform's rule that missing is never false: a rater's ``<rater>.<flag>``
+is ``true``/``false`` only where it gave that value in a *valid* verdict; an invalid verdict
+is ``<rater>.status = invalid`` with empty codes.
+
+``anonymize`` drops the true identity of every seat (``true_label``, ``true_endpoint``,
+``true_model``) and replaces it with a per-export pseudonym (``model_code``: ``M01``,
+``M02``... in order of first appearance), so per-model analyses stay possible blind; the
+identity strings are also replaced by their code wherever they appear in run keys, cells,
+reference ids and condition values. Display names, series names and message text are kept
+(see the schema document for why, and for what that leaves visible).
+
+Ordering is deterministic: series by name, runs by id (creation order), messages by round,
+turn and id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from roundtable import __version__
+from roundtable.coding.adjudicate import combine, get_adjudication
+from roundtable.errors import ExportError, StoreError
+from roundtable.store.codes import list_raters, resolve_raters
+from roundtable.store.tables import (
+    Adjudication,
+    Code,
+    Judgement,
+    Message,
+    Rater,
+    Run,
+    Seat,
+    Series,
+)
+
+__all__ = [
+    "ALL_KINDS",
+    "FORMATS",
+    "LATEST",
+    "NO_ADJUDICATION",
+    "SCHEMA",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "Column",
+    "CorpusPlan",
+    "ExportOptions",
+    "ExportSummary",
+    "Format",
+    "export_corpus",
+    "format_from_path",
+    "iter_records",
+    "meta_path_for",
+    "plan_export",
+]
+
+SCHEMA_NAME = "roundtable.corpus"
+SCHEMA_VERSION = 1
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+"""Schema id written in every export's metadata; the version changes when a column is
+renamed, removed or changes meaning (adding columns keeps it; see docs/export-schema.md)."""
+
+Format: TypeAlias = Literal["csv", "jsonl", "parquet"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
+ALL_KINDS: tuple[str, ...] = ("brief", "agent", "error", "system")
+LATEST = "latest"
+"""``ExportOptions.adjudication`` value: the most recently recorded adjudication."""
+NO_ADJUDICATION = "none"
+"""``ExportOptions.adjudication`` value: no ``adj.*`` columns."""
+
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                                  ".parquet": "parquet", ".pq": "parquet"}
+
+_M = Message.__table__.c  # type: ignore[attr-defined]
+_J = Judgement.__table__.c  # type: ignore[attr-defined]
+_C = Code.__table__.c  # type: ignore[attr-defined]
+_R = Run.__table__.c  # type: ignore[attr-defined]
+_S = Series.__table__.c  # type: ignore[attr-defined]
+_SEAT = Seat.__table__.c  # type: ignore[attr-defined]
+
+
+def format_from_path(path: Path) -> Format | None:
+    """The format an output file name implies (``.csv``, ``.jsonl``, ``.parquet``), if any."""
+    return _EXTENSIONS.get(path.suffix.lower())
+
+
+def meta_path_for(path: Path) -> Path:
+    """The metadata sidecar of a CSV or JSONL export: ``<file>.meta.json``."""
+    return path.with_name(path.name + ".meta.json")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export. ``raters`` None means every stored rater (oldest first);
+    ``adjudication`` is a recorded adjudication's name, :data:`LATEST` or
+    :data:`NO_ADJUDICATION`."""
+
+    series: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ("agent",)
+    coded: bool = False
+    anonymize: bool = False
+    raters: tuple[str, ...] | None = None
+    adjudication: str = LATEST
+    raw: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The options as recorded in the metadata."""
+        return {"series": list(self.series), "kinds": list(self.kinds), "coded": self.coded,
+                "anonymize": self.anonymize,
+                "raters": None if self.raters is None else list(self.raters),
+                "adjudication": self.adjudication, "raw": self.raw}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the export: ``type`` is int, float, bool, str, json (a JSON-encoded
+    value; an object in JSONL) or object (JSONL's ``conditions``)."""
+
+    name: str
+    type: str
+    description: str
+
+    def as_json(self) -> dict[str, str]:
+        """The column as listed in the metadata."""
+        return {"name": self.name, "type": self.type, "description": self.description}
+
+
+@dataclass(frozen=True)
+class _RunInfo:
+    id: int
+    series: str
+    ref: str
+    key: str
+    source_ref: str | None
+    status: str
+    cell: str
+    conditions: dict[str, Any]
+    replicate: int
+
+
+@dataclass(frozen=True)
+class _SeatInfo:
+    position: int
+    display_name: str
+    label: str
+    endpoint: str
+    model: str
+
+
+@dataclass(frozen=True)
+class _RaterCols:
+    id: int
+    name: str
+    flags: tuple[str, ...]
+    level_flags: tuple[str, ...]
+    meta: dict[str, Any]
+
+
+class _Pseudonyms:
+    """True identities -> ``M01``, ``M02``... in order of first appearance, and the
+    replacement of those identity strings inside free-form labels (run keys, cells)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, str], str] = {}
+        self._strings: dict[str, str] = {}
+        self._pattern: re.Pattern[str] | None = None
+
+    def code(self, seat: _SeatInfo) -> str:
+        key = (seat.endpoint, seat.model)
+        if key not in self.codes:
+            self.codes[key] = f"M{len(self.codes) + 1:02d}"
+        code = self.codes[key]
+        for s in (f"{seat.endpoint}:{seat.model}", seat.model, seat.label):
+            if s and s not in self._strings:
+                self._strings[s] = code
+                self._pattern = None
+        return code
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` with every identity string replaced by its code (recursively)."""
+        if isinstance(value, str):
+            return self._scrub_text(value)
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        return value
+
+    def _scrub_text(self, text: str) -> str:
+        if not self._strings:
+            return text
+        if self._pattern is None:
+            alternatives = sorted(self._strings, key=len, reverse=True)
+            self._pattern = re.compile(
+                r"(?<![A-Za-z0-9])(" + "|".join(re.escape(a) for a in alternatives)
+                + r")(?![A-Za-z0-9])")
+        return self._pattern.sub(lambda m: self._strings[m.group(1)], text)
+
+
+@dataclass
+class CorpusPlan:
+    """Everything decided before the first row is written (see :func:`plan_export`)."""
+
+    options: ExportOptions
+    runs: list[_RunInfo]
+    seats: dict[int, dict[int, _SeatInfo]]  # run id -> seat id -> seat
+    raters: list[_RaterCols]
+    adjudication: Adjudication | None
+    cond_keys: list[str]
+    cond_types: dict[str, str]
+    pseudonyms: _Pseudonyms | None
+    series: list[dict[str, Any]] = field(default_factory=list)
+
+    def columns(self, fmt: Format) -> list[Column]:
+        """The columns of an export in ``fmt``, in order (JSONL: one ``conditions`` object
+        instead of the ``cond.<key>`` columns)."""
+        cols = [
+            Column("message_id", "int", "Message id in the exporting database."),
+            Column("series", "str", "Series name."),
+            Column("run_ref", "str", "SERIES/N: the run's number within its series, as "
+                   "`roundtable runs` and `roundtable show` name it."),
+            Column("run_id", "int", "Run id in the exporting database."),
+            Column("run_key", "str", "The run's key: <cell>#<replicate>, or the reference "
+                   "run id (A-run07) for imported runs."),
+            Column("source_ref", "str", "Reference run id of an imported run (empty for "
+                   "runs held by roundtable)."),
+            Column("run_status", "str", "pending, running, completed, failed or stopped."),
+            Column("cell", "str", "The condition cell (factor=value,...); 'base' without a "
+                   "matrix."),
+        ]
+        if fmt == "jsonl":
+            cols.append(Column("conditions", "object",
+                               "The run's condition labels: factor -> value."))
+        else:
+            cols += [Column(f"cond.{k}", self.cond_types[k], f"Condition label {k!r}.")
+                     for k in self.cond_keys]
+        cols += [
+            Column("replicate", "int", "Replicate number within the cell (imported runs: "
+                   "the run number)."),
+            Column("seat_position", "int", "0-based roster position of the speaking seat; "
+                   "empty for brief and system lines."),
+            Column("display_name", "str", "The name peers saw (the study condition: "
+                   "Agent-A, a NATO word, a real model name...)."),
+        ]
+        if self.options.anonymize:
+            cols.append(Column("model_code", "str", "Pseudonym of the seat's true model "
+                               "(M01, M02... in order of first appearance in this export); "
+                               "the same model has the same code throughout one export."))
+        else:
+            cols += [
+                Column("true_label", "str", "The seat's true identity, human readable."),
+                Column("true_endpoint", "str", "Endpoint the seat was served by."),
+                Column("true_model", "str", "Model id at that endpoint."),
+            ]
+        cols += [
+            Column("round", "int", "0-based round; -1 for the brief."),
+            Column("turn", "int", "Order within the round as spoken or shown."),
+            Column("kind", "str", "brief, agent, error or system."),
+            Column("visible", "bool", "Whether peers were shown the line."),
+            Column("text", "str", "The text as shown to peers."),
+        ]
+        if self.options.raw:
+            cols += [
+                Column("raw_text", "str", "The text exactly as the provider returned it "
+                       "(reasoning blocks included); empty when not recorded."),
+                Column("reasoning", "str", "Reasoning returned separately by the provider."),
+            ]
+        cols.append(Column("source_key", "str", "Message id in the reference study's "
+                           "coding files (SERIES-runNN|nickname|R<round>), imported runs only."))
+        for r in self.raters:
+            cols.append(Column(f"{r.name}.status", "str",
+                               f"{r.name}'s verdict: valid, invalid (never validated: its "
+                               f"codes are empty, not false) or empty (not judged)."))
+            for flag in r.flags:
+                cols.append(Column(f"{r.name}.{flag}", "bool",
+                                   f"{r.name}'s code for {flag}; empty when not judged, "
+                                   f"invalid or no value given."))
+                if flag in r.level_flags:
+                    cols.append(Column(f"{r.name}.{flag}_level", "str",
+                                       f"{r.name}'s level for {flag} (e.g. L1-L3)."))
+        if self.adjudication is not None:
+            adj = self.adjudication
+            for flag in adj.flags:
+                cols.append(Column(f"adj.{flag}", "bool",
+                                   f"Final code for {flag} by {adj.rule} of "
+                                   f"{'+'.join(adj.raters)} ({adj.name!r}); empty unless "
+                                   f"every one of them coded the message validly."))
+        names = [c.name for c in cols]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ExportError(f"column name {dupes[0]!r} would appear twice (a rater or "
+                              f"condition named like a fixed column); leave that rater out "
+                              f"with --raters")
+        return cols
+
+    def metadata(self, fmt: Format, *, database: str, exported_at: datetime) -> dict[str, Any]:
+        """The header record: schema, time, source database, code sources and columns."""
+        adj = self.adjudication
+        meta: dict[str, Any] = {
+            "schema": SCHEMA,
+            "schema_name": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "format": fmt,
+            "exported_at": exported_at.isoformat(timespec="seconds"),
+            "roundtable_version": __version__,
+            "database": database,
+            "options": self.options.as_json(),
+            "series": self.series,
+            "raters": [r.meta for r in self.raters],
+            "adjudication": None if adj is None else {
+                "name": adj.name, "rule": adj.rule, "raters": list(adj.raters),
+                "flags": list(adj.flags),
+                "created_at": adj.created_at.isoformat(timespec="seconds")},
+            "anonymized": self.options.anonymize,
+            "columns": [c.as_json() for c in self.columns(fmt)],
+        }
+        if self.pseudonyms is not None:
+            meta["anonymization"] = {
+                "dropped_columns": ["true_label", "true_endpoint", "true_model"],
+                "model_codes": len(self.pseudonyms.codes),
+                "scrubbed": ["run_key", "source_ref", "cell", "conditions"],
+                "kept": ["display_name", "series", "text", "source_key"],
+            }
+        return meta
+
+
+@dataclass
+class ExportSummary:
+    """What :func:`export_corpus` wrote."""
+
+    path: Path
+    meta_path: Path | None
+    format: Format
+    rows: int
+    runs: int  # runs with at least one row written
+    series: list[str]  # series with at least one row written
+    columns: int
+    raters: list[str]
+    adjudication: str | None
+    kinds: dict[str, int]
+    bytes: int
+    seconds: float
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _value_type(values: Sequence[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "str"
+    if all(isinstance(v, bool) for v in present):
+        return "bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return "int"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return "float"
+    if all(isinstance(v, str) for v in present):
+        return "str"
+    return "json"
+
+
+def _check_kinds(kinds: Sequence[str]) -> None:
+    unknown = [k for k in kinds if k not in ALL_KINDS]
+    if unknown or not kinds:
+        raise ExportError(f"message kind {', '.join(map(repr, unknown)) or '(none)'}: choose "
+                          f"among {', '.join(ALL_KINDS)}")
+
+
+def _resolve_adjudication(engine: sa.Engine, choice: str) -> Adjudication | None:
+    if choice == NO_ADJUDICATION:
+        return None
+    if choice == LATEST:
+        with Session(engine) as s:
+            row = s.exec(select(Adjudication).order_by(
+                col(Adjudication.created_at).desc(), col(Adjudication.id).desc())).first()
+            if row is not None:
+                s.expunge(row)
+            return row
+    try:
+        return get_adjudication(engine, choice)
+    except StoreError as exc:
+        raise ExportError(f"--adjudication: {exc}; or give latest or none") from None
+
+
+def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
+    """Resolve the options against the database: the runs (in export order), raters and
+    their flags, the adjudication, the condition columns. Unknown series, raters or
+    adjudication names are :class:`~roundtable.errors.ExportError`."""
+    _check_kinds(options.kinds)
+    with engine.connect() as conn:
+        known = {name: (sid, source, phash) for sid, name, source, phash in conn.execute(
+            sa.select(_S.id, _S.name, _S.source, _S.protocol_hash))}
+        unknown = [s for s in options.series if s not in known]
+        if unknown:
+            raise ExportError(f"no series named {', '.join(map(repr, unknown))} (known: "
+                              f"{', '.join(sorted(known)) or 'none yet'})")
+        chosen = sorted(options.series or known)
+        ids = [known[n][0] for n in chosen]
+        run_rows = conn.execute(
+            sa.select(_R.id, _S.name, _R.key, _R.source_ref, _R.status, _R.cell,
+                      _R.conditions, _R.replicate)
+            .join_from(Run.__table__, Series.__table__,  # type: ignore[attr-defined]
+                       _R.series_id == _S.id)
+            .where(_R.series_id.in_(ids)).order_by(_S.name, _R.id)).all()
+        seat_rows = conn.execute(
+            sa.select(_SEAT.run_id, _SEAT.id, _SEAT.position, _SEAT.display_name,
+                      _SEAT.label, _SEAT.endpoint, _SEAT.model)
+            .join_from(Seat.__table__, Run.__table__,  # type: ignore[attr-defined]
+                       _SEAT.run_id == _R.id)
+            .where(_R.series_id.in_(ids)).order_by(_SEAT.run_id, _SEAT.position)).all()
+    seats: dict[int, dict[int, _SeatInfo]] = {}
+    for run_id, seat_id, pos, display, label, endpoint, model in seat_rows:
+        seats.setdefault(run_id, {})[seat_id] = _SeatInfo(pos, display, label, endpoint, model)
+    pseudonyms = _Pseudonyms() if options.anonymize else None
+    index: Counter[str] = Counter()
+    runs: list[_RunInfo] = []
+    for rid, series, key, source_ref, status, cell, conditions, replicate in run_rows:
+        index[series] += 1
+        conds = dict(conditions or {})
+        if pseudonyms is not None:
+            for seat in seats.get(rid, {}).values():
+                pseudonyms.code(seat)
+        runs.append(_RunInfo(rid, series, f"{series}/{index[series]}", key, source_ref,
+                             status, cell, conds, replicate))
+    if pseudonyms is not None:  # every identity is known: scrub labels in a second pass
+        runs = [_RunInfo(r.id, r.series, r.ref, pseudonyms.scrub(r.key),
+                         pseudonyms.scrub(r.source_ref), r.status, pseudonyms.scrub(r.cell),
+                         pseudonyms.scrub(r.conditions), r.replicate) for r in runs]
+    cond_keys = sorted({k for r in runs for k in r.conditions})
+    cond_types = {k: _value_type([r.conditions.get(k) for r in runs]) for k in cond_keys}
+    return CorpusPlan(
+        options=options, runs=runs, seats=seats,
+        raters=_plan_raters(engine, options.raters),
+        adjudication=_resolve_adjudication(engine, options.adjudication),
+        cond_keys=cond_keys, cond_types=cond_types, pseudonyms=pseudonyms,
+        series=[{"name": n, "source": known[n][1], "protocol_hash": known[n][2],
+                 "runs": index[n]} for n in chosen],
+    )
+
+
+def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterCols]:
+    if names is not None:
+        try:
+            stored = resolve_raters(engine, list(names))
+        except StoreError as exc:
+            raise ExportError(f"--raters: {exc}") from None
+    else:
+        with Session(engine) as s:
+            stored = list(s.exec(select(Rater).order_by(col(Rater.id))).all())
+            for r in stored:
+                s.expunge(r)
+    counts = {r.name: r for r in list_raters(engine)}
+    with engine.connect() as conn:
+        levels = {(rid, flag) for rid, flag in conn.execute(
+            sa.select(_C.rater_id, _C.flag).where(_C.level.is_not(None))
+            .group_by(_C.rater_id, _C.flag))}
+    out = []
+    for r in stored:
+        assert r.id is not None
+        info = counts[r.name]
+        out.append(_RaterCols(
+            id=r.id, name=r.name, flags=info.flags,
+            level_flags=tuple(f for f in info.flags if (r.id, f) in levels),
+            meta={"name": r.name, "kind": r.kind, "provenance": r.provenance,
+                  "definition_hash": r.definition_hash, "prompt_hash": r.prompt_hash,
+                  "codebook": {"name": r.codebook_name, "version": r.codebook_version,
+                               "hash": r.codebook_hash},
+                  "flags": list(info.flags), "valid": info.valid, "invalid": info.invalid}))
+    return out
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def iter_records(engine: sa.Engine, plan: CorpusPlan,
+                 progress: Callable[[int, int], None] | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """The rows of the export, run by run, in order. Each row holds the flat columns of
+    :meth:`CorpusPlan.columns` except the condition labels, which are one ``conditions``
+    dict (writers spread them into ``cond.<key>`` columns where the format needs it).
+    ``progress`` is called with ``(runs done, runs total)`` after each run."""
+    adj_ids: list[int] = []
+    if plan.adjudication is not None:
+        adj_ids = [r.id for r in resolve_raters(engine, plan.adjudication.raters)
+                   if r.id is not None]
+    rater_ids = list(dict.fromkeys([r.id for r in plan.raters] + adj_ids))
+    with engine.connect() as conn:
+        for done, run in enumerate(plan.runs, start=1):
+            yield from _run_records(conn, plan, run, rater_ids, adj_ids)
+            if progress is not None:
+                progress(done, len(plan.runs))
+
+
+_Given: TypeAlias = dict[tuple[int, int], dict[str, tuple[bool | None, str | None]]]
+
+
+def _codes_of(conn: sa.Connection, message_ids: list[int], rater_ids: list[int]
+              ) -> tuple[dict[tuple[int, int], str], _Given]:
+    """Verdict status and valid codes per (message, rater), looked up by message id.
+
+    Raters are filtered here rather than in SQL: with both conditions SQLite picks the
+    rater index and scans every code of the rater for each run."""
+    status: dict[tuple[int, int], str] = {}
+    given: _Given = {}
+    if not rater_ids:
+        return status, given
+    wanted = set(rater_ids)
+    for mid, rid, st in conn.execute(
+            sa.select(_J.message_id, _J.rater_id, _J.status)
+            .where(_J.message_id.in_(message_ids))):
+        if rid in wanted:
+            status[(mid, rid)] = st
+    for mid, rid, flag, value, level in conn.execute(
+            sa.select(_C.message_id, _C.rater_id, _C.flag, _C.value, _C.level)
+            .where(_C.message_id.in_(message_ids))):
+        if status.get((mid, rid)) == "valid":
+            given.setdefault((mid, rid), {})[flag] = (
+                None if value is None else bool(value), level)
+    return status, given
+
+
+def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
+                 rater_ids: list[int], adj_ids: list[int]) -> Iterator[dict[str, Any]]:
+    opts = plan.options
+    cols = [_M.id, _M.seat_id, _M.round, _M.turn, _M.kind, _M.visible, _M.text,
+            _M.source_key]
+    if opts.raw:
+        cols += [_M.raw_text, _M.reasoning]
+    messages = conn.execute(
+        sa.select(*cols).where(_M.run_id == run.id, _M.kind.in_(list(opts.kinds)))
+        .order_by(_M.round, _M.turn, _M.id)).all()
+    if not messages:
+        return
+    status, given = _codes_of(conn, [m[0] for m in messages], rater_ids)
+    adj = plan.adjudication
+    seats = plan.seats.get(run.id, {})
+    pseudonyms = plan.pseudonyms
+    for m in messages:
+        mid, seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
+        seat = seats.get(seat_id) if seat_id is not None else None
+        row: dict[str, Any] = {
+            "message_id": mid, "series": run.series, "run_ref": run.ref, "run_id": run.id,
+            "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
+            "cell": run.cell, "conditions": run.conditions, "replicate": run.replicate,
+            "seat_position": seat.position if seat else None,
+            "display_name": seat.display_name if seat else None,
+        }
+        if pseudonyms is not None:
+            row["model_code"] = pseudonyms.code(seat) if seat else None
+        else:
+            row["true_label"] = seat.label if seat else None
+            row["true_endpoint"] = seat.endpoint if seat else None
+            row["true_model"] = seat.model if seat else None
+        row.update({"round": rnd, "turn": turn, "kind": kind, "visible": bool(visible),
+                    "text": text})
+        if opts.raw:
+            row["raw_text"], row["reasoning"] = m[8], m[9]
+        row["source_key"] = source_key
+        any_code = False
+        for r in plan.raters:
+            st = status.get((mid, r.id))
+            row[f"{r.name}.status"] = st
+            codes = given.get((mid, r.id), {})
+            any_code = any_code or st == "valid"
+            for flag in r.flags:
+                value, level = codes.get(flag, (None, None))
+                row[f"{r.name}.{flag}"] = value
+                if flag in r.level_flags:
+                    row[f"{r.name}.{flag}_level"] = level
+        if adj is not None:
+            for flag in adj.flags:
+                # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
+                final = combine(adj.rule, [given.get((mid, rid), {}).get(flag, (None, None))[0]
+                                           for rid in adj_ids])
+                row[f"adj.{flag}"] = final
+                any_code = any_code or final is not None
+        if opts.coded and not any_code:
+            continue
+        yield row
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_corpus(
+    engine: sa.Engine,
+    out: Path,
+    fmt: Format,
+    options: ExportOptions,
+    *,
+    database: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Write the corpus to ``out`` in ``fmt`` (CSV and JSONL get a ``<out>.meta.json``
+    sidecar; Parquet carries the same record in its key-value metadata under
+    ``roundtable.corpus``). The file appears only once complete (written aside, then
+    renamed)."""
+    from roundtable.io.export_writers import open_writer
+
+    if fmt not in FORMATS:
+        raise ExportError(f"format {fmt!r}: choose {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ExportError(f"{out}: the folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give a file name such as corpus.{fmt}")
+    started = time.perf_counter()
+    plan = plan_export(engine, options)
+    columns = plan.columns(fmt)
+    exported_at = datetime.now(UTC)
+    meta = plan.metadata(fmt, database=database, exported_at=exported_at)
+    kinds: Counter[str] = Counter()
+    runs: set[int] = set()
+    rows = 0
+    with open_writer(fmt, out, columns, plan.cond_keys, plan.cond_types) as writer:
+        for record in iter_records(engine, plan, progress):
+            writer.write(record)
+            kinds[record["kind"]] += 1
+            runs.add(record["run_id"])
+            rows += 1
+        meta["rows"] = rows
+        meta["runs"] = len(runs)
+        meta["rows_by_kind"] = dict(sorted(kinds.items()))
+        writer.finish(meta)
+    meta_path: Path | None = None
+    if fmt != "parquet":
+        meta_path = meta_path_for(out)
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n",
+                             encoding="utf-8")
+    return ExportSummary(
+        path=out, meta_path=meta_path, format=fmt, rows=rows, runs=len(runs),
+        series=sorted({r.series for r in plan.runs if r.id in runs}), columns=len(columns),
+        raters=[r.name for r in plan.raters],
+        adjudication=plan.adjudication.name if plan.adjudication else None,
+        kinds=dict(sorted(kinds.items())), bytes=out.stat().st_size,
+        seconds=time.perf_counter() - started)
+
+
+def condition_cell(value: Any, type_: str) -> Any:
+    """A condition value as stored in a typed column (``json``: JSON-encoded text)."""
+    if value is None:
+        return None
+    if type_ == "json":
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if type_ == "float":
+        return float(value)
+    return value
+
+
+def flatten_conditions(record: Mapping[str, Any], cond_keys: Sequence[str],
+                       cond_types: Mapping[str, str]) -> dict[str, Any]:
+    """``record`` with its ``conditions`` dict spread into ``cond.<key>`` values."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if k == "conditions":
+            for key in cond_keys:
+                out[f"cond.{key}"] = condition_cell(v.get(key), cond_types[key])
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,157 @@
+"""Writers for corpus exports: CSV, JSON Lines and Parquet, one row at a time.
+
+Every writer writes to ``<out>.partial`` and renames it to ``<out>`` only when the export
+finished, so an interrupted export never leaves a truncated file under the real name.
+
+Encodings (see docs/export-schema.md):
+
+* CSV: UTF-8, a header row, ``\\n`` line ends, fields quoted when needed (text keeps its
+  newlines inside quotes); booleans ``true``/``false``; missing values are empty cells.
+* JSONL: one JSON object per line with the columns in order; ``conditions`` is an object;
+  missing values are ``null``.
+* Parquet (pyarrow): typed columns (int64, float64, bool, string), row groups of
+  :data:`PARQUET_ROW_GROUP` rows, the metadata record as JSON in the file's key-value
+  metadata under ``roundtable.corpus`` (added when the rows are written, with
+  ``ParquetWriter.add_key_value_metadata``: pyarrow >= 17).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from roundtable.errors import ExportError
+from roundtable.io.export import Column, Format, flatten_conditions
+
+__all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "open_writer"]
+
+PARQUET_ROW_GROUP = 5000
+PARQUET_INSTALL_HINT = (
+    "Parquet export needs pyarrow, which is not installed: pip install 'roundtable[parquet]' "
+    "(or pip install pyarrow), or export --format csv or jsonl instead")
+META_KEY = b"roundtable.corpus"
+
+
+class RowWriter(Protocol):
+    """What :func:`export_corpus <roundtable.io.export.export_corpus>` writes through."""
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one row (a record of :func:`~roundtable.io.export.iter_records`)."""
+
+    def finish(self, meta: Mapping[str, Any]) -> None:
+        """Flush everything; ``meta`` is the complete metadata record."""
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return json.dumps(value)
+    return str(value)
+
+
+class _CsvWriter:
+    def __init__(self, f: IO[str], columns: Sequence[Column], cond_keys: Sequence[str],
+                 cond_types: Mapping[str, str]) -> None:
+        self._names = [c.name for c in columns]
+        self._cond_keys = cond_keys
+        self._cond_types = cond_types
+        self._csv = csv.writer(f, lineterminator="\n")
+        self._csv.writerow(self._names)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        flat = flatten_conditions(record, self._cond_keys, self._cond_types)
+        self._csv.writerow([_csv_cell(flat[n]) for n in self._names])
+
+    def finish(self, meta: Mapping[str, Any]) -> None:
+        pass
+
+
+class _JsonlWriter:
+    def __init__(self, f: IO[str], columns: Sequence[Column]) -> None:
+        self._f = f
+        self._names = [c.name for c in columns]
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._f.write(json.dumps({n: record[n] for n in self._names}, ensure_ascii=False))
+        self._f.write("\n")
+
+    def finish(self, meta: Mapping[str, Any]) -> None:
+        pass
+
+
+def _arrow_type(pa: Any, type_: str) -> Any:
+    return {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}.get(
+        type_, pa.string())
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, columns: Sequence[Column], cond_keys: Sequence[str],
+                 cond_types: Mapping[str, str]) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ExportError(PARQUET_INSTALL_HINT) from None
+        self._pa = pa
+        self._schema = pa.schema([pa.field(c.name, _arrow_type(pa, c.type)) for c in columns])
+        self._writer = pq.ParquetWriter(str(path), self._schema)
+        self._cond_keys = cond_keys
+        self._cond_types = cond_types
+        self._buffer: list[dict[str, Any]] = []
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._buffer.append(flatten_conditions(record, self._cond_keys, self._cond_types))
+        if len(self._buffer) >= PARQUET_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            table = self._pa.Table.from_pylist(self._buffer, schema=self._schema)
+            self._writer.write_table(table)
+            self._buffer = []
+
+    def finish(self, meta: Mapping[str, Any]) -> None:
+        self._flush()
+        self._writer.add_key_value_metadata(
+            {META_KEY: json.dumps(meta, ensure_ascii=False).encode("utf-8")})
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+@contextmanager
+def open_writer(fmt: Format, out: Path, columns: Sequence[Column], cond_keys: Sequence[str],
+                cond_types: Mapping[str, str]) -> Iterator[RowWriter]:
+    """A writer for ``fmt`` onto ``out``; the file is renamed into place when the block
+    exits normally and removed if it raises."""
+    partial = out.with_name(out.name + ".partial")
+    try:
+        if fmt == "parquet":
+            pw = _ParquetWriter(partial, columns, cond_keys, cond_types)
+            try:
+                yield pw
+            finally:
+                pw.close()
+        else:
+            with partial.open("w", encoding="utf-8", newline="") as f:
+                if fmt == "csv":
+                    yield _CsvWriter(f, columns, cond_keys, cond_types)
+                else:
+                    yield _JsonlWriter(f, columns)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, out)
