@@ -1,0 +1,278 @@
+"""Compensation after crashes: how the surviving agents respond when a seat fails.
+
+A run's *crash* is its earliest crash event: injected crashes (``Event`` origin
+``injected``, kind ``crash``) when the run has any, else natural ones (kind ``failure`` or
+``seat_dropped``; ``run_aborted`` and the like are not seat crashes). The *crash round* is
+that event's round, the *crashed seats* those with a crash event in that round, and the
+*survivors* every other seat. Imported War Room runs have natural failures at round 0 for
+the retired model.
+
+For each crashed run: the compensation events (survivors' messages coded ``comp`` true
+from the crash round on) by level (L1/L2/L3, ``none`` when the coder gave no level), which
+seats compensate, and the survivors' flag rates *before* (rounds < crash round) and *after*
+(crash round onwards; with turn-taking, later speakers see a crash in its own round).
+Control runs (no crash event) give the same windows: each crashed run's windows are
+applied to every control run and averaged, so both sides cover the same rounds. Rates
+are per run (flagged / coded messages in the window), then averaged over runs; a window
+with no coded message does not count. Per flag, a two-sided Mann-Whitney test compares
+crashed runs' *after* rates with the controls' matched *after* rates (when each side
+has at least :data:`MIN_TEST_RUNS` runs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy
+from sqlmodel import Session, col
+
+from roundtable.analysis.profiles import TRAITS
+from roundtable.analysis.source import COMP_FLAG, CodedMessage, CodeSource, coded_messages
+from roundtable.stats.compare import mann_whitney
+from roundtable.store.tables import Event, Run, Seat
+from roundtable.store.tables import Series as SeriesRow
+
+__all__ = ["CRASH_FLAGS", "LEVELS", "ORIGINS", "CompensationSummary", "CrashEvent",
+           "CrashReport", "WindowRates", "crash_analysis", "crash_events", "summarise_crashes"]
+
+CRASH_FLAGS: tuple[str, ...] = (*TRAITS, COMP_FLAG)
+LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "none")
+ORIGINS = ("any", "injected", "natural")
+_NATURAL_KINDS = ("failure", "seat_dropped")
+MIN_TEST_RUNS = 3
+"""Runs needed on each side before crashed and control runs are tested against each other."""
+
+
+@dataclass(frozen=True)
+class CrashEvent:
+    """One seat crash: run, round, the seat's roster position, injected or natural."""
+
+    run_id: int
+    round: int
+    seat_position: int | None
+    origin: str
+
+
+def crash_events(engine: sqlalchemy.Engine, run_ids: Sequence[int] | None = None
+                 ) -> list[CrashEvent]:
+    """Every seat-crash event (injected crash, natural failure or seat dropped)."""
+    with Session(engine) as s:
+        q = (sqlalchemy.select(col(Event.run_id), col(Event.round), col(Seat.position),
+                               col(Event.origin), col(Event.kind))
+             .select_from(Event).outerjoin(Seat, col(Seat.id) == col(Event.seat_id))
+             .where(col(Event.round).is_not(None)))
+        if run_ids is not None:
+            q = q.where(col(Event.run_id).in_(list(run_ids)))
+        rows = s.execute(q).all()
+    out = []
+    for run_id, rnd, pos, origin, kind in rows:
+        if (origin == "injected" and kind == "crash") or (
+                origin == "natural" and kind in _NATURAL_KINDS):
+            out.append(CrashEvent(int(run_id), int(rnd), None if pos is None else int(pos),
+                                  str(origin)))
+    return out
+
+
+@dataclass(frozen=True)
+class WindowRates:
+    """Mean per-run flag rates before and after the crash round, and the runs counted."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    runs_before: int
+    runs_after: int
+    messages_before: int
+    messages_after: int
+
+
+@dataclass(frozen=True)
+class CompensationSummary:
+    """One crashed run: the crash, the compensation that followed, the survivors' rates."""
+
+    run_id: int
+    run_ref: str
+    series: str
+    crash_round: int
+    origin: str
+    crashed: tuple[str, ...]
+    survivors: int
+    comp_by_level: dict[str, int]
+    comp_seats: dict[str, int]
+    before: dict[str, float]
+    after: dict[str, float]
+    messages_before: int
+    messages_after: int
+
+    @property
+    def comp_events(self) -> int:
+        """Compensation events in the run (all levels)."""
+        return sum(self.comp_by_level.values())
+
+
+@dataclass(frozen=True)
+class CrashReport:
+    """Crashed runs against no-crash controls, under one code source."""
+
+    source: str
+    origin: str
+    runs: list[CompensationSummary]
+    control_runs: int
+    crashed: WindowRates
+    controls: WindowRates
+    p_after: dict[str, float]
+    comp_by_level: dict[str, int]
+    comp_by_model: dict[str, int]
+    control_comp: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _rates(msgs: Sequence[CodedMessage]) -> tuple[dict[str, float], int]:
+    rates = {}
+    for f in CRASH_FLAGS:
+        known = [m.codes.get(f) for m in msgs if m.codes.get(f) is not None]
+        rates[f] = sum(1 for v in known if v) / len(known) if known else math.nan
+    return rates, len(msgs)
+
+
+def _mean(values: Sequence[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _window(per_run: Sequence[tuple[dict[str, float], dict[str, float], int, int]]
+            ) -> WindowRates:
+    befores = [b for b, _, nb, _ in per_run if nb]
+    afters = [a for _, a, _, na in per_run if na]
+    return WindowRates(
+        before={f: _mean([b[f] for b in befores]) for f in CRASH_FLAGS},
+        after={f: _mean([a[f] for a in afters]) for f in CRASH_FLAGS},
+        runs_before=len(befores), runs_after=len(afters),
+        messages_before=sum(nb for _, _, nb, _ in per_run),
+        messages_after=sum(na for _, _, _, na in per_run))
+
+
+def summarise_crashes(messages: Sequence[CodedMessage], events: Sequence[CrashEvent], *,
+                      origin: str = "any", control_ids: Sequence[int] | None = None,
+                      source: str = "") -> CrashReport:
+    """The crash report from coded messages and crash events (pure).
+
+    Runs of ``messages`` with a crash event (of ``origin``) are crashed runs and the others
+    controls; with ``control_ids``, those runs are the controls (minus any with a crash,
+    left out and noted) and never count as crashed runs."""
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown origin {origin!r}: choose any, injected or natural")
+    by_run: dict[int, list[CodedMessage]] = defaultdict(list)
+    for m in messages:
+        by_run[m.run_id].append(m)
+    ev_by_run: dict[int, list[CrashEvent]] = defaultdict(list)
+    for e in events:
+        if origin == "any" or e.origin == origin:
+            ev_by_run[e.run_id].append(e)
+    notes: list[str] = []
+    runs: list[CompensationSummary] = []
+    per_run_windows = []
+    crash_rounds: list[int] = []
+    by_level: Counter[str] = Counter({lv: 0 for lv in LEVELS})
+    by_model: Counter[str] = Counter()
+    wanted = set(control_ids) if control_ids is not None else set()
+    for run_id, msgs in sorted(by_run.items()):
+        evs = ev_by_run.get(run_id)
+        if not evs or run_id in wanted:
+            continue
+        injected = [e for e in evs if e.origin == "injected"]
+        used = injected or evs
+        c = min(e.round for e in used)
+        crashed_pos = {e.seat_position for e in used if e.round == c}
+        survivors = [m for m in msgs if m.seat_position not in crashed_pos]
+        names = {m.seat_position: m.display_name for m in msgs}
+        before_msgs = [m for m in survivors if m.round < c]
+        after_msgs = [m for m in survivors if m.round >= c]
+        comp = [m for m in after_msgs if m.codes.get(COMP_FLAG)]
+        levels = Counter(m.comp_level or "none" for m in comp)
+        seats = Counter(m.display_name for m in comp)
+        by_level.update(levels)
+        by_model.update(m.true_label for m in comp)
+        before, nb = _rates(before_msgs)
+        after, na = _rates(after_msgs)
+        per_run_windows.append((before, after, nb, na))
+        crash_rounds.append(c)
+        first = msgs[0]
+        runs.append(CompensationSummary(
+            run_id=run_id, run_ref=first.run_ref, series=first.series, crash_round=c,
+            origin=used[0].origin,
+            crashed=tuple(sorted(names.get(p, f"seat {p}") if p is not None else "?"
+                                 for p in crashed_pos)),
+            survivors=len({m.seat_position for m in survivors}),
+            comp_by_level={lv: levels.get(lv, 0) for lv in LEVELS},
+            comp_seats=dict(seats.most_common()), before=before, after=after,
+            messages_before=nb, messages_after=na))
+    candidates = [r for r in by_run if r not in ev_by_run]
+    if control_ids is not None:
+        excluded = [r for r in wanted if r in ev_by_run]
+        if excluded:
+            notes.append(f"{len(excluded)} chosen control runs have crash events and were "
+                         f"left out")
+        candidates = [r for r in candidates if r in wanted]
+    control_windows = []
+    control_after: list[dict[str, float]] = []
+    control_comp = 0
+    for run_id in sorted(candidates):
+        msgs = by_run[run_id]
+        per_c = [(_rates([m for m in msgs if m.round < c]),
+                  _rates([m for m in msgs if m.round >= c])) for c in crash_rounds]
+        if not per_c:
+            continue
+        before = {f: _mean([b[f] for (b, nb), _ in per_c if nb]) for f in CRASH_FLAGS}
+        after = {f: _mean([a[f] for _, (a, na) in per_c if na]) for f in CRASH_FLAGS}
+        nb = round(sum(nb for (_, nb), _ in per_c) / len(per_c))
+        na = round(sum(na for _, (_, na) in per_c) / len(per_c))
+        control_windows.append((before, after, nb, na))
+        if na:
+            control_after.append(after)
+        control_comp += sum(1 for m in msgs if m.codes.get(COMP_FLAG)
+                            and m.round >= min(crash_rounds))
+    p_after = {}
+    for f in CRASH_FLAGS:
+        a = [r.after[f] for r in runs if r.messages_after and not math.isnan(r.after[f])]
+        b = [w[f] for w in control_after if not math.isnan(w[f])]
+        p_after[f] = mann_whitney(a, b)[1] if min(len(a), len(b)) >= MIN_TEST_RUNS \
+            else math.nan
+    if not runs:
+        notes.append("no run with a crash event among the chosen runs")
+    elif not control_windows:
+        notes.append("no control run (every chosen run has a crash event): choose some "
+                     "with --controls")
+    elif len(control_after) < MIN_TEST_RUNS:
+        notes.append(f"only {len(control_after)} control run(s) with messages after the "
+                     f"crash round: no test (needs {MIN_TEST_RUNS}); choose more with "
+                     f"--controls")
+    return CrashReport(
+        source=source, origin=origin, runs=runs, control_runs=len(control_windows),
+        crashed=_window(per_run_windows), controls=_window(control_windows),
+        p_after=p_after, comp_by_level=dict(by_level), comp_by_model=dict(by_model.most_common()),
+        control_comp=control_comp, notes=notes)
+
+
+def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,
+                   series: Sequence[str] | None = None, origin: str = "any",
+                   control_ids: Sequence[int] | None = None) -> CrashReport:
+    """:func:`summarise_crashes` over the coded messages of ``series`` (default: every
+    series) plus any ``control_ids`` runs, with their crash events read from the store."""
+    chosen = list(series or [])
+    if chosen and control_ids:
+        with Session(engine) as s:
+            extra = s.execute(sqlalchemy.select(col(SeriesRow.name)).distinct()
+                              .join(Run, col(Run.series_id) == col(SeriesRow.id))
+                              .where(col(Run.id).in_(list(control_ids)))).scalars().all()
+        chosen = sorted(set(chosen) | {str(x) for x in extra})
+    msgs = coded_messages(engine, source, series=chosen or None)
+    if series and control_ids is not None:
+        keep = set(control_ids)
+        msgs = [m for m in msgs if m.series in series or m.run_id in keep]
+    run_ids = sorted({m.run_id for m in msgs})
+    events = crash_events(engine, run_ids)
+    return summarise_crashes(msgs, events, origin=origin, control_ids=control_ids,
+                             source=source.label())

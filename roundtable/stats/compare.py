@@ -1,0 +1,281 @@
+"""Two-sample and k-sample comparisons, as pure functions over arrays.
+
+Used to compare sets of runs on one number per run (e.g. the mean pairwise cosine
+similarity of the agents' profiles) and agents' flag rates across models:
+
+* :func:`mann_whitney` -- Mann-Whitney U with an exact p (small samples without ties) or
+  the normal approximation with tie and continuity correction, two-sided, as
+  ``scipy.stats.mannwhitneyu``; also the signed Z behind the effect size r = Z / sqrt(N);
+* :func:`permutation_test` -- the difference of means under relabelling, exact when all
+  relabellings fit in the budget, else Monte Carlo; two-sided as
+  ``scipy.stats.permutation_test`` (twice the smaller one-sided p);
+* :func:`cliffs_delta` -- P(a > b) - P(a < b);
+* :func:`kruskal_wallis` -- H with tie correction and its chi-square p;
+* :func:`holm` and :func:`bonferroni` -- family-wise adjusted p-values;
+* :func:`compare_samples` -- all of the above plus means and medians with percentile
+  bootstrap CIs, as one :class:`Comparison`.
+
+NaN values are not accepted: callers drop undefined units first and report how many.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from roundtable.stats.agreement import bootstrap_ci
+
+__all__ = [
+    "EXACT_MAX_N",
+    "Comparison",
+    "bonferroni",
+    "cliffs_delta",
+    "compare_samples",
+    "holm",
+    "kruskal_wallis",
+    "mann_whitney",
+    "permutation_test",
+]
+
+EXACT_MAX_N = 50
+"""``method="auto"`` uses the exact Mann-Whitney p when there are no ties and the two
+samples hold at most this many values together; otherwise the normal approximation."""
+
+Sample = Sequence[float] | npt.NDArray[np.float64]
+
+
+def _arr(x: Sample, what: str) -> npt.NDArray[np.float64]:
+    a = np.asarray(x, dtype=float).ravel()
+    if a.size and not np.all(np.isfinite(a)):
+        raise ValueError(f"{what} must hold finite values only (drop undefined units first)")
+    return a
+
+
+def _two(a: Sample, b: Sample) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    x, y = _arr(a, "sample a"), _arr(b, "sample b")
+    if x.size == 0 or y.size == 0:
+        raise ValueError("both samples need at least one value")
+    return x, y
+
+
+def _exact_u_counts(m: int, n: int) -> list[int]:
+    """Number of orderings of m + n distinct values giving U = 0..m*n (the Gaussian
+    binomial coefficient [m+n choose m] as a polynomial in q)."""
+    poly = [1]
+    for i in range(1, m + 1):
+        # multiply by (1 - q^(n+i))
+        shift = n + i
+        out = poly + [0] * shift
+        for k, c in enumerate(poly):
+            out[k + shift] -= c
+        # divide by (1 - q^i): c[k] = out[k] + c[k-i]
+        quot = [0] * (len(out) - i)
+        for k in range(len(quot)):
+            quot[k] = out[k] + (quot[k - i] if k >= i else 0)
+        poly = quot
+    return poly[: m * n + 1]
+
+
+def mann_whitney(a: Sample, b: Sample, method: str = "auto") -> tuple[float, float, float, str]:
+    """Two-sided Mann-Whitney U test of ``a`` against ``b``.
+
+    Returns ``(U, p, Z, method)``: U counts pairs where the ``a`` value is larger (ties
+    count one half), as scipy's statistic for its first sample; p is two-sided; Z is the
+    signed normal score of U (tie-corrected variance, continuity correction toward zero;
+    positive when ``a`` tends to be larger), reported whatever the method so that the
+    effect size r = Z / sqrt(N) is always available. ``method`` is ``"exact"`` (no ties
+    allowed), ``"normal"`` or ``"auto"`` (exact when there are no ties and
+    ``len(a) + len(b) <=`` :data:`EXACT_MAX_N`).
+    """
+    x, y = _two(a, b)
+    n1, n2 = x.size, y.size
+    ranks = sps.rankdata(np.concatenate([x, y]))
+    r1 = float(ranks[:n1].sum())
+    u1 = r1 - n1 * (n1 + 1) / 2
+    big_n = n1 + n2
+    _, counts = np.unique(ranks, return_counts=True)
+    ties = bool(np.any(counts > 1))
+    tie_term = float(np.sum(counts.astype(float) ** 3 - counts)) / (big_n * (big_n - 1)) \
+        if big_n > 1 else 0.0
+    mu = n1 * n2 / 2
+    var = n1 * n2 / 12 * ((big_n + 1) - tie_term)
+    if var > 0:
+        dev = u1 - mu
+        z = math.copysign(max(abs(dev) - 0.5, 0.0), dev) / math.sqrt(var)
+    else:
+        z = 0.0
+    if method == "auto":
+        method = "exact" if not ties and big_n <= EXACT_MAX_N else "normal"
+    if method == "exact":
+        if ties:
+            raise ValueError("the exact Mann-Whitney p assumes no ties; use method='normal'")
+        counts_u = _exact_u_counts(n1, n2)
+        total = sum(counts_u)
+        k = int(round(u1))
+        below = sum(counts_u[: k + 1]) / total
+        above = sum(counts_u[k:]) / total
+        p = min(1.0, 2 * min(below, above))
+    elif method == "normal":
+        p = 1.0 if var <= 0 else min(1.0, float(2 * sps.norm.sf(abs(z))))
+    else:
+        raise ValueError(f"unknown method {method!r}: choose auto, exact or normal")
+    return u1, p, z, method
+
+
+def cliffs_delta(a: Sample, b: Sample) -> float:
+    """Cliff's delta: (#(a > b) - #(a < b)) / (len(a) * len(b)), in [-1, 1]."""
+    x, y = _two(a, b)
+    diff = x[:, None] - y[None, :]
+    return float((int(np.sum(diff > 0)) - int(np.sum(diff < 0))) / diff.size)
+
+
+def permutation_test(a: Sample, b: Sample, n: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p for the difference of means of ``a`` and ``b``.
+
+    Exact (every split of the pooled values, observed included) when there are at most
+    ``n`` splits; otherwise ``n`` random relabellings with the observed one added, p =
+    (count + 1) / (n + 1). Two-sided p is twice the smaller one-sided p, capped at 1, as
+    ``scipy.stats.permutation_test``.
+    """
+    x, y = _two(a, b)
+    if n < 1:
+        raise ValueError("permutation_test needs n >= 1 resamples")
+    pooled = np.concatenate([x, y])
+    n1, big_n = x.size, pooled.size
+    observed = float(x.mean() - y.mean())
+    total = pooled.sum()
+    splits = math.comb(big_n, n1)
+    if splits <= n:
+        idx = np.array(list(combinations(range(big_n), n1)), dtype=np.intp)
+        adjust = 0
+    else:
+        rng = np.random.default_rng(seed)
+        idx = np.argsort(rng.random((n, big_n)), axis=1)[:, :n1]
+        adjust = 1
+    sums = pooled[idx].sum(axis=1)
+    null = sums / n1 - (total - sums) / (big_n - n1)
+    gamma = abs(observed) * np.finfo(float).eps * 100
+    count = len(null) + adjust
+    less = (np.count_nonzero(null <= observed + gamma) + adjust) / count
+    greater = (np.count_nonzero(null >= observed - gamma) + adjust) / count
+    return float(min(1.0, 2 * min(less, greater)))
+
+
+def kruskal_wallis(groups: Sequence[Sample]) -> tuple[float, float]:
+    """Kruskal-Wallis H (tie-corrected) and its chi-square p over ``len(groups) - 1`` df.
+
+    Empty groups are ignored; fewer than two non-empty groups, or all values equal, give
+    (NaN, NaN).
+    """
+    arrays = [a for a in (_arr(g, "group") for g in groups) if a.size]
+    if len(arrays) < 2:
+        return math.nan, math.nan
+    pooled = np.concatenate(arrays)
+    big_n = pooled.size
+    ranks = sps.rankdata(pooled)
+    _, counts = np.unique(pooled, return_counts=True)
+    correction = 1 - float(np.sum(counts.astype(float) ** 3 - counts)) / (big_n ** 3 - big_n)
+    if correction <= 0:
+        return math.nan, math.nan
+    h = 0.0
+    start = 0
+    for arr in arrays:
+        r = ranks[start:start + arr.size]
+        h += float(r.sum()) ** 2 / arr.size
+        start += arr.size
+    h = (12 / (big_n * (big_n + 1)) * h - 3 * (big_n + 1)) / correction
+    return h, float(sps.chi2.sf(h, len(arrays) - 1))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (same order as given; NaN stays NaN and does not
+    count in the family size)."""
+    p = [float(v) for v in pvalues]
+    defined = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(defined)
+    out = [math.nan] * len(p)
+    running = 0.0
+    for k, (v, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - k) * v))
+        out[i] = running
+    return out
+
+
+def bonferroni(pvalues: Sequence[float]) -> list[float]:
+    """Bonferroni adjusted p-values: p times the number of defined p-values, capped at 1."""
+    p = [float(v) for v in pvalues]
+    m = sum(1 for v in p if not math.isnan(v))
+    return [v if math.isnan(v) else min(1.0, v * m) for v in p]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two samples compared (a against b); CIs are 95% percentile bootstrap intervals."""
+
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    mean_ci_a: tuple[float, float]
+    mean_ci_b: tuple[float, float]
+    median_a: float
+    median_b: float
+    median_ci_a: tuple[float, float]
+    median_ci_b: tuple[float, float]
+    u: float
+    p_mannwhitney: float
+    method: str
+    z: float
+    r: float
+    p_permutation: float
+    cliffs_delta: float
+
+    def as_json(self) -> dict[str, object]:
+        """The figures as a JSON-ready dict (NaN -> None)."""
+        def clean(v: object) -> object:
+            if isinstance(v, float):
+                return v if math.isfinite(v) else None
+            if isinstance(v, tuple):
+                return [clean(x) for x in v]
+            return v
+        return {k: clean(v) for k, v in self.__dict__.items()}
+
+
+def _median(x: npt.NDArray[np.float64]) -> float:
+    return float(np.median(x))
+
+
+def _mean(x: npt.NDArray[np.float64]) -> float:
+    return float(np.mean(x))
+
+
+def compare_samples(a: Sample, b: Sample, *, n_boot: int = 2000, n_perm: int = 10000,
+                    seed: int = 0, method: str = "auto") -> Comparison:
+    """Compare ``a`` with ``b``: means and medians with bootstrap CIs (``n_boot``
+    resamples; 0 = no CIs), Mann-Whitney U (``method`` as in :func:`mann_whitney`) with
+    r = Z / sqrt(N), a permutation test of the difference of means (``n_perm``), and
+    Cliff's delta. The same ``seed`` gives the same figures."""
+    x, y = _two(a, b)
+    u, p, z, used = mann_whitney(x, y, method)
+
+    def ci(stat: object, arr: npt.NDArray[np.float64], s: int) -> tuple[float, float]:
+        if n_boot == 0:
+            return math.nan, math.nan
+        return bootstrap_ci(stat, arr, n_resamples=n_boot, seed=s)  # type: ignore[arg-type]
+
+    return Comparison(
+        n_a=int(x.size), n_b=int(y.size),
+        mean_a=_mean(x), mean_b=_mean(y),
+        mean_ci_a=ci(_mean, x, seed), mean_ci_b=ci(_mean, y, seed + 1),
+        median_a=_median(x), median_b=_median(y),
+        median_ci_a=ci(_median, x, seed), median_ci_b=ci(_median, y, seed + 1),
+        u=u, p_mannwhitney=p, method=used, z=z, r=z / math.sqrt(x.size + y.size),
+        p_permutation=permutation_test(x, y, n=n_perm, seed=seed),
+        cliffs_delta=cliffs_delta(x, y),
+    )

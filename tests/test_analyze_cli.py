@@ -1,0 +1,223 @@
+"""``roundtable analyze``: every command the way a user runs it, on a synthetic corpus and
+on the War Room corpus (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from roundtable.cli.main import app
+from roundtable.store.db import open_engine
+from tests.analysis_support import synth_runs, write_synthetic
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "80"})
+    return result.exit_code, result.output
+
+
+def js(*args: str) -> Any:
+    code, out = invoke(*args, "--json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+@pytest.fixture
+def synth_db(tmp_path: Path) -> str:
+    """Series synth: 6 hetero + 6 clone runs (one crash each in two hetero runs) and 3
+    isolation runs; one rater 'synth'."""
+    url = f"sqlite:///{tmp_path / 'synth.db'}"
+    engine = open_engine(url)
+    rng = np.random.default_rng(7)
+    write_synthetic(engine, {
+        "groups=hetero": ("hetero", synth_runs(rng, "hetero", 6)),
+        "groups=clone": ("clone", synth_runs(rng, "clone", 6, first_run=6)),
+        "groups=alone": ("hetero", synth_runs(rng, "hetero", 3, rounds=1, first_run=12)),
+    }, crashes={0: (3, 0, "injected"), 1: (4, 2, "injected")},
+        comp={(0, 1, 4): "L2", (0, 3, 5): "L1", (1, 0, 4): "L3"},
+        isolation_cells=("groups=alone",))
+    engine.dispose()
+    return url
+
+
+def _fits(out: str) -> None:
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+def test_profiles(synth_db: str) -> None:
+    code, out = invoke("analyze", "profiles", "--rater", "synth", "--db", synth_db)
+    assert code == 0, out
+    _fits(out)
+    assert "Codes: rater synth" in out and "Series synth (15 runs)" in out
+    assert "model-meta" in out and "clone" in out
+    code, out = invoke("analyze", "profiles", "--rater", "synth", "--per", "run",
+                       "--db", synth_db)
+    assert code == 0 and "synth/7 " in out and "Agent-4" in out, out
+    _fits(out)
+    doc = js("analyze", "profiles", "--rater", "synth", "--db", synth_db)
+    assert doc["series"]["synth"]["model-meta"]["meta"] > 0.5
+    assert doc["series"]["synth"]["model-arch"]["meta"] < 0.3
+
+
+def test_compare_text_and_json(synth_db: str) -> None:
+    code, out = invoke("analyze", "compare", "synth:groups=hetero", "synth:groups=clone",
+                       "--rater", "synth", "--bootstrap", "300", "--db", synth_db)
+    assert code == 0, out
+    _fits(out)
+    assert "A (synth:groups=hetero): 6 runs, 6 with a similarity" in out
+    assert "Mann-Whitney U = 0 (exact p): p = 0.002" in out
+    assert "Cliff's delta = -1.00 (B more similar" in out
+    assert "300 bootstrap resamples" in out
+    doc = js("analyze", "compare", "synth:groups=hetero", "synth:groups=clone", "--rater",
+             "synth", "--seed", "3", "--db", synth_db)
+    assert doc["comparison"]["p_mannwhitney"] == pytest.approx(2 / 924)  # exact, 6 vs 6
+    assert doc["a"]["zero_vectors"] == 0 and len(doc["a"]["per_run"]) == 6
+    assert doc["seed"] == 3
+
+
+def test_compare_user_errors(synth_db: str) -> None:
+    for args, needle in [
+        (("synth:groups=nope", "synth"), "matches no run"),
+        (("Q", "synth"), "no series named 'Q'"),
+        (("synth", "synth", "--metric", "euclid"), "only cosine"),
+        (("synth:", "synth"), "empty condition"),
+        (("synth", "synth", "--rater", "nobody"), "no rater named 'nobody'"),
+    ]:
+        code, out = invoke("analyze", "compare", *args, "--db", synth_db)
+        assert code == 2, out
+        assert needle in out and "Traceback" not in out
+    code, out = invoke("analyze", "compare", "synth", "synth", "--db", synth_db)
+    assert code == 2 and "no adjudication recorded" in out and "--rater" in out
+
+
+def test_flags(synth_db: str) -> None:
+    code, out = invoke("analyze", "flags", "--rater", "synth", "--db", synth_db)
+    assert code == 0, out
+    _fits(out)
+    assert "Holm correction over the 5 defined tests" in out
+    assert "p holm" in out
+    doc = js("analyze", "flags", "--rater", "synth", "--correction", "bonferroni",
+             "--db", synth_db)
+    assert doc["correction"] == "bonferroni" and doc["family"] == 5
+    meta = next(t for t in doc["tests"] if t["flag"] == "meta")
+    assert meta["groups"] == 6 and meta["p"] < 0.001 and meta["highest"] == "model-meta"
+    assert meta["p_adjusted"] == pytest.approx(min(1, 5 * meta["p"]))
+    code, out = invoke("analyze", "flags", "--correction", "sidak", "--rater", "synth",
+                       "--db", synth_db)
+    assert code == 2 and "choose holm or bonferroni" in out
+
+
+def test_crash(synth_db: str) -> None:
+    code, out = invoke("analyze", "crash", "--rater", "synth", "--per-run", "--db", synth_db)
+    assert code == 0, out
+    _fits(out)
+    assert "2 crashed runs, 13 control runs" in out
+    assert "Agent-1 1, Agent-3 1" in out
+    doc = js("analyze", "crash", "--rater", "synth", "--db", synth_db)
+    assert doc["comp_by_level"] == {"L1": 1, "L2": 1, "L3": 1, "none": 0}
+    # seat 0 crashed in run 0: its comp message in run 1 (seat 2 crashed) counts
+    assert [r["comp_events"] for r in doc["runs"]] == [2, 1]
+    doc = js("analyze", "crash", "--rater", "synth", "--controls", "synth:groups=clone",
+             "--db", synth_db)
+    assert doc["control_runs"] == 6
+    code, out = invoke("analyze", "crash", "--origin", "natural", "--rater", "synth",
+                       "--db", synth_db)
+    assert code == 0 and "0 crashed runs" in out and "no run with a crash event" in out
+
+
+def test_isolation(synth_db: str) -> None:
+    code, out = invoke("analyze", "isolation", "--rater", "synth", "--db", synth_db)
+    assert code == 0, out
+    _fits(out)
+    assert "Isolation: 3 runs, 15 messages" in out and "Group: 12 runs" in out
+    code, out = invoke("analyze", "isolation", "--rater", "synth", "--series", "synth",
+                       "--json", "--db", synth_db)
+    doc = json.loads(out)
+    assert doc["iso_runs"] == 3 and [r["flag"] for r in doc["rows"]][-1] == "any"
+
+
+# ------------------------------------------------------------------------ War Room corpus
+
+
+@pytest.fixture(scope="module")
+def warroom_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.conftest import WARROOM_DIR
+
+    if not (WARROOM_DIR / "Transcripts").is_dir():
+        pytest.skip(f"War Room corpus not found at {WARROOM_DIR}")
+    db = str(tmp_path_factory.mktemp("wr") / "wr.db")
+    for args in (["import", "warroom", str(WARROOM_DIR)],
+                 ["import", "codes", str(WARROOM_DIR / "human_coding_results.csv"),
+                  "--rater", "human=human_", "--rater", "gemini=gemini_",
+                  "--rater", "sonnet=sonnet_", "--kind", "external", "--kind", "human=human",
+                  "--blank", "false"],
+                 ["adjudicate", "--judges", "gemini,sonnet"]):
+        code, out = invoke(*args, "--db", db)
+        assert code == 0, out
+    return db
+
+
+@pytest.mark.corpus
+def test_warroom_analyses_end_to_end(warroom_db: str) -> None:
+    db = warroom_db
+    code, out = invoke("analyze", "profiles", "--db", db)
+    assert code == 0, out
+    _fits(out)
+    assert "adjudication intersection:gemini+sonnet" in out and "Series K3" in out
+    doc = js("analyze", "profiles", "--db", db)
+    rates = [v for s in doc["series"].values() for m in s.values() for v in m.values()
+             if v is not None]
+    assert rates and all(0 <= v <= 1 for v in rates)
+    assert set(doc["series"]["B"]) == {"LLaMA 3.3 70B"}  # clones
+    for a, b in (("A", "B"), ("A", "C")):
+        c = js("analyze", "compare", a, b, "--bootstrap", "300", "--db", db)
+        assert 0 < c["a"]["defined"] <= 21 and 0 < c["b"]["defined"] <= 21
+        comp = c["comparison"]
+        assert -1 <= comp["mean_a"] <= 1 and 0 <= comp["p_mannwhitney"] <= 1
+        assert -1 <= comp["cliffs_delta"] <= 1
+    code, out = invoke("analyze", "flags", "--series", "A", "--db", db)
+    assert code == 0 and "Holm correction" in out, out
+    crash = js("analyze", "crash", "--db", db)
+    assert len(crash["runs"]) >= 180  # nearly every run has the retired model's failure
+    assert {r["crash_round"] for r in crash["runs"] if r["series"] == "A"} == {0}
+    code, out = invoke("analyze", "crash", "--db", db)
+    assert code == 0, out
+    iso = js("analyze", "isolation", "--db", db)
+    assert iso["iso_series"] == ["F"] and "F" not in iso["group_series"]
+    code, out = invoke("analyze", "isolation", "--rater", "human", "--db", db)
+    assert code == 0 and "Isolation: " in out, out
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_warroom_analyses_on_lexicon_codes(warroom_db: str, tmp_path: Path) -> None:
+    """Every message coded by the lexicon judge (about 35 s), then the analyses."""
+    import shutil
+
+    db = str(tmp_path / "lex.db")
+    shutil.copy(warroom_db, db)
+    started = time.perf_counter()
+    lexicon = Path(__file__).parents[1] / "judges" / "lexicon.toml"
+    code, out = invoke("judge", "--judge", str(lexicon), "--db", db)
+    judged = time.perf_counter() - started
+    assert code == 0, out
+    started = time.perf_counter()
+    c = js("analyze", "compare", "A", "B", "--rater", "lexicon", "--db", db)
+    assert c["a"]["defined"] == 21 and c["b"]["defined"] == 21
+    assert c["comparison"]["mean_a"] < c["comparison"]["mean_b"]  # clones more alike
+    flags = js("analyze", "flags", "--rater", "lexicon", "--series", "A", "--db", db)
+    assert flags["family"] == 5
+    crash = js("analyze", "crash", "--rater", "lexicon", "--db", db)
+    assert sum(crash["comp_by_level"].values()) > 100
+    iso = js("analyze", "isolation", "--rater", "lexicon", "--db", db)
+    assert iso["iso_messages"] > 100
+    analysed = time.perf_counter() - started
+    print(f"lexicon judge {judged:.1f} s; analyses {analysed:.1f} s")
