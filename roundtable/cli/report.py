@@ -1,0 +1,79 @@
+"""``roundtable report``: one folder with a self-contained HTML report, its figures as PNG
+and the numbers behind each figure as CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to the main app."""
+    app.command("report")(report)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+@handles_errors
+def report(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="DIR", help="Folder to write index.html, the PNGs and CSVs "
+        "into (created; an earlier report there is replaced).", show_default=False)],
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", "-s", help="Only this series (repeatable; the order is kept in the "
+        "figures). Default: every series with coded messages.", show_default=False)] = None,
+    rater: Annotated[str | None, typer.Option(
+        "--rater", help="Analyse this rater's codes.", show_default=False)] = None,
+    adjudication: Annotated[str | None, typer.Option(
+        "--adjudication", help="Analyse this adjudication's final codes. Default: the "
+        "most recent adjudication.", show_default=False)] = None,
+    agreement: Annotated[str | None, typer.Option(
+        "--agreement", metavar="RATERS", help="Comma-separated raters for the agreement "
+        "figures (adj:NAME for an adjudication). Default: every rater with codes.",
+        show_default=False)] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Series the others are compared with. Default: the first "
+        "series.", show_default=False)] = None,
+    bootstrap: Annotated[int, typer.Option(
+        "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none).",
+        min=0)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    title: Annotated[str, typer.Option("--title", help="Title of the page.")] = (
+        "roundtable report"),
+    db: DbOption = None,
+) -> None:
+    """Write an HTML report of the coded corpus, with its figures as PNG and CSV.
+
+    Profiles, similarity, conditions vs baseline, agreement, confusion, rates by round, crashes.
+
+    Figures are embedded in index.html; each CSV holds exactly the numbers its figure plots.
+
+    A part whose input is missing (no crash, one rater) says so in the page.
+    """
+    from roundtable.report.build import ReportOptions, build_report
+
+    options = ReportOptions(
+        out=out, series=tuple(series or ()), rater=rater, adjudication=adjudication,
+        agreement=_names(agreement), baseline=baseline, bootstrap=bootstrap, seed=seed,
+        title=title)
+    with open_db(db) as engine:
+        result = build_report(engine, options, database=display_url(db_url(db)),
+                              progress=lambda s: ui.plain(f"  {s}..."))
+    n_fig = sum(len(s.figures) for s in result.sections)
+    ui.plain(f"Report written: {result.index} ({n_fig} figures, each with its PNG and "
+             f"CSV; codes: {result.source.label()}).")
+    missing = [(s.title, note) for s in result.sections for note in s.notes]
+    if missing:
+        ui.plain("Notes:")
+        for section, note in missing:
+            ui.plain(f"  {section}: {note}")
+    ui.plain(f"Open: {result.index.resolve().as_uri()}")

@@ -1,0 +1,214 @@
+"""Build the report: read the coded corpus, run the analyses, write figures, CSV and HTML.
+
+:func:`build_report` is the one entry point (``roundtable report`` calls it). It reads the
+codes of one source (an adjudication or a rater, :mod:`roundtable.analysis.source`), runs
+the analyses of :mod:`roundtable.analysis`, the agreement report of
+:mod:`roundtable.coding.reliability` for the chosen raters, and writes into one folder:
+``index.html`` (figures embedded, so the page stands alone), and next to it each figure as
+PNG with the CSV of exactly the numbers it plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy
+from sqlmodel import Session, col, func, select
+
+from roundtable.analysis.crash import CrashEvent, crash_events, summarise_crashes
+from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
+from roundtable.analysis.source import CodedMessage, CodeSource, coded_messages, resolve_source
+from roundtable.coding.reliability import AgreementReport
+from roundtable.errors import StoreError
+from roundtable.report import sections
+from roundtable.report.html import GENERATOR, render_html, render_unfinished
+from roundtable.report.model import ReportHeader, Section
+from roundtable.report.writer import FigureWriter
+from roundtable.store.tables import Run
+from roundtable.store.tables import Series as SeriesRow
+
+__all__ = ["ReportOptions", "ReportResult", "build_report", "prepare_folder"]
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report on. ``agreement`` None = every rater with valid codes."""
+
+    out: Path
+    series: tuple[str, ...] = ()
+    rater: str | None = None
+    adjudication: str | None = None
+    agreement: tuple[str, ...] | None = None
+    baseline: str | None = None
+    bootstrap: int = 2000
+    seed: int = 0
+    title: str = "roundtable report"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What was written: the page, the sections (with their notes) and every file."""
+
+    index: Path
+    source: CodeSource
+    sections: tuple[Section, ...]
+    files: tuple[Path, ...] = field(default=())
+
+
+def prepare_folder(folder: Path) -> None:
+    """Create ``folder``, or empty a previous report in it (its ``index.html`` carries the
+    generator mark; only its top-level .png/.csv/.html files go). A non-empty folder that
+    holds no report is an error: nothing of the user's is overwritten."""
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"--out {folder}: exists and is not a folder")
+    if folder.exists() and any(folder.iterdir()):
+        index = folder / "index.html"
+        mark = f'<meta name="generator" content="{GENERATOR}">'
+        if not index.is_file() or mark not in index.read_text(encoding="utf-8",
+                                                               errors="replace")[:2000]:
+            raise StoreError(f"--out {folder}: the folder is not empty and holds no earlier "
+                             f"report; choose a new or empty folder")
+        for old in folder.iterdir():
+            if old.is_file() and old.suffix in (".png", ".csv", ".html"):
+                old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    # marks the folder as a report's at once: if writing fails half-way, a rerun may reuse it
+    (folder / "index.html").write_text(render_unfinished(), encoding="utf-8")
+
+
+def _series_order(engine: sqlalchemy.Engine, chosen: Sequence[str],
+                  messages: Sequence[CodedMessage]) -> list[str]:
+    if chosen:
+        return list(dict.fromkeys(chosen))
+    present = {m.series for m in messages}
+    with Session(engine) as s:
+        names = s.exec(select(SeriesRow.name).order_by(col(SeriesRow.name))).all()
+    return [n for n in names if n in present]
+
+
+def _run_count(engine: sqlalchemy.Engine, series: Sequence[str]) -> int:
+    with Session(engine) as s:
+        q = select(func.count(col(Run.id))).join(SeriesRow,
+                                                 col(SeriesRow.id) == col(Run.series_id))
+        if series:
+            q = q.where(col(SeriesRow.name).in_(list(series)))
+        return int(s.exec(q).one())
+
+
+def _source_text(engine: sqlalchemy.Engine, source: CodeSource) -> str:
+    if source.kind == "adjudication":
+        from roundtable.coding.adjudicate import get_adjudication
+
+        adj = get_adjudication(engine, source.name)
+        return f"adjudication {adj.name} ({adj.rule} of {', '.join(adj.raters)})"
+    return source.label()
+
+
+def _agreement(engine: sqlalchemy.Engine, options: ReportOptions, order: Sequence[str]
+               ) -> tuple[AgreementReport | None, str]:
+    from roundtable.coding.adjudicate import load_codes_with_adjudications
+    from roundtable.coding.reliability import agreement_report
+    from roundtable.store.codes import list_raters
+
+    if options.agreement is not None:
+        names = list(dict.fromkeys(options.agreement))
+    else:
+        names = [r.name for r in list_raters(engine) if r.valid > 0]
+    if len(names) < 2:
+        return None, (f"Agreement needs two raters with codes; found "
+                      f"{', '.join(names) or 'none'}. Add a second rater (roundtable judge, "
+                      f"roundtable import codes) or name them with --agreement A,B.")
+    matrix = load_codes_with_adjudications(engine, names, series=list(options.series))
+    if not matrix.flags or len(matrix) == 0:
+        return None, (f"Raters {', '.join(names)} have no codes"
+                      + (" in the chosen series." if options.series else "."))
+    report = agreement_report(matrix, bootstrap=options.bootstrap, seed=options.seed)
+    return report, ""
+
+
+def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database: str,
+                 progress: Callable[[str], None] | None = None) -> ReportResult:
+    """Write the report into ``options.out`` and return what was written.
+
+    ``database`` is how the header names the database (a URL with any password hidden);
+    ``progress`` is called with each section's title as work on it starts.
+    """
+    def step(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    source = resolve_source(engine, rater=options.rater, adjudication=options.adjudication)
+    messages = coded_messages(engine, source, series=list(options.series) or None)
+    order = _series_order(engine, options.series, messages)
+    baseline = options.baseline or (order[0] if order else "")
+    if options.baseline is not None and options.baseline not in order:
+        raise StoreError(f"--baseline {options.baseline}: not among the reported series "
+                         f"({', '.join(order) or 'none has coded messages'})")
+    step("agreement")
+    report, missing = _agreement(engine, options, order)
+    source_text = _source_text(engine, source)
+    events = _crash_events(engine, messages)
+    runs_total = _run_count(engine, options.series)
+
+    # everything is read: only now touch the folder, so a bad option leaves it as it was
+    prepare_folder(options.out)
+    writer = FigureWriter(options.out)
+    out: list[Section] = []
+    step("profiles")
+    profiles = agent_profiles(messages)
+    out.append(sections.profiles_section(writer, profiles, order, source_text))
+    step("similarity")
+    sims = run_similarities(profiles)
+    out.append(sections.similarity_section(writer, sims, order))
+    step("ablation")
+    out.append(sections.ablation_section(writer, sims, order, baseline,
+                                         bootstrap=options.bootstrap, seed=options.seed))
+    out.extend(sections.agreement_sections(writer, report, missing))
+    step("rounds")
+    out.append(_rounds(writer, messages, order))
+    step("compensation")
+    crash = summarise_crashes(messages, events, source=source.label())
+    out.append(sections.compensation_section(writer, crash, order))
+
+    header = ReportHeader(
+        title=options.title, database=database, source=source_text,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        counts=(
+            ("Series", ", ".join(order) or "none"),
+            ("Runs", f"{len({m.run_id for m in messages})} with coded agent messages "
+                     f"(of {runs_total})"),
+            ("Agents", f"{len(profiles)} (one seat in one run)"),
+            ("Coded agent messages", str(len(messages))),
+            ("Agreement raters", ", ".join(report.raters) if report else "none"),
+        ),
+        options=(("Baseline", baseline or "none"),
+                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}")),
+    )
+    index = options.out / "index.html"
+    index.write_text(render_html(header, out, options.out), encoding="utf-8")
+    files = [index] + [options.out / name for e in writer.entries for name in (e.png, e.csv)]
+    return ReportResult(index=index, source=source, sections=tuple(out), files=tuple(files))
+
+
+def _flags_in(messages: Sequence[CodedMessage]) -> list[str]:
+    seen = list(dict.fromkeys(f for m in messages for f in m.codes))
+    return [f for f in TRAITS if f in seen] + [f for f in seen if f not in TRAITS]
+
+
+def _rounds(writer: FigureWriter, messages: Sequence[CodedMessage],
+            order: Sequence[str]) -> Section:
+    from roundtable.analysis.rounds import flag_rates_by_round
+
+    flags = _flags_in(messages)
+    rates = flag_rates_by_round(messages, flags)
+    return sections.rounds_section(writer, messages, rates, order, flags)
+
+
+def _crash_events(engine: sqlalchemy.Engine, messages: Sequence[CodedMessage]
+                  ) -> list[CrashEvent]:
+    """The seat-crash events of the reported runs (what ``crash_analysis`` reads, without
+    reading the codes a second time)."""
+    return crash_events(engine, sorted({m.run_id for m in messages}))

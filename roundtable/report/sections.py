@@ -1,0 +1,407 @@
+"""The report's sections: analysis results -> figures, their CSV tables and captions.
+
+Each builder takes results already computed by :mod:`roundtable.analysis` (or the agreement
+report of :mod:`roundtable.coding.reliability`), turns them into one :class:`DataTable` per
+figure, draws the figure from *that same table's numbers*, and writes both through a
+:class:`FigureWriter`. When an input is missing (no crash runs, one rater only...) the
+section carries a note saying so instead of a figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
+from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
+from roundtable.analysis.source import CodedMessage
+from roundtable.coding.reliability import AgreementReport
+from roundtable.report import figures
+from roundtable.report.model import DataTable, Section
+from roundtable.report.writer import FigureWriter
+from roundtable.stats.agreement import bootstrap_ci
+from roundtable.stats.compare import Comparison, compare_samples, holm
+
+__all__ = [
+    "ablation_section",
+    "agreement_sections",
+    "compensation_section",
+    "profiles_section",
+    "rounds_section",
+    "short_labels",
+    "similarity_groups",
+    "similarity_section",
+]
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _p(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+# ------------------------------------------------------------------------------ profiles
+
+
+def profiles_section(writer: FigureWriter, profiles: Sequence[AgentProfile],
+                     order: Sequence[str], source: str) -> Section:
+    """One heatmap per series: true model x trait, the mean over that model's agents (one
+    agent = one seat of one run) of the share of its messages flagged with the trait."""
+    title = "Behavioural profiles"
+    intro = (f"Each agent (one seat in one run) gets a profile: the share of its coded "
+             f"messages flagged with each trait ({', '.join(TRAITS)}), codes from {source}. "
+             f"Cells are the mean profile of the agents of each true model; the number in "
+             f"brackets is how many agents that is. All heatmaps share one colour scale.")
+    if not profiles:
+        return Section("sec-profiles", title, intro, notes=(
+            "No agent has coded messages under this code source, so there are no profiles.",))
+    means = series_profiles(profiles)
+    agents: dict[tuple[str, str], int] = defaultdict(int)
+    for p in profiles:
+        agents[(p.series, p.true_label)] += 1
+    finite = [v for per in means.values() for traits in per.values()
+              for v in traits.values() if math.isfinite(v)]
+    vmax = max(finite, default=1.0) or 1.0
+    entries = []
+    for name in order:
+        per = means.get(name)
+        if not per:
+            continue
+        models = sorted(per)
+        values = [[per[m].get(t, math.nan) for t in TRAITS] for m in models]
+        rows = tuple((name, m, t, values[i][j], agents[(name, m)])
+                     for i, m in enumerate(models) for j, t in enumerate(TRAITS))
+        fig = figures.profile_heatmap(
+            models, TRAITS, values, title=f"Series {name}: mean trait rate by true model",
+            vmax=vmax, row_notes=[str(agents[(name, m)]) for m in models])
+        n_agents = sum(agents[(name, m)] for m in models)
+        entries.append(writer.add(
+            f"profile-{name}", f"Profile heatmap, series {name}",
+                   f"Series {name}: mean share of messages flagged per trait, by true model "
+                   f"({n_agents} agents; per-agent rates averaged within each model).",
+            fig, DataTable(("series", "true_model", "trait", "mean_rate", "agents"), rows)))
+    return Section("sec-profiles", title, intro, figures=tuple(entries))
+
+
+# ---------------------------------------------------------------------------- similarity
+
+
+def similarity_groups(sims: Sequence[RunSimilarity], order: Sequence[str]
+                      ) -> list[tuple[str, list[RunSimilarity]]]:
+    """Runs with a defined mean cosine grouped by condition: the series, or ``series/cell``
+    for series with several cells, in ``order``."""
+    cells: dict[str, set[str]] = defaultdict(set)
+    for s in sims:
+        cells[s.series].add(s.cell)
+    groups: dict[str, list[RunSimilarity]] = {}
+    for name in order:
+        for cell in sorted(cells.get(name, ())):
+            label = name if len(cells[name]) == 1 else f"{name}/{cell}"
+            groups[label] = [s for s in sims if s.series == name and s.cell == cell
+                             and math.isfinite(s.mean_cosine)]
+    return list(groups.items())
+
+
+def short_labels(labels: Sequence[str], sep: str) -> dict[str, str]:
+    """Readable forms of condition labels for axes: the series is dropped when every label
+    belongs to the same one, and each ``a.b=c`` term of a cell becomes ``b=c``; terms are
+    joined by ``sep`` (a newline under an x axis, ``", "`` beside a y axis)."""
+    series = {lab.split("/", 1)[0] for lab in labels}
+    out = {}
+    for lab in labels:
+        name, _, cell = lab.partition("/")
+        if not cell:
+            out[lab] = name
+            continue
+        terms = [t.split("=", 1) for t in cell.split(",")]
+        short = sep.join(f"{k.rsplit('.', 1)[-1]}={v}" if v else k
+                         for k, *rest in terms for v in [rest[0] if rest else ""])
+        out[lab] = short if len(series) == 1 else f"{name}{sep}{short}"
+    return out
+
+
+def _undefined(sims: Sequence[RunSimilarity]) -> int:
+    return sum(1 for s in sims if not math.isfinite(s.mean_cosine))
+
+
+def similarity_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
+                       order: Sequence[str]) -> Section:
+    """Box + strip plot of the per-run mean pairwise cosine similarity per condition."""
+    title = "Profile similarity within runs"
+    intro = ("For each run: the mean cosine similarity over all pairs of its agents' "
+             "profiles (1 = every agent behaves alike). Agents whose profile is all zeros "
+             "are left out of the pairs and counted in the CSV (zero_vectors).")
+    groups = similarity_groups(sims, order)
+    if not any(runs for _, runs in groups):
+        return Section("sec-similarity", title, intro, notes=(
+            "No run has two agents with non-zero profiles, so no similarity is defined.",))
+    skipped = _undefined(sims)
+    rows = tuple((label, r.series, r.cell, r.run_ref, r.mean_cosine, r.pairs, r.zero_vectors)
+                 for label, runs in groups for r in runs)
+    shown = short_labels([g for g, _ in groups], "\n")
+    fig = figures.dist_plot([shown[g] for g, _ in groups],
+                            [[r.mean_cosine for r in runs] for _, runs in groups],
+                            title="Mean pairwise cosine similarity of agent profiles, per run",
+                            ylabel="mean cosine similarity", xlabel="condition")
+    note = (f" {skipped} run(s) with fewer than two non-zero profiles have no value and are "
+            f"not shown." if skipped else "")
+    entry = writer.add("similarity", "Cosine similarity per condition",
+               "One point per run (its agents' mean pairwise cosine similarity); boxes show "
+               "the median and quartiles, whiskers 1.5 IQR." + note, fig,
+               DataTable(("condition", "series", "cell", "run", "mean_cosine", "pairs",
+                          "zero_vectors"), rows))
+    return Section("sec-similarity", title, intro, figures=(entry,))
+
+
+# ------------------------------------------------------------------------------ ablation
+
+
+def ablation_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
+                     order: Sequence[str], baseline: str, *, bootstrap: int,
+                     seed: int) -> Section:
+    """Every other condition against ``baseline`` on the per-run mean cosine: means with
+    bootstrap CIs, Mann-Whitney p (Holm-adjusted over the comparisons), Cliff's delta."""
+    title = f"Conditions against the baseline ({baseline})"
+    intro = (f"Each condition's mean of the per-run mean cosine similarity, with a 95% "
+             f"bootstrap CI ({bootstrap} resamples, seed {seed}), against baseline "
+             f"{baseline} (dashed line, grey band = its CI). Right: difference of means, "
+             f"two-sided Mann-Whitney p adjusted with Holm's method over all comparisons "
+             f"shown, and Cliff's delta (positive = more similar than the baseline).")
+    groups = dict(similarity_groups(sims, order))
+    if not any(groups.values()):
+        return Section("sec-ablation", title, intro, notes=(
+            "No run has a defined similarity (see above): nothing to compare.",))
+    base_label = next((g for g in groups if g == baseline or g.startswith(f"{baseline}/")),
+                      None)
+    if base_label is None or not groups[base_label]:
+        return Section("sec-ablation", title, intro, notes=(
+            f"The baseline {baseline} has no run with a defined similarity; choose another "
+            f"with --baseline.",))
+    base = [r.mean_cosine for r in groups[base_label]]
+    others = [(g, [r.mean_cosine for r in runs]) for g, runs in groups.items()
+              if g != base_label]
+    empty = [g for g, v in others if not v]
+    others = [(g, v) for g, v in others if v]
+    if not others:
+        return Section("sec-ablation", title, intro, notes=(
+            "Only the baseline has runs with a defined similarity: nothing to compare it "
+            "with.",))
+    comps: list[Comparison] = [compare_samples(v, base, n_boot=bootstrap, seed=seed)
+                               for _, v in others]
+    adjusted = holm([c.p_mannwhitney for c in comps])
+    base_ci = (bootstrap_ci(_mean, base, n_resamples=bootstrap, seed=seed + 1)
+               if bootstrap else (math.nan, math.nan))
+    base_mean = sum(base) / len(base)
+    shown = short_labels(list(groups), ", ")
+    labels = [shown[base_label]] + [shown[g] for g, _ in others]
+    est = [base_mean] + [c.mean_a for c in comps]
+    cis = [base_ci] + [c.mean_ci_a for c in comps]
+    notes = [f"baseline, n={len(base)}"] + [
+        f"n={c.n_a}  Δ={c.mean_a - c.mean_b:+.3f}  p={_p(p)}  δ={c.cliffs_delta:+.2f}"
+        for c, p in zip(comps, adjusted, strict=True)]
+    rows: list[tuple[object, ...]] = [
+        (base_label, len(base), base_mean, base_ci[0], base_ci[1], None, None, None, None,
+         None, None, None, None)]
+    for (g, _), c, p in zip(others, comps, adjusted, strict=True):
+        rows.append((g, c.n_a, c.mean_a, c.mean_ci_a[0], c.mean_ci_a[1],
+                     c.mean_a - c.mean_b, c.u, c.p_mannwhitney, c.method, p, c.r,
+                     c.cliffs_delta, c.p_permutation))
+    lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
+    hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
+    pad = max(0.02, 0.08 * (hi - lo))
+    fig = figures.interval_plot(
+        labels, {"mean": est}, {"mean": cis},
+        title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base_label]}",
+        xlabel="mean of per-run mean cosine similarity (95% CI)", ylabel="condition",
+        reference=base_mean, reference_band=base_ci if bootstrap else None,
+        reference_label="baseline mean", notes=notes,
+        notes_header="n, Δ vs baseline, Holm p, Cliff's δ",
+        xlim=(lo - pad, hi + pad))
+    caption = (f"Mean (95% bootstrap CI) of the per-run mean cosine per condition; p: "
+               f"Mann-Whitney against {base_label}, Holm-adjusted over {len(comps)} "
+               f"comparisons; δ: Cliff's delta.")
+    entry = writer.add("ablation", "Conditions against the baseline", caption, fig, DataTable(
+        ("condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
+         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation"),
+        tuple(rows)))
+    section_notes = ((f"Left out (no run with a defined similarity): {', '.join(empty)}.",)
+                     if empty else ())
+    return Section("sec-ablation", title, intro, figures=(entry,),
+                   notes=section_notes)
+
+
+def _mean(x: Sequence[float]) -> float:
+    return float(sum(x) / len(x))
+
+
+# ----------------------------------------------------------------------------- agreement
+
+
+def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
+                       missing: str) -> tuple[Section, Section]:
+    """Kappa per flag with bootstrap CIs for every rater pair, and the confusion matrices;
+    ``missing`` explains an absent report (e.g. only one rater)."""
+    title_a, title_c = "Agreement between raters", "Confusion matrices"
+    if report is None:
+        return (Section("sec-agreement", title_a, notes=(missing,)),
+                Section("sec-confusion", title_c,
+                        notes=("None: they need two raters (see above).",)))
+    ci = (f"95% percentile bootstrap CIs over messages ({report.bootstrap} resamples, seed "
+          f"{report.seed})" if report.bootstrap else "no CIs (--bootstrap 0)")
+    intro_a = (f"Cohen's kappa per flag for each pair of raters ({', '.join(report.raters)}), "
+               f"on the messages both coded validly; {ci}. n/a: kappa undefined (both "
+               f"raters gave the flag one value on every message).")
+    flags = list(report.flags)
+    pairs = [p for p in report.pairs]
+    est = {f"{p.names[0]} vs {p.names[1]}": [fa.kappa for fa in p.groups[0].flags]
+           for p in pairs}
+    cis = {f"{p.names[0]} vs {p.names[1]}": [fa.kappa_ci for fa in p.groups[0].flags]
+           for p in pairs}
+    rows = tuple((p.names[0], p.names[1], fa.flag, fa.n, fa.percent, fa.kappa, fa.kappa_ci[0],
+                  fa.kappa_ci[1], fa.ci_resamples, fa.kappa_degenerate)
+                 for p in pairs for fa in p.groups[0].flags)
+    lows = [x for v in cis.values() for c in v for x in c if math.isfinite(x)]
+    lows += [x for v in est.values() for x in v if math.isfinite(x)]
+    fig = figures.interval_plot(
+        flags, est, cis, title="Cohen's kappa per flag (95% bootstrap CI)",
+        xlabel="Cohen's kappa", ylabel="flag", reference=0.0,
+        xlim=(min(-0.1, min(lows, default=0.0) - 0.05), 1.02))
+    sizes = sorted({p.groups[0].n_messages for p in pairs})
+    entry = writer.add("agreement", "Agreement per flag",
+               f"Cohen's kappa with {ci}; messages coded by both raters of a pair: "
+               f"{', '.join(map(str, sizes))}.", fig,
+               DataTable(("rater_a", "rater_b", "flag", "n", "percent_agreement", "kappa",
+                          "ci_low", "ci_high", "ci_resamples", "degenerate"), rows))
+    agreement = Section("sec-agreement", title_a, intro_a, figures=(entry,))
+
+    entries = []
+    for p in pairs:
+        a, b = p.names
+        group = p.groups[0]
+        conf_rows = tuple((a, b, fa.flag, va, vb, fa.confusion[i][j])
+                          for fa in group.flags for i, va in enumerate(("no", "yes"))
+                          for j, vb in enumerate(("no", "yes")))
+        fig = figures.confusion_grid(
+            [fa.flag for fa in group.flags],
+            [[list(r) for r in fa.confusion] for fa in group.flags], (a, b),
+            title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
+        entries.append(writer.add(f"confusion-{a}-vs-{b}", f"Confusion matrices, {a} vs {b}",
+                   f"Counts of messages by the value each rater gave each flag ({a} rows, "
+                   f"{b} columns; {group.n_messages} messages coded by both); share of "
+                   f"the flag's messages under each count.", fig,
+                   DataTable(("rater_a", "rater_b", "flag", "value_a", "value_b", "count"),
+                             conf_rows)))
+    confusion = Section("sec-confusion", title_c,
+                        "For every pair of raters, one 2 x 2 table per flag.",
+                        figures=tuple(entries))
+    return agreement, confusion
+
+
+# -------------------------------------------------------------------------------- rounds
+
+
+def rounds_section(writer: FigureWriter, messages: Sequence[CodedMessage],
+                   rates: dict[str, dict[int, dict[str, float]]],
+                   order: Sequence[str], flags: Sequence[str]) -> Section:
+    """Small multiples, one panel per series: the share of coded messages flagged in each
+    round, one line per flag."""
+    title = "Flag rates by round"
+    intro = ("For each series and round: the share of the round's coded agent messages "
+             "(all runs of the series together) flagged with each flag.")
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for m in messages:
+        counts[(m.series, m.round)] += 1
+    names = [s for s in order if rates.get(s)]
+    if not names:
+        return Section("sec-rounds", title, intro, notes=("No coded agent message.",))
+    panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    rows = []
+    for s in names:
+        lines: dict[str, list[tuple[float, float]]] = {f: [] for f in flags}
+        for rnd in sorted(rates[s]):
+            for f in flags:
+                v = rates[s][rnd].get(f, math.nan)
+                if math.isfinite(v):
+                    lines[f].append((float(rnd), v))
+                    rows.append((s, rnd, f, v, counts[(s, rnd)]))
+        panels[s] = {f: pts for f, pts in lines.items() if pts}
+    fig = figures.line_panels(panels, title="Share of messages flagged, by round",
+                              xlabel="round", ylabel="share flagged", ylim=(0, 1))
+    entry = writer.add("rounds", "Flag rates by round",
+               "Share of each round's coded agent messages flagged, per series (all its "
+               "runs pooled); the CSV gives the number of messages per round.", fig,
+               DataTable(("series", "round", "flag", "rate", "messages"), tuple(rows)))
+    return Section("sec-rounds", title, intro, figures=(entry,))
+
+
+# -------------------------------------------------------------------------- compensation
+
+
+def compensation_section(writer: FigureWriter, crash: CrashReport,
+                         order: Sequence[str]) -> Section:
+    """Compensation events (survivors' messages coded comp from the crash round on) by
+    level, per series; and the survivors' flag rates before / after the crash round against
+    the same windows in runs without a crash."""
+    title = "Compensation after crashes"
+    intro = ("A crashed run is one with a seat-crash event (an injected crash, or else a "
+             "natural failure or dropped seat); its crash round is the earliest such event. "
+             "A compensation event is a survivor's message coded comp from that round on, "
+             "counted by the level the coders gave (L1 mention, L2 takeover, L3 "
+             "redistribute; none = no level given).")
+    if not crash.runs:
+        return Section("sec-compensation", title, intro, notes=(
+            "No run with a crash event (injected crash, natural failure or dropped seat) "
+            "among the reported runs, so there is no compensation to show.",))
+    by_series: dict[str, list[CompensationSummary]] = defaultdict(list)
+    for r in crash.runs:
+        by_series[r.series].append(r)
+    names = [s for s in order if s in by_series] + sorted(set(by_series) - set(order))
+    levels = list(LEVELS)
+    counts = {lv: [sum(r.comp_by_level.get(lv, 0) for r in by_series[s]) for s in names]
+              for lv in levels}
+    rows = tuple((s, len(by_series[s]), lv, counts[lv][i])
+                 for i, s in enumerate(names) for lv in levels)
+    legend = {("no level given" if lv == "none" else lv): v for lv, v in counts.items()}
+    fig = figures.stacked_bars([f"{s}\n{_runs(len(by_series[s]))}" for s in names], legend,
+                               title="Compensation events after the crash, by level",
+                               xlabel="series (crashed runs)", ylabel="compensation events")
+    total = sum(sum(v) for v in counts.values())
+    entries = [writer.add(
+        "compensation", "Compensation events by level",
+        f"Survivors' messages coded comp from the crash round on, summed over each series' "
+        f"crashed runs ({len(crash.runs)} runs, {total} events); runs without a crash "
+        f"had {crash.control_comp} comp-coded messages in the same rounds.", fig,
+        DataTable(("series", "crashed_runs", "level", "events"), rows))]
+
+    flags = list(CRASH_FLAGS)
+    groups = {"crashed, before": crash.crashed.before, "crashed, after": crash.crashed.after,
+              "controls, before": crash.controls.before,
+              "controls, after": crash.controls.after}
+    runs = {"crashed, before": crash.crashed.runs_before,
+            "crashed, after": crash.crashed.runs_after,
+            "controls, before": crash.controls.runs_before,
+            "controls, after": crash.controls.runs_after}
+    shown = {g: v for g, v in groups.items() if runs[g]}
+    if shown:
+        rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f))
+                          for f in flags for g in shown)
+        fig = figures.grouped_bars(
+            flags, {f"{g} ({_runs(runs[g])})": [shown[g].get(f, math.nan) for f in flags]
+                    for g in shown},
+            title="Survivors' flag rates before and after the crash round",
+            xlabel="flag", ylabel="mean per-run share flagged")
+        entries.append(writer.add(
+            "crash-rates", "Flag rates around the crash",
+            "Mean over runs of the survivors' share of messages flagged before the crash "
+            "round and from it on; controls (runs without a crash) over the same rounds. "
+            "p_after in the CSV: Mann-Whitney, crashed vs control runs, after the crash.",
+            fig, DataTable(("flag", "group", "mean_rate", "runs", "p_after"), rate_rows)))
+    notes = () if crash.control_runs else (
+        "Every reported run has a crash event, so there are no control runs to compare "
+        "the survivors with.",)
+    return Section("sec-compensation", title, intro, figures=tuple(entries), notes=notes)
