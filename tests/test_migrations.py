@@ -29,7 +29,7 @@ from roundtable.store import db
 PG_URL = os.environ.get("ROUNDTABLE_TEST_PG_URL")
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"series", "run", "seat", "message", "llmcall", "event", "rater", "judgement", "code",
-          "adjudication", "judgebatch"}
+          "adjudication", "judgebatch", "sample", "sampleitem", "reviewevent"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from roundtable.cli import agreement, db, importers, judge, run, runs
+from roundtable.cli import agreement, analyze, db, importers, judge, report, review, run, runs
+from roundtable.cli import export as export_cli
 
 app = typer.Typer(
     name="roundtable",
@@ -17,5 +18,9 @@ run.register(app)
 runs.register(app)
 agreement.register(app)
 judge.register(app)
+report.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(importers.app, name="import")
+app.add_typer(analyze.app, name="analyze")
+app.add_typer(review.app, name="review")
+export_cli.register(app)

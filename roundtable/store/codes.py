@@ -2,7 +2,8 @@
 
 :func:`load_codes` turns the ``Judgement`` and ``Code`` rows of chosen raters into one
 :class:`CodeMatrix`: for every flag, one list per rater aligned on the same messages (every
-message at least one chosen rater judged, validly or not, within the filters). A value is
+message at least one chosen rater judged, validly or not, within the filters; a human
+coder's ``draft`` judgement -- an item not committed yet -- counts as not judged). A value is
 ``True``/``False``, or ``None`` when the rater did not code the message, gave no value for
 the flag, or its verdict was invalid -- an invalid verdict is *missing*, never false, and is
 counted per rater in :attr:`CodeMatrix.invalid`. Pairwise statistics then use the items both
@@ -254,7 +255,9 @@ def load_codes(
                               col(Judgement.status), col(Series.name), col(Seat.label))
             .select_from(Judgement),
             list(ids), series, runs,
-        ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))).all()
+        ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
+            # a human coder's draft (an item not yet committed) is not coded at all
+            .where(col(Judgement.status).in_(("valid", "invalid")))).all()
         codes = s.exec(_scoped(
             sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
                               col(Code.value))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -99,8 +99,16 @@ class LlmCall(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
     seat_id: int | None = Field(default=None, foreign_key="seat.id")
-    purpose: str = "turn"  # turn | judge
+    purpose: str = "turn"  # turn | judge | judge-batch
     round: int | None = None
+    # judge calls: the message coded and the rater coding it (None for turns)
+    # use_alter: message.llm_call_id points back here, so the two tables form a cycle
+    message_id: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("message.id", use_alter=True, name="fk_llmcall_message_id"),
+        index=True, nullable=True))
+    rater_id: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("rater.id", name="fk_llmcall_rater_id"), index=True,
+        nullable=True))
     endpoint: str
     model: str
     request_hash: str = Field(default="", index=True)
@@ -152,8 +160,9 @@ class Rater(SQLModel, table=True):
 
 
 class Judgement(SQLModel, table=True):
-    """One rater's verdict on one message. ``status`` is ``valid`` or ``invalid``: an
-    output that never validated is kept with its raw text and never counts as 'false'."""
+    """One rater's verdict on one message. ``status`` is ``valid``, ``invalid`` (an output
+    that never validated, kept with its raw text and never counted as 'false') or ``draft``
+    (a human coder's item not yet committed in the review app; counted as not coded)."""
 
     __table_args__ = (UniqueConstraint("rater_id", "message_id",
                                        name="uq_judgement_rater_message"),)
@@ -161,7 +170,7 @@ class Judgement(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     rater_id: int = Field(foreign_key="rater.id", index=True)
     message_id: int = Field(foreign_key="message.id", index=True)
-    status: str = "valid"  # valid | invalid
+    status: str = "valid"  # valid | invalid | draft
     raw_output: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 1
@@ -208,12 +217,64 @@ class JudgeBatch(SQLModel, table=True):
     rater_id: int = Field(foreign_key="rater.id", index=True)
     endpoint: str
     provider_batch_id: str
-    status: str = "submitted"  # submitted | completed | failed | expired | collected
+    # submitting (intent, written before the submit call) | submitted (at the provider)
+    # | collected | expired | cancelled | failed | lost (submit interrupted); see
+    # roundtable.coding.batching
+    status: str = "submitted"
     message_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     submitted_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
 
+class Sample(SQLModel, table=True):
+    """A stratified random sample of coded messages for human validation. ``allocation``
+    records, per stratum, the population, the quota and the inclusion weights, so
+    estimates from the sample can be corrected for stratification and enrichment."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    seed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    size: int = 0
+    strata: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    min_per_stratum: int = 0
+    enrichment: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    allocation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    source: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SampleItem(SQLModel, table=True):
+    """One message of a sample; ``weight`` is the inverse of its inclusion probability."""
+
+    __table_args__ = (
+        UniqueConstraint("sample_id", "message_id", name="uq_sampleitem_message"),
+        UniqueConstraint("sample_id", "position", name="uq_sampleitem_position"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sample_id: int = Field(foreign_key="sample.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    position: int  # presentation order, shuffled by the sample's seed
+    stratum: str
+    enriched: bool = False  # drawn from the judge-disagreement pool
+    weight: float = 1.0
+
+
+class ReviewEvent(SQLModel, table=True):
+    """Every decision a human coder makes in the review app, in order: provenance for the
+    codes and the basis for undo. The coder's current codes live in Judgement/Code rows of
+    the coder's own Rater (kind ``human``), never overwriting a judge's."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    sample_id: int = Field(foreign_key="sample.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    rater_id: int = Field(foreign_key="rater.id", index=True)
+    action: str  # set | level | note | commit | skip | undo | reveal
+    flag: str | None = None
+    value: str | None = Field(default=None, sa_column=Column(Text))  # JSON-encoded
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 ALL_TABLES = (Series, Run, Seat, Message, LlmCall, Event, Rater, Judgement, Code,
-              Adjudication, JudgeBatch)
+              Adjudication, JudgeBatch, Sample, SampleItem, ReviewEvent)
