@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -469,10 +470,12 @@ def test_code_command_opens_the_app_on_the_judges_codebook_and_sums_up(
         in " ".join(result.output.split())
 
 
-def test_code_command_errors_are_one_clear_line(db_url: str) -> None:
+def test_code_command_errors_are_one_clear_line(db_url: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     eng = open_engine(db_url)
     seed(eng)
     eng.dispose()
+    monkeypatch.chdir(tmp_path)  # no ./judges/codebook.toml to fall back on here
     result = CliRunner().invoke(cli, ["review", "code", "--sample", "nope", "--coder", "a",
                                       "--db", db_url])
     assert result.exit_code == 2
@@ -488,3 +491,21 @@ def test_code_command_errors_are_one_clear_line(db_url: str) -> None:
     assert result.exit_code == 2
     assert f"--coder {JUDGES[0]}: that name belongs to" in " ".join(result.output.split())
     assert "not a human coder; choose another name" in " ".join(result.output.split())
+
+
+def test_code_command_falls_back_to_the_project_codebook(db_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from roundtable.cli.review import _sample_codebook
+
+    eng = open_engine(db_url)
+    seed(eng)
+    monkeypatch.chdir(REPO)
+    try:
+        book = _sample_codebook(eng, "S")
+    finally:
+        eng.dispose()
+    assert book.name == "warroom"
+    assert "stored no codebook: using judges/codebook.toml" in " ".join(
+        capsys.readouterr().out.split())

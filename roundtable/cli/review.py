@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -269,7 +270,7 @@ def code(
                                        "created on first use).", show_default=False)],
     codebook: Annotated[str | None, typer.Option(
         "--codebook", help="Codebook TOML file. Default: the codebook the sample's judges "
-        "used.", show_default=False)] = None,
+        "used, else ./judges/codebook.toml.", show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """Code a sample in a full-screen app, one message at a time, blind to the judges.
@@ -297,11 +298,14 @@ def code(
                  f"--coder {coder.strip()}{db_flag}")
 
 
+DEFAULT_CODEBOOK = Path("judges") / "codebook.toml"
+
+
 def _sample_codebook(engine: sqlalchemy.Engine, sample_name: str) -> Codebook:
     """The codebook stored with the first of the sample's judges that has one."""
     from sqlmodel import Session, col, select
 
-    from roundtable.coding.codebook import Codebook
+    from roundtable.coding.codebook import Codebook, load_codebook
     from roundtable.errors import StoreError
     from roundtable.review.samples import get_sample
     from roundtable.store.tables import Rater
@@ -314,6 +318,11 @@ def _sample_codebook(engine: sqlalchemy.Engine, sample_name: str) -> Codebook:
             if name in raters else None
         if content:
             return Codebook.model_validate(content)
+    if DEFAULT_CODEBOOK.is_file():
+        # codes imported from a CSV carry no codebook; the project's own is the natural one
+        ui.plain(f"The sample's judges ({', '.join(judges)}) stored no codebook: using "
+                 f"{DEFAULT_CODEBOOK} (choose another with --codebook).")
+        return load_codebook(DEFAULT_CODEBOOK)
     raise StoreError(f"sample {sample_name!r}: its judges ({', '.join(judges) or 'none'}) "
                      f"stored no codebook; give one with --codebook PATH (e.g. "
                      f"judges/codebook.toml)")
