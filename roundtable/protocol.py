@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from roundtable import conditions
+from roundtable import conditions, tomlfile
 from roundtable.errors import ProtocolError
 
 
@@ -313,22 +313,13 @@ def _default_fault_message(mode: str, name: str) -> str:
 def load_protocol(path: str | Path) -> Protocol:
     """Read and validate a protocol file; raise :class:`ProtocolError` naming the field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProtocolError(f"{path}: no such protocol file") from None
-    except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return parse_protocol(text, source=str(path))
+    return parse_protocol(tomlfile.read_text(path, "protocol", ProtocolError),
+                          source=str(path))
 
 
 def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
     """Validate protocol TOML text. ``source`` names the file in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
-    return _validate(data, source)
+    return _validate(tomlfile.parse(text, source, ProtocolError), source)
 
 
 def _validate(data: Mapping[str, Any], source: str) -> Protocol:

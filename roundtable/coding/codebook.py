@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from roundtable import tomlfile
 from roundtable.errors import JudgeFileError
 
 #: the verdict key holding the judge's short justification
@@ -229,21 +229,13 @@ class Codebook(_Frozen):
 def load_codebook(path: str | Path) -> Codebook:
     """Read and validate a codebook TOML file; :class:`JudgeFileError` on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JudgeFileError(f"{path}: no such codebook file") from None
-    except OSError as exc:
-        raise JudgeFileError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return parse_codebook(text, source=str(path))
+    return parse_codebook(tomlfile.read_text(path, "codebook", JudgeFileError),
+                          source=str(path))
 
 
 def parse_codebook(text: str, *, source: str = "<codebook>") -> Codebook:
     """Validate codebook TOML text; ``source`` names the file in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise JudgeFileError(f"{source}: not valid TOML: {exc}") from None
+    data = tomlfile.parse(text, source, JudgeFileError)
     try:
         return Codebook.model_validate(data)
     except ValidationError as exc:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from roundtable import tomlfile
 from roundtable.coding.codebook import Codebook, format_error, load_codebook
 from roundtable.coding.views import MessageView
 from roundtable.errors import JudgeFileError
@@ -223,16 +223,8 @@ class Judge:
 def load_judge(path: str | Path) -> Judge:
     """Read a judge file and its codebook; :class:`JudgeFileError` on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JudgeFileError(f"{path}: no such judge file") from None
-    except OSError as exc:
-        raise JudgeFileError(f"{path}: cannot read the file ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise JudgeFileError(f"{path}: not valid TOML: {exc}") from None
+    data = tomlfile.parse(tomlfile.read_text(path, "judge", JudgeFileError), str(path),
+                          JudgeFileError)
     try:
         spec = JudgeSpec.model_validate(data)
     except ValidationError as exc:
