@@ -21,7 +21,7 @@ from roundtable.providers.batch_anthropic import AnthropicBatchProvider
 from tests.fakes import FakeServer, anthropic_error, anthropic_message
 from tests.fakes.responses import anthropic_batch, anthropic_batch_line, jsonl
 
-KEY = "sk-ant-test-secret-0123456789"
+KEY = "fake-anthropic-test-secret-0123456789"
 SCHEMA = {"type": "object", "properties": {"lead": {"type": "boolean"}},
           "required": ["lead"], "additionalProperties": False}
 

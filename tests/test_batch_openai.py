@@ -26,7 +26,7 @@ from tests.fakes import FakeResponse, FakeServer, openai_chat, openai_error
 from tests.fakes.responses import jsonl, openai_batch, openai_batch_line, openai_file
 from tests.fakes.server import RecordedRequest
 
-KEY = "sk-test-secret-key-0123456789"
+KEY = "fake-openai-test-secret-0123456789"
 SCHEMA = {"title": "codes", "type": "object", "properties": {"meta": {"type": "boolean"}},
           "required": ["meta"], "additionalProperties": False}
 

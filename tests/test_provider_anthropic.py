@@ -23,7 +23,7 @@ from roundtable.providers.anthropic import AnthropicProvider
 from roundtable.providers.base import ChatMessage, CompletionRequest
 from tests.fakes import FakeResponse, FakeServer, anthropic_error, anthropic_message
 
-KEY = "sk-ant-test-secret-0123456789"
+KEY = "fake-anthropic-test-secret-0123456789"
 
 
 # One server, event loop and SDK client per module keeps the suite fast (building an SDK

@@ -25,7 +25,7 @@ from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.openai import OpenAIProvider
 from tests.fakes import FakeResponse, FakeServer, openai_chat, openai_error, refused_url
 
-KEY = "sk-test-secret-key-0123456789"
+KEY = "fake-openai-test-secret-0123456789"
 
 
 # One server, event loop and SDK client per module keeps the suite fast (building an SDK
