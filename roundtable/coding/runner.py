@@ -43,6 +43,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from roundtable.aio import wait_all_or_cancel
 from roundtable.coding.judge import Judge, build_request, retry_request
 from roundtable.coding.lexicon import lexicon_verdict
 from roundtable.coding.persist import (
@@ -468,18 +469,8 @@ async def _run_all(tasks: Sequence[asyncio.Task[None]], commit: _GroupCommit,
     """Wait for every worker; on the first error cancel the others and re-raise it. The
     last writes are always committed and the writer thread closed."""
     try:
-        if tasks:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
+        await wait_all_or_cancel(tasks)
     finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         await commit.drain()
         writer_thread.close()
 

@@ -22,6 +22,7 @@ from typing import Literal
 
 import sqlalchemy
 
+from roundtable.aio import wait_all_or_cancel
 from roundtable.engine import persist
 from roundtable.engine.discussion import Discussion, RunOutcome
 from roundtable.engine.persist import RunHandle, WriterThread
@@ -158,18 +159,9 @@ async def run_series(
 
     tasks = [asyncio.ensure_future(hold(h, d)) for h, d in discussions]
     try:
-        if tasks:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+        # cancellation or an unexpected error stops the other runs; their turns are stored
+        await wait_all_or_cancel(tasks)
     finally:
-        # Cancellation or an unexpected error: stop the other runs; their turns are stored.
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         writer.close()
 
     counts = {status: sum(1 for s in statuses.values() if s == status)
