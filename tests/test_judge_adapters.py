@@ -136,6 +136,8 @@ async def test_valid_structured_output(name: str, server: FakeServer,
         assert "temperature" not in body
     if name == "gpt":
         assert body["temperature"] == 0.0 and body["seed"] == judge.spec.seed
+    # the schema object is shared by every request of the judge: no adapter may change it
+    assert judge.output_schema == judge.codebook.output_schema()
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -226,3 +226,15 @@ def test_temperature_none_and_defaults(tmp_path: Path) -> None:
     judge = load_judge(path)
     assert judge.spec.temperature is None and judge.spec.context_messages == 6
     assert build_request(judge, TARGET, []).temperature is None
+
+
+def test_system_prompt_and_schema_are_built_once_per_judge() -> None:
+    from roundtable.coding.judge import build_request, load_judge
+    from roundtable.coding.views import MessageView
+
+    judge = load_judge(Path(__file__).resolve().parents[1] / "judges" / "gpt.toml")
+    target = MessageView(1, 1, 0, 0, "agent", "Agent-A", "Bonjour.")
+    first, second = build_request(judge, target, ()), build_request(judge, target, ())
+    assert first.messages[0].content is second.messages[0].content
+    assert first.json_schema is second.json_schema is judge.output_schema
+    assert judge.output_schema == judge.codebook.output_schema(rationale=judge.spec.rationale)

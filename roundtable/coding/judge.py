@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,6 +179,21 @@ class Judge:
         """The judge's (rater's) name."""
         return self.spec.name
 
+    # Rendered once per judge: they are the same for every message it codes, and building
+    # them per request was most of the per-call CPU on the coding pass's event loop.
+    @cached_property
+    def system_text(self) -> str:
+        """The system prompt (codebook, templates, injection rule)."""
+        codebook = self.codebook.render(rationale=self.spec.rationale)
+        body = _fill(self.spec.system_template,
+                     {"codebook": codebook, "flags": ", ".join(self.codebook.flag_names())})
+        return f"{body.rstrip()}\n\n{INJECTION_RULE}"
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any]:
+        """The JSON schema of one verdict (shared by every request; never mutated)."""
+        return self.codebook.output_schema(rationale=self.spec.rationale)
+
     def definition(self) -> dict[str, Any]:
         """What the ``Rater`` row stores: the spec as JSON (never an API key: files hold
         only the *names* of key variables), the codebook with its hash, the prompt hash and,
@@ -286,10 +302,7 @@ def render_target(target: MessageView) -> str:
 
 def system_prompt(judge: Judge) -> str:
     """The judge's system prompt: identical for every message it codes."""
-    codebook = judge.codebook.render(rationale=judge.spec.rationale)
-    body = _fill(judge.spec.system_template,
-                 {"codebook": codebook, "flags": ", ".join(judge.codebook.flag_names())})
-    return f"{body.rstrip()}\n\n{INJECTION_RULE}"
+    return judge.system_text
 
 
 def user_prompt(judge: Judge, target: MessageView, context: Sequence[MessageView]) -> str:
@@ -317,7 +330,7 @@ def build_request(judge: Judge, target: MessageView,
         temperature=spec.temperature,
         timeout_s=spec.timeout_s,
         seed=spec.seed,
-        json_schema=judge.codebook.output_schema(rationale=spec.rationale),
+        json_schema=judge.output_schema,
         metadata={"purpose": "judge", "judge": spec.name,
                   "message_id": str(target.message_id)},
     )
