@@ -34,14 +34,14 @@ import importlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from roundtable import settings
 from roundtable.errors import ConfigError, ProviderError
 from roundtable.protocol import EndpointConfig
-from roundtable.providers.base import Completion, CompletionRequest
+from roundtable.providers.base import Completion, CompletionRequest, Provider
 from roundtable.providers.errors_map import malformed
 
 BatchState = Literal["in_progress", "completed", "failed", "expired", "cancelled"]
@@ -167,6 +167,32 @@ class BatchProvider(ABC):
     def item_label(self, batch_id: str, custom_id: str) -> str:
         """How error messages name one item: ``endpoint batch ID item CUSTOM_ID``."""
         return f"{self.endpoint} batch {batch_id} item {custom_id}"
+
+
+AdapterT = TypeVar("AdapterT", bound=Provider)
+
+
+class AdapterBatchProvider(BatchProvider, Generic[AdapterT]):
+    """A batch API reached through its online adapter: the same SDK client, request
+    builder and response parser, so batched and online calls read the same."""
+
+    #: the online adapter class (its constructor takes endpoint, config, api_key)
+    adapter_factory: Callable[[str, EndpointConfig, str | None], AdapterT]
+
+    def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.adapter: AdapterT = type(self).adapter_factory(endpoint, config, api_key)
+        self._api_key = api_key
+
+    @property
+    def _client(self) -> Any:
+        """The adapter's SDK client (every SDK-backed adapter keeps it as ``_client``)."""
+        return self.adapter._client  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        await self.adapter.aclose()
 
 
 def check_items(items: Sequence[tuple[str, CompletionRequest]],

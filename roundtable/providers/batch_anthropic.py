@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from roundtable.errors import ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.anthropic import AnthropicProvider
 from roundtable.providers.base import Completion, CompletionRequest
 from roundtable.providers.batch import (
+    AdapterBatchProvider,
     BatchItemUnprocessed,
     BatchNotFinished,
-    BatchProvider,
     BatchState,
     BatchStatus,
     Collected,
@@ -52,17 +51,12 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
-class AnthropicBatchProvider(BatchProvider):
+class AnthropicBatchProvider(AdapterBatchProvider[AnthropicProvider]):
     """Message Batches over an :class:`AnthropicProvider`'s client, params and parser."""
 
     max_items = 100_000
 
-    def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
-        super().__init__()
-        self.endpoint = endpoint
-        self.adapter = AnthropicProvider(endpoint, config, api_key)
-        self._client = self.adapter._client
-        self._api_key = api_key
+    adapter_factory = AnthropicProvider
 
     def request(self, custom_id: str, request: CompletionRequest) -> dict[str, Any]:
         """One batch request: the same params an online call would send."""
@@ -76,7 +70,7 @@ class AnthropicBatchProvider(BatchProvider):
         with sdk_errors(anthropic, endpoint=self.endpoint, model=", ".join(models),
                         timeout_s=self.call_timeout_s, api_key=self._api_key):
             batch = await self._client.messages.batches.create(
-                requests=requests,  # type: ignore[arg-type]  # params built as plain dicts
+                requests=requests,
                 timeout=self.call_timeout_s)
         return str(batch.id)
 
@@ -144,9 +138,6 @@ class AnthropicBatchProvider(BatchProvider):
             return BatchItemUnprocessed(f"{label}: not processed (the batch {kind} it)")
         return malformed(label, None, f"unknown result type {kind!r}", data, self._api_key)
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections."""
-        await self.adapter.aclose()
 
 
 def _status(batch: Any) -> BatchStatus:

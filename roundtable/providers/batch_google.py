@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from roundtable.errors import BadRequest, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest
 from roundtable.providers.batch import (
+    AdapterBatchProvider,
     BatchNotFinished,
-    BatchProvider,
     BatchState,
     BatchStatus,
     Collected,
@@ -52,19 +51,14 @@ RPC_STATUS: dict[int, int] = {
 }
 
 
-class GoogleBatchProvider(BatchProvider):
+class GoogleBatchProvider(AdapterBatchProvider[GoogleProvider]):
     """Gemini batch mode over a :class:`GoogleProvider`'s client, builder and parser."""
 
     max_items = 5_000
     #: the API refuses inlined batches over 20 MB; keep a margin for the JSON around texts
     max_text_bytes = 18_000_000
 
-    def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
-        super().__init__()
-        self.endpoint = endpoint
-        self.adapter = GoogleProvider(endpoint, config, api_key)
-        self._client = self.adapter._client
-        self._api_key = api_key
+    adapter_factory = GoogleProvider
 
     def inlined(self, custom_id: str, request: CompletionRequest) -> Any:
         """One ``InlinedRequest``: the online call's contents and config, keyed by id."""
@@ -172,9 +166,6 @@ class GoogleBatchProvider(BatchProvider):
             return exc
         return parsed
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections."""
-        await self.adapter.aclose()
 
 
 def _responses(job: Any) -> list[Any]:

@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from roundtable.errors import BadRequest, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest
 from roundtable.providers.batch import (
+    AdapterBatchProvider,
     BatchItemUnprocessed,
     BatchNotFinished,
-    BatchProvider,
     BatchState,
     BatchStatus,
     Collected,
@@ -55,17 +54,12 @@ _STATES: dict[str, BatchState] = {
 }
 
 
-class OpenAIBatchProvider(BatchProvider):
+class OpenAIBatchProvider(AdapterBatchProvider[OpenAIProvider]):
     """OpenAI Batch over an :class:`OpenAIProvider`'s client, body builder and parser."""
 
     max_items = 50_000
 
-    def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
-        super().__init__()
-        self.endpoint = endpoint
-        self.adapter = OpenAIProvider(endpoint, config, api_key)
-        self._client = self.adapter._client
-        self._api_key = api_key
+    adapter_factory = OpenAIProvider
 
     def line(self, custom_id: str, request: CompletionRequest) -> dict[str, Any]:
         """One input-file line: the same body an online call would send."""
@@ -157,9 +151,6 @@ class OpenAIBatchProvider(BatchProvider):
         return malformed(label, None, "the result line has neither a response nor an error",
                          data, self._api_key)
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections."""
-        await self.adapter.aclose()
 
 
 def _status(batch: Any) -> BatchStatus:
