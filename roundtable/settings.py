@@ -76,6 +76,23 @@ def endpoint(name: str, overrides: Mapping[str, EndpointConfig] | None = None,
     return table[name]
 
 
+def require_usable(name: str, table: Mapping[str, EndpointConfig], *, where: str,
+                   field: str, declare_in: str) -> EndpointConfig:
+    """The endpoint ``name`` from ``table`` with its API key present, checked before any
+    call; otherwise one :class:`ConfigError` naming ``where`` (the file), the field and the
+    fix. ``declare_in`` says where a new endpoint would be declared."""
+    cfg = table.get(name)
+    if cfg is None:
+        known = ", ".join(sorted(table))
+        raise ConfigError(f"{where}: unknown endpoint '{name}' in field '{field}': use one "
+                          f"of {known}, or declare [endpoints.{name}] in {declare_in}")
+    try:
+        api_key(name, cfg)
+    except MissingKeyError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return cfg
+
+
 def api_key(name: str, cfg: EndpointConfig, environ: Mapping[str, str] | None = None) -> str | None:
     """The endpoint's key from the environment; :class:`MissingKeyError` when required and
     absent. Keys are returned to the caller only, never logged or stored."""

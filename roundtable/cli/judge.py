@@ -14,7 +14,7 @@ import typer
 from roundtable import settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.errors import ConfigError, MissingKeyError
+from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig, Price
 
 if TYPE_CHECKING:
@@ -122,19 +122,9 @@ def _judge_settings(judges: list[Judge]) -> tuple[dict[str, EndpointConfig], dic
 def _preflight(judges: list[Judge], endpoints: dict[str, EndpointConfig]) -> None:
     """Fail before any call when a judge's endpoint is unknown or its key is missing."""
     for j in judges:
-        name = j.spec.endpoint
-        if j.spec.kind != "llm" or name is None:
-            continue
-        cfg = endpoints.get(name)
-        if cfg is None:
-            known = ", ".join(sorted(endpoints))
-            raise ConfigError(
-                f"{j.path}: unknown endpoint '{name}' in field 'endpoint': use one of "
-                f"{known}, or declare [endpoints.{name}] in the judge file")
-        try:
-            settings.api_key(name, cfg)
-        except MissingKeyError as exc:
-            raise ConfigError(f"{j.path}: {exc}") from None
+        if j.spec.kind == "llm" and j.spec.endpoint is not None:
+            settings.require_usable(j.spec.endpoint, endpoints, where=str(j.path),
+                                    field="endpoint", declare_in="the judge file")
 
 
 async def _code(engine: sqlalchemy.Engine, judges: list[Judge],

@@ -12,7 +12,6 @@ import typer
 from roundtable import planning, settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ def run(
         _print_plan(series_plan, protocol_file)
         return
     endpoints = settings.endpoints(protocol.endpoints)
-    _preflight(protocol, endpoints)
+    _preflight(protocol, endpoints, protocol_file)
     with open_db(db) as engine:
         ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                f"{series_plan.calls} calls -> {display_url(db_url(db))}")
@@ -61,17 +60,12 @@ def run(
         raise typer.Exit(code=1)
 
 
-def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig]) -> None:
+def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
     used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
     for name in used:
-        cfg = endpoints.get(name)
-        if cfg is None:
-            known = ", ".join(sorted(endpoints))
-            raise ConfigError(
-                f"unknown endpoint '{name}' in roster.seats: use one of {known}, or "
-                f"declare [endpoints.{name}] in the protocol")
-        settings.api_key(name, cfg)
+        settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
+                                declare_in="the protocol")
 
 
 async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
