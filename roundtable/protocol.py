@@ -37,6 +37,8 @@ class EndpointConfig(_Frozen):
     api_key_env: str | None = None
     max_concurrency: int = Field(default=8, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
+    #: seconds a call may keep retrying transient failures (None: the client's default)
+    retry_budget_s: float | None = Field(default=None, gt=0)
     accepts_temperature: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
