@@ -12,6 +12,7 @@ import pytest
 
 from roundtable.errors import (
     AuthError,
+    BadRequest,
     BudgetExceeded,
     ProviderError,
     ProviderTimeout,
@@ -19,9 +20,8 @@ from roundtable.errors import (
     ServerError,
 )
 from roundtable.protocol import EndpointConfig, Price
-from roundtable.providers.base import ChatMessage, Completion, CompletionRequest, Provider, Usage
-from roundtable.errors import BadRequest
 from roundtable.providers import client as client_module
+from roundtable.providers.base import ChatMessage, Completion, CompletionRequest, Provider, Usage
 from roundtable.providers.client import (
     AdaptiveLimit,
     ModelClient,
