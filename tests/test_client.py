@@ -14,6 +14,7 @@ from roundtable.errors import (
     AuthError,
     BadRequest,
     BudgetExceeded,
+    MalformedResponse,
     ProviderError,
     ProviderTimeout,
     RateLimitError,
@@ -189,8 +190,9 @@ async def test_transient_errors_are_retried_until_the_budget_is_spent(
         virtual_time: VirtualTime) -> None:
     provider = FakeProvider([ServerError("down", status=503)] * 1000)
     client = make_client(provider)  # the default policy: no attempt cap, 600 s budget
-    with pytest.raises(ServerError, match=r"gave up after \d+ attempts over \d+s "
-                                          r"\(retry budget 600s") as info:
+    gave_up = (r"gave up after \d+ attempts over \d+s \(the next wait, \d+s, would pass the "
+               r"retry budget of 600s")
+    with pytest.raises(ServerError, match=gave_up) as info:
         await client.complete("fake", REQ)
     assert info.value.retryable, "an exhausted transient error stays retryable"
     assert provider.calls > 5, "more than the old five attempts"
@@ -213,7 +215,7 @@ async def test_a_storm_shorter_than_the_budget_loses_nothing() -> None:
 async def test_the_budget_is_configurable_per_endpoint(virtual_time: VirtualTime) -> None:
     provider = FakeProvider([ServerError("down")] * 1000)
     client = make_client(provider, cfg=EndpointConfig(kind="scripted", retry_budget_s=20))
-    with pytest.raises(ServerError, match="retry budget 20s"):
+    with pytest.raises(ServerError, match="retry budget of 20s"):
         await client.complete("fake", REQ)
     assert sum(virtual_time.sleeps) <= 20
 
@@ -233,6 +235,14 @@ async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:
     assert provider.calls == 2 and not info.value.retryable
     assert [r.error_kind for r in info.value.records] == ["server", "bad_request"]
     assert "gave up" not in str(info.value)
+
+
+async def test_unparseable_answers_are_retried_a_few_times_only() -> None:
+    provider = FakeProvider([ServerError("boom")] + [MalformedResponse("not JSON")] * 100)
+    client = make_client(provider, retry=RetryPolicy(max_malformed=3))
+    with pytest.raises(MalformedResponse, match="gave up after 3 unparseable answers"):
+        await client.complete("fake", REQ)
+    assert provider.calls == 4
 
 
 def test_gives_up_only_when_the_next_wait_passes_the_budget() -> None:

@@ -36,7 +36,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from roundtable import settings
-from roundtable.errors import BudgetExceeded, ProviderError, ProviderTimeout, RateLimitError
+from roundtable.errors import (
+    BudgetExceeded,
+    MalformedResponse,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+)
 from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.base import Completion, CompletionRequest, Provider, Usage
 from roundtable.providers.redact import Redactor
@@ -56,13 +62,17 @@ class RetryPolicy:
     """Time-budgeted retries with exponential backoff and full jitter.
 
     ``budget_s`` bounds the time one call spends on attempts and the waits between them
-    (not the time it queues behind other calls); ``max_attempts`` is an optional extra cap.
+    (not the time it queues behind other calls); ``max_attempts`` is an optional extra cap
+    and ``max_malformed`` caps the unparseable answers of one call.
     """
 
     max_attempts: int | None = None
     base_delay: float = 1.0
     max_delay: float = 60.0
     budget_s: float = 600.0
+    #: a body that could not be parsed may still have been billed, so such answers get at
+    #: most this many attempts however much budget is left
+    max_malformed: int = 5
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed ``attempt`` (1-based)."""
@@ -337,7 +347,7 @@ class ModelClient:
         budget = self.retry_budget_s(endpoint)
         gate = self.limit(endpoint)
         failures: list[CallRecord] = []
-        attempt = 0
+        attempt = malformed = 0
         spent = 0.0
         while True:
             attempt += 1
@@ -376,13 +386,21 @@ class ModelClient:
             ))
             self.totals.failed_attempts += 1
             self.totals.rate_limited += rate_limited
+            malformed += exc.kind == MalformedResponse.kind
             wait = self.retry.delay(attempt, exc.retry_after, self._rng)
+            if malformed >= self.retry.max_malformed:
+                self.totals.gave_up += 1
+                exc.args = (f"{endpoint}: gave up after {malformed} unparseable answers (each "
+                            f"may have been billed); last error: {exc}",)
+                exc.records = tuple(failures)
+                raise exc from None
             if not exc.retryable or self.retry.gives_up(attempt, spent, wait, budget):
                 if exc.retryable:
                     self.totals.gave_up += 1
                     if not self.retry.capped(attempt):
                         exc.args = (f"{endpoint}: gave up after {attempt} attempts over "
-                                    f"{spent:.0f}s (retry budget {budget:.0f}s; raise "
+                                    f"{spent:.0f}s (the next wait, {wait:.0f}s, would pass "
+                                    f"the retry budget of {budget:.0f}s; raise "
                                     f"retry_budget_s under [endpoints.{endpoint}] to wait "
                                     f"longer); last error: {exc}",)
                 exc.records = tuple(failures)
