@@ -312,6 +312,12 @@ async def test_retry_after_pauses_new_calls_to_the_endpoint(
     await client.complete("fake", REQ)  # a new call, right after the 429
     assert starts[1] - starts[0] >= 30.0, "it waited out the endpoint's cooldown"
 
+    provider.errors = [RateLimitError("daily quota", status=429, retry_after=86_400.0)]
+    with pytest.raises(RateLimitError):
+        await client.complete("fake", REQ)
+    await client.complete("fake", REQ)
+    assert 600 <= starts[3] - starts[2] < 700, "a cooldown never outlasts the retry budget"
+
 
 # ------------------------------------------------------------ slot order and latency
 

@@ -369,9 +369,10 @@ class ModelClient:
                     exc = ProviderTimeout(f"no answer within {request.timeout_s:.0f}s")
                 latency = self._now() - started
                 rate_limited = isinstance(exc, RateLimitError)
+                # a quota reset hours away must not stall the endpoint past the budget
+                pause = min(exc.retry_after, budget) if exc and exc.retry_after else None
                 gate.record(ticket, ok=exc is None, rate_limited=rate_limited,
-                            retry_after=exc.retry_after if exc is not None else None,
-                            now=self._now())
+                            retry_after=pause, now=self._now())
                 self.totals.limits[endpoint] = gate.limit
             spent += latency
             if exc is None:
