@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -402,3 +403,13 @@ def test_redactor_covers_endpoint_variables_and_ignores_short_values() -> None:
     assert redactor.variables == ["MY_KEY"]
     assert redactor("x abcdefgh-123 y tiny abcdefgh-999") == \
         "x [redacted:MY_KEY] y tiny abcdefgh-999"
+
+
+@pytest.mark.real_time
+def test_real_time_tests_keep_the_real_clock_and_sleep() -> None:
+    assert client_module.default_sleep is asyncio.sleep
+    assert client_module.default_clock is time.monotonic
+
+
+def test_other_tests_run_the_client_on_virtual_time(virtual_time: VirtualTime) -> None:
+    assert client_module.default_clock == virtual_time.now
