@@ -159,12 +159,13 @@ def ppi_mean(judge: ArrayLike, clusters: ArrayLike, labelled: ArrayLike, human: 
 
 
 def clipped(e: Estimate, low: float = 0.0, high: float = 1.0) -> Estimate:
-    """``e`` with its CI clipped to ``[low, high]`` (a prevalence lies in [0, 1]; the
-    Wald interval does not know it). The point estimate is left as it is."""
+    """``e`` with its value and CI clipped to ``[low, high]``: a prevalence lies in
+    [0, 1], which neither the Wald interval nor the correction (judge mean + weighted
+    error) knows; clipping only ever moves an estimate closer to any value in range."""
     lo, hi = e.ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return e
-    return replace(e, ci=(max(low, lo), min(high, hi)))
+    ci = (max(low, lo), min(high, hi)) if math.isfinite(lo) and math.isfinite(hi) else e.ci
+    value = min(high, max(low, e.value)) if math.isfinite(e.value) else e.value
+    return replace(e, value=value, ci=ci)
 
 
 def difference(x: Estimate, y: Estimate, *, level: float = 0.95) -> Estimate:
