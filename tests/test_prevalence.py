@@ -126,10 +126,14 @@ def test_a_stored_sample_supplies_weights_and_limits_the_human_items(engine: Eng
         row = res.row(series, "meta")
         human = {m: corpus.truth[m] for m in corpus.ids[series] if m in items}
         assert row.n_human == len(human)
+        assert row.n_errors == sum(human[m] != inter[m] for m in human) > 0
         assert row.corrected is not None
         assert row.corrected.value == pytest.approx(
             _by_hand(corpus, series, inter, human, items))
     assert res.weights == "sample"
+    few = [r for r in res.rows if r.n_errors < 5]
+    assert any(f"{len(few)} of 2 rows have fewer than 5 judge errors" in n
+               for n in res.notes) == bool(few)
 
 
 def test_sources_rules_raters_and_adjudications(engine: Engine) -> None:

@@ -51,6 +51,7 @@ from roundtable.store.tables import Message, Run, Sample, SampleItem
 from roundtable.store.tables import Series as SeriesRow
 
 __all__ = [
+    "FEW_ERRORS",
     "Contrast",
     "MessageInfo",
     "JudgeLabels",
@@ -69,6 +70,10 @@ __all__ = [
     "parse_contrasts",
     "sample_weights",
 ]
+
+FEW_ERRORS = 5
+"""Below this many judge errors in a group's human sample the Wald-type CI undercovers
+(bench/ppi_coverage.py), and the result says so."""
 
 Labels = dict[int, dict[str, bool | None]]
 """``message_id -> {flag: value or None}``."""
@@ -191,7 +196,8 @@ class PrevalenceRow:
     """One group and flag: the judges' raw prevalence and the corrected one.
 
     ``human`` is the weighted (Hajek) human prevalence over the group's human items
-    alone; ``status`` is ``ok`` or why the row could not be corrected."""
+    alone; ``n_errors`` how many of them the judges got wrong (human != judges); ``status``
+    is ``ok`` or why the row could not be corrected."""
 
     group: str
     flag: str
@@ -202,11 +208,13 @@ class PrevalenceRow:
     corrected: Estimate | None
     human: float
     status: str = "ok"
+    n_errors: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN -> None)."""
         return {"group": self.group, "flag": self.flag, "n_messages": self.n,
-                "runs": self.runs, "n_human": self.n_human, "raw": estimate_json(self.raw),
+                "runs": self.runs, "n_human": self.n_human,
+                "n_errors": self.n_errors, "raw": estimate_json(self.raw),
                 "corrected": estimate_json(self.corrected) if self.corrected else None,
                 "human_sample_prevalence": _num(self.human), "status": self.status}
 
@@ -330,9 +338,11 @@ def estimate_rows(labels: Labels, info: Mapping[int, MessageInfo], by: str,
                 continue
             h = np.array([bool(human[m][flag]) for m in lab], dtype=float)
             w = np.array([w_all[m] for m in lab])
-            est = ppi_mean(f, runs, [pos[m] for m in lab], h, w, level=level)
+            at = [pos[m] for m in lab]
+            est = ppi_mean(f, runs, at, h, w, level=level)
             rows.append(PrevalenceRow(g, flag, len(mids), nruns, len(lab), raw,
-                                      clipped(est.corrected), float(np.sum(w * h) / np.sum(w))))
+                                      clipped(est.corrected), float(np.sum(w * h) / np.sum(w)),
+                                      n_errors=int(np.sum(h != f[at]))))
     return rows
 
 
@@ -451,6 +461,12 @@ def corrected_prevalence(
         notes.append(f"every judged message is human-coded in {', '.join(census)}: there "
                      f"the corrected estimate is the human prevalence and the judges add "
                      f"no information")
+    few = [r for r in rows
+           if r.corrected is not None and r.n_human < r.n and r.n_errors < FEW_ERRORS]
+    if few:
+        notes.append(f"{len(few)} of {len(rows)} rows have fewer than {FEW_ERRORS} judge "
+                     f"errors (human != judges) in their human sample: their CIs rest on few "
+                     f"disagreements and may be too narrow (see docs/prevalence.md)")
     uncorrectable = sorted({r.group for r in rows if r.corrected is None})
     if uncorrectable:
         notes.append(f"not correctable (no human items): {', '.join(uncorrectable)}")

@@ -76,16 +76,16 @@ def _print_prevalence(res: PrevalenceResult) -> None:
 
     pct = f"{round(res.level * 100):d}%"
     ui.plain(f"Judges: {res.source}. Human: {res.human}. Groups: {res.by}.")
-    cols = ["flag", res.by, "msgs", "runs", "n human", "raw", "corrected", f"{pct} CI"]
-    rows = []
+    cols = ["flag", res.by, "msgs", "runs", "human", "err", "raw", "corrected", f"{pct} CI"]
+    rows: list[tuple[object, ...]] = []
     for r in res.rows:
         if r.corrected is None:
-            rows.append((r.flag, r.group, r.n, r.runs, r.n_human, _f(r.raw.value), "-",
+            rows.append((r.flag, r.group, r.n, r.runs, r.n_human, "-", _f(r.raw.value), "-",
                          r.status))
         else:
-            rows.append((r.flag, r.group, r.n, r.runs, r.n_human, _f(r.raw.value),
-                         _f(r.corrected.value), _ci(r.corrected)))
-    ui.table(None, cols, rows, right=cols[2:7])
+            rows.append((r.flag, r.group, r.n, r.runs, r.n_human, r.n_errors,
+                         _f(r.raw.value), _f(r.corrected.value), _ci(r.corrected)))
+    ui.table(None, cols, rows, right=cols[2:8])
     if res.contrasts:
         cols = ["flag", "contrast", "raw diff", f"raw {pct} CI", "corrected", f"{pct} CI"]
         ui.table(None, cols, [
@@ -93,8 +93,9 @@ def _print_prevalence(res: PrevalenceResult) -> None:
              _f(c.corrected.value) if c.corrected else "-",
              _ci(c.corrected) if c.corrected else "not correctable")
             for c in res.contrasts], right=cols[2:])
-    ui.plain(f"raw = the judges' share of flagged messages; n human = human-coded "
-             f"messages of the group; corrected = {METHOD}. CI: {VARIANCE}.")
+    ui.plain(f"human = human-coded messages of the group; err = those where the human "
+             f"differs from the judges; raw = the judges' share of flagged messages; "
+             f"corrected = {METHOD}. CI: {VARIANCE}.")
     for note in res.notes:
         ui.plain(f"Note: {note}.")
 
