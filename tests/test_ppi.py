@@ -15,6 +15,7 @@ from roundtable.stats.ppi import (
     clipped,
     cluster_mean,
     difference,
+    p_value,
     ppi_mean,
     stratum_weights,
 )
@@ -83,6 +84,13 @@ def test_difference_adds_variances_with_welch_df() -> None:
     assert d.df == pytest.approx(0.05 ** 2 / (0.01 ** 2 / 9 + 0.04 ** 2 / 4))
     assert d.runs == 15
     assert math.isnan(difference(x, cluster_mean([1], [0])).se)
+
+
+def test_p_value_is_two_sided_t() -> None:
+    e = Estimate(0.3, 0.1, 9.0, (0.0, 0.0), 10)
+    assert p_value(e) == pytest.approx(2 * sps.t.sf(3.0, 9))
+    assert p_value(e, null=0.3) == pytest.approx(1.0)
+    assert math.isnan(p_value(cluster_mean([1], [0])))
 
 
 def test_clipped_keeps_a_prevalence_interval_in_0_1() -> None:

@@ -136,6 +136,20 @@ def test_a_stored_sample_supplies_weights_and_limits_the_human_items(engine: Eng
                for n in res.notes) == bool(few)
 
 
+def test_contrasts_have_holm_adjusted_p_values(engine: Engine) -> None:
+    biased_corpus(engine, human_share=0.5)
+    res = corrected_prevalence(engine, judges=["g", "s"], human="alice",
+                               weights="strata:series", contrasts=[("A", "B"), ("B", "A")])
+    ab, ba = res.contrasts
+    assert ab.corrected is not None and ba.corrected is not None
+    assert ab.corrected.value == pytest.approx(-ba.corrected.value)
+    assert ab.p_corrected == pytest.approx(ba.p_corrected) and 0 < ab.p_corrected < 1
+    # Holm over two equal p-values: both doubled (capped at 1)
+    assert ab.holm_corrected == pytest.approx(min(1.0, 2 * ab.p_corrected))
+    assert ab.holm_raw == pytest.approx(min(1.0, 2 * ab.p_raw))
+    assert res.to_json()["contrasts"][0]["p_holm_corrected"] == ab.holm_corrected
+
+
 def test_sources_rules_raters_and_adjudications(engine: Engine) -> None:
     biased_corpus(engine)
     union = corrected_prevalence(engine, judges=["g", "s"], rule="union", human="alice",

@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 from roundtable.analysis.sensitivity import CORRECTED, sensitivity, verdict
 from roundtable.cli.main import app
 from roundtable.errors import StoreError
-from roundtable.report.sensitivity_section import sensitivity_section
+from roundtable.analysis.source import CodeSource
+from roundtable.coding.adjudicate import adjudicate
+from roundtable.report.sensitivity_section import (
+    human_sample,
+    sensitivity_report,
+    sensitivity_section,
+)
+from roundtable.review.samples import SampleRequest, create_sample
 from roundtable.report.writer import FigureWriter
 from roundtable.stats.ppi import Estimate
 from roundtable.store.db import open_engine
@@ -133,3 +140,28 @@ def test_report_section_draws_every_source_with_its_csv(engine: Engine,
     assert float(union_a["prevalence"]) == pytest.approx(
         res.cell("union", "A", "meta").estimate.value)  # type: ignore[union-attr]
     assert "intersection" in section.intro and "union" in section.intro
+
+
+def test_report_corrects_only_with_one_human_on_one_stored_sample(engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    biased_corpus(engine)
+    adjudicate(engine, ["g", "s"])
+    source = CodeSource("adjudication", "intersection:g+s")
+    # the human's codes are not from a stored sample: no weights known, no correction
+    assert human_sample(engine) is None
+    (tmp_path / "a").mkdir()
+    plain = sensitivity_report(FigureWriter(tmp_path / "a"), engine, source)
+    assert "No corrected estimate" in plain.intro and len(plain.figures) == 1
+    with (tmp_path / "a" / plain.figures[0].csv).open(encoding="utf-8") as fh:
+        assert {r["source"] for r in csv.DictReader(fh)} == {
+            "g", "s", "intersection", "union", "majority"}
+    create_sample(engine, SampleRequest(name="S", size=50, strata=("series",), seed=1,
+                                        judges=("g", "s")))
+    assert human_sample(engine) == ("alice", "S")
+    (tmp_path / "b").mkdir()
+    section = sensitivity_report(FigureWriter(tmp_path / "b"), engine, source)
+    assert "corrected with alice" in section.intro and "weights sample" in section.intro
+    with (tmp_path / "b" / section.figures[0].csv).open(encoding="utf-8") as fh:
+        assert CORRECTED in {r["source"] for r in csv.DictReader(fh)}
+    one = sensitivity_report(FigureWriter(tmp_path / "b"), engine, CodeSource("rater", "g"))
+    assert not one.figures and "adjudication" in one.notes[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from roundtable.coding.adjudicate import (
     load_codes_with_adjudications,
 )
 from roundtable.errors import StoreError
+from roundtable.stats.compare import holm
 from roundtable.stats.ppi import (
     METHOD,
     VARIANCE,
@@ -44,6 +45,7 @@ from roundtable.stats.ppi import (
     clipped,
     cluster_mean,
     difference,
+    p_value,
     ppi_mean,
 )
 from roundtable.store.codes import load_codes, resolve_raters
@@ -221,18 +223,27 @@ class PrevalenceRow:
 
 @dataclass(frozen=True)
 class Contrast:
-    """The difference ``a - b`` of one flag's prevalence between two groups."""
+    """The difference ``a - b`` of one flag's prevalence between two groups, with
+    two-sided p-values, raw and Holm-adjusted over the family of contrasts reported
+    (every pair and flag; raw and corrected estimates are two separate families)."""
 
     flag: str
     a: str
     b: str
     raw: Estimate
     corrected: Estimate | None
+    p_raw: float = math.nan
+    p_corrected: float = math.nan
+    holm_raw: float = math.nan
+    holm_corrected: float = math.nan
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN -> None)."""
         return {"flag": self.flag, "a": self.a, "b": self.b, "raw": estimate_json(self.raw),
-                "corrected": estimate_json(self.corrected) if self.corrected else None}
+                "corrected": estimate_json(self.corrected) if self.corrected else None,
+                "p_raw": _num(self.p_raw), "p_corrected": _num(self.p_corrected),
+                "p_holm_raw": _num(self.holm_raw),
+                "p_holm_corrected": _num(self.holm_corrected)}
 
 
 def _num(x: float) -> float | None:
@@ -348,7 +359,8 @@ def estimate_rows(labels: Labels, info: Mapping[int, MessageInfo], by: str,
 
 def contrasts_of(rows: Sequence[PrevalenceRow], pairs: Sequence[tuple[str, str]],
                  level: float = 0.95) -> list[Contrast]:
-    """The differences ``a - b`` per flag for the given pairs of groups."""
+    """The differences ``a - b`` per flag for the given pairs of groups, with p-values
+    Holm-adjusted over all of them."""
     groups = {r.group for r in rows}
     for a, b in pairs:
         for g in (a, b):
@@ -365,8 +377,13 @@ def contrasts_of(rows: Sequence[PrevalenceRow], pairs: Sequence[tuple[str, str]]
                 continue
             corr = (difference(ra.corrected, rb.corrected, level=level)
                     if ra.corrected and rb.corrected else None)
-            out.append(Contrast(f, a, b, difference(ra.raw, rb.raw, level=level), corr))
-    return out
+            raw = difference(ra.raw, rb.raw, level=level)
+            out.append(Contrast(f, a, b, raw, corr, p_raw=p_value(raw),
+                                p_corrected=p_value(corr) if corr else math.nan))
+    holm_raw = holm([c.p_raw for c in out])
+    holm_corr = holm([c.p_corrected for c in out])
+    return [replace(c, holm_raw=hr, holm_corrected=hc)
+            for c, hr, hc in zip(out, holm_raw, holm_corr, strict=True)]
 
 
 def check_weights(weights: str | None, sample: str | None) -> str:

@@ -61,6 +61,12 @@ def _ci(e: Estimate) -> str:
     return "n/a" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3f}, {hi:.3f}]"
 
 
+def _p(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return "< 0.001" if x < 0.001 else f"{x:.3f}"
+
+
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise StoreError(f"--level {level}: give a confidence level between 0 and 1, e.g. "
@@ -87,12 +93,14 @@ def _print_prevalence(res: PrevalenceResult) -> None:
                          _f(r.raw.value), _f(r.corrected.value), _ci(r.corrected)))
     ui.table(None, cols, rows, right=cols[2:8])
     if res.contrasts:
-        cols = ["flag", "contrast", "raw diff", f"raw {pct} CI", "corrected", f"{pct} CI"]
+        cols = ["flag", "contrast", "raw", f"{pct} CI", "corrected", f"{pct} CI ", "p Holm"]
         ui.table(None, cols, [
             (c.flag, f"{c.a} - {c.b}", _f(c.raw.value), _ci(c.raw),
              _f(c.corrected.value) if c.corrected else "-",
-             _ci(c.corrected) if c.corrected else "not correctable")
-            for c in res.contrasts], right=cols[2:])
+             _ci(c.corrected) if c.corrected else "not correctable",
+             _p(c.holm_corrected)) for c in res.contrasts], right=cols[2:])
+        ui.plain(f"p Holm: two-sided p of the corrected difference, Holm-adjusted over the "
+                 f"{len(res.contrasts)} contrast(s) shown (CIs are unadjusted).")
     ui.plain(f"human = human-coded messages of the group; err = those where the human "
              f"differs from the judges; raw = the judges' share of flagged messages; "
              f"corrected = {METHOD}. CI: {VARIANCE}.")

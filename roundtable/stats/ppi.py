@@ -49,6 +49,7 @@ __all__ = [
     "clipped",
     "cluster_mean",
     "difference",
+    "p_value",
     "ppi_mean",
     "stratum_weights",
 ]
@@ -166,6 +167,16 @@ def clipped(e: Estimate, low: float = 0.0, high: float = 1.0) -> Estimate:
     ci = (max(low, lo), min(high, hi)) if math.isfinite(lo) and math.isfinite(hi) else e.ci
     value = min(high, max(low, e.value)) if math.isfinite(e.value) else e.value
     return replace(e, value=value, ci=ci)
+
+
+def p_value(e: Estimate, null: float = 0.0) -> float:
+    """Two-sided p-value of ``value == null`` (Student t with the estimate's degrees of
+    freedom); NaN when the estimate has no standard error."""
+    if not (math.isfinite(e.se) and math.isfinite(e.df)) or e.df <= 0:
+        return math.nan
+    if e.se == 0:
+        return 1.0 if e.value == null else 0.0
+    return float(2 * sps.t.sf(abs(e.value - null) / e.se, e.df))
 
 
 def difference(x: Estimate, y: Estimate, *, level: float = 0.95) -> Estimate:
