@@ -106,6 +106,11 @@ def test_weights_must_be_known_or_chosen(engine: Engine) -> None:
         corrected_prevalence(engine, judges=["g", "s"], human="alice", sample="nope")
     with pytest.raises(StoreError, match="no rater named 'bob'"):
         corrected_prevalence(engine, judges=["g", "s"], human="bob", weights="equal")
+    with pytest.raises(StoreError, match="--weights strata:colour"):
+        corrected_prevalence(engine, judges=["g"], human="alice", weights="strata:colour")
+    with pytest.raises(StoreError, match="--flags lead: not coded"):
+        corrected_prevalence(engine, judges=["g"], human="alice", weights="equal",
+                             flags=["lead"])
     with pytest.raises(StoreError, match="--by"):
         corrected_prevalence(engine, judges=["g"], human="alice", weights="equal",
                              by="colour")

@@ -144,25 +144,29 @@ def judge_labels(engine: sqlalchemy.Engine, judges: Sequence[str], *,
         raise StoreError("--judges: name at least one rater, e.g. --judges gemini,sonnet")
     plain = [j for j in judges if not j.startswith(ADJ_PREFIX)]
     resolve_raters(engine, plain)
-    matrix = load_codes_with_adjudications(engine, judges, flags=flags, series=series)
+    matrix = load_codes_with_adjudications(engine, judges, series=series)
+    coded = [f for f in matrix.flags
+             if all(any(v is not None for v in matrix.values[f][j]) for j in judges)]
     if flags is not None:
-        unknown = [f for f in flags if f not in matrix.flags]
+        unknown = [f for f in flags if f not in coded]
         if unknown:
-            raise StoreError(f"--flags {unknown[0]}: not coded by {', '.join(judges)} "
-                             f"(flags: {', '.join(matrix.flags) or 'none'})")
+            raise StoreError(f"--flags {unknown[0]}: not coded by every one of "
+                             f"{', '.join(judges)} (flags they share: "
+                             f"{', '.join(coded) or 'none'})")
+        coded = list(dict.fromkeys(flags))
     ids = matrix.message_ids
     sources: dict[str, Labels] = {}
     for j in judges:
-        sources[j] = {mid: {f: matrix.values[f][j][i] for f in matrix.flags}
+        sources[j] = {mid: {f: matrix.values[f][j][i] for f in coded}
                       for i, mid in enumerate(ids) if matrix.coded[j][i]}
     if len(judges) > 1:
         for rule in RULES:
             cols = {f: combine_columns(rule, [matrix.values[f][j] for j in judges])
-                    for f in matrix.flags}
-            sources[rule] = {mid: {f: cols[f][i] for f in matrix.flags}
+                    for f in coded}
+            sources[rule] = {mid: {f: cols[f][i] for f in coded}
                              for i, mid in enumerate(ids)
-                             if any(cols[f][i] is not None for f in matrix.flags)}
-    return JudgeLabels(tuple(judges), tuple(matrix.flags), sources)
+                             if any(cols[f][i] is not None for f in coded)}
+    return JudgeLabels(tuple(judges), tuple(coded), sources)
 
 
 def human_labels(engine: sqlalchemy.Engine, human: str, flags: Sequence[str], *,
@@ -403,7 +407,10 @@ def check_weights(weights: str | None, sample: str | None) -> str:
     if weights == "equal":
         return weights
     if weights.startswith("strata:"):
-        group_key(weights.removeprefix("strata:"), "", "", {})
+        key = weights.removeprefix("strata:")
+        if key not in ("series", "cell", "all") and not key.startswith("condition:"):
+            raise StoreError(f"--weights {weights}: strata by series, cell or "
+                             f"condition:NAME, e.g. --weights strata:series")
         return weights
     raise StoreError(f"--weights {weights}: choose equal or strata:KEY (KEY: series, cell, "
                      f"condition:NAME)")

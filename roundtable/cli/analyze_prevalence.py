@@ -223,8 +223,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
         db: DbOption = None,
     ) -> None:
-        """Prevalence and contrasts under every rater and rule (each judge, intersection,
-        union, majority, and corrected with --human): does a conclusion survive the rule?
+        """Prevalence and contrasts under every judge and rule: does a conclusion survive?
+
+        Sources: each judge alone, intersection, union, majority (derived in memory) and,
+        with --human, the corrected estimate. See docs/sensitivity.md.
         """
         from roundtable.analysis.prevalence import parse_contrasts
         from roundtable.analysis.sensitivity import sensitivity
