@@ -15,17 +15,17 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from roundtable.analysis.sensitivity import CORRECTED, sensitivity, verdict
-from roundtable.cli.main import app
-from roundtable.errors import StoreError
 from roundtable.analysis.source import CodeSource
+from roundtable.cli.main import app
 from roundtable.coding.adjudicate import adjudicate
+from roundtable.errors import StoreError
 from roundtable.report.sensitivity_section import (
     human_sample,
     sensitivity_report,
     sensitivity_section,
 )
-from roundtable.review.samples import SampleRequest, create_sample
 from roundtable.report.writer import FigureWriter
+from roundtable.review.samples import SampleRequest, create_sample
 from roundtable.stats.ppi import Estimate
 from roundtable.store.db import open_engine
 from tests.prevalence_support import biased_corpus
