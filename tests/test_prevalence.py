@@ -214,3 +214,20 @@ def test_cli_prevalence_table_json_and_errors(db_url: str) -> None:
     code, out = _cli("analyze", "prevalence", "--judges", "g", "--human", "alice",
                      "--weights", "equal", "--level", "95", "--db", db_url)
     assert code == 2 and "--level" in out
+
+
+def test_prevalence_and_report_section_on_postgres(pg_url: str) -> None:
+    eng = open_engine(pg_url)
+    try:
+        biased_corpus(eng, human_share=0.5)
+        create_sample(eng, SampleRequest(name="S", size=40, strata=("series",), seed=2,
+                                         judges=("g", "s")))
+        res = corrected_prevalence(eng, judges=["g", "s"], human="alice", sample="S",
+                                   contrasts=[("A", "B")])
+        assert {r.group for r in res.rows} == {"A", "B"}
+        assert all(r.corrected is not None and r.n_human > 0 for r in res.rows)
+        from roundtable.report.sensitivity_section import human_sample
+
+        assert human_sample(eng) == ("alice", "S")
+    finally:
+        eng.dispose()

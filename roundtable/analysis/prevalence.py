@@ -110,18 +110,19 @@ class MessageInfo:
 
 
 def message_info(engine: sqlalchemy.Engine, ids: Sequence[int]) -> dict[int, MessageInfo]:
-    """Run, series, cell and conditions of the given agent messages (one query)."""
+    """Run, series, cell and conditions of the given agent messages (two queries; each
+    run's JSON is decoded once, not once per message)."""
     wanted = set(ids)
     with Session(engine) as s:
-        rows = s.execute(sqlalchemy.select(
-            col(Message.id), col(Message.run_id), col(SeriesRow.name), col(Run.cell),
-            col(Run.conditions))
-            .select_from(Message)
-            .join(Run, col(Run.id) == col(Message.run_id))
-            .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-            .where(col(Message.kind) == "agent")).all()
-    return {int(mid): MessageInfo(int(rid), str(sname), str(cell), dict(conds or {}))
-            for mid, rid, sname, cell, conds in rows if int(mid) in wanted}
+        msgs = s.execute(sqlalchemy.select(col(Message.id), col(Message.run_id))
+                         .where(col(Message.kind) == "agent")).all()
+        runs = s.execute(sqlalchemy.select(
+            col(Run.id), col(SeriesRow.name), col(Run.cell), col(Run.conditions))
+            .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))).all()
+    by_run = {int(rid): (str(sname), str(cell), dict(conds or {}))
+              for rid, sname, cell, conds in runs}
+    return {int(mid): MessageInfo(int(rid), *by_run[int(rid)])
+            for mid, rid in msgs if int(mid) in wanted}
 
 
 @dataclass(frozen=True)
