@@ -86,6 +86,8 @@ def test_contrasts_survive_or_not(engine: Engine) -> None:
     assert any("majority" in n and "intersection" in n for n in res.notes)
     with pytest.raises(StoreError, match="no group 'Z'"):
         sensitivity(engine, judges=["g", "s"], contrasts=[("A", "Z")])
+    alone = sensitivity(engine, judges=["g"], human="alice", weights="equal")
+    assert alone.sources == ("g", CORRECTED) and alone.corrected_from == "g"
     with pytest.raises(StoreError, match="--correct"):
         sensitivity(engine, judges=["g", "s"], human="alice", weights="equal",
                     correct_rule="nope")

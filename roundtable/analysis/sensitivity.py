@@ -133,7 +133,7 @@ def sensitivity(
     human: str | None = None,
     sample: str | None = None,
     weights: str | None = None,
-    correct_rule: str = "intersection",
+    correct_rule: str | None = None,
     flags: Sequence[str] | None = None,
     series: Sequence[str] = (),
     contrasts: Sequence[tuple[str, str]] = (),
@@ -142,10 +142,12 @@ def sensitivity(
     """Prevalence per group and flag under every source, and ``contrasts`` (pairs of
     groups, ``a - b``) under each. With one pair-free call and exactly two groups, their
     contrast is reported. ``correct_rule`` is the source the human correction starts from
-    (a rule, or one of the judges)."""
+    (a rule, or one of the judges; default the intersection, or the only judge)."""
     group_key(by, "", "", {})
     jl = judge_labels(engine, judges, flags=flags, series=series)
     names = list(jl.sources)
+    if correct_rule is None:
+        correct_rule = "intersection" if "intersection" in jl.sources else jl.judges[0]
     if human is not None and correct_rule not in jl.sources:
         raise StoreError(f"--correct {correct_rule}: choose one of {', '.join(names)}")
     chosen = list(flags) if flags is not None else list(jl.flags)

@@ -210,9 +210,10 @@ def register(app: typer.Typer) -> None:
     def sensitivity_cmd(
         judges: JudgesOption = None,
         human: HumanOption = None,
-        correct: Annotated[str, typer.Option(
+        correct: Annotated[str | None, typer.Option(
             "--correct", help="With --human: the source the correction starts from (a "
-            "rule or one judge).")] = "intersection",
+            "rule or one judge). Default: intersection (the judge, with one).",
+            show_default=False)] = None,
         by: ByOption = "series",
         sample: SampleOption = None,
         weights: WeightsOption = None,
