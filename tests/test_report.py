@@ -163,7 +163,8 @@ def full(full_db: tuple[Path, str]) -> Path:
 
 
 EXPECTED = {"profile-A", "profile-B", "similarity", "ablation", "agreement",
-            "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates"}
+            "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates",
+            "sensitivity-prevalence"}
 
 
 def test_report_writes_every_figure_with_png_and_csv(full: Path) -> None:
@@ -410,7 +411,8 @@ def test_warroom_corpus_report_renders(db_url: str, tmp_path: Path) -> None:
     assert {p.stem for p in out.glob("*.png")} == {p.stem for p in out.glob("*.csv")} == {
         *(f"profile-{s}" for s in series), "similarity", "ablation", "agreement",
         "confusion-human-vs-gemini", "confusion-human-vs-sonnet",
-        "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates"}
+        "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates",
+        "sensitivity-prevalence"}
     assert all((out / r).is_file() for r in references(html))
     assert "<th>Coded agent messages</th><td>609</td>" in html
     # F is isolation (one agent per run): no pair, no similarity; said so, not hidden

@@ -26,6 +26,7 @@ from roundtable.errors import StoreError
 from roundtable.report import sections
 from roundtable.report.html import GENERATOR, render_html, render_unfinished
 from roundtable.report.model import ReportHeader, Section
+from roundtable.report.sensitivity_section import sensitivity_report
 from roundtable.report.writer import FigureWriter
 from roundtable.store.tables import Run
 from roundtable.store.tables import Series as SeriesRow
@@ -172,6 +173,7 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     step("compensation")
     crash = summarise_crashes(messages, events, source=source.label())
     out.append(sections.compensation_section(writer, crash, order))
+    out.append(sensitivity_report(writer, engine, source, options.series))
 
     header = ReportHeader(
         title=options.title, database=database, source=source_text,
