@@ -27,6 +27,7 @@ A_META = [T, T, F, F, T, F, T, F, T, T, F, F]
 B_META = [T, F, F, F, T, F, T, T, T, T, F, N]  # b gave no value on the last message
 C_META = [T, T, F, F, F, F, T, F, T, F, F, F]
 A_RARE = [F] * 12  # nobody ever uses it: kappa undefined
+RUNS = ["P"] * 8 + ["Q"] * 4  # one run per series
 B_RARE = [F] * 12
 
 
@@ -100,11 +101,19 @@ def test_json_figures_match_the_statistics_module(engine: Engine, ids: list[int]
     assert doc["coded"] == {"a": 12, "b": 11}
     got = flags_of(doc, ["a", "b"])
     want = flag_agreement("meta", A_META, without(B_META, 3), names=("a", "b"),
-                          bootstrap=300, seed=7)
+                          bootstrap=300, seed=7, clusters=RUNS)
     meta = got["meta"]
     assert meta["n"] == want.n == 10  # invalid m3 and b's blank m11 are left out
     assert meta["kappa"] == pytest.approx(want.kappa)
-    assert meta["kappa_ci"] == pytest.approx(list(want.kappa_ci))
+    # the CIs resample the two runs, and say so
+    assert want.ci_method.unit == "runs" and want.ci_method.clusters == 2
+    assert meta["ci_method"]["unit"] == "runs" and meta["ci_method"]["clusters"] == 2
+    assert doc["bootstrap"]["method"] == (
+        "95% CI: percentile bootstrap over runs (B=300, 2 clusters, seed 7)")
+    for stat in ("kappa", "alpha", "percent", "ac1", "pabak"):
+        assert meta[f"{stat}_ci"] == pytest.approx(list(want.ci(stat))), stat
+        assert meta[stat] == pytest.approx(want.value(stat)), stat
+    assert meta["pabak"] == pytest.approx(2 * want.percent - 1)
     assert meta["alpha"] == pytest.approx(want.alpha)
     assert meta["percent"] == pytest.approx(want.percent)
     assert meta["prevalence"] == pytest.approx(want.prevalence)

@@ -3,8 +3,13 @@
 Builds on :mod:`roundtable.stats.agreement` (which does all the statistics) and a
 :class:`~roundtable.store.codes.CodeMatrix`. For each pair of raters and each flag it keeps
 the full :class:`~roundtable.stats.agreement.FlagAgreement` (n, prevalence per rater,
-percent agreement, Cohen's kappa with a bootstrap CI, Krippendorff's alpha, confusion
-matrix), plus the mean over flags. With three or more raters it adds Krippendorff's alpha
+percent agreement, Cohen's kappa, Krippendorff's alpha, Gwet's AC1 and PABAK, each with a
+bootstrap CI, confusion matrix), plus the mean over flags. CIs resample *runs* (the
+matrix's ``labels["run"]``), the unit of replication; the method is stated in
+:attr:`AgreementReport.ci_method`. With ``weights`` (a review sample's inverse inclusion
+probabilities, :func:`roundtable.review.samples.sample_weights`) every statistic is the
+weighted one. With ``thresholds`` (from the codebook) each flag is marked pass / tentative
+/ fail. With three or more raters it adds Krippendorff's alpha
 over all of them per flag (missing values allowed). Grouping (``series`` or ``model``)
 repeats the per-flag figures within each group.
 
@@ -21,7 +26,13 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
 
-from roundtable.stats.agreement import FlagAgreement, flag_agreement, krippendorff_alpha
+from roundtable.coding.codebook import Threshold
+from roundtable.stats.agreement import (
+    CiMethod,
+    FlagAgreement,
+    flag_agreement,
+    krippendorff_alpha,
+)
 from roundtable.store.codes import CodeMatrix
 
 __all__ = [
@@ -29,9 +40,49 @@ __all__ = [
     "GroupAgreement",
     "MultiRaterAlpha",
     "PairAgreement",
+    "ThresholdCheck",
     "agreement_report",
+    "check_threshold",
     "rater_pairs",
 ]
+
+
+@dataclass(frozen=True)
+class ThresholdCheck:
+    """One flag's statistic against a declared threshold.
+
+    ``verdict`` is ``pass`` (estimate >= accept), ``tentative`` (>= tentative only),
+    ``fail`` or ``n/a`` (estimate undefined); ``ci_verdict`` is the same test applied to
+    the CI's lower bound (``n/a`` without a CI): ``pass`` there means the whole interval
+    clears the acceptance threshold.
+    """
+
+    flag: str
+    statistic: str
+    value: float
+    ci_low: float
+    accept: float
+    tentative: float | None
+    verdict: str
+    ci_verdict: str
+
+
+def _level(x: float, t: Threshold) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    if x >= t.accept:
+        return "pass"
+    if t.tentative is not None and x >= t.tentative:
+        return "tentative"
+    return "fail"
+
+
+def check_threshold(fa: FlagAgreement, threshold: Threshold) -> ThresholdCheck:
+    """Mark one flag's agreement against one threshold (see :class:`ThresholdCheck`)."""
+    value = fa.value(threshold.statistic)
+    low = fa.ci(threshold.statistic)[0]
+    return ThresholdCheck(fa.flag, threshold.statistic, value, low, threshold.accept,
+                          threshold.tentative, _level(value, threshold), _level(low, threshold))
 
 
 @dataclass(frozen=True)
@@ -45,6 +96,13 @@ class GroupAgreement:
     mean_percent: float
     mean_alpha: float
     mean_over: tuple[str, ...]
+    mean_ac1: float = math.nan
+    mean_pabak: float = math.nan
+    checks: tuple[ThresholdCheck, ...] = ()
+
+    def checks_for(self, flag: str) -> tuple[ThresholdCheck, ...]:
+        """The threshold checks of one flag."""
+        return tuple(c for c in self.checks if c.flag == flag)
 
 
 @dataclass(frozen=True)
@@ -79,6 +137,9 @@ class AgreementReport:
     multi: tuple[MultiRaterAlpha, ...]
     bootstrap: int
     seed: int
+    ci_method: CiMethod = CiMethod("none", 0, 0)
+    weighted: str = ""
+    thresholds: tuple[Threshold, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN becomes null."""
@@ -87,14 +148,17 @@ class AgreementReport:
             "messages": self.messages, "coded": self.coded,
             "invalid": self.invalid,
             "bootstrap": {"resamples": self.bootstrap, "seed": self.seed,
-                          "confidence": 0.95},
+                          "confidence": 0.95, **self.ci_method.as_json()},
+            "weighted": {"weighted": bool(self.weighted), "by": self.weighted or None},
+            "thresholds": [t.model_dump() for t in self.thresholds],
             "pairs": [{
                 "raters": list(p.names),
                 "groups": [{
                     "group": g.group, "n_messages": g.n_messages,
                     "mean": {"kappa": g.mean_kappa, "percent": g.mean_percent,
-                             "alpha": g.mean_alpha, "over": list(g.mean_over)},
-                    "flags": [_flag_json(fa) for fa in g.flags],
+                             "alpha": g.mean_alpha, "ac1": g.mean_ac1,
+                             "pabak": g.mean_pabak, "over": list(g.mean_over)},
+                    "flags": [_flag_json(fa, g.checks_for(fa.flag)) for fa in g.flags],
                 } for g in p.groups],
             } for p in self.pairs],
             "all_raters_alpha": [asdict(m) for m in self.multi],
@@ -102,13 +166,15 @@ class AgreementReport:
         return out
 
 
-def _flag_json(fa: FlagAgreement) -> dict[str, Any]:
+def _flag_json(fa: FlagAgreement, checks: Sequence[ThresholdCheck]) -> dict[str, Any]:
     out = asdict(fa)
     out["names"] = list(fa.names)
     out["confusion"] = [list(r) for r in fa.confusion]
-    out["kappa_ci"] = list(fa.kappa_ci)
-    out["alpha_ci"] = list(fa.alpha_ci)
+    for key in ("kappa_ci", "alpha_ci", "percent_ci", "ac1_ci", "pabak_ci"):
+        out[key] = list(out[key])
+    out["ci_method"] = fa.ci_method.as_json()
     out["notes"] = list(fa.notes)
+    out["thresholds"] = [asdict(c) for c in checks]
     return out
 
 
@@ -136,11 +202,13 @@ def rater_pairs(raters: Sequence[str], coder: str | None = None) -> list[tuple[s
 
 
 def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
-           bootstrap: int, seed: int) -> GroupAgreement:
+           bootstrap: int, seed: int, weights: Sequence[float] | None,
+           thresholds: Sequence[Threshold]) -> GroupAgreement:
     a, b = pair
+    clusters = matrix.labels.get("run")
     flags = tuple(
         flag_agreement(f, matrix.values[f][a], matrix.values[f][b], names=pair,
-                       bootstrap=bootstrap, seed=seed)
+                       bootstrap=bootstrap, seed=seed, clusters=clusters, weights=weights)
         for f in matrix.flags)
     both = sum(1 for x, y in zip(matrix.coded[a], matrix.coded[b], strict=True) if x and y)
     return GroupAgreement(
@@ -148,7 +216,10 @@ def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
         mean_kappa=_mean([fa.kappa for fa in flags]),
         mean_percent=_mean([fa.percent for fa in flags]),
         mean_alpha=_mean([fa.alpha for fa in flags]),
-        mean_over=tuple(fa.flag for fa in flags if math.isfinite(fa.kappa)))
+        mean_over=tuple(fa.flag for fa in flags if math.isfinite(fa.kappa)),
+        mean_ac1=_mean([fa.ac1 for fa in flags]),
+        mean_pabak=_mean([fa.pabak for fa in flags]),
+        checks=tuple(check_threshold(fa, t) for fa in flags for t in thresholds))
 
 
 def _multi(matrix: CodeMatrix) -> tuple[MultiRaterAlpha, ...]:
@@ -172,25 +243,52 @@ def agreement_report(
     by: str | None = None,
     bootstrap: int = 2000,
     seed: int = 0,
+    weights: Sequence[float] | None = None,
+    weighted_by: str = "the sample's inclusion weights",
+    thresholds: Sequence[Threshold] = (),
 ) -> AgreementReport:
     """Agreement of the matrix's raters: ``pairs`` (default every pair), per flag, within
     each value of ``by`` (``series`` or ``model``; None = all messages together).
-    ``bootstrap`` resamples (0 = no CIs) with ``seed`` make the CIs reproducible."""
+
+    ``bootstrap`` resamples (0 = no CIs) with ``seed`` make the CIs reproducible; they
+    resample the matrix's runs (``labels["run"]``), or messages when it has none or only
+    one. ``weights`` (one per message of the matrix; NaN = no weight, left out) make every
+    statistic weighted, described as ``weighted_by``. ``thresholds`` mark every flag."""
     if len(matrix.raters) < 2:
         raise ValueError(f"agreement needs at least two raters, got {list(matrix.raters)}")
+    if weights is not None and len(weights) != len(matrix):
+        raise ValueError(f"weights must give one weight per message ({len(matrix)}), got "
+                         f"{len(weights)}")
     chosen = list(pairs) if pairs is not None else rater_pairs(matrix.raters)
     results = []
     for pair in chosen:
         groups: tuple[GroupAgreement, ...]
         if by is None:
-            groups = (_group(matrix, pair, None, bootstrap, seed),)
+            groups = (_group(matrix, pair, None, bootstrap, seed, weights, thresholds),)
         else:
-            groups = tuple(_group(matrix.subset(mask), pair, label, bootstrap, seed)
-                           for label, mask in matrix.groups(by).items())
+            groups = tuple(
+                _group(matrix.subset(mask), pair, label, bootstrap, seed,
+                       None if weights is None else [w for w, k in zip(weights, mask,
+                                                                       strict=True) if k],
+                       thresholds)
+                for label, mask in matrix.groups(by).items())
         results.append(PairAgreement(names=pair, groups=groups))
     return AgreementReport(
         raters=matrix.raters, flags=matrix.flags, by=by, messages=len(matrix),
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
         multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
-        bootstrap=bootstrap, seed=seed)
+        bootstrap=bootstrap, seed=seed, ci_method=_overall_method(results, bootstrap, seed),
+        weighted=weighted_by if weights is not None else "", thresholds=tuple(thresholds))
+
+
+def _overall_method(pairs: Sequence[PairAgreement], bootstrap: int, seed: int) -> CiMethod:
+    """The CI method of the whole report: the first pair's over all its messages (groups
+    and other pairs can differ, e.g. a series with one run; each flag keeps its own)."""
+    for p in pairs:
+        for g in p.groups:
+            for fa in g.flags:
+                if fa.ci_method.unit != "none":
+                    return fa.ci_method
+    return CiMethod("none", 0, 0, 0.95, seed,
+                    "bootstrap = 0" if bootstrap == 0 else "no jointly coded message")
