@@ -605,7 +605,8 @@ def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
 class CiMethod:
     """How the CIs of an agreement figure were computed.
 
-    ``unit`` is ``"runs"`` (whole runs resampled with replacement: the cluster bootstrap),
+    ``unit`` is ``"runs"`` (whole runs resampled with replacement: the cluster bootstrap,
+    percentile interval stretched about the estimate by sqrt(C / (C - 1)) for C runs),
     ``"messages"`` (items resampled; ``reason`` says why runs were not) or ``"none"`` (no
     bootstrap). ``clusters`` counts the units resampled.
     """
@@ -628,9 +629,11 @@ class CiMethod:
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict, with :meth:`describe` as ``method``."""
+        widen = (math.sqrt(self.clusters / (self.clusters - 1))
+                 if self.unit == "runs" and self.clusters > 1 else 1.0)
         return {"method": self.describe(), "unit": self.unit, "resamples": self.resamples,
                 "clusters": self.clusters, "confidence": self.confidence, "seed": self.seed,
-                "reason": self.reason}
+                "widened_by": widen, "reason": self.reason}
 
 
 def _cluster_codes(clusters: Sequence[Hashable] | npt.NDArray[Any], n: int) -> IntArray:
@@ -855,6 +858,20 @@ def _all_from_tables(t: npt.NDArray[Any]) -> dict[str, FloatArray]:
             "pabak": _pabak_from_tables(t)}
 
 
+def _widened(estimate: float, lo: float, hi: float, factor: float,
+             stat: str) -> tuple[float, float]:
+    """Stretch a percentile interval about the estimate by ``factor`` (sqrt(C / (C - 1)):
+    the bootstrap variance over C clusters is (C - 1) / C of the usual unbiased estimate,
+    which matters with a few dozen runs), clipped to the statistic's range."""
+    if factor == 1.0 or not (math.isfinite(estimate) and math.isfinite(lo)
+                             and math.isfinite(hi)):
+        return lo, hi
+    low_bound = 0.0 if stat == "percent" else -math.inf
+    top = 1.0
+    return (max(low_bound, estimate - factor * (estimate - lo)),
+            min(top, estimate + factor * (hi - estimate)))
+
+
 def _check_weights(weights: Ratings, n: int) -> FloatArray:
     w = np.asarray(list(weights) if not isinstance(weights, np.ndarray) else weights,
                    dtype=np.float64)
@@ -950,9 +967,10 @@ def flag_agreement(
         cell_tables = _cluster_tables(pa, pb, cluster, 2, w)
         boot = _all_from_tables(_resampled_tables(cell_tables, np.random.default_rng(seed),
                                                   bootstrap))
+        widen = math.sqrt(n_clusters / (n_clusters - 1)) if method.unit == "runs" else 1.0
         for stat in STATISTICS:
             lo, hi, got = _percentile_interval(boot[stat], confidence)
-            cis[stat] = (lo, hi)
+            cis[stat] = _widened(float(point[stat][0]), lo, hi, widen, stat)
             if stat == "kappa":
                 valid = got
         if valid < bootstrap:
