@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from roundtable.cli.main import app
-from roundtable.review.sampling import Unit, draw_sample
 from roundtable.review.samples import SampleRequest, create_sample, sample_weights
+from roundtable.review.sampling import Unit, draw_sample
 from roundtable.stats.agreement import flag_agreement
 from roundtable.store.codes import load_codes
 from roundtable.store.db import open_engine
