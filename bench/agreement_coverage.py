@@ -70,14 +70,17 @@ def main() -> None:
     ap.add_argument("--datasets", type=int, default=1000)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--designs", default=",".join(f"{r}x{m}" for r, m in DESIGNS),
+                    help="runs x messages per run, comma-separated (e.g. 21x66,40x30)")
     args = ap.parse_args()
+    designs = [tuple(int(x) for x in d.split("x")) for d in args.designs.split(",")]
     truth = population_values()
     print("population values: " + ", ".join(f"{k} {v:.4f}" for k, v in truth.items()))
     print(f"{args.datasets} datasets per design, B = {args.resamples}, nominal 95%; "
           f"binomial SE {math.sqrt(0.95 * 0.05 / args.datasets):.3f}")
     print(f"{'design':>10} {'resample':>9} " + " ".join(f"{s:>8}" for s in STATISTICS)
           + f" {'SD/SE':>6}")
-    for runs, per_run in DESIGNS:
+    for runs, per_run in designs:
         rng = np.random.default_rng(args.seed)
         hits = {"runs": dict.fromkeys(STATISTICS, 0), "messages": dict.fromkeys(STATISTICS, 0)}
         widths: dict[str, list[float]] = {"runs": [], "messages": []}
