@@ -150,7 +150,8 @@ def test_coder_on_a_sample_is_weighted_and_says_so(engine: Engine, db_url: str,
     assert len({round(w, 6) for w in weights.weights.values()}) > 1  # enriched: unequal
     doc = run_json("--coder", "h", "--judges", "a", "--bootstrap", "200", "--db", db_url)
     assert doc["weighted"] == {"weighted": True,
-                               "by": "the inclusion weights of sample 'pilot'"}
+                               "by": "the inclusion weights of sample 'pilot'",
+                               "raters": {"h": "the inclusion weights of sample 'pilot'"}}
     got = doc["pairs"][0]["groups"][0]["flags"][0]
     ids = sorted(sampled["ids"])
     run_of = ["P" if i < 60 else "Q" for i in range(120)]
@@ -187,8 +188,26 @@ def test_a_coder_of_two_samples_must_name_one(engine: Engine, db_url: str,
     doc = run_json("--coder", "h", "--judges", "a", "--sample", "second", "--bootstrap", "0",
                    "--db", db_url)
     assert doc["weighted"]["by"] == "the inclusion weights of sample 'second'"
-    result = runner.invoke(app, ["agreement", "--sample", "pilot", "--db", db_url])
-    assert result.exit_code == 2 and "add --coder" in result.output
+    result = runner.invoke(app, ["agreement", "--judges", "a,b", "--sample", "pilot",
+                                 "--db", db_url])
+    assert result.exit_code == 2
+    assert "none of the compared raters (a, b) is a human coder" in result.output
+
+
+def test_only_pairs_with_the_human_coder_are_weighted(engine: Engine, db_url: str,
+                                                      sampled: dict[str, Any]) -> None:
+    doc = run_json("--judges", "h,a,b", "--bootstrap", "0", "--db", db_url)
+    by_pair = {tuple(p["raters"]): p for p in doc["pairs"]}
+    assert by_pair[("h", "a")]["weighted_by"] == "the inclusion weights of sample 'pilot'"
+    assert by_pair[("h", "a")]["groups"][0]["flags"][0]["weighted"]
+    assert by_pair[("a", "b")]["weighted_by"] is None  # judges coded every message
+    assert not by_pair[("a", "b")]["groups"][0]["flags"][0]["weighted"]
+    # two human coders of different samples have no common design: raw, and it says why
+    create_sample(engine, SampleRequest(name="other", size=12, strata=(), seed=3))
+    _code_sample(engine, "other", "g", sampled["human"])
+    doc = run_json("--judges", "h,g", "--bootstrap", "0", "--db", db_url)
+    (pair,) = doc["pairs"]
+    assert pair["weighted_by"] is None and "coded different samples" in pair["note"]
 
 
 def test_imported_human_codes_are_not_weighted(engine: Engine, db_url: str,

@@ -81,33 +81,30 @@ def agreement(
         "--codebook", help="Codebook whose [thresholds] mark each flag pass / tentative / "
         "fail, e.g. judges/codebook.toml.", show_default=False)] = None,
     sample: Annotated[str | None, typer.Option(
-        "--sample", help="With --coder: the review sample whose inclusion weights apply "
-        "(default: the one sample the coder coded).", show_default=False)] = None,
+        "--sample", help="The review sample whose inclusion weights apply to the human "
+        "coders compared (default: the one sample each coded).", show_default=False)] = None,
     unweighted: Annotated[bool, typer.Option(
-        "--unweighted", help="With --coder: ignore the sample's inclusion weights (the raw, "
+        "--unweighted", help="Ignore review samples' inclusion weights (the raw, "
         "sample-level figures).")] = False,
     db: DbOption = None,
 ) -> None:
     """How far raters agree: per flag n, prevalence, kappa, alpha, % agreement, AC1, PABAK.
 
     Every pair of raters (or --coder against each), and the mean over flags. 95% CIs
-    resample runs. A human coder's codes from a review sample are weighted by the sample's
-    inclusion weights (--unweighted for the raw figures).
+    resample runs. Figures with a human coder whose codes come from a review sample are
+    weighted by the sample's inclusion weights (--unweighted for the raw figures).
 
     Invalid verdicts count as missing, never as false, and are reported per rater.
     """
     from roundtable.coding.adjudicate import ADJ_PREFIX, load_codes_with_adjudications
     from roundtable.coding.codebook import load_codebook
-    from roundtable.coding.reliability import agreement_report, rater_pairs
+    from roundtable.coding.reliability import DesignWeights, agreement_report, rater_pairs
     from roundtable.review.samples import sample_weights
     from roundtable.store.codes import list_raters
     from roundtable.store.queries import resolve_run
 
     if by is not None and by not in ("series", "model", "flag"):
         raise StoreError(f"--by {by}: choose series, model or flag")
-    if (sample is not None or unweighted) and coder is None:
-        raise StoreError("--sample and --unweighted apply to --coder NAME (a human coder "
-                         "against each judge); add --coder")
     if sample is not None and unweighted:
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
@@ -136,17 +133,21 @@ def agreement(
         run_ids = [resolve_run(engine, ref).id for ref in run or []]
         matrix = load_codes_with_adjudications(
             engine, names, flags=_names(flags) or None, series=series or (), runs=run_ids)
-        weights = (sample_weights(engine, coder, sample)
-                   if coder is not None and not unweighted and coder in infos else None)
+        humans = [n for n in names if n in infos and infos[n].kind == "human"]
+        if sample is not None and not humans:
+            raise StoreError(f"--sample {sample}: none of the compared raters "
+                             f"({', '.join(names)}) is a human coder; the sample's weights "
+                             f"apply to human codes")
+        found = {} if unweighted else {h: sample_weights(engine, h, sample) for h in humans}
     if not matrix.flags:
         raise StoreError(f"raters {', '.join(names)} have no codes"
                          + (" in the chosen series/runs" if series or run_ids else ""))
     report = agreement_report(
         matrix, pairs=rater_pairs(matrix.raters, coder),
         by=by if by in ("series", "model") else None, bootstrap=bootstrap, seed=seed,
-        weights=None if weights is None else weights.aligned(matrix.message_ids),
-        weighted_by=("" if weights is None
-                     else f"the inclusion weights of sample {weights.sample!r}"),
+        weights=[DesignWeights(h, f"the inclusion weights of sample {sw.sample!r}",
+                               sw.aligned(matrix.message_ids))
+                 for h, sw in found.items() if sw is not None],
         thresholds=thresholds)
     if as_json:
         doc = report.as_json()
@@ -165,9 +166,12 @@ def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | N
                   confusion: bool) -> None:
     ui.plain(f"{report.messages} messages judged by {', '.join(report.raters)}.\n"
              f"{report.ci_method.describe()}.")
-    if report.weighted:
-        ui.plain(f"Every figure with {report.pairs[0].names[0]} is weighted by "
-                 f"{report.weighted} (--unweighted for the raw figures).")
+    for rater, label in report.weighted.items():
+        ui.plain(f"Every figure with {rater} is weighted by {label} (--unweighted for the "
+                 f"raw figures).")
+    for pair in report.pairs:
+        if pair.note:
+            ui.plain(f"{pair.names[0]} vs {pair.names[1]}: {pair.note}.")
     ui.table(None, ["rater", "kind", "coded", "invalid"],
              [(r, kinds.get(r, "?"), report.coded[r], report.invalid[r])
               for r in report.raters],

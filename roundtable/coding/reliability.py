@@ -6,12 +6,12 @@ the full :class:`~roundtable.stats.agreement.FlagAgreement` (n, prevalence per r
 percent agreement, Cohen's kappa, Krippendorff's alpha, Gwet's AC1 and PABAK, each with a
 bootstrap CI, confusion matrix), plus the mean over flags. CIs resample *runs* (the
 matrix's ``labels["run"]``), the unit of replication; the method is stated in
-:attr:`AgreementReport.ci_method`. With ``weights`` (a review sample's inverse inclusion
-probabilities, :func:`roundtable.review.samples.sample_weights`) every statistic is the
-weighted one. With ``thresholds`` (from the codebook) each flag is marked pass / tentative
-/ fail. With three or more raters it adds Krippendorff's alpha
-over all of them per flag (missing values allowed). Grouping (``series`` or ``model``)
-repeats the per-flag figures within each group.
+:attr:`AgreementReport.ci_method`. With ``weights`` (a human coder's review sample: its
+inverse inclusion probabilities, :func:`roundtable.review.samples.sample_weights`) every
+statistic of a pair that includes that coder is the weighted one. With ``thresholds``
+(from the codebook) each flag is marked pass / tentative / fail. With three or more
+raters it adds Krippendorff's alpha over all of them per flag (missing values allowed).
+Grouping (``series`` or ``model``) repeats the per-flag figures within each group.
 
 Means over flags are plain means of the flags whose statistic is defined; the flags left
 out are listed (``mean_over``), so a degenerate flag never silently pulls a mean to 0.
@@ -37,6 +37,7 @@ from roundtable.store.codes import CodeMatrix
 
 __all__ = [
     "AgreementReport",
+    "DesignWeights",
     "GroupAgreement",
     "MultiRaterAlpha",
     "PairAgreement",
@@ -45,6 +46,17 @@ __all__ = [
     "check_threshold",
     "rater_pairs",
 ]
+
+
+@dataclass(frozen=True)
+class DesignWeights:
+    """A rater whose codes come from a weighted sample: ``weights`` has one weight per
+    message of the matrix (NaN = not in the sample), described by ``label`` (e.g. "the
+    inclusion weights of sample 'pilot'")."""
+
+    rater: str
+    label: str
+    weights: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,13 @@ class GroupAgreement:
 
 @dataclass(frozen=True)
 class PairAgreement:
-    """One pair of raters: one :class:`GroupAgreement` per group."""
+    """One pair of raters: one :class:`GroupAgreement` per group. ``weighted_by`` describes
+    the weights its figures use ('' = none); ``note`` says why weights were not used."""
 
     names: tuple[str, str]
     groups: tuple[GroupAgreement, ...]
+    weighted_by: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,8 +153,14 @@ class AgreementReport:
     bootstrap: int
     seed: int
     ci_method: CiMethod = CiMethod("none", 0, 0)
-    weighted: str = ""
+    weights: tuple[DesignWeights, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
+
+    @property
+    def weighted(self) -> dict[str, str]:
+        """Rater -> what its pairs are weighted by, for the raters whose weights were used."""
+        used = {n for p in self.pairs if p.weighted_by for n in p.names}
+        return {w.rater: w.label for w in self.weights if w.rater in used}
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN becomes null."""
@@ -149,10 +170,13 @@ class AgreementReport:
             "invalid": self.invalid,
             "bootstrap": {"resamples": self.bootstrap, "seed": self.seed,
                           "confidence": 0.95, **self.ci_method.as_json()},
-            "weighted": {"weighted": bool(self.weighted), "by": self.weighted or None},
+            "weighted": {"weighted": bool(self.weighted),
+                         "by": "; ".join(dict.fromkeys(self.weighted.values())) or None,
+                         "raters": self.weighted},
             "thresholds": [t.model_dump() for t in self.thresholds],
             "pairs": [{
-                "raters": list(p.names),
+                "raters": list(p.names), "weighted_by": p.weighted_by or None,
+                "note": p.note,
                 "groups": [{
                     "group": g.group, "n_messages": g.n_messages,
                     "mean": {"kappa": g.mean_kappa, "percent": g.mean_percent,
@@ -243,8 +267,7 @@ def agreement_report(
     by: str | None = None,
     bootstrap: int = 2000,
     seed: int = 0,
-    weights: Sequence[float] | None = None,
-    weighted_by: str = "the sample's inclusion weights",
+    weights: Sequence[DesignWeights] = (),
     thresholds: Sequence[Threshold] = (),
 ) -> AgreementReport:
     """Agreement of the matrix's raters: ``pairs`` (default every pair), per flag, within
@@ -252,34 +275,47 @@ def agreement_report(
 
     ``bootstrap`` resamples (0 = no CIs) with ``seed`` make the CIs reproducible; they
     resample the matrix's runs (``labels["run"]``), or messages when it has none or only
-    one. ``weights`` (one per message of the matrix; NaN = no weight, left out) make every
-    statistic weighted, described as ``weighted_by``. ``thresholds`` mark every flag."""
+    one. ``weights``: raters coded on a weighted sample; every statistic of a pair with
+    one of them is weighted (a pair of two raters from different samples is not, and its
+    ``note`` says why). ``thresholds`` mark every flag."""
     if len(matrix.raters) < 2:
         raise ValueError(f"agreement needs at least two raters, got {list(matrix.raters)}")
-    if weights is not None and len(weights) != len(matrix):
-        raise ValueError(f"weights must give one weight per message ({len(matrix)}), got "
-                         f"{len(weights)}")
+    for given in weights:
+        if len(given.weights) != len(matrix):
+            raise ValueError(f"weights of {given.rater!r} must give one weight per message "
+                             f"({len(matrix)}), got {len(given.weights)}")
     chosen = list(pairs) if pairs is not None else rater_pairs(matrix.raters)
     results = []
     for pair in chosen:
+        dw, note = _pair_weights(pair, weights)
+        w = None if dw is None else list(dw.weights)
         groups: tuple[GroupAgreement, ...]
         if by is None:
-            groups = (_group(matrix, pair, None, bootstrap, seed, weights, thresholds),)
+            groups = (_group(matrix, pair, None, bootstrap, seed, w, thresholds),)
         else:
             groups = tuple(
                 _group(matrix.subset(mask), pair, label, bootstrap, seed,
-                       None if weights is None else [w for w, k in zip(weights, mask,
-                                                                       strict=True) if k],
+                       None if w is None else [x for x, k in zip(w, mask, strict=True) if k],
                        thresholds)
                 for label, mask in matrix.groups(by).items())
-        results.append(PairAgreement(names=pair, groups=groups))
+        results.append(PairAgreement(names=pair, groups=groups,
+                                     weighted_by="" if dw is None else dw.label, note=note))
     return AgreementReport(
         raters=matrix.raters, flags=matrix.flags, by=by, messages=len(matrix),
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
         multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
         bootstrap=bootstrap, seed=seed, ci_method=_overall_method(results, bootstrap, seed),
-        weighted=weighted_by if weights is not None else "", thresholds=tuple(thresholds))
+        weights=tuple(weights), thresholds=tuple(thresholds))
+
+
+def _pair_weights(pair: tuple[str, str], weights: Sequence[DesignWeights]
+                  ) -> tuple[DesignWeights | None, str]:
+    found = [w for w in weights if w.rater in pair]
+    if len(found) == 2 and found[0].label != found[1].label:
+        return None, (f"not weighted: {found[0].rater} and {found[1].rater} coded different "
+                      f"samples, which have no common inclusion weights")
+    return (found[0] if found else None), ""
 
 
 def _overall_method(pairs: Sequence[PairAgreement], bootstrap: int, seed: int) -> CiMethod:
