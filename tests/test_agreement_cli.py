@@ -269,3 +269,13 @@ def test_report_on_an_empty_pair_is_nan_not_a_crash(engine: Engine, ids: list[in
     g = report.pairs[0].groups[0]
     assert g.flags[0].n == 0 and math.isnan(g.mean_kappa) and g.mean_over == ()
     assert report.as_json()["pairs"][0]["groups"][0]["mean"]["kappa"] is None
+
+
+def test_groups_resample_runs_within_each_group(engine: Engine, ids: list[int],
+                                                db_url: str) -> None:
+    doc = run_json("--judges", "a,c", "--by", "series", "--bootstrap", "50", "--db", db_url)
+    assert doc["bootstrap"]["unit"] == "runs" and doc["bootstrap"]["clusters"] == 2
+    assert doc["bootstrap"]["reason"] == "runs resampled within each series"
+    # each series is one run: its CIs fall back to messages, and say so
+    p = flags_of(doc, ["a", "c"], "P")["meta"]
+    assert p["ci_method"]["unit"] == "messages" and "in one run" in p["ci_method"]["reason"]

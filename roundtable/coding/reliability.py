@@ -305,7 +305,9 @@ def agreement_report(
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
         multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
-        bootstrap=bootstrap, seed=seed, ci_method=_overall_method(results, bootstrap, seed),
+        bootstrap=bootstrap, seed=seed,
+        ci_method=_overall_method(results, bootstrap, seed, by,
+                                  len(set(matrix.labels.get("run", [])))),
         weights=tuple(weights), thresholds=tuple(thresholds))
 
 
@@ -318,9 +320,13 @@ def _pair_weights(pair: tuple[str, str], weights: Sequence[DesignWeights]
     return (found[0] if found else None), ""
 
 
-def _overall_method(pairs: Sequence[PairAgreement], bootstrap: int, seed: int) -> CiMethod:
-    """The CI method of the whole report: the first pair's over all its messages (groups
-    and other pairs can differ, e.g. a series with one run; each flag keeps its own)."""
+def _overall_method(pairs: Sequence[PairAgreement], bootstrap: int, seed: int,
+                    by: str | None, n_runs: int) -> CiMethod:
+    """The CI method of the whole report: the first pair's over all its messages (other
+    pairs can differ, and each flag keeps its own); with groups, runs within each group."""
+    if by is not None and bootstrap and n_runs >= 2:
+        return CiMethod("runs", bootstrap, n_runs, 0.95, seed,
+                        f"runs resampled within each {by}")
     for p in pairs:
         for g in p.groups:
             for fa in g.flags:
