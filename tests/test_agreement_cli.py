@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ A_META = [T, T, F, F, T, F, T, F, T, T, F, F]
 B_META = [T, F, F, F, T, F, T, T, T, T, F, N]  # b gave no value on the last message
 C_META = [T, T, F, F, F, F, T, F, T, F, F, F]
 A_RARE = [F] * 12  # nobody ever uses it: kappa undefined
+RUNS = ["P"] * 8 + ["Q"] * 4  # one run per series
 B_RARE = [F] * 12
 
 
@@ -100,11 +102,20 @@ def test_json_figures_match_the_statistics_module(engine: Engine, ids: list[int]
     assert doc["coded"] == {"a": 12, "b": 11}
     got = flags_of(doc, ["a", "b"])
     want = flag_agreement("meta", A_META, without(B_META, 3), names=("a", "b"),
-                          bootstrap=300, seed=7)
+                          bootstrap=300, seed=7, clusters=RUNS)
     meta = got["meta"]
     assert meta["n"] == want.n == 10  # invalid m3 and b's blank m11 are left out
     assert meta["kappa"] == pytest.approx(want.kappa)
-    assert meta["kappa_ci"] == pytest.approx(list(want.kappa_ci))
+    # the CIs resample the two runs, and say so
+    assert want.ci_method.unit == "runs" and want.ci_method.clusters == 2
+    assert meta["ci_method"]["unit"] == "runs" and meta["ci_method"]["clusters"] == 2
+    assert doc["bootstrap"]["method"] == (
+        "95% CI: percentile bootstrap over runs (B=300, 2 clusters); only a few runs: the "
+        "interval is rough")
+    for stat in ("kappa", "alpha", "percent", "ac1", "pabak"):
+        assert meta[f"{stat}_ci"] == pytest.approx(list(want.ci(stat))), stat
+        assert meta[stat] == pytest.approx(want.value(stat)), stat
+    assert meta["pabak"] == pytest.approx(2 * want.percent - 1)
     assert meta["alpha"] == pytest.approx(want.alpha)
     assert meta["percent"] == pytest.approx(want.percent)
     assert meta["prevalence"] == pytest.approx(want.prevalence)
@@ -150,21 +161,58 @@ def test_by_series_and_model(engine: Engine, ids: list[int], db_url: str) -> Non
 
 def test_text_output_at_80_columns(engine: Engine, ids: list[int], db_url: str) -> None:
     result = runner.invoke(app, ["agreement", "--judges", "a,b", "--confusion",
-                                 "--bootstrap", "200", "--db", db_url])
+                                 "--bootstrap", "200", "--db", db_url], terminal_width=80)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(ln.rstrip()) for ln in lines) <= 80
     out = " ".join(result.output.split())
-    assert "12 messages judged by a, b; kappa 95% CI from 200 bootstrap resamples" in out
+    assert "12 messages judged by a, b. 95% CI: percentile bootstrap over runs (B=200, " \
+        "2 clusters)" in out
     assert "b llm 11 1" in out and "Invalid verdicts count as missing, never as false" in out
     assert "a vs b: 11 messages coded by both" in out
-    kappa = flag_agreement("meta", A_META, without(B_META, 3)).kappa
-    assert f"meta 10 0.600 0.600 0.800 {kappa:.3f}" in out
-    assert "rare 11 0.000 0.000 1.000 n/a n/a n/a" in out
+    fa = flag_agreement("meta", A_META, without(B_META, 3), bootstrap=200, clusters=RUNS)
+    lo, hi = fa.kappa_ci
+    assert f"meta 10 0.600 0.600 {fa.kappa:.3f} [{lo:.2f}, {hi:.2f}] {fa.alpha:.3f}" in out
+    assert "rare 11 0.000 0.000 n/a n/a n/a n/a" in out
+    # the prevalence-robust table: agreement, AC1, PABAK with their CIs
+    assert "flag agree 95% CI AC1 95% CI PABAK 95% CI" in out
+    assert f"meta 0.800 [{fa.percent_ci[0]:.2f}, {fa.percent_ci[1]:.2f}] {fa.ac1:.3f}" in out
+    assert "rare 1.000 [1.00, 1.00] 1.000 [1.00, 1.00] 1.000 [1.00, 1.00]" in out
     assert "rare: n/a: both coded it absent on every message (kappa = 0/0)" in out
     assert "mean kappa over the 1 flags where it is defined" in out
     assert "Confusion counts (a x b) flag neither only a only b both" in out
     assert "meta 3 1 1 5 rare 11 0 0 0" in out
+    assert "Thresholds" not in out  # none declared
+
+
+def test_codebook_thresholds_mark_each_flag(engine: Engine, ids: list[int], db_url: str,
+                                            tmp_path: Path) -> None:
+    book = tmp_path / "book.toml"
+    book.write_text('name = "t"\nversion = "1"\n[[flags]]\nname = "meta"\nquestion = "q"\n'
+                    'definition = "d"\n[thresholds]\nalpha = { tentative = 0.5, accept = 0.8 }\n'
+                    'percent = 0.75\n')
+    doc = run_json("--judges", "a,b", "--bootstrap", "200", "--codebook", str(book),
+                   "--db", db_url)
+    meta = flags_of(doc, ["a", "b"])["meta"]
+    fa = flag_agreement("meta", A_META, without(B_META, 3), bootstrap=200, clusters=RUNS)
+    checks = {c["statistic"]: c for c in meta["thresholds"]}
+    assert 0.5 <= fa.alpha < 0.8 and checks["alpha"]["verdict"] == "tentative"
+    assert checks["alpha"]["ci_low"] == pytest.approx(fa.alpha_ci[0])
+    assert checks["percent"]["verdict"] == "pass"  # 0.800 >= 0.75
+    assert checks["percent"]["ci_verdict"] == ("pass" if fa.percent_ci[0] >= 0.75 else "fail")
+    rare = {c["statistic"]: c for c in flags_of(doc, ["a", "b"])["rare"]["thresholds"]}
+    assert rare["alpha"]["verdict"] == "n/a"  # undefined alpha is neither pass nor fail
+    assert doc["thresholds"][0] == {"statistic": "alpha", "accept": 0.8, "tentative": 0.5}
+    text = runner.invoke(app, ["agreement", "--judges", "a,b", "--bootstrap", "200",
+                               "--codebook", str(book), "--db", db_url], terminal_width=80)
+    out = " ".join(text.output.split())
+    assert "Thresholds: alpha pass >= 0.800, tentative >= 0.500; percent pass >= 0.750" in out
+    assert f"meta alpha {fa.alpha:.3f} tentative" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(book.read_text().replace("alpha = {", "alpah = {"))
+    result = runner.invoke(app, ["agreement", "--codebook", str(bad), "--db", db_url])
+    assert result.exit_code == 2
+    assert "field 'thresholds[alpah]': unknown statistic 'alpah'" in result.output
 
 
 def test_by_flag_and_by_series_text(engine: Engine, ids: list[int], db_url: str) -> None:
@@ -221,3 +269,13 @@ def test_report_on_an_empty_pair_is_nan_not_a_crash(engine: Engine, ids: list[in
     g = report.pairs[0].groups[0]
     assert g.flags[0].n == 0 and math.isnan(g.mean_kappa) and g.mean_over == ()
     assert report.as_json()["pairs"][0]["groups"][0]["mean"]["kappa"] is None
+
+
+def test_groups_resample_runs_within_each_group(engine: Engine, ids: list[int],
+                                                db_url: str) -> None:
+    doc = run_json("--judges", "a,c", "--by", "series", "--bootstrap", "50", "--db", db_url)
+    assert doc["bootstrap"]["unit"] == "runs" and doc["bootstrap"]["clusters"] == 2
+    assert doc["bootstrap"]["reason"] == "runs resampled within each series"
+    # each series is one run: its CIs fall back to messages, and say so
+    p = flags_of(doc, ["a", "c"], "P")["meta"]
+    assert p["ci_method"]["unit"] == "messages" and "in one run" in p["ci_method"]["reason"]

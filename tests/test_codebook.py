@@ -159,3 +159,38 @@ def test_models_are_frozen() -> None:
     with pytest.raises(ValueError):
         cb.name = "other"  # type: ignore[misc]
     assert isinstance(cb, Codebook)
+
+
+# ---------------------------------------------------------------------------- thresholds
+
+
+def test_shipped_codebook_declares_krippendorffs_thresholds() -> None:
+    (alpha,) = load_codebook(SHIPPED).thresholds
+    assert (alpha.statistic, alpha.tentative, alpha.accept) == ("alpha", 0.667, 0.800)
+
+
+def test_thresholds_as_numbers_or_tables_and_outside_the_digest() -> None:
+    cb = parse_codebook(MINIMAL + "[thresholds]\nkappa = 0.6\n"
+                        "alpha = { tentative = 0.667, accept = 0.8 }\n")
+    assert [(t.statistic, t.tentative, t.accept) for t in cb.thresholds] == [
+        ("kappa", None, 0.6), ("alpha", 0.667, 0.8)]
+    # thresholds cannot change a code: the digest (and what a judge stores) ignores them
+    assert cb.digest() == parse_codebook(MINIMAL).digest()
+    assert "thresholds" not in cb.model_dump()
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ("beta = 0.8", "field 'thresholds[beta]': unknown statistic 'beta'; choose one of "
+                   "percent, kappa, alpha, ac1, pabak"),
+    ("alpha = { tentative = 0.9, accept = 0.8 }",
+     "field 'thresholds[alpha]': alpha: tentative 0.9 is above accept 0.8"),
+    ("alpha = 1.5", "field 'thresholds[alpha].accept': Input should be less than or equal "
+                    "to 1"),
+    ('alpha = "high"', "field 'thresholds': alpha: give a number (the acceptance level) or"),
+    ("alpha = { accept = 0.8, pass = 0.9 }",
+     "field 'thresholds[alpha].pass': unknown field"),
+])
+def test_bad_thresholds_are_one_line_naming_the_field(tmp_path: Path, table: str,
+                                                      expected: str) -> None:
+    msg = _error(MINIMAL + f"[thresholds]\n{table}\n", tmp_path)
+    assert expected in msg and "\n" not in msg

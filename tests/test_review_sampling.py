@@ -45,7 +45,20 @@ def test_proportional_allocation_with_largest_remainders() -> None:
     # largest remainder (b: .45), not to the largest stratum
     assert allocate({"a": 45, "b": 35, "c": 20}, 7).quotas == {"a": 3, "b": 3, "c": 1}
     # ties go to the stratum named first
-    assert allocate({"x": 1, "y": 1, "z": 1}, 2).quotas == {"x": 1, "y": 1, "z": 0}
+    tiny = allocate({"x": 1, "y": 1, "z": 1}, 2)
+    assert tiny.quotas == {"x": 1, "y": 1, "z": 0}
+    # ... and a stratum left without a draw is named, with why
+    assert any("1 strata got no draw (z)" in n and "smaller than the 3 strata" in n
+               for n in tiny.notes)
+
+
+def test_every_non_empty_stratum_gets_a_draw_when_the_size_allows() -> None:
+    # proportional share of "rare" is 0.3 -> rounds to 0 without the floor of one
+    alloc = allocate({"big": 9970, "rare": 30}, 100)
+    assert alloc.quotas == {"big": 99, "rare": 1}
+    draw = draw_sample(units({"big": 9970, "rare": 30}), 100, seed=0)
+    for h, n in (("big", 9970), ("rare", 30)):
+        assert sum(it.weight for it in draw.items if it.stratum == h) == pytest.approx(n)
 
 
 def test_minimum_per_stratum_raises_small_strata_and_takes_from_the_others() -> None:
@@ -147,6 +160,52 @@ def test_enrichment_draws_the_fraction_and_weights_sum_to_each_pool() -> None:
         assert w_dis == pytest.approx(n_dis)
         assert w_rest == pytest.approx(n_all - n_dis)
     assert sum(it.weight for it in draw.items) == pytest.approx(1000)
+
+
+def test_enrichment_never_leaves_a_pool_without_draws() -> None:
+    """Issue 9's reproduction: the small stratum's 10 disagreements got no draw and weight
+    0, so its weights summed to 50 of 60."""
+    pop = ([Unit(i, "big", i < 1000) for i in range(10000)]
+           + [Unit(10000 + i, "small", i < 10) for i in range(60)])
+    draw = draw_sample(pop, 200, seed=0, minimum=5, enrich=0.05)
+    assert len(draw.items) == 200
+    small = [it for it in draw.items if it.stratum == "small"]
+    assert any(it.enriched for it in small) and any(not it.enriched for it in small)
+    for h, n in (("big", 10000), ("small", 60)):
+        assert sum(it.weight for it in draw.items if it.stratum == h) == pytest.approx(n)
+    assert all(it.weight > 0 for it in draw.items)
+
+
+def test_a_quota_of_one_is_drawn_whole_and_says_why() -> None:
+    pop = units({"A": 500, "B": 3}, disagree={"A": 50, "B": 1})
+    draw = draw_sample(pop, 20, seed=0, enrich=0.2)
+    b = [it for it in draw.items if it.stratum == "B"]
+    assert len(b) == 1 and not b[0].enriched and b[0].weight == pytest.approx(3)
+    assert any("strata B: a quota of one cannot cover both" in n for n in draw.notes)
+
+
+def test_inclusion_frequencies_match_the_weights() -> None:
+    """Over many seeds, how often each unit is drawn is 1 / its weight, in every (stratum,
+    pool) cell, and no unit has inclusion probability 0."""
+    pop = units({"big": 300, "mid": 40, "small": 12}, disagree={"big": 30, "mid": 4,
+                                                                "small": 2})
+    reps = 1500
+    hits: Counter[int] = Counter()
+    weight: dict[int, float] = {}
+    for seed in range(reps):
+        for it in draw_sample(pop, 24, seed=seed, minimum=3, enrich=0.1).items:
+            hits[it.message_id] += 1
+            weight.setdefault(it.message_id, it.weight)
+            assert weight[it.message_id] == it.weight  # the design does not depend on seed
+    assert set(hits) == {u.message_id for u in pop}  # every unit can be drawn
+    cells: dict[tuple[str, bool], list[int]] = {}
+    for u in pop:
+        cells.setdefault((u.stratum, u.disagreement), []).append(u.message_id)
+    for cell, members in cells.items():
+        freq = sum(hits[m] for m in members) / (reps * len(members))
+        p = 1 / weight[members[0]]
+        se = (p * (1 - p) / (reps * len(members))) ** 0.5
+        assert abs(freq - p) < 4 * se + 1e-9, (cell, freq, p)
 
 
 def test_enrichment_capped_by_the_pool_says_so() -> None:

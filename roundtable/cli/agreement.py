@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -73,24 +74,41 @@ def agreement(
         "--flags", help="Comma-separated flags. Default: every flag the raters coded.",
         show_default=False)] = None,
     bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", help="Bootstrap resamples for the 95% CI of kappa (0 = none).",
-        min=0)] = 2000,
+        "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none); runs are "
+        "resampled, the unit of replication.", min=0)] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    codebook: Annotated[Path | None, typer.Option(
+        "--codebook", help="Codebook whose [thresholds] mark each flag pass / tentative / "
+        "fail, e.g. judges/codebook.toml.", show_default=False)] = None,
+    sample: Annotated[str | None, typer.Option(
+        "--sample", help="The review sample whose inclusion weights apply to the human "
+        "coders compared (default: the one sample each coded).", show_default=False)] = None,
+    unweighted: Annotated[bool, typer.Option(
+        "--unweighted", help="Ignore review samples' inclusion weights (the raw, "
+        "sample-level figures).")] = False,
     db: DbOption = None,
 ) -> None:
-    """How far raters agree: per flag n, prevalence, % agreement, kappa (95% CI), alpha.
+    """How far raters agree: per flag n, prevalence, kappa, alpha, % agreement, AC1, PABAK.
 
-    Every pair of raters (or --coder against each), and the mean over flags.
+    Every pair of raters (or --coder against each), and the mean over flags. 95% CIs
+    resample runs. Figures with a human coder whose codes come from a review sample are
+    weighted by the sample's inclusion weights (--unweighted for the raw figures).
 
     Invalid verdicts count as missing, never as false, and are reported per rater.
     """
     from roundtable.coding.adjudicate import ADJ_PREFIX, load_codes_with_adjudications
-    from roundtable.coding.reliability import agreement_report, rater_pairs
+    from roundtable.coding.codebook import load_codebook
+    from roundtable.coding.reliability import DesignWeights, agreement_report, rater_pairs
+    from roundtable.review.samples import sample_weights
     from roundtable.store.codes import list_raters
     from roundtable.store.queries import resolve_run
 
     if by is not None and by not in ("series", "model", "flag"):
         raise StoreError(f"--by {by}: choose series, model or flag")
+    if sample is not None and unweighted:
+        raise StoreError("--sample names the weights to use and --unweighted ignores them; "
+                         "give one of the two")
+    thresholds = load_codebook(codebook).thresholds if codebook is not None else ()
     names = _names(judges)
     with open_db(db) as engine:
         infos = {r.name: r for r in list_raters(engine)}
@@ -115,15 +133,26 @@ def agreement(
         run_ids = [resolve_run(engine, ref).id for ref in run or []]
         matrix = load_codes_with_adjudications(
             engine, names, flags=_names(flags) or None, series=series or (), runs=run_ids)
+        humans = [n for n in names if n in infos and infos[n].kind == "human"]
+        if sample is not None and not humans:
+            raise StoreError(f"--sample {sample}: none of the compared raters "
+                             f"({', '.join(names)}) is a human coder; the sample's weights "
+                             f"apply to human codes")
+        found = {} if unweighted else {h: sample_weights(engine, h, sample) for h in humans}
     if not matrix.flags:
         raise StoreError(f"raters {', '.join(names)} have no codes"
                          + (" in the chosen series/runs" if series or run_ids else ""))
     report = agreement_report(
         matrix, pairs=rater_pairs(matrix.raters, coder),
-        by=by if by in ("series", "model") else None, bootstrap=bootstrap, seed=seed)
+        by=by if by in ("series", "model") else None, bootstrap=bootstrap, seed=seed,
+        weights=[DesignWeights(h, f"the inclusion weights of sample {sw.sample!r}",
+                               sw.aligned(matrix.message_ids))
+                 for h, sw in found.items() if sw is not None],
+        thresholds=thresholds)
     if as_json:
         doc = report.as_json()
         doc["filters"] = {"series": list(series or []), "runs": run_ids}
+        doc["codebook"] = str(codebook) if codebook is not None else None
         doc["kinds"] = {n: ("adjudication" if n.startswith(ADJ_PREFIX) else infos[n].kind)
                         for n in names}
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -135,9 +164,14 @@ def agreement(
 
 def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | None,
                   confusion: bool) -> None:
-    ci = (f"kappa 95% CI from {report.bootstrap} bootstrap resamples (seed {report.seed})"
-          if report.bootstrap else "no bootstrap CIs (--bootstrap 0)")
-    ui.plain(f"{report.messages} messages judged by {', '.join(report.raters)}; {ci}.")
+    ui.plain(f"{report.messages} messages judged by {', '.join(report.raters)}.\n"
+             f"{report.ci_method.describe()}.")
+    for rater, label in report.weighted.items():
+        ui.plain(f"Every figure with {rater} is weighted by {label} (--unweighted for the "
+                 f"raw figures).")
+    for pair in report.pairs:
+        if pair.note:
+            ui.plain(f"{pair.names[0]} vs {pair.names[1]}: {pair.note}.")
     ui.table(None, ["rater", "kind", "coded", "invalid"],
              [(r, kinds.get(r, "?"), report.coded[r], report.invalid[r])
               for r in report.raters],
@@ -149,7 +183,7 @@ def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | N
     else:
         for pair in report.pairs:
             for group in pair.groups:
-                _print_group(pair.names, group, by, confusion, report.bootstrap)
+                _print_group(pair.names, group, by, confusion, report)
             if by is not None:
                 _print_group_summary(pair.names, pair.groups, report.flags, by)
     if len(report.pairs) > 1:
@@ -171,26 +205,51 @@ def _pair_title(names: tuple[str, str]) -> tuple[str, str, str]:
 
 
 def _print_group(names: tuple[str, str], group: GroupAgreement, by: str | None,
-                 confusion: bool, bootstrap: int) -> None:
+                 confusion: bool, report: AgreementReport) -> None:
     a, b = names
     ha, hb, legend = _pair_title(names)
     where = f" · {by} {group.group}" if group.group is not None else ""
+    weighted = any(fa.weighted for fa in group.flags)
     ui.plain(f"{a} vs {b}{where}: {group.n_messages} messages coded by both"
-             + (f"\n({legend})" if legend else ""))
+             + (" (weighted)" if weighted else "") + (f"\n({legend})" if legend else ""))
+    methods = {fa.ci_method.describe() for fa in group.flags if fa.ci_method.unit != "none"}
+    if methods and methods != {report.ci_method.describe()}:
+        ui.plain("  " + "; ".join(sorted(methods)))
     rows: list[Sequence[object]] = [
-        (fa.flag, fa.n, _f(fa.prevalence[a]), _f(fa.prevalence[b]), _f(fa.percent),
-         _f(fa.kappa), _ci(fa.kappa_ci), _f(fa.alpha)) for fa in group.flags]
-    rows.append(("mean", "", "", "", _f(group.mean_percent), _f(group.mean_kappa), "",
-                 _f(group.mean_alpha)))
-    cols = ["flag", "n", f"p({ha})", f"p({hb})", "agree", "kappa", "95% CI", "alpha"]
+        (fa.flag, fa.n, _f(fa.prevalence[a]), _f(fa.prevalence[b]), _f(fa.kappa),
+         _ci(fa.kappa_ci), _f(fa.alpha), _ci(fa.alpha_ci)) for fa in group.flags]
+    rows.append(("mean", "", "", "", _f(group.mean_kappa), "", _f(group.mean_alpha), ""))
+    cols = ["flag", "n", f"p({ha})", f"p({hb})", "kappa", "95% CI", "alpha", "95% CI "]
     ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
-    _print_notes(group, bootstrap)
+    rows = [(fa.flag, _f(fa.percent), _ci(fa.percent_ci), _f(fa.ac1), _ci(fa.ac1_ci),
+             _f(fa.pabak), _ci(fa.pabak_ci)) for fa in group.flags]
+    rows.append(("mean", _f(group.mean_percent), "", _f(group.mean_ac1), "",
+                 _f(group.mean_pabak), ""))
+    cols = ["flag", "agree", "95% CI", "AC1", "95% CI ", "PABAK", "95% CI  "]
+    ui.table("Prevalence-robust: % agreement, Gwet's AC1, PABAK = 2*agree - 1", cols, rows,
+             right=cols[1:], keep_whole=cols[1:])
+    _print_checks(group, report)
+    _print_notes(group, report.bootstrap)
     if confusion:
         ui.table(f"Confusion counts ({ha} x {hb})",
                  ["flag", "neither", f"only {ha}", f"only {hb}", "both"],
                  [(fa.flag, fa.confusion[0][0], fa.confusion[1][0], fa.confusion[0][1],
                    fa.confusion[1][1]) for fa in group.flags],
                  right=["neither", f"only {ha}", f"only {hb}", "both"])
+
+
+def _print_checks(group: GroupAgreement, report: AgreementReport) -> None:
+    if not report.thresholds:
+        return
+    levels = "; ".join(
+        f"{t.statistic} pass >= {t.accept:.3f}"
+        + (f", tentative >= {t.tentative:.3f}" if t.tentative is not None else "")
+        for t in report.thresholds)
+    rows = [(c.flag, c.statistic, _f(c.value), c.verdict, _f(c.ci_low), c.ci_verdict)
+            for c in group.checks]
+    cols = ["flag", "statistic", "value", "verdict", "CI low", "CI low verdict"]
+    ui.table(f"Thresholds: {levels}", cols, rows, right=["value", "CI low"],
+             keep_whole=cols)
 
 
 def _flag_note(fa: FlagAgreement) -> str:
@@ -211,6 +270,8 @@ def _print_notes(group: GroupAgreement, bootstrap: int) -> None:
         note = _flag_note(fa)
         if note:
             lines.append(f"  {fa.flag}: {note}")
+        lines += [f"  {fa.flag}: {n}" for n in fa.notes if n.endswith("were left out")
+                  and "without a weight" in n]
     left_out = [fa.flag for fa in group.flags if fa.flag not in group.mean_over]
     if left_out and group.mean_over:
         lines.append(f"  mean kappa over the {len(group.mean_over)} flags where it is defined")
@@ -240,15 +301,18 @@ def _print_by_flag(report: AgreementReport, confusion: bool) -> None:
         for pair in report.pairs:
             fa = pair.groups[0].flags[i]
             a, b = pair.names
-            rows.append((f"{a} vs {b}", fa.n, _f(fa.prevalence[a]), _f(fa.prevalence[b]),
-                         _f(fa.percent), _f(fa.kappa), _ci(fa.kappa_ci), _f(fa.alpha)))
-        cols = ["raters", "n", "p(first)", "p(second)", "agree", "kappa", "95% CI", "alpha"]
+            rows.append((f"{a} vs {b}", fa.n, _f(fa.percent), _f(fa.kappa), _ci(fa.kappa_ci),
+                         _f(fa.alpha), _f(fa.ac1), _f(fa.pabak)))
+        cols = ["raters", "n", "agree", "kappa", "95% CI", "alpha", "AC1", "PABAK"]
         ui.table(f"Flag {flag}", cols, rows, right=cols[1:], keep_whole=cols[1:])
         for pair in report.pairs:
             fa = pair.groups[0].flags[i]
             note = _flag_note(fa)
             if note:
                 ui.plain(f"  {pair.names[0]} vs {pair.names[1]}: {note}")
+            for c in pair.groups[0].checks_for(flag):
+                ui.plain(f"  {pair.names[0]} vs {pair.names[1]}: {c.statistic} "
+                         f"{_f(c.value)} {c.verdict} (CI low {_f(c.ci_low)}: {c.ci_verdict})")
             if confusion:
                 (nn, np_), (pn, pp) = fa.confusion
                 ui.plain(f"  {pair.names[0]} x {pair.names[1]}: neither {nn}, only "
@@ -262,9 +326,10 @@ def _print_pair_means(report: AgreementReport) -> None:
         if g is None:
             continue
         rows.append((f"{pair.names[0]} vs {pair.names[1]}", g.n_messages,
-                     _f(g.mean_percent), _f(g.mean_kappa), _f(g.mean_alpha)))
+                     _f(g.mean_percent), _f(g.mean_kappa), _f(g.mean_alpha), _f(g.mean_ac1),
+                     _f(g.mean_pabak)))
     if rows:
-        cols = ["raters", "messages", "agree", "kappa", "alpha"]
+        cols = ["raters", "messages", "agree", "kappa", "alpha", "AC1", "PABAK"]
         ui.table("Mean over flags, every pair", cols, rows, right=cols[1:],
                  keep_whole=cols[1:])
 

@@ -14,6 +14,13 @@ Verdict keys: ``<flag>`` (boolean) for every flag; ``<flag>_level`` (a level nam
 for flags with levels; ``rationale`` (a short string). Flag names are therefore lower-case
 identifiers, unique, and may not collide with ``rationale`` or another flag's level key.
 
+An optional ``[thresholds]`` table declares the agreement a flag must reach, per statistic
+(``percent``, ``kappa``, ``alpha``, ``ac1``, ``pabak``): a number (the acceptance level) or
+``{ tentative = 0.667, accept = 0.800 }`` (Krippendorff 2004's levels for alpha).
+``roundtable agreement --codebook FILE`` marks each flag against them. Thresholds cannot
+change a code, so they are left out of :meth:`Codebook.canonical_json` and the digest (and
+of what a judge stores): adding them keeps every judge the same rater.
+
 Errors are :class:`roundtable.errors.JudgeFileError` on one line naming the file, the field
 and the fix.
 """
@@ -26,7 +33,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roundtable import tomlfile
 from roundtable.errors import JudgeFileError
@@ -109,13 +123,55 @@ class FlagDef(_Frozen):
         return f"{self.name}{LEVEL_SUFFIX}"
 
 
+#: statistics a threshold may name (see roundtable.stats.agreement.STATISTICS)
+THRESHOLD_STATISTICS = ("percent", "kappa", "alpha", "ac1", "pabak")
+
+
+class Threshold(_Frozen):
+    """The agreement a flag must reach on one statistic: ``accept`` (pass) and optionally a
+    lower ``tentative`` level (Krippendorff: alpha >= 0.800 accept, >= 0.667 tentative)."""
+
+    statistic: str
+    accept: float = Field(ge=-1.0, le=1.0)
+    tentative: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Threshold:
+        if self.statistic not in THRESHOLD_STATISTICS:
+            raise ValueError(f"unknown statistic '{self.statistic}'; choose one of "
+                             f"{', '.join(THRESHOLD_STATISTICS)}")
+        if self.tentative is not None and self.tentative > self.accept:
+            raise ValueError(f"{self.statistic}: tentative {self.tentative} is above accept "
+                             f"{self.accept}; tentative must be the lower level")
+        return self
+
+
 class Codebook(_Frozen):
-    """A named, versioned set of flags."""
+    """A named, versioned set of flags (and optional agreement thresholds)."""
 
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     description: str = ""
     flags: tuple[FlagDef, ...] = Field(min_length=1)
+    # exclude: thresholds are an analysis decision, not part of what a judge codes by
+    thresholds: tuple[Threshold, ...] = Field(default=(), exclude=True)
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds_table(cls, value: Any) -> Any:
+        """``{alpha = 0.8}`` or ``{alpha = {tentative = 0.667, accept = 0.8}}`` -> a list."""
+        if not isinstance(value, dict):
+            return value
+        out = []
+        for stat, spec in value.items():
+            if isinstance(spec, dict):
+                out.append({"statistic": stat, **spec})
+            elif isinstance(spec, int | float) and not isinstance(spec, bool):
+                out.append({"statistic": stat, "accept": spec})
+            else:
+                raise ValueError(f"{stat}: give a number (the acceptance level) or "
+                                 f"{{ tentative = 0.667, accept = 0.800 }}")
+        return out
 
     @model_validator(mode="after")
     def _unique(self) -> Codebook:
@@ -277,6 +333,9 @@ def _readable_loc(loc: tuple[int | str, ...], data: Any) -> str:
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
                     label = item["name"]
                 node = item
+            elif isinstance(node, dict) and 0 <= part < len(node):  # [thresholds] table
+                label = list(node)[part]
+                node = node[label]
             else:
                 node = None
             if parts:

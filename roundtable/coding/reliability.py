@@ -3,10 +3,15 @@
 Builds on :mod:`roundtable.stats.agreement` (which does all the statistics) and a
 :class:`~roundtable.store.codes.CodeMatrix`. For each pair of raters and each flag it keeps
 the full :class:`~roundtable.stats.agreement.FlagAgreement` (n, prevalence per rater,
-percent agreement, Cohen's kappa with a bootstrap CI, Krippendorff's alpha, confusion
-matrix), plus the mean over flags. With three or more raters it adds Krippendorff's alpha
-over all of them per flag (missing values allowed). Grouping (``series`` or ``model``)
-repeats the per-flag figures within each group.
+percent agreement, Cohen's kappa, Krippendorff's alpha, Gwet's AC1 and PABAK, each with a
+bootstrap CI, confusion matrix), plus the mean over flags. CIs resample *runs* (the
+matrix's ``labels["run"]``), the unit of replication; the method is stated in
+:attr:`AgreementReport.ci_method`. With ``weights`` (a human coder's review sample: its
+inverse inclusion probabilities, :func:`roundtable.review.samples.sample_weights`) every
+statistic of a pair that includes that coder is the weighted one. With ``thresholds``
+(from the codebook) each flag is marked pass / tentative / fail. With three or more
+raters it adds Krippendorff's alpha over all of them per flag (missing values allowed).
+Grouping (``series`` or ``model``) repeats the per-flag figures within each group.
 
 Means over flags are plain means of the flags whose statistic is defined; the flags left
 out are listed (``mean_over``), so a degenerate flag never silently pulls a mean to 0.
@@ -21,17 +26,75 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
 
-from roundtable.stats.agreement import FlagAgreement, flag_agreement, krippendorff_alpha
+from roundtable.coding.codebook import Threshold
+from roundtable.stats.agreement import (
+    CiMethod,
+    FlagAgreement,
+    flag_agreement,
+    krippendorff_alpha,
+)
 from roundtable.store.codes import CodeMatrix
 
 __all__ = [
     "AgreementReport",
+    "DesignWeights",
     "GroupAgreement",
     "MultiRaterAlpha",
     "PairAgreement",
+    "ThresholdCheck",
     "agreement_report",
+    "check_threshold",
     "rater_pairs",
 ]
+
+
+@dataclass(frozen=True)
+class DesignWeights:
+    """A rater whose codes come from a weighted sample: ``weights`` has one weight per
+    message of the matrix (NaN = not in the sample), described by ``label`` (e.g. "the
+    inclusion weights of sample 'pilot'")."""
+
+    rater: str
+    label: str
+    weights: Sequence[float]
+
+
+@dataclass(frozen=True)
+class ThresholdCheck:
+    """One flag's statistic against a declared threshold.
+
+    ``verdict`` is ``pass`` (estimate >= accept), ``tentative`` (>= tentative only),
+    ``fail`` or ``n/a`` (estimate undefined); ``ci_verdict`` is the same test applied to
+    the CI's lower bound (``n/a`` without a CI): ``pass`` there means the whole interval
+    clears the acceptance threshold.
+    """
+
+    flag: str
+    statistic: str
+    value: float
+    ci_low: float
+    accept: float
+    tentative: float | None
+    verdict: str
+    ci_verdict: str
+
+
+def _level(x: float, t: Threshold) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    if x >= t.accept:
+        return "pass"
+    if t.tentative is not None and x >= t.tentative:
+        return "tentative"
+    return "fail"
+
+
+def check_threshold(fa: FlagAgreement, threshold: Threshold) -> ThresholdCheck:
+    """Mark one flag's agreement against one threshold (see :class:`ThresholdCheck`)."""
+    value = fa.value(threshold.statistic)
+    low = fa.ci(threshold.statistic)[0]
+    return ThresholdCheck(fa.flag, threshold.statistic, value, low, threshold.accept,
+                          threshold.tentative, _level(value, threshold), _level(low, threshold))
 
 
 @dataclass(frozen=True)
@@ -45,14 +108,24 @@ class GroupAgreement:
     mean_percent: float
     mean_alpha: float
     mean_over: tuple[str, ...]
+    mean_ac1: float = math.nan
+    mean_pabak: float = math.nan
+    checks: tuple[ThresholdCheck, ...] = ()
+
+    def checks_for(self, flag: str) -> tuple[ThresholdCheck, ...]:
+        """The threshold checks of one flag."""
+        return tuple(c for c in self.checks if c.flag == flag)
 
 
 @dataclass(frozen=True)
 class PairAgreement:
-    """One pair of raters: one :class:`GroupAgreement` per group."""
+    """One pair of raters: one :class:`GroupAgreement` per group. ``weighted_by`` describes
+    the weights its figures use ('' = none); ``note`` says why weights were not used."""
 
     names: tuple[str, str]
     groups: tuple[GroupAgreement, ...]
+    weighted_by: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +152,15 @@ class AgreementReport:
     multi: tuple[MultiRaterAlpha, ...]
     bootstrap: int
     seed: int
+    ci_method: CiMethod = CiMethod("none", 0, 0)
+    weights: tuple[DesignWeights, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+
+    @property
+    def weighted(self) -> dict[str, str]:
+        """Rater -> what its pairs are weighted by, for the raters whose weights were used."""
+        used = {n for p in self.pairs if p.weighted_by for n in p.names}
+        return {w.rater: w.label for w in self.weights if w.rater in used}
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN becomes null."""
@@ -87,14 +169,20 @@ class AgreementReport:
             "messages": self.messages, "coded": self.coded,
             "invalid": self.invalid,
             "bootstrap": {"resamples": self.bootstrap, "seed": self.seed,
-                          "confidence": 0.95},
+                          "confidence": 0.95, **self.ci_method.as_json()},
+            "weighted": {"weighted": bool(self.weighted),
+                         "by": "; ".join(dict.fromkeys(self.weighted.values())) or None,
+                         "raters": self.weighted},
+            "thresholds": [t.model_dump() for t in self.thresholds],
             "pairs": [{
-                "raters": list(p.names),
+                "raters": list(p.names), "weighted_by": p.weighted_by or None,
+                "note": p.note,
                 "groups": [{
                     "group": g.group, "n_messages": g.n_messages,
                     "mean": {"kappa": g.mean_kappa, "percent": g.mean_percent,
-                             "alpha": g.mean_alpha, "over": list(g.mean_over)},
-                    "flags": [_flag_json(fa) for fa in g.flags],
+                             "alpha": g.mean_alpha, "ac1": g.mean_ac1,
+                             "pabak": g.mean_pabak, "over": list(g.mean_over)},
+                    "flags": [_flag_json(fa, g.checks_for(fa.flag)) for fa in g.flags],
                 } for g in p.groups],
             } for p in self.pairs],
             "all_raters_alpha": [asdict(m) for m in self.multi],
@@ -102,13 +190,15 @@ class AgreementReport:
         return out
 
 
-def _flag_json(fa: FlagAgreement) -> dict[str, Any]:
+def _flag_json(fa: FlagAgreement, checks: Sequence[ThresholdCheck]) -> dict[str, Any]:
     out = asdict(fa)
     out["names"] = list(fa.names)
     out["confusion"] = [list(r) for r in fa.confusion]
-    out["kappa_ci"] = list(fa.kappa_ci)
-    out["alpha_ci"] = list(fa.alpha_ci)
+    for key in ("kappa_ci", "alpha_ci", "percent_ci", "ac1_ci", "pabak_ci"):
+        out[key] = list(out[key])
+    out["ci_method"] = fa.ci_method.as_json()
     out["notes"] = list(fa.notes)
+    out["thresholds"] = [asdict(c) for c in checks]
     return out
 
 
@@ -136,11 +226,13 @@ def rater_pairs(raters: Sequence[str], coder: str | None = None) -> list[tuple[s
 
 
 def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
-           bootstrap: int, seed: int) -> GroupAgreement:
+           bootstrap: int, seed: int, weights: Sequence[float] | None,
+           thresholds: Sequence[Threshold]) -> GroupAgreement:
     a, b = pair
+    clusters = matrix.labels.get("run")
     flags = tuple(
         flag_agreement(f, matrix.values[f][a], matrix.values[f][b], names=pair,
-                       bootstrap=bootstrap, seed=seed)
+                       bootstrap=bootstrap, seed=seed, clusters=clusters, weights=weights)
         for f in matrix.flags)
     both = sum(1 for x, y in zip(matrix.coded[a], matrix.coded[b], strict=True) if x and y)
     return GroupAgreement(
@@ -148,7 +240,10 @@ def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
         mean_kappa=_mean([fa.kappa for fa in flags]),
         mean_percent=_mean([fa.percent for fa in flags]),
         mean_alpha=_mean([fa.alpha for fa in flags]),
-        mean_over=tuple(fa.flag for fa in flags if math.isfinite(fa.kappa)))
+        mean_over=tuple(fa.flag for fa in flags if math.isfinite(fa.kappa)),
+        mean_ac1=_mean([fa.ac1 for fa in flags]),
+        mean_pabak=_mean([fa.pabak for fa in flags]),
+        checks=tuple(check_threshold(fa, t) for fa in flags for t in thresholds))
 
 
 def _multi(matrix: CodeMatrix) -> tuple[MultiRaterAlpha, ...]:
@@ -172,25 +267,70 @@ def agreement_report(
     by: str | None = None,
     bootstrap: int = 2000,
     seed: int = 0,
+    weights: Sequence[DesignWeights] = (),
+    thresholds: Sequence[Threshold] = (),
 ) -> AgreementReport:
     """Agreement of the matrix's raters: ``pairs`` (default every pair), per flag, within
     each value of ``by`` (``series`` or ``model``; None = all messages together).
-    ``bootstrap`` resamples (0 = no CIs) with ``seed`` make the CIs reproducible."""
+
+    ``bootstrap`` resamples (0 = no CIs) with ``seed`` make the CIs reproducible; they
+    resample the matrix's runs (``labels["run"]``), or messages when it has none or only
+    one. ``weights``: raters coded on a weighted sample; every statistic of a pair with
+    one of them is weighted (a pair of two raters from different samples is not, and its
+    ``note`` says why). ``thresholds`` mark every flag."""
     if len(matrix.raters) < 2:
         raise ValueError(f"agreement needs at least two raters, got {list(matrix.raters)}")
+    for given in weights:
+        if len(given.weights) != len(matrix):
+            raise ValueError(f"weights of {given.rater!r} must give one weight per message "
+                             f"({len(matrix)}), got {len(given.weights)}")
     chosen = list(pairs) if pairs is not None else rater_pairs(matrix.raters)
     results = []
     for pair in chosen:
+        dw, note = _pair_weights(pair, weights)
+        w = None if dw is None else list(dw.weights)
         groups: tuple[GroupAgreement, ...]
         if by is None:
-            groups = (_group(matrix, pair, None, bootstrap, seed),)
+            groups = (_group(matrix, pair, None, bootstrap, seed, w, thresholds),)
         else:
-            groups = tuple(_group(matrix.subset(mask), pair, label, bootstrap, seed)
-                           for label, mask in matrix.groups(by).items())
-        results.append(PairAgreement(names=pair, groups=groups))
+            groups = tuple(
+                _group(matrix.subset(mask), pair, label, bootstrap, seed,
+                       None if w is None else [x for x, k in zip(w, mask, strict=True) if k],
+                       thresholds)
+                for label, mask in matrix.groups(by).items())
+        results.append(PairAgreement(names=pair, groups=groups,
+                                     weighted_by="" if dw is None else dw.label, note=note))
     return AgreementReport(
         raters=matrix.raters, flags=matrix.flags, by=by, messages=len(matrix),
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
         multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
-        bootstrap=bootstrap, seed=seed)
+        bootstrap=bootstrap, seed=seed,
+        ci_method=_overall_method(results, bootstrap, seed, by,
+                                  len(set(matrix.labels.get("run", [])))),
+        weights=tuple(weights), thresholds=tuple(thresholds))
+
+
+def _pair_weights(pair: tuple[str, str], weights: Sequence[DesignWeights]
+                  ) -> tuple[DesignWeights | None, str]:
+    found = [w for w in weights if w.rater in pair]
+    if len(found) == 2 and found[0].label != found[1].label:
+        return None, (f"not weighted: {found[0].rater} and {found[1].rater} coded different "
+                      f"samples, which have no common inclusion weights")
+    return (found[0] if found else None), ""
+
+
+def _overall_method(pairs: Sequence[PairAgreement], bootstrap: int, seed: int,
+                    by: str | None, n_runs: int) -> CiMethod:
+    """The CI method of the whole report: the first pair's over all its messages (other
+    pairs can differ, and each flag keeps its own); with groups, runs within each group."""
+    if by is not None and bootstrap and n_runs >= 2:
+        return CiMethod("runs", bootstrap, n_runs, 0.95, seed,
+                        f"runs resampled within each {by}")
+    for p in pairs:
+        for g in p.groups:
+            for fa in g.flags:
+                if fa.ci_method.unit != "none":
+                    return fa.ci_method
+    return CiMethod("none", 0, 0, 0.95, seed,
+                    "bootstrap = 0" if bootstrap == 0 else "no jointly coded message")

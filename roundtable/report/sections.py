@@ -251,8 +251,8 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
         return (Section("sec-agreement", title_a, notes=(missing,)),
                 Section("sec-confusion", title_c,
                         notes=("None: they need two raters (see above).",)))
-    ci = (f"95% percentile bootstrap CIs over messages ({report.bootstrap} resamples, seed "
-          f"{report.seed})" if report.bootstrap else "no CIs (--bootstrap 0)")
+    ci = (f"{report.ci_method.describe()}, seed {report.seed}" if report.bootstrap
+          else "no CIs (--bootstrap 0)")
     intro_a = (f"Cohen's kappa per flag for each pair of raters ({', '.join(report.raters)}), "
                f"on the messages both coded validly; {ci}. n/a: kappa undefined (both "
                f"raters gave the flag one value on every message).")
@@ -263,7 +263,8 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
     cis = {f"{p.names[0]} vs {p.names[1]}": [fa.kappa_ci for fa in p.groups[0].flags]
            for p in pairs}
     rows = tuple((p.names[0], p.names[1], fa.flag, fa.n, fa.percent, fa.kappa, fa.kappa_ci[0],
-                  fa.kappa_ci[1], fa.ci_resamples, fa.kappa_degenerate)
+                  fa.kappa_ci[1], fa.ci_resamples, fa.kappa_degenerate, fa.alpha, fa.ac1,
+                  fa.pabak)
                  for p in pairs for fa in p.groups[0].flags)
     lows = [x for v in cis.values() for c in v for x in c if math.isfinite(x)]
     lows += [x for v in est.values() for x in v if math.isfinite(x)]
@@ -276,7 +277,8 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
                f"Cohen's kappa with {ci}; messages coded by both raters of a pair: "
                f"{', '.join(map(str, sizes))}.", fig,
                DataTable(("rater_a", "rater_b", "flag", "n", "percent_agreement", "kappa",
-                          "ci_low", "ci_high", "ci_resamples", "degenerate"), rows))
+                          "ci_low", "ci_high", "ci_resamples", "degenerate", "alpha", "ac1",
+                          "pabak"), rows))
     agreement = Section("sec-agreement", title_a, intro_a, figures=(entry,))
 
     entries = []

@@ -21,6 +21,7 @@ for an existing name with identical parameters changes nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -35,6 +36,7 @@ from roundtable.store.tables import (
     Judgement,
     Message,
     Rater,
+    ReviewEvent,
     Run,
     Sample,
     SampleItem,
@@ -47,11 +49,13 @@ __all__ = [
     "STRATA_KEYS",
     "SampleRequest",
     "SampleResult",
+    "SampleWeights",
     "blinded_stratum",
     "create_sample",
     "default_judges",
     "get_sample",
     "list_samples",
+    "sample_weights",
     "stratum_values",
 ]
 
@@ -149,6 +153,50 @@ def get_sample(engine: sa.Engine, name: str) -> Sample:
                              f"{known or 'none yet: draw one with roundtable review sample'})")
         s.expunge(sample)
     return sample
+
+
+@dataclass(frozen=True)
+class SampleWeights:
+    """A sample's inclusion weights: ``weights[message_id]`` is the inverse of the
+    message's inclusion probability (stratum and pool size over what was drawn)."""
+
+    sample: str
+    weights: dict[int, float]
+
+    def aligned(self, message_ids: Sequence[int]) -> list[float]:
+        """One weight per message id, NaN for a message outside the sample."""
+        return [self.weights.get(m, math.nan) for m in message_ids]
+
+
+def sample_weights(engine: sa.Engine, coder: str,
+                   sample: str | None = None) -> SampleWeights | None:
+    """The weights of the sample ``coder`` coded (or of ``sample``, when named).
+
+    None when the coder never worked on a sample (e.g. codes imported from a CSV). A coder
+    who worked on several samples must name one: a message can have a different weight in
+    each, so they cannot be pooled (:class:`StoreError`).
+    """
+    if sample is not None:
+        chosen = get_sample(engine, sample)
+    else:
+        rater = resolve_raters(engine, [coder])[0]
+        with Session(engine) as s:
+            rows = s.exec(
+                select(Sample).join(ReviewEvent, col(ReviewEvent.sample_id) == col(Sample.id))
+                .where(col(ReviewEvent.rater_id) == rater.id)
+                .group_by(col(Sample.id)).order_by(col(Sample.id))).all()
+            names = [r.name for r in rows]
+        if not names:
+            return None
+        if len(names) > 1:
+            raise StoreError(f"--coder {coder} coded {len(names)} samples ("
+                             f"{', '.join(names)}); choose the one whose weights apply with "
+                             f"--sample NAME, or give --unweighted")
+        chosen = get_sample(engine, names[0])
+    with Session(engine) as s:
+        items = s.exec(select(SampleItem.message_id, SampleItem.weight)
+                       .where(col(SampleItem.sample_id) == chosen.id)).all()
+    return SampleWeights(chosen.name, {int(m): float(w) for m, w in items})
 
 
 def default_judges(engine: sa.Engine) -> list[str]:

@@ -15,8 +15,12 @@ With **enrichment** (a fraction ``f`` of the sample drawn from the messages the 
 disagree on), every stratum is split in two pools, *disagreement* and *rest*; the enriched
 count ``round(f * size)`` is spread over the strata in proportion to their quotas (capped by
 each pool's size, the shortfall going to strata with room), and each pool is sampled on its
-own. Every item records its weight, the inverse of its inclusion probability in its
-(stratum, pool) cell: ``pool size / drawn from the pool``. The Horvitz-Thompson estimate
+own; every non-empty pool gets at least one draw (a stratum whose quota of one cannot
+serve both pools is drawn whole, and the notes say so), and when the size allows every
+non-empty stratum gets at least one draw (else the notes name the strata left out), so
+each stratum's weights add up to its size. Every item records its weight, the inverse of
+its inclusion probability in its (stratum, pool) cell: ``pool size / drawn from the
+pool``. The Horvitz-Thompson estimate
 ``sum(w_i * y_i) / sum(w_i)`` of a prevalence is then unbiased for the population value
 despite the stratification and the enrichment (:func:`weighted_prevalence`).
 
@@ -193,8 +197,18 @@ def allocate(populations: Mapping[str, int], size: int, minimum: int = 0) -> All
         raise SamplingError(
             f"--size {size} is too small for --min-per-stratum {minimum} over {len(strata)} "
             f"strata (needs {need}); raise the size or lower the minimum")
+    # Every non-empty stratum gets at least one draw when the size allows: a stratum with
+    # none has no weight, so estimates would silently leave it out.
+    if sum(1 for h in strata if populations[h]) <= size:
+        floor = {h: max(floor[h], min(1, populations[h])) for h in strata}
     quotas = bounded_allocation(size, {h: float(populations[h]) for h in strata}, floor,
                                 dict(populations))
+    empty = [h for h in strata if populations[h] and not quotas[h]]
+    if empty:
+        notes.append(f"{len(empty)} strata got no draw ({', '.join(empty[:5])}"
+                     f"{', ...' if len(empty) > 5 else ''}): the size {size} is smaller than "
+                     f"the {len(strata)} strata, so estimates from the sample do not cover "
+                     f"them; raise --size or stratify more coarsely")
     share = size / total
     for h in strata:
         n = populations[h]
@@ -216,6 +230,13 @@ def _enrichment_quotas(quotas: Mapping[str, int], pools: Mapping[str, tuple[int,
     target = round(fraction * size)
     lower = {h: max(0, quotas[h] - pools[h][1]) for h in quotas}
     upper = {h: min(quotas[h], pools[h][0]) for h in quotas}
+    # Each non-empty pool gets at least one draw, else its members have inclusion
+    # probability 0 and the stratum's weights no longer add up to its size.
+    for h in quotas:
+        if pools[h][0]:
+            lower[h] = max(lower[h], 1)
+        if pools[h][1]:
+            upper[h] = min(upper[h], quotas[h] - 1)
     notes: list[str] = []
     got = min(max(target, sum(lower.values())), sum(upper.values()))
     if got < target:
@@ -227,6 +248,11 @@ def _enrichment_quotas(quotas: Mapping[str, int], pools: Mapping[str, tuple[int,
                      f"{target} asked for: some strata have too few other messages")
     return (bounded_allocation(got, {h: float(quotas[h]) for h in quotas}, lower, upper),
             target, notes)
+
+
+def _unsplittable(quotas: Mapping[str, int], pools: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Strata whose quota cannot give both non-empty pools a draw (quota 1, or 0)."""
+    return [h for h in quotas if pools[h][0] and pools[h][1] and quotas[h] < 2]
 
 
 def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0,
@@ -256,9 +282,19 @@ def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0
         d.sort()
         r.sort()
     enriched_target = 0
+    whole: set[str] = set()  # strata drawn without splitting into pools
     if enrich > 0:
+        sizes = {h: (len(d), len(r)) for h, (d, r) in pools.items()}
+        whole = set(_unsplittable(allocation.quotas, sizes))
+        if whole:
+            notes.append(f"strata {', '.join(sorted(whole))}: a quota of one cannot cover "
+                         f"both the disagreements and the other messages, so they are "
+                         f"drawn without enrichment")
+        split = {h: q for h, q in allocation.quotas.items() if h not in whole}
         enriched, enriched_target, more = _enrichment_quotas(
-            allocation.quotas, {h: (len(d), len(r)) for h, (d, r) in pools.items()}, enrich)
+            split, {h: sizes[h] for h in split}, enrich)
+        enriched.update({h: 0 for h in whole})
+        enriched_target = round(enrich * sum(allocation.quotas.values()))
         notes += more
     else:
         enriched = {h: 0 for h in allocation.quotas}
@@ -269,7 +305,7 @@ def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0
     for h in sorted(by_stratum):
         quota, n_pop = allocation.quotas[h], populations[h]
         dis, rest = pools[h]
-        if enrich > 0:
+        if enrich > 0 and h not in whole:
             e = enriched[h]
             cells = [(dis, e, True), (rest, quota - e, False)]
         else:

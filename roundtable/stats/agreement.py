@@ -1,4 +1,5 @@
-"""Inter-rater agreement: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha.
+"""Inter-rater agreement: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha,
+Gwet's AC1 and PABAK, with bootstrap CIs that resample runs (clusters) rather than messages.
 
 Pure functions over arrays; no I/O. Ratings are one-dimensional sequences (or numpy arrays)
 of hashable labels -- booleans, integers, strings such as ``"L2"`` -- with ``None`` or NaN
@@ -20,8 +21,17 @@ chosen to match scikit-learn (``cohen_kappa_score``), R ``irr`` and Krippendorff
   uninformative about reliability; the ``krippendorff`` package raises instead);
 * a flag one rater never uses is *not* degenerate: kappa is then exactly 0 or negative.
 
+Messages are nested in runs and agreement varies between runs, so a bootstrap over
+messages understates the uncertainty. :func:`flag_agreement` and :func:`bootstrap_ci` take
+``clusters`` (the run of each item) and then resample whole clusters with replacement
+(Davison & Hinkley 1997, sec. 3.8; Field & Welsh 2007); the point estimates do not change.
+``weights`` (inverse inclusion probabilities of a designed sample) turn every two-rater
+statistic into its weighted (Hajek) form. See docs/agreement.md.
+
 References: J. Cohen (1960), Educ. Psychol. Meas. 20:37-46; J. L. Fleiss (1971), Psychol.
-Bull. 76:378-382; K. Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability".
+Bull. 76:378-382; K. Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability";
+K. L. Gwet (2008), Br. J. Math. Stat. Psychol. 61:29-48; T. Byrt, J. Bishop, J. B. Carlin
+(1993), J. Clin. Epidemiol. 46:423-429.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CiMethod",
+    "STATISTICS",
     "FlagAgreement",
     "KappaResult",
     "Level",
@@ -49,7 +61,9 @@ __all__ = [
     "flag_agreement",
     "fleiss_kappa",
     "fleiss_kappa_by_category",
+    "gwet_ac1",
     "krippendorff_alpha",
+    "pabak",
     "pairwise",
     "percent_agreement",
 ]
@@ -208,7 +222,7 @@ def _tables(ca: IntArray, cb: IntArray, k: int) -> IntArray:
 # ------------------------------------------------------------------ two-rater statistics
 
 
-def _percent_from_tables(t: IntArray) -> FloatArray:
+def _percent_from_tables(t: npt.NDArray[Any]) -> FloatArray:
     n = t.sum(axis=(-2, -1))
     diag = np.trace(t, axis1=-2, axis2=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -216,7 +230,7 @@ def _percent_from_tables(t: IntArray) -> FloatArray:
 
 
 def _kappa_from_tables(
-    t: IntArray, replace_undefined_by: float = math.nan
+    t: npt.NDArray[Any], replace_undefined_by: float = math.nan
 ) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """Cohen's kappa per table: (kappa, p_o, p_e, degenerate)."""
     n = t.sum(axis=(-2, -1)).astype(np.float64)
@@ -237,8 +251,9 @@ def _kappa_from_tables(
             degenerate)
 
 
-def _alpha_from_tables(t: IntArray) -> FloatArray:
-    """Nominal Krippendorff's alpha for two raters with no missing pairs, per table."""
+def _alpha_from_tables(t: npt.NDArray[Any]) -> FloatArray:
+    """Nominal Krippendorff's alpha for two raters with no missing pairs, per table (with
+    weighted tables, units count by their weight)."""
     n_units = t.sum(axis=(-2, -1)).astype(np.float64)
     n_vals = 2.0 * n_units
     marg = t.sum(axis=-1) + t.sum(axis=-2)
@@ -247,6 +262,63 @@ def _alpha_from_tables(t: IntArray) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
         alpha = 1.0 - (n_vals - 1.0) * d_o / d_e
     return np.where(d_e > 0, alpha, np.nan).astype(np.float64)
+
+
+def _ac1_from_tables(t: npt.NDArray[Any]) -> FloatArray:
+    """Gwet's AC1 per k x k table: (p_o - p_e) / (1 - p_e) with
+    p_e = sum_q pi_q (1 - pi_q) / (k - 1), pi_q the mean of the two raters' marginals."""
+    k = t.shape[-1]
+    n = t.sum(axis=(-2, -1)).astype(np.float64)
+    safe_n = np.maximum(n, 1e-300)
+    p_o = np.trace(t, axis1=-2, axis2=-1) / safe_n
+    pi = (t.sum(axis=-1) + t.sum(axis=-2)) / (2.0 * safe_n[..., None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_e = (pi * (1.0 - pi)).sum(axis=-1) / (k - 1) if k > 1 else np.full(n.shape, np.nan)
+        ac1 = (p_o - p_e) / (1.0 - p_e)
+    return np.where(n > 0, ac1, np.nan).astype(np.float64)
+
+
+def _pabak_from_tables(t: npt.NDArray[Any]) -> FloatArray:
+    """Prevalence- and bias-adjusted kappa per k x k table: (k p_o - 1) / (k - 1)."""
+    k = t.shape[-1]
+    p_o = _percent_from_tables(t)
+    if k < 2:
+        return np.full(p_o.shape, np.nan)
+    return np.asarray((k * p_o - 1.0) / (k - 1), dtype=np.float64)
+
+
+def _pair_table(a: Ratings, b: Ratings, labels: Sequence[Hashable] | None) -> IntArray:
+    ca, cb, labs = _pair_codes(a, b, labels)
+    return np.asarray(_tables(ca[None, :], cb[None, :], max(len(labs), 1))[0], dtype=np.int64)
+
+
+def gwet_ac1(a: Ratings, b: Ratings, *, labels: Sequence[Hashable] | None = None) -> float:
+    """Gwet's (2008) first-order agreement coefficient AC1 for two raters, nominal labels.
+
+    AC1 = (p_o - p_e) / (1 - p_e) with chance agreement p_e = sum_q pi_q (1 - pi_q) / (k - 1),
+    where pi_q is the average of the two raters' shares of category q and ``k`` the number
+    of categories: ``len(labels)`` when given (pass ``labels=(False, True)`` for a binary
+    flag), else the labels either rater used. Unlike kappa it stays near p_o when one
+    category dominates (the prevalence paradox). NaN when no item was coded by both or
+    fewer than two categories are known.
+    """
+    table = _pair_table(a, b, labels)
+    if table.shape[-1] < 2:
+        return math.nan
+    return float(_ac1_from_tables(table[None])[0])
+
+
+def pabak(a: Ratings, b: Ratings, *, labels: Sequence[Hashable] | None = None) -> float:
+    """Prevalence-adjusted bias-adjusted kappa (Byrt, Bishop & Carlin 1993):
+    (k p_o - 1) / (k - 1), i.e. 2 p_o - 1 for a binary flag.
+
+    ``k`` is ``len(labels)`` when given, else the number of labels either rater used. NaN
+    when no item was coded by both or fewer than two categories are known.
+    """
+    table = _pair_table(a, b, labels)
+    if table.shape[-1] < 2 or table.sum() == 0:
+        return math.nan
+    return float(_pabak_from_tables(table[None])[0])
 
 
 def percent_agreement(a: Ratings, b: Ratings) -> float:
@@ -529,20 +601,106 @@ def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
         raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
 
 
+@dataclass(frozen=True)
+class CiMethod:
+    """How the CIs of an agreement figure were computed.
+
+    ``unit`` is ``"runs"`` (whole runs resampled with replacement: the cluster bootstrap,
+    percentile interval stretched about the estimate by sqrt(C / (C - 1)) for C runs),
+    ``"messages"`` (items resampled; ``reason`` says why runs were not) or ``"none"`` (no
+    bootstrap). ``clusters`` counts the units resampled.
+    """
+
+    unit: Literal["runs", "messages", "none"]
+    resamples: int
+    clusters: int
+    confidence: float = 0.95
+    seed: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line, e.g. ``95% CI: percentile bootstrap over runs (B=2000, 208 clusters)``."""
+        if self.unit == "none":
+            return "no CIs (no bootstrap)" + (f": {self.reason}" if self.reason else "")
+        what = "clusters" if self.unit == "runs" else "messages"
+        line = (f"{self.confidence:.0%} CI: percentile bootstrap over {self.unit} "
+                f"(B={self.resamples}, {self.clusters} {what})")
+        return line + (f"; {self.reason}" if self.reason else "")
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, with :meth:`describe` as ``method``."""
+        widen = (math.sqrt(self.clusters / (self.clusters - 1))
+                 if self.unit == "runs" and self.clusters > 1 else 1.0)
+        return {"method": self.describe(), "unit": self.unit, "resamples": self.resamples,
+                "clusters": self.clusters, "confidence": self.confidence, "seed": self.seed,
+                "widened_by": widen, "reason": self.reason}
+
+
+def _cluster_codes(clusters: Sequence[Hashable] | npt.NDArray[Any], n: int) -> IntArray:
+    """Integer cluster codes 0..C-1 (in order of first appearance) for ``n`` items."""
+    arr = _as_1d(clusters, "clusters")
+    if arr.size != n:
+        raise ValueError(f"clusters must give one cluster id per item: got {arr.size} for "
+                         f"{n} items")
+    index: dict[Hashable, int] = {}
+    return np.fromiter((index.setdefault(c, len(index)) for c in arr.tolist()),
+                       dtype=np.int64, count=n)
+
+
+def _cluster_draws(rng: np.random.Generator, n_clusters: int,
+                   n_resamples: int) -> list[FloatArray]:
+    """Per block of resamples, how often each cluster was drawn (rows x clusters counts).
+
+    Draws are :func:`_resample_blocks` indices, so resampling clusters that are single
+    items gives exactly the item bootstrap of the same seed."""
+    out: list[FloatArray] = []
+    for idx in _resample_blocks(rng, n_clusters, n_resamples):
+        rows = idx.shape[0]
+        flat = (idx + (np.arange(rows) * n_clusters)[:, None]).ravel()
+        out.append(np.bincount(flat, minlength=rows * n_clusters)
+                   .reshape(rows, n_clusters).astype(np.float64))
+    return out
+
+
+def _resampled_tables(cell_tables: FloatArray, rng: np.random.Generator,
+                      n_resamples: int) -> FloatArray:
+    """Bootstrap tables: per resample, the sum of the drawn clusters' k x k tables."""
+    n_clusters, k, _ = cell_tables.shape
+    flat = cell_tables.reshape(n_clusters, k * k)
+    blocks = [counts @ flat for counts in _cluster_draws(rng, n_clusters, n_resamples)]
+    return np.concatenate(blocks).reshape(n_resamples, k, k)
+
+
+def _cluster_tables(ca: IntArray, cb: IntArray, cluster: IntArray, k: int,
+                    weights: FloatArray | None = None) -> FloatArray:
+    """One k x k table per cluster of paired codes (pairs with a missing code left out),
+    cells summing ``weights`` (default 1 per item)."""
+    n_clusters = int(cluster.max()) + 1 if cluster.size else 0
+    both = (ca >= 0) & (cb >= 0)
+    w = np.ones(ca.size) if weights is None else weights
+    cell = (cluster * (k * k) + ca * k + cb)[both]
+    counts = np.bincount(cell, weights=w[both], minlength=n_clusters * k * k)
+    return np.asarray(counts.reshape(n_clusters, k, k), dtype=np.float64)
+
+
 def bootstrap_ci(
     statistic: Callable[..., float],
     *arrays: Ratings,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    clusters: Sequence[Hashable] | npt.NDArray[Any] | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval, resampling units (items) with replacement.
+    """Percentile bootstrap confidence interval, resampling units (items) with replacement,
+    or whole clusters of them when ``clusters`` gives each item's cluster (its run).
 
     All ``arrays`` are resampled with the same indices, so paired ratings stay paired, and
     ``statistic(*resampled_arrays)`` is evaluated once per resample. The same ``seed`` gives
     the same interval. :func:`cohen_kappa` and :func:`percent_agreement` (default
     arguments) are evaluated vectorised from per-resample tables, with identical results;
-    any other callable is called once per resample.
+    any other callable is called once per resample. With ``clusters``, a resample draws as
+    many clusters as there are, with replacement, and keeps all their items (the cluster
+    bootstrap: right when items are nested in independent clusters).
 
     Resamples on which the statistic is NaN or infinite (e.g. a resample of a rare flag in
     which neither rater used the flag, making kappa undefined) are left out, so the interval
@@ -556,6 +714,7 @@ def bootstrap_ci(
     n = arrs[0].size
     if any(a.size != n for a in arrs):
         raise ValueError("bootstrap_ci arrays must all have the same length (paired units)")
+    cluster = _cluster_codes(clusters, n) if clusters is not None else None
     if n == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
@@ -564,8 +723,21 @@ def bootstrap_ci(
         # Same resamples, same values as the loop below, but one bincount per block.
         (ca, cb), labs = _encode(arrs, None, what="bootstrap_ci arrays")
         k = max(len(labs), 1)
-        values = np.concatenate([batch(_masked_tables(ca[idx], cb[idx], k))
-                                 for idx in _resample_blocks(rng, n, n_resamples)])
+        if cluster is not None:
+            tables = _resampled_tables(_cluster_tables(ca, cb, cluster, k), rng, n_resamples)
+            values = batch(tables)
+        else:
+            values = np.concatenate([batch(_masked_tables(ca[idx], cb[idx], k))
+                                     for idx in _resample_blocks(rng, n, n_resamples)])
+    elif cluster is not None:
+        members = [np.flatnonzero(cluster == c) for c in range(int(cluster.max()) + 1)]
+        values = np.empty(n_resamples, dtype=np.float64)
+        i = 0
+        for block in _resample_blocks(rng, len(members), n_resamples):
+            for draw in block:
+                idx = np.concatenate([members[c] for c in draw])
+                values[i] = statistic(*(a[idx] for a in arrs))
+                i += 1
     else:
         values = np.empty(n_resamples, dtype=np.float64)
         i = 0
@@ -588,11 +760,11 @@ def _masked_tables(ca: IntArray, cb: IntArray, k: int) -> IntArray:
                       dtype=np.int64)
 
 
-def _kappa_batch(t: IntArray) -> FloatArray:
+def _kappa_batch(t: npt.NDArray[Any]) -> FloatArray:
     return _kappa_from_tables(t)[0]
 
 
-_BATCHED: dict[Callable[..., float], Callable[[IntArray], FloatArray]] = {
+_BATCHED: dict[Callable[..., float], Callable[[npt.NDArray[Any]], FloatArray]] = {
     cohen_kappa: _kappa_batch,
     percent_agreement: _percent_from_tables,
 }
@@ -624,10 +796,12 @@ class FlagAgreement:
 
     All statistics use the ``n`` items both raters coded with a valid value. ``prevalence``
     is each rater's share of positives over those items. ``confusion`` is the 2 x 2 table
-    ``[[neg/neg, neg/pos], [pos/neg, pos/pos]]`` with rows for ``names[0]`` and columns for
-    ``names[1]``. ``kappa_degenerate`` marks p_e = 1 (kappa NaN; see the module docstring).
-    CIs are percentile bootstraps over items; ``ci_resamples`` counts the resamples on which
-    kappa was defined. ``notes`` explains every NaN.
+    ``[[neg/neg, neg/pos], [pos/neg, pos/pos]]`` of item counts with rows for ``names[0]``
+    and columns for ``names[1]``. ``kappa_degenerate`` marks p_e = 1 (kappa NaN; see the
+    module docstring). Every ``*_ci`` is a percentile bootstrap described by ``ci_method``
+    (over runs when the items' runs were given); ``ci_resamples`` counts the resamples on
+    which kappa was defined. ``weighted``: every statistic (and the prevalences) used the
+    items' weights, not counts. ``notes`` explains every NaN.
     """
 
     flag: str
@@ -646,12 +820,66 @@ class FlagAgreement:
     kappa_degenerate: bool
     ci_resamples: int
     notes: tuple[str, ...] = field(default=())
+    percent_ci: tuple[float, float] = (math.nan, math.nan)
+    ac1: float = math.nan
+    ac1_ci: tuple[float, float] = (math.nan, math.nan)
+    pabak: float = math.nan
+    pabak_ci: tuple[float, float] = (math.nan, math.nan)
+    ci_method: CiMethod = CiMethod("none", 0, 0)
+    weighted: bool = False
+
+    def ci(self, statistic: str) -> tuple[float, float]:
+        """The CI of ``statistic`` (percent, kappa, alpha, ac1 or pabak)."""
+        return {"percent": self.percent_ci, "kappa": self.kappa_ci, "alpha": self.alpha_ci,
+                "ac1": self.ac1_ci, "pabak": self.pabak_ci}[statistic]
+
+    def value(self, statistic: str) -> float:
+        """The point estimate of ``statistic`` (percent, kappa, alpha, ac1 or pabak)."""
+        return {"percent": self.percent, "kappa": self.kappa, "alpha": self.alpha,
+                "ac1": self.ac1, "pabak": self.pabak}[statistic]
+
+
+STATISTICS = ("percent", "kappa", "alpha", "ac1", "pabak")
+"""The statistics :class:`FlagAgreement` carries, each with a CI."""
+
+FEW_CLUSTERS = 10
+"""Below this many runs a cluster-bootstrap interval is flagged as rough."""
 
 
 def _binary_codes(x: Ratings, what: str) -> IntArray:
     """1 / 0 for true/false (bool, 0/1 int or float), -1 missing, -2 anything else."""
     codes, _ = _encode([x], (False, True), what=what, invalid="mark")
     return codes[0]
+
+
+def _all_from_tables(t: npt.NDArray[Any]) -> dict[str, FloatArray]:
+    return {"percent": _percent_from_tables(t), "kappa": _kappa_from_tables(t)[0],
+            "alpha": _alpha_from_tables(t), "ac1": _ac1_from_tables(t),
+            "pabak": _pabak_from_tables(t)}
+
+
+def _widened(estimate: float, lo: float, hi: float, factor: float,
+             stat: str) -> tuple[float, float]:
+    """Stretch a percentile interval about the estimate by ``factor`` (sqrt(C / (C - 1)):
+    the bootstrap variance over C clusters is (C - 1) / C of the usual unbiased estimate,
+    which matters with a few dozen runs), clipped to the statistic's range."""
+    if factor == 1.0 or not (math.isfinite(estimate) and math.isfinite(lo)
+                             and math.isfinite(hi)):
+        return lo, hi
+    low_bound = 0.0 if stat == "percent" else -math.inf
+    top = 1.0
+    return (max(low_bound, estimate - factor * (estimate - lo)),
+            min(top, estimate + factor * (hi - estimate)))
+
+
+def _check_weights(weights: Ratings, n: int) -> FloatArray:
+    w = np.asarray(list(weights) if not isinstance(weights, np.ndarray) else weights,
+                   dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights must give one weight per item: got {w.size} for {n} items")
+    if np.any(w[np.isfinite(w)] < 0):
+        raise ValueError("weights must be >= 0 (inverse inclusion probabilities)")
+    return w
 
 
 def flag_agreement(
@@ -663,14 +891,23 @@ def flag_agreement(
     bootstrap: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    clusters: Sequence[Hashable] | npt.NDArray[Any] | None = None,
+    weights: Ratings | None = None,
 ) -> FlagAgreement:
     """Every agreement statistic for one binary flag coded by two raters.
 
     Values are booleans or 0/1 (ints or floats); None/NaN is missing; any other value is
-    counted in ``n_invalid`` and treated as missing. ``bootstrap`` resamples (0 = no CIs)
-    with ``seed`` give reproducible percentile CIs for kappa and alpha, computed vectorised
-    from per-resample 2 x 2 tables (the same resamples :func:`bootstrap_ci` would draw for
-    the jointly coded items with that seed).
+    counted in ``n_invalid`` and treated as missing. Statistics: percent agreement, Cohen's
+    kappa, Krippendorff's alpha (nominal), Gwet's AC1 and PABAK (k = 2).
+
+    ``clusters`` gives each item's run: the CIs then come from a percentile bootstrap over
+    runs (``bootstrap`` resamples of whole runs with replacement, with ``seed``); without
+    it, or when the jointly coded items lie in one run, over items (and ``ci_method`` says
+    why). Both are computed vectorised from per-cluster 2 x 2 tables; resampling singleton
+    clusters gives the same resamples :func:`bootstrap_ci` draws for the jointly coded
+    items with that seed. ``weights`` (e.g. a sample's inverse inclusion probabilities)
+    make every statistic weighted: each item counts by its weight in the 2 x 2 table; an
+    item with a NaN weight is left out. ``bootstrap=0``: no CIs.
     """
     if len(names) != 2 or names[0] == names[1]:
         raise ValueError(f"names must be two different rater names, got {names!r}")
@@ -678,42 +915,72 @@ def flag_agreement(
     if ca.size != cb.size:
         raise ValueError(f"flag {flag!r}: raters {names[0]!r} and {names[1]!r} must code the "
                          f"same items, got {ca.size} and {cb.size} values")
-    both = (ca >= 0) & (cb >= 0)
-    pa, pb = ca[both], cb[both]
-    n = int(pa.size)
-    table = _tables(pa[None, :], pb[None, :], 2)
-    kappa, _, _, degenerate = _kappa_from_tables(table)
-    alpha = _alpha_from_tables(table)
-    percent = _percent_from_tables(table)
-
     notes: list[str] = []
+    both = (ca >= 0) & (cb >= 0)
+    w_all = None if weights is None else _check_weights(weights, ca.size)
+    if w_all is not None:
+        unweighted = both & ~np.isfinite(w_all)
+        if unweighted.any():
+            notes.append(f"{int(unweighted.sum())} items without a weight were left out")
+        both &= np.isfinite(w_all)
+    pa, pb = ca[both], cb[both]
+    w = None if w_all is None else w_all[both]
+    n = int(pa.size)
+    counts = _tables(pa[None, :], pb[None, :], 2)[0]
+    table = counts.astype(np.float64)
+    if w is not None and n:
+        table = _cluster_tables(pa, pb, np.zeros(n, dtype=np.int64), 2, w)[0]
+    point = _all_from_tables(table[None])
+    degenerate = bool(_kappa_from_tables(table[None])[3][0])
+
     if n == 0:
         notes.append("no item was coded (validly) by both raters: every statistic is NaN")
-    elif degenerate[0]:
+    elif degenerate:
         label = "present" if pa[0] == 1 else "absent"
         notes.append(f"both raters coded the flag {label} on every item: kappa and alpha are "
                      "undefined (p_e = 1); percent agreement is 1.0")
-    elif not np.isfinite(alpha[0]):
+    elif not np.isfinite(point["alpha"][0]):
         notes.append("alpha is undefined: no variation in the pooled values")
 
-    ci_k = ci_a = (math.nan, math.nan)
+    cis = {k: (math.nan, math.nan) for k in STATISTICS}
     valid = 0
+    method = CiMethod("none", 0, 0, confidence, seed,
+                      "bootstrap = 0" if bootstrap == 0 else "no jointly coded item")
     if bootstrap > 0 and n > 0:
         _check_bootstrap_args(bootstrap, confidence)
-        rng = np.random.default_rng(seed)
-        ks: list[FloatArray] = []
-        als: list[FloatArray] = []
-        for idx in _resample_blocks(rng, n, bootstrap):
-            t = _tables(pa[idx], pb[idx], 2)
-            ks.append(_kappa_from_tables(t)[0])
-            als.append(_alpha_from_tables(t))
-        lo, hi, valid = _percentile_interval(np.concatenate(ks), confidence)
-        ci_k = (lo, hi)
-        lo, hi, _ = _percentile_interval(np.concatenate(als), confidence)
-        ci_a = (lo, hi)
+        cluster = np.arange(n, dtype=np.int64)
+        n_clusters = 0
+        if clusters is not None:
+            _, inverse = np.unique(_cluster_codes(clusters, ca.size)[both], return_inverse=True)
+            cluster = inverse.astype(np.int64).ravel()
+            n_clusters = int(cluster.max()) + 1
+        if n_clusters >= 2:
+            few = ("only a few runs: the interval is rough"
+                   if n_clusters < FEW_CLUSTERS else "")
+            method = CiMethod("runs", bootstrap, n_clusters, confidence, seed, few)
+        else:
+            reason = ("no run ids given" if clusters is None
+                      else "every jointly coded message is in one run, so messages are "
+                           "resampled (the CI ignores between-run variation)")
+            cluster = np.arange(n, dtype=np.int64)
+            method = CiMethod("messages", bootstrap, n, confidence, seed, reason)
+        cell_tables = _cluster_tables(pa, pb, cluster, 2, w)
+        boot = _all_from_tables(_resampled_tables(cell_tables, np.random.default_rng(seed),
+                                                  bootstrap))
+        widen = math.sqrt(n_clusters / (n_clusters - 1)) if method.unit == "runs" else 1.0
+        for stat in STATISTICS:
+            lo, hi, got = _percentile_interval(boot[stat], confidence)
+            cis[stat] = _widened(float(point[stat][0]), lo, hi, widen, stat)
+            if stat == "kappa":
+                valid = got
         if valid < bootstrap:
             notes.append(f"{bootstrap - valid} of {bootstrap} bootstrap resamples had undefined "
                          "kappa and were left out of the CI")
+
+    def prev(x: IntArray) -> float:
+        if not n:
+            return math.nan
+        return float(x.mean()) if w is None else float((w * x).sum() / w.sum())
 
     n_items = int(ca.size)
     return FlagAgreement(
@@ -723,16 +990,22 @@ def flag_agreement(
         n=n,
         n_missing={names[0]: int((ca == _MISSING).sum()), names[1]: int((cb == _MISSING).sum())},
         n_invalid={names[0]: int((ca == _INVALID).sum()), names[1]: int((cb == _INVALID).sum())},
-        prevalence={names[0]: float(pa.mean()) if n else math.nan,
-                    names[1]: float(pb.mean()) if n else math.nan},
-        percent=float(percent[0]),
-        kappa=float(kappa[0]),
-        kappa_ci=ci_k,
-        alpha=float(alpha[0]),
-        alpha_ci=ci_a,
-        confusion=((int(table[0, 0, 0]), int(table[0, 0, 1])),
-                   (int(table[0, 1, 0]), int(table[0, 1, 1]))),
-        kappa_degenerate=bool(degenerate[0]),
+        prevalence={names[0]: prev(pa), names[1]: prev(pb)},
+        percent=float(point["percent"][0]),
+        kappa=float(point["kappa"][0]),
+        kappa_ci=cis["kappa"],
+        alpha=float(point["alpha"][0]),
+        alpha_ci=cis["alpha"],
+        confusion=((int(counts[0, 0]), int(counts[0, 1])),
+                   (int(counts[1, 0]), int(counts[1, 1]))),
+        kappa_degenerate=degenerate,
         ci_resamples=valid,
         notes=tuple(notes),
+        percent_ci=cis["percent"],
+        ac1=float(point["ac1"][0]),
+        ac1_ci=cis["ac1"],
+        pabak=float(point["pabak"][0]),
+        pabak_ci=cis["pabak"],
+        ci_method=method,
+        weighted=w is not None,
     )

@@ -122,7 +122,7 @@ class CodeMatrix:
     ``message_ids[i]`` (None = missing); ``coded[rater][i]`` says whether the rater has a
     *valid* verdict on that message and ``invalid_at[rater][i]`` whether its verdict there
     was invalid (its values are then None). ``labels[grouping][i]`` is the message's series
-    or true model (see :data:`GROUPINGS`).
+    or true model (see :data:`GROUPINGS`); ``labels["run"][i]`` its run id (as text).
     """
 
     raters: tuple[str, ...]
@@ -252,7 +252,8 @@ def load_codes(
 
         judgements = s.exec(_scoped(
             sqlalchemy.select(col(Judgement.rater_id), col(Judgement.message_id),
-                              col(Judgement.status), col(Series.name), col(Seat.label))
+                              col(Judgement.status), col(Series.name), col(Seat.label),
+                              col(Message.run_id))
             .select_from(Judgement),
             list(ids), series, runs,
         ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
@@ -266,14 +267,15 @@ def load_codes(
         ).where(Judgement.status == "valid").order_by(col(Code.id))).all()
 
     names = list(raters)
-    message_ids = sorted({mid for _, mid, _, _, _ in judgements})
+    message_ids = sorted({row[1] for row in judgements})
     pos = {mid: i for i, mid in enumerate(message_ids)}
     n = len(message_ids)
     coded = {r: [False] * n for r in names}
     invalid_at = {r: [False] * n for r in names}
     series_of = [""] * n
     model_of = [""] * n
-    for rid, mid, status, series_name, label in judgements:
+    run_of = [""] * n  # the unit of replication: agreement CIs resample runs
+    for rid, mid, status, series_name, label, run_id in judgements:
         i = pos[mid]
         if status == "valid":
             coded[ids[rid]][i] = True
@@ -281,6 +283,7 @@ def load_codes(
             invalid_at[ids[rid]][i] = True
         series_of[i] = series_name or "?"
         model_of[i] = label or "?"
+        run_of[i] = str(run_id)
     if flags is None:
         flags = list(dict.fromkeys(flag for _, _, flag, _ in codes))
     flag_set = set(flags)
@@ -296,5 +299,5 @@ def load_codes(
         values=values,
         coded=coded,
         invalid_at=invalid_at,
-        labels={"series": series_of, "model": model_of},
+        labels={"series": series_of, "model": model_of, "run": run_of},
     )
