@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from roundtable.analysis.profiles import TRAITS
+from roundtable.analysis.source import CodedMessage
 
 HETERO = np.array([[0.6 if u == t else 0.15 for u in range(len(TRAITS))]
                    for t in range(len(TRAITS))])
@@ -45,3 +46,21 @@ def run_cosines(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     pair_sum = (sims.sum(axis=(1, 2)) - (norms > 0).sum(axis=1)) / 2
     pairs = k * (k - 1) / 2
     return np.where(pairs > 0, pair_sum / np.maximum(pairs, 1), np.nan)
+
+
+def as_messages(flags: npt.NDArray[np.bool_], first_run: int = 0, series: str = "sim",
+                cell: str = "base") -> list[CodedMessage]:
+    """The (runs, seats, rounds, traits) flags as coded messages, one per seat and round."""
+    out = []
+    n_runs, seats, rounds, _ = flags.shape
+    for r in range(n_runs):
+        run = first_run + r
+        for s in range(seats):
+            for k in range(rounds):
+                out.append(CodedMessage(
+                    message_id=len(out), run_id=run, run_ref=f"{series}/{run}",
+                    series=series, cell=cell, conditions={}, seat_position=s,
+                    display_name=f"Agent-{s}", true_label=f"model-{s}", round=k, turn=s,
+                    codes={t: bool(flags[r, s, k, j]) for j, t in enumerate(TRAITS)},
+                    comp_level=None))
+    return out
