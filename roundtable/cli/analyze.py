@@ -158,101 +158,158 @@ SELECTOR_HELP = (
     "*:isolatedMode=true, A+C.")
 
 
+CorrectionOption = Annotated[str, typer.Option(
+    "--correction", help="holm, bonferroni or none: how the p-values of the family of "
+    "contrasts are adjusted (stated in the output).")]
+
+
 @app.command("compare")
 @handles_errors
 def compare(
-    a: Annotated[str, typer.Argument(help=SELECTOR_HELP, show_default=False)],
-    b: Annotated[str, typer.Argument(help="The second set of runs (same syntax).",
-                                     show_default=False)],
+    sets: Annotated[list[str], typer.Argument(
+        help=SELECTOR_HELP + " The first set is the baseline; every other set is compared "
+        "with it.", show_default=False)],
     metric: Annotated[str, typer.Option(
         "--metric", help="cosine: each run's mean pairwise cosine similarity of its "
         "agents' trait profiles.")] = "cosine",
     rater: RaterOption = None,
     adjudication: AdjOption = None,
+    equalise: Annotated[str, typer.Option(
+        "--equalise", help="auto: when the sets differ in messages per agent, compare "
+        "similarities with every profile drawn from the same number of messages (the raw "
+        "figures are shown too); always; never.")] = "auto",
+    draws: Annotated[int, typer.Option(
+        "--draws", help="Draws averaged per run for equalised similarities.", min=1)] = 20,
+    correction: CorrectionOption = "holm",
+    ci: Annotated[str, typer.Option(
+        "--ci", help="Interval for each set's mean: t, bca, percentile or none.")] = "t",
     bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none).", min=0)] = 2000,
+        "--bootstrap", help="Bootstrap resamples for --ci bca or percentile.", min=1)
+                         ] = 2000,
     permutations: Annotated[int, typer.Option(
         "--permutations", help="Relabellings for the permutation test (exact when all "
         "splits fit).", min=1)] = 10000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of bootstrap and permutations.")
-                    ] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of draws, bootstrap and permutations.")] = 0,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Compare two sets of runs on how alike their agents behave.
+    """Compare sets of runs on how alike their agents behave: BASE A [B ...].
 
     Each run gives one number: the mean cosine similarity over all pairs of its agents'
     trait-rate vectors (agents with all-zero vectors are skipped and counted; a run with
-    fewer than two usable agents is left out and counted). Reports means and medians with
-    bootstrap CIs, Mann-Whitney U (exact or normal p) with r = Z / sqrt(N), a permutation
-    test of the difference of means and Cliff's delta.
+    fewer than two usable agents is left out and counted). When the sets differ in
+    messages per agent, the figures compared are equalised (see docs/compare.md). Each set
+    is compared with the first: means with 95% CIs, Mann-Whitney U with r = Z / sqrt(N),
+    a permutation test of the difference of means, Cliff's delta; every p is adjusted over
+    the family of contrasts.
     """
-    from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
+    from roundtable.analysis.contrasts import CORRECTIONS, EQUALISE, similarity_family
+    from roundtable.analysis.profiles import TRAITS
     from roundtable.analysis.selectors import select_runs
-    from roundtable.stats.compare import compare_samples
+    from roundtable.stats.compare import CI_METHODS
 
     if metric != "cosine":
         raise StoreError(f"--metric {metric}: only cosine is available")
+    for name, value, allowed in (("--equalise", equalise, EQUALISE),
+                                 ("--correction", correction, CORRECTIONS),
+                                 ("--ci", ci, CI_METHODS)):
+        if value not in allowed:
+            raise StoreError(f"{name} {value}: choose {', '.join(allowed)}")
+    if len(sets) < 2:
+        raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
+    if len(set(sets)) != len(sets):
+        raise StoreError("analyze compare: a run set is named twice")
     with open_db(db) as engine:
-        ids_a, series_a = select_runs(engine, a)
-        ids_b, series_b = select_runs(engine, b)
-        source, msgs = _load(engine, rater, adjudication, sorted(set(series_a + series_b)))
-    sims = {s.run_id: s for s in run_similarities(agent_profiles(msgs))}
-    overlap = set(ids_a) & set(ids_b)
-    sides: list[dict[str, Any]] = []
-    for text, ids in ((a, ids_a), (b, ids_b)):
-        chosen = [sims[i] for i in ids if i in sims]
-        defined = [s for s in chosen if math.isfinite(s.mean_cosine)]
-        sides.append({
-            "selector": text, "runs": len(ids), "coded_runs": len(chosen),
-            "defined": len(defined), "values": [s.mean_cosine for s in defined],
-            "zero_vectors": sum(s.zero_vectors for s in chosen),
-            "undefined_agents": sum(s.undefined for s in chosen),
-            "agents": sum(s.agents for s in chosen),
-            "per_run": [{"run": s.run_ref, "mean_cosine": s.mean_cosine, "pairs": s.pairs,
-                         "zero_vectors": s.zero_vectors} for s in chosen]})
-    for side in sides:
-        if not side["values"]:
-            raise StoreError(
-                f"{side['selector']}: no run with a defined similarity ({side['coded_runs']} "
-                f"of {side['runs']} runs have coded messages; a run needs two agents with a "
-                f"non-zero profile)")
-    result = compare_samples(sides[0]["values"], sides[1]["values"], n_boot=bootstrap,
-                             n_perm=permutations, seed=seed)
+        chosen = {text: select_runs(engine, text) for text in sets}
+        series = sorted({x for _, names in chosen.values() for x in names})
+        source, msgs = _load(engine, rater, adjudication, series)
+    try:
+        fam = similarity_family(msgs, {t: ids for t, (ids, _) in chosen.items()},
+                                equalise=equalise, draws=draws, correction=correction,
+                                n_boot=bootstrap, n_perm=permutations, seed=seed, ci=ci)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    base_ids = set(chosen[sets[0]][0])
+    overlaps = {t: len(base_ids & set(ids)) for t, (ids, _) in list(chosen.items())[1:]}
     if as_json:
         _echo_json({"source": source.label(), "metric": metric, "traits": list(TRAITS),
-                    "a": sides[0], "b": sides[1], "overlap": len(overlap),
-                    "comparison": result.as_json(),
-                    "bootstrap": bootstrap, "permutations": permutations, "seed": seed})
+                    "overlap": overlaps, **fam.to_json()})
         return
-    ui.plain(f"Codes: {source.label()}.\nMetric: per run, the mean pairwise cosine "
-             f"similarity of agents' profiles ({', '.join(TRAITS)}).")
-    for tag, side in zip("AB", sides, strict=True):
-        left = side["runs"] - side["defined"]
-        ui.plain(f"{tag} ({side['selector']}): {side['runs']} runs, {side['defined']} with "
-                 f"a similarity" + (f" ({left} left out: no codes or < 2 usable agents)"
-                                    if left else "")
-                 + f"; {side['zero_vectors']} of {side['agents']} agent vectors all-zero, "
-                 f"skipped" + (f", {side['undefined_agents']} with undefined rates"
-                               if side["undefined_agents"] else "") + ".")
-    if overlap:
-        ui.warn(f"{len(overlap)} runs are in both sets: the test assumes independent sets")
-    r = result
-    ci_note = f"95% CI: {bootstrap} bootstrap resamples" if bootstrap else "no CIs"
-    cols = ["", "n", "mean", "mean CI", "median", "median CI"]
-    ui.table(f"Per-run mean cosine ({ci_note})", cols, [
-        ("A", r.n_a, _f(r.mean_a), _ci(r.mean_ci_a), _f(r.median_a), _ci(r.median_ci_a)),
-        ("B", r.n_b, _f(r.mean_b), _ci(r.mean_ci_b), _f(r.median_b), _ci(r.median_ci_b)),
-    ], right=cols[1:], keep_whole=cols[1:])
-    method = ("exact p" if r.method == "exact"
-              else "normal approximation, tie and continuity corrected")
-    direction = ("A more similar" if r.cliffs_delta > 0 else
-                 "B more similar" if r.cliffs_delta < 0 else "no tendency")
-    ui.plain(f"Mann-Whitney U = {r.u:g} ({method}): {_peq(r.p_mannwhitney)}, "
-             f"Z = {r.z:.2f}, r = Z/sqrt(N) = {r.r:.2f}\n"
-             f"Permutation test, difference of means ({permutations} relabellings, seed "
-             f"{seed}): {_peq(r.p_permutation)}\n"
-             f"Cliff's delta = {r.cliffs_delta:.2f} ({direction}; P(A > B) - P(A < B))")
+    _print_compare(fam, source.label(), overlaps)
+
+
+def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
+    from roundtable.analysis.profiles import TRAITS
+
+    ui.plain(f"Codes: {source}.\nMetric: per run, the mean pairwise cosine similarity of "
+             f"agents' profiles ({', '.join(TRAITS)}).")
+    for tag, s in zip(_tags(len(fam.sets)), fam.sets, strict=True):
+        doc = s.to_json()
+        left = s.runs - doc["defined"]
+        ui.plain(f"{tag} ({s.label}): {s.runs} runs, {doc['defined']} with a similarity"
+                 + (f" ({left} left out: no codes or < 2 usable agents)" if left else "")
+                 + f"; {doc['zero_vectors']} of {doc['agents']} agent vectors all-zero, "
+                 f"skipped" + (f", {doc['undefined_agents']} with undefined rates"
+                               if doc["undefined_agents"] else "")
+                 + f"; {_f(s.median_messages, 0)} messages per agent (median).")
+    for label, n in overlaps.items():
+        if n:
+            ui.warn(f"{n} runs are in both {fam.sets[0].label} and {label}: the tests "
+                    f"assume independent sets")
+    if fam.equalised:
+        why = ("the sets differ in messages per agent" if fam.lengths_differ
+               else "--equalise always")
+        ui.plain(f"Equalised ({why}): every agent's profile from {fam.length} messages, "
+                 f"mean of {fam.draws} draws per run; raw figures in brackets.")
+        for note in fam.notes:
+            ui.plain(f"Note: {note}.")
+    elif fam.equalise == "never" and fam.lengths_differ:
+        ui.warn("the sets differ in messages per agent and --equalise never: similarity "
+                "depends on run length, so the difference may be an artefact")
+    f = fam.family
+    raw = {s.label: s.values("raw") for s in fam.sets} if fam.equalised else None
+    ci_note = {"t": "Student t", "bca": f"BCa bootstrap, {f.n_boot} resamples",
+               "percentile": f"percentile bootstrap, {f.n_boot} resamples",
+               "none": "none"}[f.ci_method]
+    cols = ["", "n", "mean", "95% CI", "median"]
+    rows = []
+    comps = {c.label: c.comparison for c in f.contrasts}
+    for tag, s in zip(_tags(len(fam.sets)), fam.sets, strict=True):
+        c = comps.get(s.label)
+        vals = s.values()
+        mean, ci = (c.mean_a, c.mean_ci_a) if c else (
+            f.contrasts[0].comparison.mean_b, f.contrasts[0].comparison.mean_ci_b)
+        med = c.median_a if c else f.contrasts[0].comparison.median_b
+        shown = _f(mean) + (f" ({_f(sum(raw[s.label]) / len(raw[s.label]))})"
+                            if raw and raw[s.label] else "")
+        rows.append((tag, len(vals), shown, _ci(ci), _f(med)))
+    ui.table(f"Per-run mean cosine (CI: {ci_note})", cols, rows, right=cols[1:],
+             keep_whole=cols[1:])
+    name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
+    k = len(f.contrasts)
+    ui.plain(f"Against {_tags(1)[0]} ({f.baseline}); {name} correction over {k} "
+             f"contrast{'s' if k != 1 else ''} (each test its own family).")
+    raw_by = {c.label: c for c in fam.raw_family.contrasts} if fam.raw_family else {}
+    for tag, c in zip(_tags(len(fam.sets))[1:], f.contrasts, strict=True):
+        r = c.comparison
+        method = "exact" if r.method == "exact" else "normal approx."
+        adj = "" if f.correction == "none" else " adj."
+        direction = (f"{tag} more similar" if r.cliffs_delta > 0 else
+                     f"{tag} less similar" if r.cliffs_delta < 0 else "no tendency")
+        extra = ""
+        if c.label in raw_by:
+            extra = (f"\n  raw (not equalised): difference {raw_by[c.label].difference:+.3f}"
+                     f", Mann-Whitney{adj} {_peq(raw_by[c.label].p_mannwhitney_adjusted)}")
+        ui.plain(f"{tag} vs A: difference of means {c.difference:+.3f}; Mann-Whitney U = "
+                 f"{r.u:g} ({method}){adj} {_peq(c.p_mannwhitney_adjusted)}, r = "
+                 f"{r.r:.2f}; permutation ({f.n_perm}, seed {f.seed}){adj} "
+                 f"{_peq(c.p_permutation_adjusted)}; Cliff's delta = {r.cliffs_delta:+.2f} "
+                 f"({direction})" + extra)
+
+
+def _tags(n: int) -> list[str]:
+    return [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------- flags
