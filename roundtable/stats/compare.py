@@ -260,8 +260,8 @@ def mean_interval(x: Sample, method: str = "t", *, confidence: float = 0.95,
     if method == "percentile":
         lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
         return float(lo), float(hi)
-    share = (np.count_nonzero(boots < mean) + 0.5 * np.count_nonzero(boots == mean)) / n_boot
-    share = min(max(share, 1 / (2 * n_boot)), 1 - 1 / (2 * n_boot))
+    below = (np.count_nonzero(boots < mean) + 0.5 * np.count_nonzero(boots == mean)) / n_boot
+    share = min(max(float(below), 1 / (2 * n_boot)), 1 - 1 / (2 * n_boot))
     z0 = float(sps.norm.ppf(share))
     jack = (a.sum() - a) / (n - 1)
     d = jack.mean() - jack
