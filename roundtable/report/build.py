@@ -164,8 +164,8 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     sims = run_similarities(profiles)
     out.append(sections.similarity_section(writer, sims, order))
     step("ablation")
-    out.append(sections.ablation_section(writer, sims, order, baseline,
-                                         bootstrap=options.bootstrap, seed=options.seed))
+    out.append(sections.ablation_section(writer, messages, sims, order, baseline,
+                                         seed=options.seed))
     out.extend(sections.agreement_sections(writer, report, missing))
     step("rounds")
     out.append(_rounds(writer, messages, order))

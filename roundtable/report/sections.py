@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
+from roundtable.analysis.contrasts import similarity_family
 from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
@@ -20,8 +21,6 @@ from roundtable.coding.reliability import AgreementReport
 from roundtable.report import figures
 from roundtable.report.model import DataTable, Section
 from roundtable.report.writer import FigureWriter
-from roundtable.stats.agreement import bootstrap_ci
-from roundtable.stats.compare import Comparison, compare_samples, holm
 
 __all__ = [
     "ablation_section",
@@ -161,17 +160,21 @@ def similarity_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
 # ------------------------------------------------------------------------------ ablation
 
 
-def ablation_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
-                     order: Sequence[str], baseline: str, *, bootstrap: int,
-                     seed: int) -> Section:
-    """Every other condition against ``baseline`` on the per-run mean cosine: means with
-    bootstrap CIs, Mann-Whitney p (Holm-adjusted over the comparisons), Cliff's delta."""
+def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
+                     sims: Sequence[RunSimilarity], order: Sequence[str], baseline: str, *,
+                     seed: int, permutations: int = 10000) -> Section:
+    """Every other condition against ``baseline`` on the per-run mean cosine, through
+    :func:`~roundtable.analysis.contrasts.similarity_family`: equalised when the
+    conditions differ in messages per agent (raw means in the CSV), means with t CIs,
+    Mann-Whitney and permutation p both Holm-adjusted over the comparisons, Cliff's
+    delta."""
     title = f"Conditions against the baseline ({baseline})"
     intro = (f"Each condition's mean of the per-run mean cosine similarity, with a 95% "
-             f"bootstrap CI ({bootstrap} resamples, seed {seed}), against baseline "
-             f"{baseline} (dashed line, grey band = its CI). Right: difference of means, "
-             f"two-sided Mann-Whitney p adjusted with Holm's method over all comparisons "
-             f"shown, and Cliff's delta (positive = more similar than the baseline).")
+             f"Student t CI, against baseline {baseline} (dashed line, grey band = its "
+             f"CI). Right: difference of means, two-sided Mann-Whitney p adjusted with "
+             f"Holm's method over all comparisons shown (the permutation p in the CSV is "
+             f"Holm-adjusted too), and Cliff's delta (positive = more similar than the "
+             f"baseline).")
     groups = dict(similarity_groups(sims, order))
     if not any(groups.values()):
         return Section("sec-ablation", title, intro, notes=(
@@ -182,57 +185,77 @@ def ablation_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
         return Section("sec-ablation", title, intro, notes=(
             f"The baseline {baseline} has no run with a defined similarity; choose another "
             f"with --baseline.",))
-    base = [r.mean_cosine for r in groups[base_label]]
-    others = [(g, [r.mean_cosine for r in runs]) for g, runs in groups.items()
-              if g != base_label]
-    empty = [g for g, v in others if not v]
-    others = [(g, v) for g, v in others if v]
-    if not others:
+    empty = [g for g, runs in groups.items() if not runs and g != base_label]
+    labels_in = [base_label] + [g for g, runs in groups.items() if runs and g != base_label]
+    if len(labels_in) < 2:
         return Section("sec-ablation", title, intro, notes=(
             "Only the baseline has runs with a defined similarity: nothing to compare it "
             "with.",))
-    comps: list[Comparison] = [compare_samples(v, base, n_boot=bootstrap, seed=seed)
-                               for _, v in others]
-    adjusted = holm([c.p_mannwhitney for c in comps])
-    base_ci = (bootstrap_ci(_mean, base, n_resamples=bootstrap, seed=seed + 1)
-               if bootstrap else (math.nan, math.nan))
-    base_mean = sum(base) / len(base)
+    try:
+        fam = similarity_family(
+            messages, {g: [r.run_id for r in groups[g]] for g in labels_in}, seed=seed,
+            n_boot=0, n_perm=permutations, ci="t")
+    except ValueError as exc:
+        return Section("sec-ablation", title, intro, notes=(f"{exc}.",))
+    comps = [c.comparison for c in fam.family.contrasts]
+    base_vals = fam.sets[0].values()
+    base_mean = comps[0].mean_b
+    base_ci = comps[0].mean_ci_b
+    raw_mean = {s.label: _mean(s.values("raw")) if s.values("raw") else math.nan
+                for s in fam.sets}
     shown = short_labels(list(groups), ", ")
-    labels = [shown[base_label]] + [shown[g] for g, _ in others]
+    labels = [shown[g] for g in labels_in]
     est = [base_mean] + [c.mean_a for c in comps]
     cis = [base_ci] + [c.mean_ci_a for c in comps]
-    notes = [f"baseline, n={len(base)}"] + [
-        f"n={c.n_a}  Δ={c.mean_a - c.mean_b:+.3f}  p={_p(p)}  δ={c.cliffs_delta:+.2f}"
-        for c, p in zip(comps, adjusted, strict=True)]
+    notes = [f"baseline, n={len(base_vals)}"] + [
+        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}  p={_p(c.p_mannwhitney_adjusted)}  "
+        f"δ={c.comparison.cliffs_delta:+.2f}" for c in fam.family.contrasts]
+    eq_to = fam.length if fam.equalised else None
     rows: list[tuple[object, ...]] = [
-        (base_label, len(base), base_mean, base_ci[0], base_ci[1], None, None, None, None,
-         None, None, None, None)]
-    for (g, _), c, p in zip(others, comps, adjusted, strict=True):
-        rows.append((g, c.n_a, c.mean_a, c.mean_ci_a[0], c.mean_ci_a[1],
-                     c.mean_a - c.mean_b, c.u, c.p_mannwhitney, c.method, p, c.r,
-                     c.cliffs_delta, c.p_permutation))
+        (base_label, len(base_vals), base_mean, base_ci[0], base_ci[1], None, None, None,
+         None, None, None, None, None, None, raw_mean[base_label], eq_to)]
+    for c in fam.family.contrasts:
+        r = c.comparison
+        rows.append((c.label, r.n_a, r.mean_a, r.mean_ci_a[0], r.mean_ci_a[1], c.difference,
+                     r.u, r.p_mannwhitney, r.method, c.p_mannwhitney_adjusted, r.r,
+                     r.cliffs_delta, r.p_permutation, c.p_permutation_adjusted,
+                     raw_mean[c.label], eq_to))
     lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
     hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
     pad = max(0.02, 0.08 * (hi - lo))
+    what = (f"equalised per-run mean cosine (every profile from {fam.length} messages)"
+            if fam.equalised else "per-run mean cosine")
     fig = figures.interval_plot(
         labels, {"mean": est}, {"mean": cis},
         title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base_label]}",
-        xlabel="mean of per-run mean cosine similarity (95% CI)", ylabel="condition",
-        reference=base_mean, reference_band=base_ci if bootstrap else None,
+        xlabel=f"mean of {what} (95% t CI)", ylabel="condition",
+        reference=base_mean,
+        reference_band=base_ci if all(math.isfinite(x) for x in base_ci) else None,
         reference_label="baseline mean", notes=notes,
         notes_header="n, Δ vs baseline, Holm p, Cliff's δ",
         xlim=(lo - pad, hi + pad))
-    caption = (f"Mean (95% bootstrap CI) of the per-run mean cosine per condition; p: "
-               f"Mann-Whitney against {base_label}, Holm-adjusted over {len(comps)} "
-               f"comparisons; δ: Cliff's delta.")
+    k = len(comps)
+    caption = (f"Mean (95% t CI) of the {what} per condition; p: Mann-Whitney against "
+               f"{base_label}, Holm-adjusted over {k} comparison{'s' if k != 1 else ''} "
+               f"(p_permutation_holm likewise); δ: Cliff's delta.")
     entry = writer.add("ablation", "Conditions against the baseline", caption, fig, DataTable(
         ("condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
-         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation"),
+         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation",
+         "p_permutation_holm", "raw_mean_cosine", "equalised_messages_per_agent"),
         tuple(rows)))
-    section_notes = ((f"Left out (no run with a defined similarity): {', '.join(empty)}.",)
-                     if empty else ())
+    section_notes: list[str] = []
+    if fam.equalised:
+        section_notes.append(
+            f"The conditions differ in messages per agent, and similarity depends on run "
+            f"length: the figures compared are equalised (every agent's profile from "
+            f"{fam.length} messages, mean of {fam.draws} draws per run); raw means are in "
+            f"the CSV (raw_mean_cosine).")
+    section_notes.extend(f"{n[0].upper()}{n[1:]}." for n in fam.notes)
+    if empty:
+        section_notes.append(f"Left out (no run with a defined similarity): "
+                             f"{', '.join(empty)}.")
     return Section("sec-ablation", title, intro, figures=(entry,),
-                   notes=section_notes)
+                   notes=tuple(section_notes))
 
 
 def _mean(x: Sequence[float]) -> float:
