@@ -155,6 +155,7 @@ def test_crash(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     assert "2 crashed runs, 13 control runs" in out
+    assert "p holm: Holm-adjusted over the 6 flags" in " ".join(out.split())
     assert "Agent-1 1, Agent-3 1" in out
     doc = js("analyze", "crash", "--rater", "synth", "--db", synth_db)
     assert doc["comp_by_level"] == {"L1": 1, "L2": 1, "L3": 1, "none": 0}
@@ -173,10 +174,15 @@ def test_isolation(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     assert "Isolation: 3 runs, 15 messages" in out and "Group: 12 runs" in out
+    assert "p holm: Holm-adjusted over the 6 flags" in " ".join(out.split())
+    code, out = invoke("analyze", "isolation", "--rater", "synth", "--correction", "none",
+                       "--db", synth_db)
+    assert code == 0 and "not corrected" in out, out
     code, out = invoke("analyze", "isolation", "--rater", "synth", "--series", "synth",
                        "--json", "--db", synth_db)
     doc = json.loads(out)
     assert doc["iso_runs"] == 3 and [r["flag"] for r in doc["rows"]][-1] == "any"
+    assert doc["correction"] == "holm" and all("p_adjusted" in r for r in doc["rows"])
 
 
 # ------------------------------------------------------------------------ War Room corpus

@@ -286,6 +286,8 @@ def _check_csv_numbers(full: Path, engine: Engine) -> None:
     got = {(r["flag"], r["group"]): num(r["mean_rate"]) for r in rows}
     assert got[("comp", "crashed, after")] == crash.crashed.after["comp"]
     assert got[("arch", "controls, before")] == crash.controls.before["arch"]
+    holm_p = {r["flag"]: num(r["p_after_holm"]) for r in rows}
+    assert all(same(holm_p[f], crash.p_after_adjusted[f]) for f in holm_p)
 
 
 # ------------------------------------------------------------------------- missing inputs

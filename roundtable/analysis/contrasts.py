@@ -31,25 +31,18 @@ from roundtable.analysis.profiles import (
     run_similarities,
 )
 from roundtable.analysis.source import CodedMessage
-from roundtable.stats.compare import Comparison, bonferroni, compare_samples, holm
+from roundtable.stats.compare import CORRECTIONS, Comparison, adjust_pvalues, compare_samples
 
 __all__ = ["CORRECTIONS", "EQUALISE", "Contrast", "Family", "SetSimilarity",
            "SimilarityFamily", "adjust", "compare_family", "lengths_differ",
            "similarity_family"]
 
-CORRECTIONS = ("holm", "bonferroni", "none")
 EQUALISE = ("auto", "always", "never")
 
 
 def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
     """``pvalues`` adjusted over their family by ``correction`` (holm, bonferroni, none)."""
-    if correction == "holm":
-        return holm(pvalues)
-    if correction == "bonferroni":
-        return bonferroni(pvalues)
-    if correction == "none":
-        return [float(p) for p in pvalues]
-    raise ValueError(f"unknown correction {correction!r}: choose {', '.join(CORRECTIONS)}")
+    return adjust_pvalues(pvalues, correction)
 
 
 def _clean(v: object) -> object:

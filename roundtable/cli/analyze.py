@@ -398,6 +398,7 @@ def crash(
         "chosen runs without a crash event.", show_default=False)] = None,
     per_run: Annotated[bool, typer.Option("--per-run", help="List every crashed run.")
                        ] = False,
+    correction: CorrectionOption = "holm",
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -413,11 +414,12 @@ def crash(
 
     if origin not in ORIGINS:
         raise StoreError(f"--origin {origin}: choose any, injected or natural")
+    _check_correction(correction)
     with open_db(db) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=series or None, origin=origin,
-                                control_ids=control_ids)
+                                control_ids=control_ids, correction=correction)
     if as_json:
         _echo_json({k: v for k, v in report.__dict__.items() if k != "runs"}
                    | {"runs": [{**r.__dict__, "comp_events": r.comp_events}
@@ -461,16 +463,18 @@ def _print_crash(report: CrashReport, per_run: bool) -> None:
              ", ".join(f"{k} {v}" for k, v in r.comp_seats.items()))
             for r in report.runs], right=cols[1:2] + list(LEVELS))
     c, k = report.crashed, report.controls
-    cols = ["flag", "crash bef", "crash aft", "ctrl bef", "ctrl aft", "p aft"]
+    adj = _adj_col(report.correction)
+    cols = ["flag", "crash bef", "crash aft", "ctrl bef", "ctrl aft", "p aft", adj]
     ui.table("Survivors' flag rates (mean of per-run rates)",
              cols, [(f, _f(c.before[f], 2), _f(c.after[f], 2), _f(k.before[f], 2),
-                     _f(k.after[f], 2), _p(report.p_after[f])) for f in CRASH_FLAGS],
+                     _f(k.after[f], 2), _p(report.p_after[f]),
+                     _p(report.p_after_adjusted.get(f, math.nan))) for f in CRASH_FLAGS],
              right=cols[1:], keep_whole=cols[1:])
     ui.plain("bef = rounds before the crash round; aft = from the crash round on.\n"
              f"Runs with messages before / after: crashed {c.runs_before}/{c.runs_after}, "
              f"controls {k.runs_before}/{k.runs_after}. Controls use each crashed run's "
-             f"windows, averaged.\np aft: Mann-Whitney, crashed vs control runs' after rates "
-             f"(uncorrected).")
+             f"windows, averaged.\np aft: Mann-Whitney, crashed vs control runs' after rates; "
+             f"{adj}: {_correction_text(report.correction, len(CRASH_FLAGS))}.")
     for note in report.notes:
         ui.plain(f"Note: {note}.")
 
@@ -484,6 +488,7 @@ def isolation(
     series: SeriesOption = None,
     rater: RaterOption = None,
     adjudication: AdjOption = None,
+    correction: CorrectionOption = "holm",
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -495,9 +500,10 @@ def isolation(
     """
     from roundtable.analysis.isolation import isolation_analysis
 
+    _check_correction(correction)
     with open_db(db) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
-    rep = isolation_analysis(msgs)
+    rep = isolation_analysis(msgs, correction=correction)
     if as_json:
         _echo_json({"source": source.label(), **{k: v for k, v in rep.__dict__.items()
                                                  if k != "rows"},
@@ -512,11 +518,32 @@ def isolation(
              f"{rep.iso_messages:,} messages (series {', '.join(rep.iso_series)}). Group: "
              f"{rep.group_runs} runs, {rep.group_messages:,} messages (series "
              f"{', '.join(_series_order(rep.group_series))}).")
-    cols = ["flag", "iso share", "group share", "iso/run", "group/run", "p", "delta"]
+    adj = _adj_col(rep.correction)
+    cols = ["flag", "iso share", "group share", "iso/run", "group/run", "p", adj, "delta"]
     rows = [(r.flag, f"{_f(r.iso_share, 2)} ({r.iso_flagged}/{r.iso_coded})",
              f"{_f(r.group_share, 2)} ({r.group_flagged}/{r.group_coded})",
              _f(r.iso_run_mean, 2), _f(r.group_run_mean, 2), _p(r.p),
-             _f(r.cliffs_delta, 2)) for r in rep.rows]
+             _p(r.p_adjusted), _f(r.cliffs_delta, 2)) for r in rep.rows]
     ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
     ui.plain("share = flagged / coded messages; /run = mean per-run share; p = "
-             "Mann-Whitney on per-run shares; delta = Cliff's delta (iso vs group).")
+             f"Mann-Whitney on per-run shares; {adj}: "
+             f"{_correction_text(rep.correction, len(rep.rows))}; delta = Cliff's delta "
+             f"(iso vs group).")
+
+
+def _check_correction(correction: str) -> None:
+    from roundtable.stats.compare import CORRECTIONS
+
+    if correction not in CORRECTIONS:
+        raise StoreError(f"--correction {correction}: choose {', '.join(CORRECTIONS)}")
+
+
+def _adj_col(correction: str) -> str:
+    return {"holm": "p holm", "bonferroni": "p bonf", "none": "p (raw)"}[correction]
+
+
+def _correction_text(correction: str, k: int) -> str:
+    if correction == "none":
+        return "not corrected (--correction none)"
+    name = "Holm" if correction == "holm" else "Bonferroni"
+    return f"{name}-adjusted over the {k} flags"

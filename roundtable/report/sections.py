@@ -411,8 +411,8 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
             "controls, after": crash.controls.runs_after}
     shown = {g: v for g, v in groups.items() if runs[g]}
     if shown:
-        rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f))
-                          for f in flags for g in shown)
+        rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f),
+                           crash.p_after_adjusted.get(f)) for f in flags for g in shown)
         fig = figures.grouped_bars(
             flags, {f"{g} ({_runs(runs[g])})": [shown[g].get(f, math.nan) for f in flags]
                     for g in shown},
@@ -422,8 +422,10 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
             "crash-rates", "Flag rates around the crash",
             "Mean over runs of the survivors' share of messages flagged before the crash "
             "round and from it on; controls (runs without a crash) over the same rounds. "
-            "p_after in the CSV: Mann-Whitney, crashed vs control runs, after the crash.",
-            fig, DataTable(("flag", "group", "mean_rate", "runs", "p_after"), rate_rows)))
+            "p_after in the CSV: Mann-Whitney, crashed vs control runs, after the crash; "
+            f"p_after_holm: Holm-adjusted over the {len(flags)} flags.",
+            fig, DataTable(("flag", "group", "mean_rate", "runs", "p_after", "p_after_holm"),
+                           rate_rows)))
     notes = () if crash.control_runs else (
         "Every reported run has a crash event, so there are no control runs to compare "
         "the survivors with.",)

@@ -11,7 +11,8 @@ similarity of the agents' profiles) and agents' flag rates across models:
   ``scipy.stats.permutation_test`` (twice the smaller one-sided p);
 * :func:`cliffs_delta` -- P(a > b) - P(a < b);
 * :func:`kruskal_wallis` -- H with tie correction and its chi-square p;
-* :func:`holm` and :func:`bonferroni` -- family-wise adjusted p-values;
+* :func:`holm` and :func:`bonferroni` -- family-wise adjusted p-values (Holm 1979), and
+  :func:`adjust_pvalues` choosing one by name;
 * :func:`mean_interval` -- a CI for the mean of per-run values: Student t (default), BCa
   bootstrap (Efron 1987) or percentile bootstrap;
 * :func:`median_interval` -- the distribution-free order-statistic CI for the median;
@@ -37,8 +38,10 @@ from scipy import stats as sps
 
 __all__ = [
     "CI_METHODS",
+    "CORRECTIONS",
     "EXACT_MAX_N",
     "Comparison",
+    "adjust_pvalues",
     "bonferroni",
     "cliffs_delta",
     "compare_samples",
@@ -288,6 +291,21 @@ def median_interval(x: Sample, *, confidence: float = 0.95) -> tuple[float, floa
     if k == 0:
         return _nan_ci()
     return float(a[k - 1]), float(a[n - k])
+
+
+CORRECTIONS = ("holm", "bonferroni", "none")
+"""Family-wise corrections by name, for :func:`adjust_pvalues`."""
+
+
+def adjust_pvalues(pvalues: Sequence[float], correction: str = "holm") -> list[float]:
+    """``pvalues`` adjusted over their family by ``correction`` (holm, bonferroni, none)."""
+    if correction == "holm":
+        return holm(pvalues)
+    if correction == "bonferroni":
+        return bonferroni(pvalues)
+    if correction == "none":
+        return [float(p) for p in pvalues]
+    raise ValueError(f"unknown correction {correction!r}: choose {', '.join(CORRECTIONS)}")
 
 
 @dataclass(frozen=True)
