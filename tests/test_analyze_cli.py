@@ -138,7 +138,13 @@ def test_flags(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     assert "Holm correction over the 5 defined tests" in out
-    assert "p holm" in out
+    assert "p holm" in out and "Within-run permutation test" in out and "eta2" in out
+    code, out = invoke("analyze", "flags", "--rater", "synth", "--test", "kruskal",
+                       "--db", synth_db)
+    assert code == 0 and "Kruskal-Wallis H" in out, out
+    code, out = invoke("analyze", "flags", "--rater", "synth", "--test", "t", "--db",
+                       synth_db)
+    assert code == 2 and "choose permutation, kruskal" in out
     doc = js("analyze", "flags", "--rater", "synth", "--correction", "bonferroni",
              "--db", synth_db)
     assert doc["correction"] == "bonferroni" and doc["family"] == 5

@@ -328,45 +328,62 @@ def flags(
         "one per series.")] = False,
     alpha: Annotated[float, typer.Option("--alpha", help="Level for the 'sig' column.",
                                          min=0.0, max=1.0)] = 0.05,
+    test: Annotated[str, typer.Option(
+        "--test", help="permutation: model labels permuted within runs (respects runs); "
+        "kruskal: Kruskal-Wallis over agents as if independent.")] = "permutation",
+    permutations: Annotated[int, typer.Option(
+        "--permutations", help="Within-run permutations per test.", min=99)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Do models differ in how often they show each trait? Kruskal-Wallis per flag.
+    """Do models differ in how often they show each trait? One test per flag.
 
-    Units: each agent's rate in each run, grouped by true model. p-values are adjusted
-    for multiple testing over every test printed.
+    Units: each agent's rate in each run, grouped by true model. By default the model
+    labels are permuted within runs (agents of one run are not independent; see
+    docs/compare.md). p-values are adjusted for multiple testing over every test printed.
     """
-    from roundtable.analysis.flagtests import CORRECTIONS, flag_tests
+    from roundtable.analysis.flagtests import CORRECTIONS, METHODS, flag_tests
     from roundtable.analysis.profiles import agent_profiles
 
     if correction not in CORRECTIONS:
         raise StoreError(f"--correction {correction}: choose holm or bonferroni")
+    if test not in METHODS:
+        raise StoreError(f"--test {test}: choose {', '.join(METHODS)}")
     with open_db(db) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
-    tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled)
+    tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
+                       method=test, n_perm=permutations, seed=seed)
     defined = sum(1 for t in tests if math.isfinite(t.p))
     if as_json:
         _echo_json({"source": source.label(), "correction": correction, "family": defined,
-                    "alpha": alpha,
+                    "alpha": alpha, "test": test, "permutations": permutations,
+                    "seed": seed,
                     "tests": [{**t.__dict__, "highest": t.highest, "lowest": t.lowest}
                               for t in tests]})
         return
     name = "Holm" if correction == "holm" else "Bonferroni"
-    ui.plain(f"Codes: {source.label()}. Kruskal-Wallis H per flag across true models "
-             f"(units: agents' per-run rates).\n{name} correction over the {defined} "
-             f"defined tests below; sig = adjusted p < {alpha:g}.")
+    what = (f"Within-run permutation test per flag across true models ({permutations} "
+            f"permutations of model labels among each run's seats; eta2 = share of "
+            f"within-run variance explained by the model)" if test == "permutation" else
+            "Kruskal-Wallis H per flag across true models (agents treated as independent)")
+    ui.plain(f"Codes: {source.label()}. {what}; units: agents' per-run rates.\n{name} "
+             f"correction over the {defined} defined tests below; sig = adjusted p < "
+             f"{alpha:g}.")
     scopes: dict[str, list[Any]] = {}
     for t in tests:
         scopes.setdefault(t.scope, []).append(t)
     adj_col = f"p {name[:4].lower()}"
-    cols = ["flag", "models", "agents", "H", "p", adj_col, "sig", "highest mean"]
+    stat_col = "eta2" if test == "permutation" else "H"
+    cols = ["flag", "models", "agents", stat_col, "p", adj_col, "sig", "highest mean"]
     skipped = []
     for scope in _series_order(list(scopes)):
         rows = []
         for t in scopes[scope]:
             if not math.isfinite(t.p):
                 continue
-            rows.append((t.flag, t.groups, t.n, _f(t.h, 2), _p(t.p), _p(t.p_adjusted),
+            stat = t.eta2 if test == "permutation" else t.h
+            rows.append((t.flag, t.groups, t.n, _f(stat, 2), _p(t.p), _p(t.p_adjusted),
                          "*" if t.p_adjusted < alpha else "",
                          f"{t.highest} {t.means[t.highest]:.2f}"))
         if not rows:
