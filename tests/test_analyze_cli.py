@@ -73,10 +73,11 @@ def test_compare_text_and_json(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     flat = " ".join(out.split())
-    assert "A (synth:groups=hetero): 6 runs, 6 with a similarity" in flat
+    assert "synth:groups=hetero (baseline): 6 runs, 6 with a similarity" in flat
     assert "Mann-Whitney U = 36 (exact) adj. p = 0.002" in flat
     assert "Holm correction over 1 contrast" in flat and "CI: Student t" in flat
-    assert "Cliff's delta = +1.00 (B more similar" in flat
+    assert "synth:groups=clone vs synth:groups=hetero: difference of means" in flat
+    assert "Cliff's delta = +1.00 (more similar" in flat
     assert "Equalised" not in out  # both sets have 8 messages per agent
     doc = js("analyze", "compare", "synth:groups=hetero", "synth:groups=clone", "--rater",
              "synth", "--seed", "3", "--db", synth_db)
@@ -99,7 +100,7 @@ def test_compare_family_equalises_and_corrects(synth_db: str) -> None:
     assert "Equalised (the sets differ in messages per agent): every agent's profile " \
            "from 1 messages" in flat
     assert "Holm correction over 2 contrasts" in flat
-    assert "raw (not equalised)" in flat and "C vs A" in flat
+    assert "raw (not equalised)" in flat and "synth:groups=alone vs synth:groups" in flat
     doc = js(*args)
     assert doc["equalised"] and doc["equalised_messages_per_agent"] == 1
     fam, raw = doc["family"], doc["raw_family"]

@@ -244,10 +244,11 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
 
     ui.plain(f"Codes: {source}.\nMetric: per run, the mean pairwise cosine similarity of "
              f"agents' profiles ({', '.join(TRAITS)}).")
-    for tag, s in zip(_tags(len(fam.sets)), fam.sets, strict=True):
+    for i, s in enumerate(fam.sets):
         doc = s.to_json()
         left = s.runs - doc["defined"]
-        ui.plain(f"{tag} ({s.label}): {s.runs} runs, {doc['defined']} with a similarity"
+        role = " (baseline)" if i == 0 else ""
+        ui.plain(f"{s.label}{role}: {s.runs} runs, {doc['defined']} with a similarity"
                  + (f" ({left} left out: no codes or < 2 usable agents)" if left else "")
                  + f"; {doc['zero_vectors']} of {doc['agents']} agent vectors all-zero, "
                  f"skipped" + (f", {doc['undefined_agents']} with undefined rates"
@@ -275,7 +276,7 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
     cols = ["", "n", "mean", "95% CI", "median"]
     rows = []
     comps = {c.label: c.comparison for c in f.contrasts}
-    for tag, s in zip(_tags(len(fam.sets)), fam.sets, strict=True):
+    for s in fam.sets:
         c = comps.get(s.label)
         vals = s.values()
         mean, ci = (c.mean_a, c.mean_ci_a) if c else (
@@ -283,33 +284,29 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
         med = c.median_a if c else f.contrasts[0].comparison.median_b
         shown = _f(mean) + (f" ({_f(sum(raw[s.label]) / len(raw[s.label]))})"
                             if raw and raw[s.label] else "")
-        rows.append((tag, len(vals), shown, _ci(ci), _f(med)))
+        rows.append((s.label, len(vals), shown, _ci(ci), _f(med)))
     ui.table(f"Per-run mean cosine (CI: {ci_note})", cols, rows, right=cols[1:],
              keep_whole=cols[1:])
     name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
     k = len(f.contrasts)
-    ui.plain(f"Against {_tags(1)[0]} ({f.baseline}); {name} correction over {k} "
+    ui.plain(f"Against the baseline {f.baseline}; {name} correction over {k} "
              f"contrast{'s' if k != 1 else ''} (each test its own family).")
     raw_by = {c.label: c for c in fam.raw_family.contrasts} if fam.raw_family else {}
-    for tag, c in zip(_tags(len(fam.sets))[1:], f.contrasts, strict=True):
+    for c in f.contrasts:
         r = c.comparison
         method = "exact" if r.method == "exact" else "normal approx."
         adj = "" if f.correction == "none" else " adj."
-        direction = (f"{tag} more similar" if r.cliffs_delta > 0 else
-                     f"{tag} less similar" if r.cliffs_delta < 0 else "no tendency")
+        direction = ("more similar" if r.cliffs_delta > 0 else
+                     "less similar" if r.cliffs_delta < 0 else "no tendency")
         extra = ""
         if c.label in raw_by:
             extra = (f"\n  raw (not equalised): difference {raw_by[c.label].difference:+.3f}"
                      f", Mann-Whitney{adj} {_peq(raw_by[c.label].p_mannwhitney_adjusted)}")
-        ui.plain(f"{tag} vs A: difference of means {c.difference:+.3f}; Mann-Whitney U = "
-                 f"{r.u:g} ({method}){adj} {_peq(c.p_mannwhitney_adjusted)}, r = "
+        ui.plain(f"{c.label} vs {f.baseline}: difference of means {c.difference:+.3f}; "
+                 f"Mann-Whitney U = {r.u:g} ({method}){adj} {_peq(c.p_mannwhitney_adjusted)}, r = "
                  f"{r.r:.2f}; permutation ({f.n_perm}, seed {f.seed}){adj} "
                  f"{_peq(c.p_permutation_adjusted)}; Cliff's delta = {r.cliffs_delta:+.2f} "
                  f"({direction})" + extra)
-
-
-def _tags(n: int) -> list[str]:
-    return [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------- flags
