@@ -269,3 +269,28 @@ def test_warroom_analyses_on_lexicon_codes(warroom_db: str, tmp_path: Path) -> N
     assert iso["iso_messages"] > 100
     analysed = time.perf_counter() - started
     print(f"lexicon judge {judged:.1f} s; analyses {analysed:.1f} s")
+    _check_truncated_series_g(db)
+
+
+def _check_truncated_series_g(db: str) -> None:
+    """The issue's case: series G against its own first 4 rounds. Raw, the shorter runs
+    look less alike (0.824 vs 0.768, p ~ 0.02); equalised, the difference is gone."""
+    import dataclasses
+
+    from roundtable.analysis.contrasts import similarity_family
+    from roundtable.analysis.source import CodeSource, coded_messages
+
+    engine = open_engine(f"sqlite:///{db}")
+    try:
+        msgs = coded_messages(engine, CodeSource("rater", "lexicon"), series=["G"])
+    finally:
+        engine.dispose()
+    ids = sorted({m.run_id for m in msgs})
+    short = [dataclasses.replace(m, run_id=m.run_id + 10**6) for m in msgs if m.round < 4]
+    sets = {"G": ids, "G4": [i + 10**6 for i in ids]}
+    raw = similarity_family(msgs + short, sets, equalise="never", n_boot=0)
+    eq = similarity_family(msgs + short, sets, n_boot=0)
+    assert raw.family.contrasts[0].comparison.p_mannwhitney < 0.05
+    assert eq.equalised and eq.length == 4
+    assert eq.family.contrasts[0].comparison.p_mannwhitney > 0.2
+    assert abs(eq.family.contrasts[0].difference) < 0.02
