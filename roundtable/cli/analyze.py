@@ -184,8 +184,8 @@ def compare(
     ci: Annotated[str, typer.Option(
         "--ci", help="Interval for each set's mean: t, bca, percentile or none.")] = "t",
     bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", help="Bootstrap resamples for --ci bca or percentile.", min=1)
-                         ] = 2000,
+        "--bootstrap", help="Bootstrap resamples for --ci bca or percentile (0 = no "
+        "bootstrap CIs).", min=0)] = 2000,
     permutations: Annotated[int, typer.Option(
         "--permutations", help="Relabellings for the permutation test (exact when all "
         "splits fit).", min=1)] = 10000,

@@ -185,7 +185,9 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
             ("Agreement raters", ", ".join(report.raters) if report else "none"),
         ),
         options=(("Baseline", baseline or "none"),
-                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}")),
+                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}"),
+                 ("Contrasts", "every p Holm-adjusted over its family; t CIs for means; "
+                               "similarity equalised when run lengths differ")),
     )
     index = options.out / "index.html"
     index.write_text(render_html(header, out, options.out), encoding="utf-8")
