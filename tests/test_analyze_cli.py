@@ -75,7 +75,7 @@ def test_compare_text_and_json(synth_db: str) -> None:
     flat = " ".join(out.split())
     assert "synth:groups=hetero (baseline): 6 runs, 6 with a similarity" in flat
     assert "Mann-Whitney U = 36 (exact) adj. p = 0.002" in flat
-    assert "Holm correction over 1 contrast" in flat and "CI: Student t" in flat
+    assert "Holm correction over 1 contrast" in flat and "95% CI (t)" in flat
     assert "synth:groups=clone vs synth:groups=hetero: difference of means" in flat
     assert "Cliff's delta = +1.00 (more similar" in flat
     assert "Equalised" not in out  # both sets have 8 messages per agent
@@ -86,6 +86,7 @@ def test_compare_text_and_json(synth_db: str) -> None:
     assert c["p_mannwhitney_adjusted"] == c["p_mannwhitney"]  # a family of one
     assert doc["sets"][0]["zero_vectors"] == 0 and len(doc["sets"][0]["per_run"]) == 6
     assert doc["family"]["seed"] == 3 and doc["equalised"] is False
+    assert doc["sets"][1]["mean"] > doc["sets"][0]["mean"]
 
 
 def test_compare_family_equalises_and_corrects(synth_db: str) -> None:
@@ -97,12 +98,14 @@ def test_compare_family_equalises_and_corrects(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     flat = " ".join(out.split())
-    assert "Equalised (the sets differ in messages per agent): every agent's profile " \
-           "from 1 messages" in flat
+    assert "synth:groups=alone vs synth:groups=hetero, equalised to 1 messages per agent" \
+        in flat
+    assert "the contrast compares equalised figures" in flat
     assert "Holm correction over 2 contrasts" in flat
     assert "raw (not equalised)" in flat and "synth:groups=alone vs synth:groups" in flat
     doc = js(*args)
-    assert doc["equalised"] and doc["equalised_messages_per_agent"] == 1
+    assert doc["equalised"]
+    assert [p["equalised_messages_per_agent"] for p in doc["pairs"]] == [None, 1]
     fam, raw = doc["family"], doc["raw_family"]
     assert fam["family_size"] == 2 and raw["family_size"] == 2
     from roundtable.stats.compare import holm
@@ -291,6 +294,6 @@ def _check_truncated_series_g(db: str) -> None:
     raw = similarity_family(msgs + short, sets, equalise="never", n_boot=0)
     eq = similarity_family(msgs + short, sets, n_boot=0)
     assert raw.family.contrasts[0].comparison.p_mannwhitney < 0.05
-    assert eq.equalised and eq.length == 4
+    assert eq.equalised and eq.pairs[0].length == 4
     assert eq.family.contrasts[0].comparison.p_mannwhitney > 0.2
     assert abs(eq.family.contrasts[0].difference) < 0.02

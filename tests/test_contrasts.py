@@ -77,8 +77,28 @@ def test_equal_lengths_are_not_equalised_by_default() -> None:
     assert not fam.lengths_differ and not fam.equalised and fam.raw_family is None
     raw = run_similarities(agent_profiles(msgs))
     assert fam.sets[0].values() == [s.mean_cosine for s in raw[:4]]
+    assert list(fam.pairs[0].baseline_values) == fam.sets[0].values()
     doc = fam.to_json()
-    assert doc["equalised"] is False and doc["equalised_messages_per_agent"] is None
+    assert doc["equalised"] is False and doc["pairs"][0]["equalised_messages_per_agent"] is None
+
+
+def test_each_contrast_is_equalised_to_its_own_pair() -> None:
+    """A one-round set does not shrink the other contrasts to one message per agent."""
+    rng = np.random.default_rng(6)
+    msgs = (as_messages(run_flags(rng, HETERO, 6, 10))
+            + as_messages(run_flags(rng, HETERO, 6, 6), first_run=6)
+            + as_messages(run_flags(rng, HETERO, 6, 10), first_run=12)
+            + as_messages(run_flags(rng, HETERO, 6, 1), first_run=18))
+    fam = similarity_family(msgs, {"base": range(6), "short": range(6, 12),
+                                   "same": range(12, 18), "alone": range(18, 24)},
+                            n_boot=0, n_perm=99)
+    assert [p.length for p in fam.pairs] == [6, 0, 1]
+    assert fam.raw_family is not None and len(fam.raw_family.contrasts) == 3
+    eq6 = {s.run_id: s.mean_cosine for s in equalised_similarities(msgs, 6)}
+    assert fam.pairs[0].baseline_values == tuple(eq6[i] for i in range(6))
+    assert fam.family.contrasts[0].comparison.mean_b == pytest.approx(
+        np.mean([eq6[i] for i in range(6)]))
+    assert fam.family.contrasts[1].comparison.mean_b == pytest.approx(fam.sets[0].mean)
 
 
 def test_equalised_similarity_rules() -> None:

@@ -242,7 +242,8 @@ def _check_csv_numbers(full: Path, engine: Engine) -> None:
     comp = compare_samples(b, a, seed=0)  # lengths are equal: raw figures, t intervals
     base, other = read_csv(full / "ablation.csv")
     assert other["equalised_messages_per_agent"] == ""
-    assert num(other["raw_mean_cosine"]) == comp.mean_a
+    assert num(other["compared_mean"]) == comp.mean_a
+    assert num(other["compared_baseline_mean"]) == comp.mean_b
     assert num(other["p_permutation"]) == comp.p_permutation == num(
         other["p_permutation_holm"])
     assert base["condition"] == "A" and num(base["mean_cosine"]) == sum(a) / len(a)
@@ -408,18 +409,19 @@ def test_ablation_equalises_lengths_and_holm_adjusts_both_tests(tmp_path: Path) 
     sims = run_similarities(agent_profiles(msgs))
     section = ablation_section(FigureWriter(tmp_path), msgs, sims, ["A", "B", "C"], "A",
                                seed=0, permutations=999)
-    assert any("equalised (every agent's profile from 5 messages" in n for n in section.notes)
+    assert any("equalised figures" in n and "C (5 messages)" in n for n in section.notes)
     base, b, c = read_csv(tmp_path / "ablation.csv")
     assert [r["condition"] for r in (base, b, c)] == ["A", "B", "C"]
-    assert b["equalised_messages_per_agent"] == "5"
+    assert b["equalised_messages_per_agent"] == ""
+    assert c["equalised_messages_per_agent"] == "5"
     assert [num(r["p_holm"]) for r in (b, c)] == holm(
         [num(r["p_mannwhitney"]) for r in (b, c)])
     assert [num(r["p_permutation_holm"]) for r in (b, c)] == holm(
         [num(r["p_permutation"]) for r in (b, c)])
     fam = similarity_family(msgs, {"A": list(range(8)), "B": list(range(8, 16)),
                                    "C": list(range(16, 24))}, n_boot=0, n_perm=999)
-    assert num(c["mean_cosine"]) == fam.family.contrasts[1].comparison.mean_a
-    assert num(c["raw_mean_cosine"]) != num(c["mean_cosine"])
+    assert num(c["compared_mean"]) == fam.family.contrasts[1].comparison.mean_a
+    assert num(c["mean_cosine"]) == fam.sets[2].mean != num(c["compared_mean"])
 
 
 # ------------------------------------------------------------------------------- corpus

@@ -5,12 +5,14 @@ baseline's, and corrects every kind of p-value over the family (Holm by default)
 Mann-Whitney p-values form one family, the permutation p-values another.
 
 :func:`similarity_family` does this for the per-run mean pairwise cosine similarity of
-agent profiles, from coded messages. It first checks whether the sets differ in messages
-per agent (the similarity depends on run length, docs/compare.md); when they do (or with
-``equalise="always"``) the contrasts use equalised similarities -- every agent's profile
-from the same number of messages -- and the raw contrasts are kept beside them (their own
-corrected family) so both figures can be shown. ``roundtable analyze compare`` and the
-report's ablation section both call it.
+agent profiles, from coded messages. For each contrast it checks whether the two sets
+differ in messages per agent (the similarity depends on run length, docs/compare.md); when
+they do (or with ``equalise="always"``) that contrast compares equalised similarities --
+every agent's profile in both sets from the same number of messages -- and the raw
+contrasts are kept beside them (their own corrected family) so both figures can be shown.
+Equalising per pair, not over the whole family, keeps one very short set (e.g. isolation
+runs with one message per agent) from reducing every other contrast to that length.
+``roundtable analyze compare`` and the report's ablation section both call it.
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ from roundtable.analysis.profiles import (
     run_similarities,
 )
 from roundtable.analysis.source import CodedMessage
-from roundtable.stats.compare import CORRECTIONS, Comparison, adjust_pvalues, compare_samples
+from roundtable.stats.compare import (
+    CORRECTIONS,
+    Comparison,
+    adjust_pvalues,
+    compare_samples,
+    mean_interval,
+)
 
-__all__ = ["CORRECTIONS", "EQUALISE", "Contrast", "Family", "SetSimilarity",
-           "SimilarityFamily", "adjust", "compare_family", "lengths_differ",
-           "similarity_family"]
+__all__ = ["CORRECTIONS", "EQUALISE", "Contrast", "Family", "PairFigures",
+           "SetSimilarity", "SimilarityFamily", "adjust", "compare_family", "compare_pairs",
+           "lengths_differ", "similarity_family"]
 
 EQUALISE = ("auto", "always", "never")
 
@@ -99,95 +107,135 @@ class Family:
                 "contrasts": [c.to_json() for c in self.contrasts]}
 
 
+def compare_pairs(pairs: Sequence[tuple[str, Sequence[float], Sequence[float]]], *,
+                  baseline: str, correction: str = "holm", n_boot: int = 2000,
+                  n_perm: int = 10000, seed: int = 0, ci: str = "t") -> Family:
+    """Each ``(label, values, baseline_values)`` compared with
+    :func:`~roundtable.stats.compare.compare_samples`; Mann-Whitney and permutation
+    p-values each adjusted over the family by ``correction``. The baseline's values may
+    differ per pair (e.g. equalised to each pair's common length)."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}: choose {', '.join(CORRECTIONS)}")
+    if not pairs:
+        raise ValueError("a family of contrasts needs a baseline and at least one other set")
+    comps = [compare_samples(v, b, n_boot=n_boot, n_perm=n_perm, seed=seed, ci=ci)
+             for _, v, b in pairs]
+    p_mw = adjust([c.p_mannwhitney for c in comps], correction)
+    p_pm = adjust([c.p_permutation for c in comps], correction)
+    return Family(baseline=baseline, contrasts=tuple(
+        Contrast(lab, c, a, b) for (lab, _, _), c, a, b in zip(pairs, comps, p_mw, p_pm,
+                                                               strict=True)),
+        correction=correction, ci_method=ci, n_boot=n_boot, n_perm=n_perm, seed=seed)
+
+
 def compare_family(values: Mapping[str, Sequence[float]], *, baseline: str | None = None,
                    correction: str = "holm", n_boot: int = 2000, n_perm: int = 10000,
                    seed: int = 0, ci: str = "t") -> Family:
     """Every set of ``values`` (label -> per-run values) against ``baseline`` (default:
-    the first label) with :func:`~roundtable.stats.compare.compare_samples`; Mann-Whitney
-    and permutation p-values each adjusted over the family by ``correction``."""
-    if correction not in CORRECTIONS:
-        raise ValueError(f"unknown correction {correction!r}: choose {', '.join(CORRECTIONS)}")
+    the first label), as :func:`compare_pairs`."""
     labels = list(values)
     if len(labels) < 2:
         raise ValueError("a family of contrasts needs a baseline and at least one other set")
     base = labels[0] if baseline is None else baseline
     if base not in values:
         raise ValueError(f"baseline {base!r} is not one of the sets")
-    others = [lab for lab in labels if lab != base]
-    comps = [compare_samples(values[lab], values[base], n_boot=n_boot, n_perm=n_perm,
-                             seed=seed, ci=ci) for lab in others]
-    p_mw = adjust([c.p_mannwhitney for c in comps], correction)
-    p_pm = adjust([c.p_permutation for c in comps], correction)
-    return Family(baseline=base, contrasts=tuple(
-        Contrast(lab, c, a, b) for lab, c, a, b in zip(others, comps, p_mw, p_pm,
-                                                       strict=True)),
-        correction=correction, ci_method=ci, n_boot=n_boot, n_perm=n_perm, seed=seed)
+    return compare_pairs([(lab, values[lab], values[base]) for lab in labels if lab != base],
+                         baseline=base, correction=correction, n_boot=n_boot, n_perm=n_perm,
+                         seed=seed, ci=ci)
 
 
 @dataclass(frozen=True)
 class SetSimilarity:
-    """One set of runs: its per-run similarities (raw, and equalised when used) and what
-    was left out."""
+    """One set of runs: its raw per-run similarities, their mean (with a ``ci`` interval)
+    and median, and its messages per agent."""
 
     label: str
     runs: int
     raw: tuple[RunSimilarity, ...]
-    equalised: tuple[RunSimilarity, ...]
     median_messages: float
     mean_messages: float
+    mean: float
+    mean_ci: tuple[float, float]
+    median: float
 
-    @property
-    def used(self) -> tuple[RunSimilarity, ...]:
-        """The per-run figures the contrasts test (equalised when there are any)."""
-        return self.equalised or self.raw
-
-    def values(self, which: str = "used") -> list[float]:
-        """Defined per-run similarities: ``used``, ``raw`` or ``equalised``."""
-        sims = {"used": self.used, "raw": self.raw, "equalised": self.equalised}[which]
-        return [s.mean_cosine for s in sims if math.isfinite(s.mean_cosine)]
+    def values(self) -> list[float]:
+        """The defined raw per-run similarities."""
+        return [s.mean_cosine for s in self.raw if math.isfinite(s.mean_cosine)]
 
     def to_json(self) -> dict[str, object]:
         """The set as a JSON-ready dict (per-run figures included)."""
-        eq = {s.run_id: s for s in self.equalised}
         return {
             "label": self.label, "runs": self.runs, "coded_runs": len(self.raw),
-            "defined": len(self.values()), "defined_raw": len(self.values("raw")),
-            "values": self.values(), "raw_values": self.values("raw"),
+            "defined": len(self.values()), "values": self.values(),
+            "mean": _clean(self.mean), "mean_ci": _clean(self.mean_ci),
+            "median": _clean(self.median),
             "messages_per_agent": {"median": _clean(self.median_messages),
                                    "mean": _clean(self.mean_messages)},
             "zero_vectors": sum(s.zero_vectors for s in self.raw),
             "undefined_agents": sum(s.undefined for s in self.raw),
-            "too_short_agents": sum(s.too_short for s in self.equalised),
             "agents": sum(s.agents for s in self.raw),
             "per_run": [{"run": s.run_ref, "mean_cosine": _clean(s.mean_cosine),
-                         "equalised": _clean(eq[s.run_id].mean_cosine)
-                         if s.run_id in eq else None,
                          "pairs": s.pairs, "zero_vectors": s.zero_vectors}
                         for s in self.raw]}
 
 
 @dataclass(frozen=True)
+class PairFigures:
+    """What one contrast compares: the set's and the baseline's per-run figures, raw or
+    equalised to ``length`` messages per agent (0 = raw)."""
+
+    label: str
+    lengths_differ: bool
+    length: int
+    values: tuple[float, ...]
+    baseline_values: tuple[float, ...]
+    too_short: int = 0
+
+    @property
+    def equalised(self) -> bool:
+        """Whether the figures are equalised."""
+        return self.length > 0
+
+    def to_json(self) -> dict[str, object]:
+        """The pair as a JSON-ready dict."""
+        return {"label": self.label, "lengths_differ": self.lengths_differ,
+                "equalised": self.equalised,
+                "equalised_messages_per_agent": self.length or None,
+                "values": list(self.values), "baseline_values": list(self.baseline_values),
+                "too_short_agents": self.too_short}
+
+
+@dataclass(frozen=True)
 class SimilarityFamily:
-    """Sets compared on per-run profile similarity: ``family`` on the figures used
-    (equalised when ``equalised``), ``raw_family`` on the raw figures when they differ."""
+    """Sets compared on per-run profile similarity: ``family`` on the figures each pair
+    compares (equalised where lengths differ), ``raw_family`` on the raw figures when any
+    pair is equalised."""
 
     sets: tuple[SetSimilarity, ...]
+    pairs: tuple[PairFigures, ...]
     family: Family
     raw_family: Family | None
     equalise: str
-    equalised: bool
-    lengths_differ: bool
-    length: int
     draws: int
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def equalised(self) -> bool:
+        """Whether any contrast compares equalised figures."""
+        return any(p.equalised for p in self.pairs)
+
+    @property
+    def lengths_differ(self) -> bool:
+        """Whether any compared set differs from the baseline in messages per agent."""
+        return any(p.lengths_differ for p in self.pairs)
 
     def to_json(self) -> dict[str, object]:
         """The whole comparison as a JSON-ready dict."""
         return {"equalise": self.equalise, "equalised": self.equalised,
                 "lengths_differ": self.lengths_differ,
-                "equalised_messages_per_agent": self.length if self.equalised else None,
                 "draws": self.draws if self.equalised else None,
                 "sets": [s.to_json() for s in self.sets],
+                "pairs": [p.to_json() for p in self.pairs],
                 "family": self.family.to_json(),
                 "raw_family": self.raw_family.to_json() if self.raw_family else None,
                 "notes": list(self.notes)}
@@ -210,47 +258,75 @@ def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Seque
     """Compare ``sets`` (label -> run ids; the first is the baseline) on the per-run mean
     pairwise cosine similarity of agent profiles.
 
-    ``equalise``: ``auto`` equalises when :func:`lengths_differ`, ``always`` and
-    ``never`` as they say. Equalised figures draw every agent's profile from m messages,
-    m = :func:`~roundtable.analysis.profiles.common_length` over every run of every set,
+    Per contrast, ``equalise``: ``auto`` equalises when the set and the baseline
+    :func:`lengths_differ`, ``always`` and ``never`` as they say. Equalised figures draw
+    every agent's profile from m messages, m =
+    :func:`~roundtable.analysis.profiles.common_length` over the runs of the two sets,
     ``draws`` times (seeded by ``seed``). A set without a defined figure is a ValueError
     naming it."""
     if equalise not in EQUALISE:
         raise ValueError(f"unknown equalise {equalise!r}: choose {', '.join(EQUALISE)}")
+    if len(sets) < 2:
+        raise ValueError("a family of contrasts needs a baseline and at least one other set")
     wanted = {i for ids in sets.values() for i in ids}
     msgs = [m for m in messages if m.run_id in wanted]
     raw = {s.run_id: s for s in run_similarities(agent_profiles(msgs))}
     counts = messages_per_agent(msgs)
-    per_set = [[n for i in ids if i in counts for n in counts[i]] for ids in sets.values()]
-    differ = lengths_differ(per_set)
-    use_eq = equalise == "always" or (equalise == "auto" and differ)
-    length = common_length(counts) if counts else 0
-    eq = ({s.run_id: s for s in equalised_similarities(msgs, length, draws=draws, seed=seed)}
-          if use_eq and counts else {})
     out = []
-    for (label, ids), agent_counts in zip(sets.items(), per_set, strict=True):
-        out.append(SetSimilarity(
-            label=label, runs=len(ids), raw=tuple(raw[i] for i in ids if i in raw),
-            equalised=tuple(eq[i] for i in ids if i in eq),
-            median_messages=float(np.median(agent_counts)) if agent_counts else math.nan,
-            mean_messages=float(np.mean(agent_counts)) if agent_counts else math.nan))
-    for s in out:
-        if not s.values():
-            raise ValueError(f"{s.label}: no run with a defined similarity ({len(s.raw)} of "
-                             f"{s.runs} runs have coded messages; a run needs two agents "
+    for label, ids in sets.items():
+        agent_counts = [n for i in ids if i in counts for n in counts[i]]
+        chosen = tuple(raw[i] for i in ids if i in raw)
+        vals = [s.mean_cosine for s in chosen if math.isfinite(s.mean_cosine)]
+        if not vals:
+            raise ValueError(f"{label}: no run with a defined similarity ({len(chosen)} of "
+                             f"{len(ids)} runs have coded messages; a run needs two agents "
                              f"with a non-zero profile)")
+        out.append(SetSimilarity(
+            label=label, runs=len(ids), raw=chosen,
+            median_messages=float(np.median(agent_counts)) if agent_counts else math.nan,
+            mean_messages=float(np.mean(agent_counts)) if agent_counts else math.nan,
+            mean=float(np.mean(vals)), mean_ci=mean_interval(vals, ci, n_boot=n_boot,
+                                                             seed=seed),
+            median=float(np.median(vals))))
+    base_label, base_ids = next(iter(sets.items()))
+    cache: dict[int, dict[int, RunSimilarity]] = {}
 
-    def fam(which: str) -> Family:
-        return compare_family({s.label: s.values(which) for s in out}, correction=correction,
-                              n_boot=n_boot, n_perm=n_perm, seed=seed, ci=ci)
+    def equalised(m: int) -> dict[int, RunSimilarity]:
+        if m not in cache:
+            cache[m] = {s.run_id: s for s in equalised_similarities(msgs, m, draws=draws,
+                                                                    seed=seed)}
+        return cache[m]
 
-    family = fam("used")
-    raw_family = fam("raw") if use_eq and all(s.values("raw") for s in out) else None
-    notes = []
-    short = sum(r.too_short for s in out for r in s.equalised)
-    if short:
-        notes.append(f"{short} agents with fewer than {length} coded messages are left out "
-                     f"of the equalised figures")
-    return SimilarityFamily(sets=tuple(out), family=family, raw_family=raw_family,
-                            equalise=equalise, equalised=use_eq, lengths_differ=differ,
-                            length=length, draws=draws, notes=tuple(notes))
+    def defined(sims: dict[int, RunSimilarity], ids: Sequence[int]) -> tuple[float, ...]:
+        return tuple(sims[i].mean_cosine for i in ids
+                     if i in sims and math.isfinite(sims[i].mean_cosine))
+
+    pairs = []
+    for label, ids in list(sets.items())[1:]:
+        both = {i: counts[i] for i in (*base_ids, *ids) if i in counts}
+        differ = lengths_differ([[n for i in base_ids if i in counts for n in counts[i]],
+                                 [n for i in ids if i in counts for n in counts[i]]])
+        if equalise == "always" or (equalise == "auto" and differ):
+            m = common_length(both)
+            eq = equalised(m)
+            pair = PairFigures(label, differ, m, defined(eq, ids), defined(eq, base_ids),
+                               sum(eq[i].too_short for i in both if i in eq))
+            if not pair.values or not pair.baseline_values:
+                raise ValueError(f"{label} against {base_label}: no run keeps two agents with "
+                                 f"{m} messages, so no equalised similarity is defined")
+        else:
+            pair = PairFigures(label, differ, 0, defined(raw, ids), defined(raw, base_ids))
+        pairs.append(pair)
+    def fam(items: Sequence[tuple[str, Sequence[float], Sequence[float]]]) -> Family:
+        return compare_pairs(items, baseline=base_label, correction=correction,
+                             n_boot=n_boot, n_perm=n_perm, seed=seed, ci=ci)
+
+    family = fam([(p.label, p.values, p.baseline_values) for p in pairs])
+    raw_family = (fam([(s.label, s.values(), out[0].values()) for s in out[1:]])
+                  if any(p.equalised for p in pairs) else None)
+    notes = [f"{p.label} against {base_label}: {p.too_short} agents with fewer than "
+             f"{p.length} coded messages are left out of the equalised figures"
+             for p in pairs if p.too_short]
+    return SimilarityFamily(sets=tuple(out), pairs=tuple(pairs), family=family,
+                            raw_family=raw_family, equalise=equalise, draws=draws,
+                            notes=tuple(notes))

@@ -258,52 +258,45 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
         if n:
             ui.warn(f"{n} runs are in both {fam.sets[0].label} and {label}: the tests "
                     f"assume independent sets")
+    f = fam.family
+    ci_note = {"t": "t", "bca": f"BCa, {f.n_boot}", "percentile": f"pctl, {f.n_boot}",
+               "none": "none"}[f.ci_method]
+    cols = ["", "n", "mean", f"95% CI ({ci_note})", "median"]
+    ui.table("Raw per-run mean cosine", cols,
+             [(s.label, len(s.values()), _f(s.mean), _ci(s.mean_ci), _f(s.median))
+              for s in fam.sets], right=cols[1:], keep_whole=cols[1:])
     if fam.equalised:
-        why = ("the sets differ in messages per agent" if fam.lengths_differ
-               else "--equalise always")
-        ui.plain(f"Equalised ({why}): every agent's profile from {fam.length} messages, "
-                 f"mean of {fam.draws} draws per run; raw figures in brackets.")
+        ui.plain(f"Where a set differs from the baseline in messages per agent, the contrast "
+                 f"compares equalised figures: every agent's profile in both sets from the "
+                 f"same number of messages, mean of {fam.draws} draws per run (see "
+                 f"docs/compare.md); the raw contrast follows.")
         for note in fam.notes:
             ui.plain(f"Note: {note}.")
     elif fam.equalise == "never" and fam.lengths_differ:
         ui.warn("the sets differ in messages per agent and --equalise never: similarity "
                 "depends on run length, so the difference may be an artefact")
-    f = fam.family
-    raw = {s.label: s.values("raw") for s in fam.sets} if fam.equalised else None
-    ci_note = {"t": "Student t", "bca": f"BCa bootstrap, {f.n_boot} resamples",
-               "percentile": f"percentile bootstrap, {f.n_boot} resamples",
-               "none": "none"}[f.ci_method]
-    cols = ["", "n", "mean", "95% CI", "median"]
-    rows = []
-    comps = {c.label: c.comparison for c in f.contrasts}
-    for s in fam.sets:
-        c = comps.get(s.label)
-        vals = s.values()
-        mean, ci = (c.mean_a, c.mean_ci_a) if c else (
-            f.contrasts[0].comparison.mean_b, f.contrasts[0].comparison.mean_ci_b)
-        med = c.median_a if c else f.contrasts[0].comparison.median_b
-        shown = _f(mean) + (f" ({_f(sum(raw[s.label]) / len(raw[s.label]))})"
-                            if raw and raw[s.label] else "")
-        rows.append((s.label, len(vals), shown, _ci(ci), _f(med)))
-    ui.table(f"Per-run mean cosine (CI: {ci_note})", cols, rows, right=cols[1:],
-             keep_whole=cols[1:])
     name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
     k = len(f.contrasts)
     ui.plain(f"Against the baseline {f.baseline}; {name} correction over {k} "
              f"contrast{'s' if k != 1 else ''} (each test its own family).")
     raw_by = {c.label: c for c in fam.raw_family.contrasts} if fam.raw_family else {}
-    for c in f.contrasts:
+    adj = "" if f.correction == "none" else " adj."
+    for c, pair in zip(f.contrasts, fam.pairs, strict=True):
         r = c.comparison
         method = "exact" if r.method == "exact" else "normal approx."
-        adj = "" if f.correction == "none" else " adj."
         direction = ("more similar" if r.cliffs_delta > 0 else
                      "less similar" if r.cliffs_delta < 0 else "no tendency")
+        head = f"{c.label} vs {f.baseline}"
+        if pair.equalised:
+            head += (f", equalised to {pair.length} messages per agent ({c.label} "
+                     f"{r.mean_a:.3f} {_ci(r.mean_ci_a)}, {f.baseline} {r.mean_b:.3f})")
         extra = ""
-        if c.label in raw_by:
+        if pair.equalised and c.label in raw_by:
             extra = (f"\n  raw (not equalised): difference {raw_by[c.label].difference:+.3f}"
                      f", Mann-Whitney{adj} {_peq(raw_by[c.label].p_mannwhitney_adjusted)}")
-        ui.plain(f"{c.label} vs {f.baseline}: difference of means {c.difference:+.3f}; "
-                 f"Mann-Whitney U = {r.u:g} ({method}){adj} {_peq(c.p_mannwhitney_adjusted)}, r = "
+        ui.plain(f"{head}: difference of means {c.difference:+.3f}; "
+                 f"Mann-Whitney U = {r.u:g} ({method}){adj} "
+                 f"{_peq(c.p_mannwhitney_adjusted)}, r = "
                  f"{r.r:.2f}; permutation ({f.n_perm}, seed {f.seed}){adj} "
                  f"{_peq(c.p_permutation_adjusted)}; Cliff's delta = {r.cliffs_delta:+.2f} "
                  f"({direction})" + extra)

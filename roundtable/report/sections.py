@@ -197,59 +197,56 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
             n_boot=0, n_perm=permutations, ci="t")
     except ValueError as exc:
         return Section("sec-ablation", title, intro, notes=(f"{exc}.",))
-    comps = [c.comparison for c in fam.family.contrasts]
-    base_vals = fam.sets[0].values()
-    base_mean = comps[0].mean_b
-    base_ci = comps[0].mean_ci_b
-    raw_mean = {s.label: _mean(s.values("raw")) if s.values("raw") else math.nan
-                for s in fam.sets}
+    base = fam.sets[0]
     shown = short_labels(list(groups), ", ")
-    labels = [shown[g] for g in labels_in]
-    est = [base_mean] + [c.mean_a for c in comps]
-    cis = [base_ci] + [c.mean_ci_a for c in comps]
-    notes = [f"baseline, n={len(base_vals)}"] + [
-        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}  p={_p(c.p_mannwhitney_adjusted)}  "
-        f"δ={c.comparison.cliffs_delta:+.2f}" for c in fam.family.contrasts]
-    eq_to = fam.length if fam.equalised else None
+    labels = [shown[s.label] for s in fam.sets]
+    est = [s.mean for s in fam.sets]
+    cis = [s.mean_ci for s in fam.sets]
+    notes = [f"baseline, n={len(base.values())}"] + [
+        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}{'*' if pair.equalised else ''}  "
+        f"p={_p(c.p_mannwhitney_adjusted)}  δ={c.comparison.cliffs_delta:+.2f}"
+        for c, pair in zip(fam.family.contrasts, fam.pairs, strict=True)]
     rows: list[tuple[object, ...]] = [
-        (base_label, len(base_vals), base_mean, base_ci[0], base_ci[1], None, None, None,
-         None, None, None, None, None, None, raw_mean[base_label], eq_to)]
-    for c in fam.family.contrasts:
+        (base.label, len(base.values()), base.mean, base.mean_ci[0], base.mean_ci[1], None,
+         None, None, None, None, None, None, None, None, None, None, None)]
+    for s, c, pair in zip(fam.sets[1:], fam.family.contrasts, fam.pairs, strict=True):
         r = c.comparison
-        rows.append((c.label, r.n_a, r.mean_a, r.mean_ci_a[0], r.mean_ci_a[1], c.difference,
-                     r.u, r.p_mannwhitney, r.method, c.p_mannwhitney_adjusted, r.r,
-                     r.cliffs_delta, r.p_permutation, c.p_permutation_adjusted,
-                     raw_mean[c.label], eq_to))
+        rows.append((c.label, len(s.values()), s.mean, s.mean_ci[0], s.mean_ci[1],
+                     c.difference, r.u, r.p_mannwhitney, r.method, c.p_mannwhitney_adjusted,
+                     r.r, r.cliffs_delta, r.p_permutation, c.p_permutation_adjusted,
+                     r.mean_a, r.mean_b, pair.length or None))
     lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
     hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
     pad = max(0.02, 0.08 * (hi - lo))
-    what = (f"equalised per-run mean cosine (every profile from {fam.length} messages)"
-            if fam.equalised else "per-run mean cosine")
     fig = figures.interval_plot(
         labels, {"mean": est}, {"mean": cis},
-        title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base_label]}",
-        xlabel=f"mean of {what} (95% t CI)", ylabel="condition",
-        reference=base_mean,
-        reference_band=base_ci if all(math.isfinite(x) for x in base_ci) else None,
+        title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base.label]}",
+        xlabel="mean of raw per-run mean cosine similarity (95% t CI)", ylabel="condition",
+        reference=base.mean,
+        reference_band=base.mean_ci if all(math.isfinite(x) for x in base.mean_ci) else None,
         reference_label="baseline mean", notes=notes,
-        notes_header="n, Δ vs baseline, Holm p, Cliff's δ",
+        notes_header="n, Δ vs baseline (* equalised), Holm p, Cliff's δ",
         xlim=(lo - pad, hi + pad))
-    k = len(comps)
-    caption = (f"Mean (95% t CI) of the {what} per condition; p: Mann-Whitney against "
-               f"{base_label}, Holm-adjusted over {k} comparison{'s' if k != 1 else ''} "
+    k = len(fam.family.contrasts)
+    caption = (f"Mean (95% t CI) of the raw per-run mean cosine per condition; Δ and p: "
+               f"against {base.label}, on equalised figures where run lengths differ (*; "
+               f"compared_mean, compared_baseline_mean in the CSV); p: Mann-Whitney, "
+               f"Holm-adjusted over {k} comparison{'s' if k != 1 else ''} "
                f"(p_permutation_holm likewise); δ: Cliff's delta.")
     entry = writer.add("ablation", "Conditions against the baseline", caption, fig, DataTable(
         ("condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
          "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation",
-         "p_permutation_holm", "raw_mean_cosine", "equalised_messages_per_agent"),
-        tuple(rows)))
+         "p_permutation_holm", "compared_mean", "compared_baseline_mean",
+         "equalised_messages_per_agent"), tuple(rows)))
     section_notes: list[str] = []
-    if fam.equalised:
+    eq = [p for p in fam.pairs if p.equalised]
+    if eq:
         section_notes.append(
-            f"The conditions differ in messages per agent, and similarity depends on run "
-            f"length: the figures compared are equalised (every agent's profile from "
-            f"{fam.length} messages, mean of {fam.draws} draws per run); raw means are in "
-            f"the CSV (raw_mean_cosine).")
+            "Similarity depends on run length, so where a condition differs from the "
+            "baseline in messages per agent the comparison uses equalised figures (every "
+            "agent's profile in both from the same number of messages, mean of "
+            f"{fam.draws} draws per run): " + ", ".join(
+                f"{p.label} ({p.length} messages)" for p in eq) + ".")
     section_notes.extend(f"{n[0].upper()}{n[1:]}." for n in fam.notes)
     if empty:
         section_notes.append(f"Left out (no run with a defined similarity): "
