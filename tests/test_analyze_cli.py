@@ -98,7 +98,7 @@ def test_compare_family_equalises_and_corrects(synth_db: str) -> None:
     assert code == 0, out
     _fits(out)
     flat = " ".join(out.split())
-    assert "synth:groups=alone vs synth:groups=hetero, equalised to 1 messages per agent" \
+    assert "synth:groups=alone vs synth:groups=hetero, equalised to 1 message per agent" \
         in flat
     assert "the contrast compares equalised figures" in flat
     assert "Holm correction over 2 contrasts" in flat

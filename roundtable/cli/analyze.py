@@ -288,7 +288,8 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
                      "less similar" if r.cliffs_delta < 0 else "no tendency")
         head = f"{c.label} vs {f.baseline}"
         if pair.equalised:
-            head += (f", equalised to {pair.length} messages per agent ({c.label} "
+            unit = "message" if pair.length == 1 else "messages"
+            head += (f", equalised to {pair.length} {unit} per agent ({c.label} "
                      f"{r.mean_a:.3f} {_ci(r.mean_ci_a)}, {f.baseline} {r.mean_b:.3f})")
         extra = ""
         if pair.equalised and c.label in raw_by:

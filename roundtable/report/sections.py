@@ -246,7 +246,8 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
             "baseline in messages per agent the comparison uses equalised figures (every "
             "agent's profile in both from the same number of messages, mean of "
             f"{fam.draws} draws per run): " + ", ".join(
-                f"{p.label} ({p.length} messages)" for p in eq) + ".")
+                f"{p.label} ({p.length} message{'s' if p.length != 1 else ''})"
+                for p in eq) + ".")
     section_notes.extend(f"{n[0].upper()}{n[1:]}." for n in fam.notes)
     if empty:
         section_notes.append(f"Left out (no run with a defined similarity): "
