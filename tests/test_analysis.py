@@ -294,6 +294,10 @@ def test_summarise_crashes_windows_levels_and_controls() -> None:
     assert any("left out" in n for n in only.notes)
     none = summarise_crashes(msgs, [])
     assert not none.runs and any("no run with a crash" in n for n in none.notes)
+    from roundtable.stats.compare import holm
+
+    assert list(rep.p_after_adjusted.values()) == holm(list(rep.p_after.values()))
+    assert rep.correction == "holm"
 
 
 def test_crash_analysis_reads_events_from_the_store(engine: Engine) -> None:
@@ -328,6 +332,13 @@ def test_isolation_analysis_shares() -> None:
     assert (rows["any"].iso_flagged, rows["any"].group_flagged,
             rows["any"].group_coded) == (2, 2, 3)
     assert rows["meta"].cliffs_delta < 0
+    from roundtable.stats.compare import bonferroni, holm
+
+    assert [r.p_adjusted for r in rep.rows] == holm([r.p for r in rep.rows])
+    bon = isolation_analysis(msgs, correction="bonferroni")
+    assert [r.p_adjusted for r in bon.rows] == bonferroni([r.p for r in rep.rows])
+    with pytest.raises(ValueError, match="choose holm"):
+        isolation_analysis(msgs, correction="fdr")
 
 
 # --------------------------------------------------------------------------------- rounds

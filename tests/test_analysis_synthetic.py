@@ -43,11 +43,11 @@ def test_planted_difference_is_recovered_through_the_cli(tmp_path: Path) -> None
         "--json", "--db", str(db), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    c = doc["comparison"]
-    assert doc["a"]["runs"] == doc["b"]["runs"] == 10
-    assert c["mean_a"] < c["mean_b"]  # heterogeneous agents are less alike
-    assert c["p_mannwhitney"] < ALPHA and c["p_permutation"] < ALPHA
-    assert c["cliffs_delta"] < -0.5 and c["r"] < 0
+    c = doc["family"]["contrasts"][0]  # clone (B) against hetero (A, the baseline)
+    assert [s["runs"] for s in doc["sets"]] == [10, 10]
+    assert c["mean_a"] > c["mean_b"]  # heterogeneous agents are less alike
+    assert c["p_mannwhitney_adjusted"] < ALPHA and c["p_permutation_adjusted"] < ALPHA
+    assert c["cliffs_delta"] > 0.5 and c["r"] > 0
     assert c["method"] == "exact"
 
 

@@ -240,8 +240,13 @@ def _check_csv_numbers(full: Path, engine: Engine) -> None:
 
     a = [s.mean_cosine for s in sims.values() if s.series == "A"]
     b = [s.mean_cosine for s in sims.values() if s.series == "B"]
-    comp = compare_samples(b, a, n_boot=BOOT, seed=0)
+    comp = compare_samples(b, a, seed=0)  # lengths are equal: raw figures, t intervals
     base, other = read_csv(full / "ablation.csv")
+    assert other["equalised_messages_per_agent"] == ""
+    assert num(other["compared_mean"]) == comp.mean_a
+    assert num(other["compared_baseline_mean"]) == comp.mean_b
+    assert num(other["p_permutation"]) == comp.p_permutation == num(
+        other["p_permutation_holm"])
     assert base["condition"] == "A" and num(base["mean_cosine"]) == sum(a) / len(a)
     assert other["condition"] == "B"
     assert num(other["mean_cosine"]) == comp.mean_a
@@ -283,6 +288,8 @@ def _check_csv_numbers(full: Path, engine: Engine) -> None:
     got = {(r["flag"], r["group"]): num(r["mean_rate"]) for r in rows}
     assert got[("comp", "crashed, after")] == crash.crashed.after["comp"]
     assert got[("arch", "controls, before")] == crash.controls.before["arch"]
+    holm_p = {r["flag"]: num(r["p_after_holm"]) for r in rows}
+    assert all(same(holm_p[f], crash.p_after_adjusted[f]) for f in holm_p)
 
 
 # ------------------------------------------------------------------------- missing inputs
@@ -384,6 +391,38 @@ def test_writer_makes_unique_safe_names_and_exact_csv(tmp_path: Path) -> None:
     assert (first.slug, second.slug) == ("x-y", "x-y-2")
     assert read_csv(tmp_path / "x-y.csv") == [{"a": repr(1 / 3)}]
     assert read_csv(tmp_path / "x-y-2.csv") == [{"a": ""}]
+
+
+def test_ablation_equalises_lengths_and_holm_adjusts_both_tests(tmp_path: Path) -> None:
+    """Three conditions, one with shorter runs: the section uses the library's family
+    (equalised, Holm on Mann-Whitney and permutation p) and says so."""
+    import numpy as np
+
+    from roundtable.analysis.contrasts import similarity_family
+    from roundtable.report.sections import ablation_section
+    from roundtable.stats.compare import holm
+    from tests.sim_support import HETERO, SAME, as_messages, run_flags
+
+    rng = np.random.default_rng(0)
+    msgs = (as_messages(run_flags(rng, HETERO, 8, 10), series="A")
+            + as_messages(run_flags(rng, SAME, 8, 10), first_run=8, series="B")
+            + as_messages(run_flags(rng, HETERO, 8, 5), first_run=16, series="C"))
+    sims = run_similarities(agent_profiles(msgs))
+    section = ablation_section(FigureWriter(tmp_path), msgs, sims, ["A", "B", "C"], "A",
+                               seed=0, permutations=999)
+    assert any("equalised figures" in n and "C (5 messages)" in n for n in section.notes)
+    base, b, c = read_csv(tmp_path / "ablation.csv")
+    assert [r["condition"] for r in (base, b, c)] == ["A", "B", "C"]
+    assert b["equalised_messages_per_agent"] == ""
+    assert c["equalised_messages_per_agent"] == "5"
+    assert [num(r["p_holm"]) for r in (b, c)] == holm(
+        [num(r["p_mannwhitney"]) for r in (b, c)])
+    assert [num(r["p_permutation_holm"]) for r in (b, c)] == holm(
+        [num(r["p_permutation"]) for r in (b, c)])
+    fam = similarity_family(msgs, {"A": list(range(8)), "B": list(range(8, 16)),
+                                   "C": list(range(16, 24))}, n_boot=0, n_perm=999)
+    assert num(c["compared_mean"]) == fam.family.contrasts[1].comparison.mean_a
+    assert num(c["mean_cosine"]) == fam.sets[2].mean != num(c["compared_mean"])
 
 
 # ------------------------------------------------------------------------------- corpus

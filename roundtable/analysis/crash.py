@@ -16,7 +16,8 @@ applied to every control run and averaged, so both sides cover the same rounds. 
 are per run (flagged / coded messages in the window), then averaged over runs; a window
 with no coded message does not count. Per flag, a two-sided Mann-Whitney test compares
 crashed runs' *after* rates with the controls' matched *after* rates (when each side
-has at least :data:`MIN_TEST_RUNS` runs).
+has at least :data:`MIN_TEST_RUNS` runs); the p-values of the flags are one family,
+adjusted by Holm (default), Bonferroni or none (``p_after_adjusted``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sqlmodel import Session, col
 
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage, CodeSource, coded_messages
-from roundtable.stats.compare import mann_whitney
+from roundtable.stats.compare import adjust_pvalues, mann_whitney
 from roundtable.store.tables import Event, Run, Seat
 from roundtable.store.tables import Series as SeriesRow
 
@@ -127,6 +128,8 @@ class CrashReport:
     comp_by_model: dict[str, int]
     control_comp: int
     notes: list[str] = field(default_factory=list)
+    p_after_adjusted: dict[str, float] = field(default_factory=dict)
+    correction: str = "holm"
 
 
 def _rates(msgs: Sequence[CodedMessage]) -> tuple[dict[str, float], int]:
@@ -156,12 +159,14 @@ def _window(per_run: Sequence[tuple[dict[str, float], dict[str, float], int, int
 
 def summarise_crashes(messages: Sequence[CodedMessage], events: Sequence[CrashEvent], *,
                       origin: str = "any", control_ids: Sequence[int] | None = None,
-                      source: str = "") -> CrashReport:
+                      source: str = "", correction: str = "holm") -> CrashReport:
     """The crash report from coded messages and crash events (pure).
 
     Runs of ``messages`` with a crash event (of ``origin``) are crashed runs and the others
     controls; with ``control_ids``, those runs are the controls (minus any with a crash,
-    left out and noted) and never count as crashed runs."""
+    left out and noted) and never count as crashed runs. The per-flag p-values are
+    adjusted over the flags by ``correction``."""
+    adjust_pvalues([], correction)
     if origin not in ORIGINS:
         raise ValueError(f"unknown origin {origin!r}: choose any, injected or natural")
     by_run: dict[int, list[CodedMessage]] = defaultdict(list)
@@ -253,12 +258,15 @@ def summarise_crashes(messages: Sequence[CodedMessage], events: Sequence[CrashEv
         source=source, origin=origin, runs=runs, control_runs=len(control_windows),
         crashed=_window(per_run_windows), controls=_window(control_windows),
         p_after=p_after, comp_by_level=dict(by_level), comp_by_model=dict(by_model.most_common()),
-        control_comp=control_comp, notes=notes)
+        control_comp=control_comp, notes=notes, correction=correction,
+        p_after_adjusted=dict(zip(p_after, adjust_pvalues(list(p_after.values()), correction),
+                                  strict=True)))
 
 
 def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,
                    series: Sequence[str] | None = None, origin: str = "any",
-                   control_ids: Sequence[int] | None = None) -> CrashReport:
+                   control_ids: Sequence[int] | None = None,
+                   correction: str = "holm") -> CrashReport:
     """:func:`summarise_crashes` over the coded messages of ``series`` (default: every
     series) plus any ``control_ids`` runs, with their crash events read from the store."""
     chosen = list(series or [])
@@ -275,4 +283,4 @@ def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,
     run_ids = sorted({m.run_id for m in msgs})
     events = crash_events(engine, run_ids)
     return summarise_crashes(msgs, events, origin=origin, control_ids=control_ids,
-                             source=source.label())
+                             source=source.label(), correction=correction)

@@ -6,11 +6,13 @@ with ``isolatedMode`` / ``mode = "single"`` (:func:`~roundtable.analysis.source.
 every other run is a *group* run. Per flag: the pooled share of coded messages flagged, the
 mean of the per-run shares, and a two-sided Mann-Whitney test of the per-run shares
 (runs, not messages, are the independent units). ``any`` is the share of messages with at
-least one trait flag.
+least one trait flag. The six p-values are one family, adjusted by Holm (default),
+Bonferroni or none (``p_adjusted``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import CodedMessage
-from roundtable.stats.compare import cliffs_delta, mann_whitney
+from roundtable.stats.compare import adjust_pvalues, cliffs_delta, mann_whitney
 
 __all__ = ["ANY", "IsolationReport", "IsolationRow", "isolation_analysis"]
 
@@ -38,6 +40,7 @@ class IsolationRow:
     group_run_mean: float
     p: float
     cliffs_delta: float
+    p_adjusted: float = math.nan
 
     @property
     def iso_share(self) -> float:
@@ -61,6 +64,7 @@ class IsolationReport:
     group_messages: int
     iso_series: list[str]
     group_series: list[str]
+    correction: str = "holm"
 
 
 def _value(m: CodedMessage, flag: str) -> bool | None:
@@ -72,8 +76,11 @@ def _value(m: CodedMessage, flag: str) -> bool | None:
     return None if any(v is None for v in vals) else False
 
 
-def isolation_analysis(messages: Sequence[CodedMessage]) -> IsolationReport:
-    """Contrast isolation runs with group runs on each trait flag and on ``any``."""
+def isolation_analysis(messages: Sequence[CodedMessage], *, correction: str = "holm"
+                       ) -> IsolationReport:
+    """Contrast isolation runs with group runs on each trait flag and on ``any``; the
+    p-values are adjusted over the flags by ``correction``."""
+    adjust_pvalues([], correction)
     runs: dict[bool, dict[int, list[CodedMessage]]] = {True: defaultdict(list),
                                                       False: defaultdict(list)}
     for m in messages:
@@ -101,8 +108,10 @@ def isolation_analysis(messages: Sequence[CodedMessage]) -> IsolationReport:
             group_run_mean=sum(b) / len(b) if b else math.nan,
             p=mann_whitney(a, b)[1] if a and b else math.nan,
             cliffs_delta=cliffs_delta(a, b) if a and b else math.nan))
+    adjusted = adjust_pvalues([r.p for r in rows], correction)
+    rows = [dataclasses.replace(r, p_adjusted=pa) for r, pa in zip(rows, adjusted, strict=True)]
     return IsolationReport(
-        rows=rows, iso_runs=len(runs[True]), group_runs=len(runs[False]),
+        correction=correction, rows=rows, iso_runs=len(runs[True]), group_runs=len(runs[False]),
         iso_messages=sum(len(v) for v in runs[True].values()),
         group_messages=sum(len(v) for v in runs[False].values()),
         iso_series=sorted({m.series for v in runs[True].values() for m in v}),

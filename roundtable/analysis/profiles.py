@@ -6,6 +6,11 @@ messages (a message with no value for a flag does not count for that flag's rate
 similarity is the mean pairwise cosine similarity of its agents' profile vectors: an agent
 whose vector is all zeros (no trait ever flagged) has no direction, so it is skipped and
 counted; one with an undefined rate (no value for some trait) is skipped and counted too.
+
+Run length matters: an agent's rates from few messages are noisier, and noise moves the
+cosine, so runs of different lengths are not comparable on the raw figure.
+:func:`equalised_similarities` computes each run's similarity with every agent's profile
+drawn from the same number of messages (see docs/compare.md).
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ import numpy as np
 
 from roundtable.analysis.source import CodedMessage
 
-__all__ = ["TRAITS", "AgentProfile", "RunSimilarity", "agent_profiles", "cosine",
-           "mean_pairwise_cosine", "run_similarities", "series_profiles"]
+__all__ = ["EQUALISE_DRAWS", "TRAITS", "AgentProfile", "RunSimilarity", "agent_profiles",
+           "common_length", "cosine", "equalised_similarities", "mean_pairwise_cosine",
+           "messages_per_agent", "run_similarities", "series_profiles"]
+
+EQUALISE_DRAWS = 20
+"""Draws of m messages per agent averaged into a run's equalised similarity."""
 
 TRAITS: tuple[str, ...] = ("phatic", "meta", "lead", "arch", "agree")
 """The trait flags a profile is made of (comp, a response to a crash, is analysed apart)."""
@@ -118,6 +127,10 @@ class RunSimilarity:
     zero_vectors: int
     agents: int = 0
     undefined: int = 0
+    equalised_to: int = 0
+    """Messages per agent profile when equalised (0 = every message, the raw figure)."""
+    too_short: int = 0
+    """Agents left out of an equalised figure for having fewer than ``equalised_to``."""
 
 
 def run_similarities(profiles: Sequence[AgentProfile]) -> list[RunSimilarity]:
@@ -135,4 +148,87 @@ def run_similarities(profiles: Sequence[AgentProfile]) -> list[RunSimilarity]:
             run_id=run_id, run_ref=first.run_ref, series=first.series, cell=first.cell,
             mean_cosine=mean, pairs=pairs, zero_vectors=zeros, agents=len(agents),
             undefined=len(agents) - len(usable)))
+    return out
+
+
+def messages_per_agent(messages: Sequence[CodedMessage]) -> dict[int, list[int]]:
+    """run id -> the number of coded messages of each of its agents (seat order)."""
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    for m in messages:
+        counts[(m.run_id, m.seat_position)] += 1
+    out: dict[int, list[int]] = defaultdict(list)
+    for (run_id, _), n in sorted(counts.items()):
+        out[run_id].append(n)
+    return dict(out)
+
+
+def common_length(counts: dict[int, list[int]]) -> int:
+    """The equalisation length m: the smallest, over runs, of the run's median number of
+    messages per agent (rounded down, at least 1). Using each run's median, not its
+    shortest agent, keeps a seat that crashed early from shrinking every profile."""
+    medians = [int(np.median(c)) for c in counts.values() if c]
+    return max(min(medians, default=1), 1)
+
+
+def _code_matrix(msgs: Sequence[CodedMessage]) -> np.ndarray:
+    out = np.full((len(msgs), len(TRAITS)), np.nan)
+    for i, m in enumerate(msgs):
+        for j, t in enumerate(TRAITS):
+            v = m.codes.get(t)
+            if v is not None:
+                out[i, j] = float(v)
+    return out
+
+
+def _draw_cosines(agents: Sequence[np.ndarray], m: int, draws: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Per draw, the mean pairwise cosine of the agents' rates over m random messages."""
+    rates = []
+    for codes in agents:
+        idx = np.argsort(rng.random((draws, codes.shape[0])), axis=1)[:, :m]
+        sub = codes[idx]                                   # draws x m x traits
+        known = np.sum(~np.isnan(sub), axis=1)
+        flagged = np.nansum(sub, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates.append(np.where(known > 0, flagged / np.maximum(known, 1), np.nan))
+    arr = np.stack(rates, axis=1)                          # draws x agents x traits
+    usable = ~np.any(np.isnan(arr), axis=2)
+    arr = np.where(usable[..., None], arr, 0.0)
+    norms = np.linalg.norm(arr, axis=2)
+    live = norms > 0
+    unit = np.divide(arr, norms[..., None], out=np.zeros_like(arr), where=live[..., None])
+    sims = np.einsum("dik,djk->dij", unit, unit)
+    k = live.sum(axis=1)
+    pairs = k * (k - 1) / 2
+    pair_sum = (sims.sum(axis=(1, 2)) - k) / 2
+    return np.where(pairs > 0, pair_sum / np.maximum(pairs, 1), np.nan)
+
+
+def equalised_similarities(messages: Sequence[CodedMessage], m: int, *,
+                           draws: int = EQUALISE_DRAWS, seed: int = 0
+                           ) -> list[RunSimilarity]:
+    """Each run's mean pairwise cosine with every agent's profile from ``m`` of its
+    messages drawn without replacement, averaged over ``draws`` draws (seeded per run, so
+    a run's value does not depend on which other runs are analysed). Agents with fewer
+    than ``m`` coded messages are left out and counted in ``too_short``. Under identical
+    behaviour every run's value then has the same expectation whatever its length."""
+    if m < 1 or draws < 1:
+        raise ValueError("equalised_similarities needs m >= 1 and draws >= 1")
+    by_agent: dict[int, dict[int, list[CodedMessage]]] = defaultdict(lambda: defaultdict(list))
+    for msg in messages:
+        by_agent[msg.run_id][msg.seat_position].append(msg)
+    out = []
+    for run_id in sorted(by_agent):
+        seats = by_agent[run_id]
+        long_enough = [_code_matrix(v) for _, v in sorted(seats.items()) if len(v) >= m]
+        first = next(iter(seats.values()))[0]
+        values = (_draw_cosines(long_enough, m, draws, np.random.default_rng([seed, run_id]))
+                  if len(long_enough) >= 2 else np.array([np.nan]))
+        finite = values[np.isfinite(values)]
+        k = len(long_enough)
+        out.append(RunSimilarity(
+            run_id=run_id, run_ref=first.run_ref, series=first.series, cell=first.cell,
+            mean_cosine=float(finite.mean()) if finite.size else math.nan,
+            pairs=k * (k - 1) // 2, zero_vectors=0, agents=len(seats), undefined=0,
+            equalised_to=m, too_short=len(seats) - k))
     return out

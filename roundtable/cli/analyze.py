@@ -158,101 +158,149 @@ SELECTOR_HELP = (
     "*:isolatedMode=true, A+C.")
 
 
+CorrectionOption = Annotated[str, typer.Option(
+    "--correction", help="holm, bonferroni or none: how the p-values of the family of "
+    "contrasts are adjusted (stated in the output).")]
+
+
 @app.command("compare")
 @handles_errors
 def compare(
-    a: Annotated[str, typer.Argument(help=SELECTOR_HELP, show_default=False)],
-    b: Annotated[str, typer.Argument(help="The second set of runs (same syntax).",
-                                     show_default=False)],
+    sets: Annotated[list[str], typer.Argument(
+        help=SELECTOR_HELP + " The first set is the baseline; every other set is compared "
+        "with it.", show_default=False)],
     metric: Annotated[str, typer.Option(
         "--metric", help="cosine: each run's mean pairwise cosine similarity of its "
         "agents' trait profiles.")] = "cosine",
     rater: RaterOption = None,
     adjudication: AdjOption = None,
+    equalise: Annotated[str, typer.Option(
+        "--equalise", help="auto: when the sets differ in messages per agent, compare "
+        "similarities with every profile drawn from the same number of messages (the raw "
+        "figures are shown too); always; never.")] = "auto",
+    draws: Annotated[int, typer.Option(
+        "--draws", help="Draws averaged per run for equalised similarities.", min=1)] = 20,
+    correction: CorrectionOption = "holm",
+    ci: Annotated[str, typer.Option(
+        "--ci", help="Interval for each set's mean: t, bca, percentile or none.")] = "t",
     bootstrap: Annotated[int, typer.Option(
-        "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none).", min=0)] = 2000,
+        "--bootstrap", help="Bootstrap resamples for --ci bca or percentile (0 = no "
+        "bootstrap CIs).", min=0)] = 2000,
     permutations: Annotated[int, typer.Option(
         "--permutations", help="Relabellings for the permutation test (exact when all "
         "splits fit).", min=1)] = 10000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of bootstrap and permutations.")
-                    ] = 0,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of draws, bootstrap and permutations.")] = 0,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Compare two sets of runs on how alike their agents behave.
+    """Compare sets of runs on how alike their agents behave: BASE A [B ...].
 
     Each run gives one number: the mean cosine similarity over all pairs of its agents'
     trait-rate vectors (agents with all-zero vectors are skipped and counted; a run with
-    fewer than two usable agents is left out and counted). Reports means and medians with
-    bootstrap CIs, Mann-Whitney U (exact or normal p) with r = Z / sqrt(N), a permutation
-    test of the difference of means and Cliff's delta.
+    fewer than two usable agents is left out and counted). When the sets differ in
+    messages per agent, the figures compared are equalised (see docs/compare.md). Each set
+    is compared with the first: means with 95% CIs, Mann-Whitney U with r = Z / sqrt(N),
+    a permutation test of the difference of means, Cliff's delta; every p is adjusted over
+    the family of contrasts.
     """
-    from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
+    from roundtable.analysis.contrasts import CORRECTIONS, EQUALISE, similarity_family
+    from roundtable.analysis.profiles import TRAITS
     from roundtable.analysis.selectors import select_runs
-    from roundtable.stats.compare import compare_samples
+    from roundtable.stats.compare import CI_METHODS
 
     if metric != "cosine":
         raise StoreError(f"--metric {metric}: only cosine is available")
+    for name, value, allowed in (("--equalise", equalise, EQUALISE),
+                                 ("--correction", correction, CORRECTIONS),
+                                 ("--ci", ci, CI_METHODS)):
+        if value not in allowed:
+            raise StoreError(f"{name} {value}: choose {', '.join(allowed)}")
+    if len(sets) < 2:
+        raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
+    if len(set(sets)) != len(sets):
+        raise StoreError("analyze compare: a run set is named twice")
     with open_db(db) as engine:
-        ids_a, series_a = select_runs(engine, a)
-        ids_b, series_b = select_runs(engine, b)
-        source, msgs = _load(engine, rater, adjudication, sorted(set(series_a + series_b)))
-    sims = {s.run_id: s for s in run_similarities(agent_profiles(msgs))}
-    overlap = set(ids_a) & set(ids_b)
-    sides: list[dict[str, Any]] = []
-    for text, ids in ((a, ids_a), (b, ids_b)):
-        chosen = [sims[i] for i in ids if i in sims]
-        defined = [s for s in chosen if math.isfinite(s.mean_cosine)]
-        sides.append({
-            "selector": text, "runs": len(ids), "coded_runs": len(chosen),
-            "defined": len(defined), "values": [s.mean_cosine for s in defined],
-            "zero_vectors": sum(s.zero_vectors for s in chosen),
-            "undefined_agents": sum(s.undefined for s in chosen),
-            "agents": sum(s.agents for s in chosen),
-            "per_run": [{"run": s.run_ref, "mean_cosine": s.mean_cosine, "pairs": s.pairs,
-                         "zero_vectors": s.zero_vectors} for s in chosen]})
-    for side in sides:
-        if not side["values"]:
-            raise StoreError(
-                f"{side['selector']}: no run with a defined similarity ({side['coded_runs']} "
-                f"of {side['runs']} runs have coded messages; a run needs two agents with a "
-                f"non-zero profile)")
-    result = compare_samples(sides[0]["values"], sides[1]["values"], n_boot=bootstrap,
-                             n_perm=permutations, seed=seed)
+        chosen = {text: select_runs(engine, text) for text in sets}
+        series = sorted({x for _, names in chosen.values() for x in names})
+        source, msgs = _load(engine, rater, adjudication, series)
+    try:
+        fam = similarity_family(msgs, {t: ids for t, (ids, _) in chosen.items()},
+                                equalise=equalise, draws=draws, correction=correction,
+                                n_boot=bootstrap, n_perm=permutations, seed=seed, ci=ci)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    base_ids = set(chosen[sets[0]][0])
+    overlaps = {t: len(base_ids & set(ids)) for t, (ids, _) in list(chosen.items())[1:]}
     if as_json:
         _echo_json({"source": source.label(), "metric": metric, "traits": list(TRAITS),
-                    "a": sides[0], "b": sides[1], "overlap": len(overlap),
-                    "comparison": result.as_json(),
-                    "bootstrap": bootstrap, "permutations": permutations, "seed": seed})
+                    "overlap": overlaps, **fam.to_json()})
         return
-    ui.plain(f"Codes: {source.label()}.\nMetric: per run, the mean pairwise cosine "
-             f"similarity of agents' profiles ({', '.join(TRAITS)}).")
-    for tag, side in zip("AB", sides, strict=True):
-        left = side["runs"] - side["defined"]
-        ui.plain(f"{tag} ({side['selector']}): {side['runs']} runs, {side['defined']} with "
-                 f"a similarity" + (f" ({left} left out: no codes or < 2 usable agents)"
-                                    if left else "")
-                 + f"; {side['zero_vectors']} of {side['agents']} agent vectors all-zero, "
-                 f"skipped" + (f", {side['undefined_agents']} with undefined rates"
-                               if side["undefined_agents"] else "") + ".")
-    if overlap:
-        ui.warn(f"{len(overlap)} runs are in both sets: the test assumes independent sets")
-    r = result
-    ci_note = f"95% CI: {bootstrap} bootstrap resamples" if bootstrap else "no CIs"
-    cols = ["", "n", "mean", "mean CI", "median", "median CI"]
-    ui.table(f"Per-run mean cosine ({ci_note})", cols, [
-        ("A", r.n_a, _f(r.mean_a), _ci(r.mean_ci_a), _f(r.median_a), _ci(r.median_ci_a)),
-        ("B", r.n_b, _f(r.mean_b), _ci(r.mean_ci_b), _f(r.median_b), _ci(r.median_ci_b)),
-    ], right=cols[1:], keep_whole=cols[1:])
-    method = ("exact p" if r.method == "exact"
-              else "normal approximation, tie and continuity corrected")
-    direction = ("A more similar" if r.cliffs_delta > 0 else
-                 "B more similar" if r.cliffs_delta < 0 else "no tendency")
-    ui.plain(f"Mann-Whitney U = {r.u:g} ({method}): {_peq(r.p_mannwhitney)}, "
-             f"Z = {r.z:.2f}, r = Z/sqrt(N) = {r.r:.2f}\n"
-             f"Permutation test, difference of means ({permutations} relabellings, seed "
-             f"{seed}): {_peq(r.p_permutation)}\n"
-             f"Cliff's delta = {r.cliffs_delta:.2f} ({direction}; P(A > B) - P(A < B))")
+    _print_compare(fam, source.label(), overlaps)
+
+
+def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
+    from roundtable.analysis.profiles import TRAITS
+
+    ui.plain(f"Codes: {source}.\nMetric: per run, the mean pairwise cosine similarity of "
+             f"agents' profiles ({', '.join(TRAITS)}).")
+    for i, s in enumerate(fam.sets):
+        doc = s.to_json()
+        left = s.runs - doc["defined"]
+        role = " (baseline)" if i == 0 else ""
+        ui.plain(f"{s.label}{role}: {s.runs} runs, {doc['defined']} with a similarity"
+                 + (f" ({left} left out: no codes or < 2 usable agents)" if left else "")
+                 + f"; {doc['zero_vectors']} of {doc['agents']} agent vectors all-zero, "
+                 f"skipped" + (f", {doc['undefined_agents']} with undefined rates"
+                               if doc["undefined_agents"] else "")
+                 + f"; {_f(s.median_messages, 0)} messages per agent (median).")
+    for label, n in overlaps.items():
+        if n:
+            ui.warn(f"{n} runs are in both {fam.sets[0].label} and {label}: the tests "
+                    f"assume independent sets")
+    f = fam.family
+    ci_note = {"t": "t", "bca": f"BCa, {f.n_boot}", "percentile": f"pctl, {f.n_boot}",
+               "none": "none"}[f.ci_method]
+    cols = ["", "n", "mean", f"95% CI ({ci_note})", "median"]
+    ui.table("Raw per-run mean cosine", cols,
+             [(s.label, len(s.values()), _f(s.mean), _ci(s.mean_ci), _f(s.median))
+              for s in fam.sets], right=cols[1:], keep_whole=cols[1:])
+    if fam.equalised:
+        ui.plain(f"Where a set differs from the baseline in messages per agent, the contrast "
+                 f"compares equalised figures: every agent's profile in both sets from the "
+                 f"same number of messages, mean of {fam.draws} draws per run (see "
+                 f"docs/compare.md); the raw contrast follows.")
+        for note in fam.notes:
+            ui.plain(f"Note: {note}.")
+    elif fam.equalise == "never" and fam.lengths_differ:
+        ui.warn("the sets differ in messages per agent and --equalise never: similarity "
+                "depends on run length, so the difference may be an artefact")
+    name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
+    k = len(f.contrasts)
+    ui.plain(f"Against the baseline {f.baseline}; {name} correction over {k} "
+             f"contrast{'s' if k != 1 else ''} (each test its own family).")
+    raw_by = {c.label: c for c in fam.raw_family.contrasts} if fam.raw_family else {}
+    adj = "" if f.correction == "none" else " adj."
+    for c, pair in zip(f.contrasts, fam.pairs, strict=True):
+        r = c.comparison
+        method = "exact" if r.method == "exact" else "normal approx."
+        direction = ("more similar" if r.cliffs_delta > 0 else
+                     "less similar" if r.cliffs_delta < 0 else "no tendency")
+        head = f"{c.label} vs {f.baseline}"
+        if pair.equalised:
+            unit = "message" if pair.length == 1 else "messages"
+            head += (f", equalised to {pair.length} {unit} per agent ({c.label} "
+                     f"{r.mean_a:.3f} {_ci(r.mean_ci_a)}, {f.baseline} {r.mean_b:.3f})")
+        extra = ""
+        if pair.equalised and c.label in raw_by:
+            extra = (f"\n  raw (not equalised): difference {raw_by[c.label].difference:+.3f}"
+                     f", Mann-Whitney{adj} {_peq(raw_by[c.label].p_mannwhitney_adjusted)}")
+        ui.plain(f"{head}: difference of means {c.difference:+.3f}; "
+                 f"Mann-Whitney U = {r.u:g} ({method}){adj} "
+                 f"{_peq(c.p_mannwhitney_adjusted)}, r = "
+                 f"{r.r:.2f}; permutation ({f.n_perm}, seed {f.seed}){adj} "
+                 f"{_peq(c.p_permutation_adjusted)}; Cliff's delta = {r.cliffs_delta:+.2f} "
+                 f"({direction})" + extra)
 
 
 # ---------------------------------------------------------------------------------- flags
@@ -271,45 +319,62 @@ def flags(
         "one per series.")] = False,
     alpha: Annotated[float, typer.Option("--alpha", help="Level for the 'sig' column.",
                                          min=0.0, max=1.0)] = 0.05,
+    test: Annotated[str, typer.Option(
+        "--test", help="permutation: model labels permuted within runs (respects runs); "
+        "kruskal: Kruskal-Wallis over agents as if independent.")] = "permutation",
+    permutations: Annotated[int, typer.Option(
+        "--permutations", help="Within-run permutations per test.", min=99)] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Do models differ in how often they show each trait? Kruskal-Wallis per flag.
+    """Do models differ in how often they show each trait? One test per flag.
 
-    Units: each agent's rate in each run, grouped by true model. p-values are adjusted
-    for multiple testing over every test printed.
+    Units: each agent's rate in each run, grouped by true model. By default the model
+    labels are permuted within runs (agents of one run are not independent; see
+    docs/compare.md). p-values are adjusted for multiple testing over every test printed.
     """
-    from roundtable.analysis.flagtests import CORRECTIONS, flag_tests
+    from roundtable.analysis.flagtests import CORRECTIONS, METHODS, flag_tests
     from roundtable.analysis.profiles import agent_profiles
 
     if correction not in CORRECTIONS:
         raise StoreError(f"--correction {correction}: choose holm or bonferroni")
+    if test not in METHODS:
+        raise StoreError(f"--test {test}: choose {', '.join(METHODS)}")
     with open_db(db) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
-    tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled)
+    tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
+                       method=test, n_perm=permutations, seed=seed)
     defined = sum(1 for t in tests if math.isfinite(t.p))
     if as_json:
         _echo_json({"source": source.label(), "correction": correction, "family": defined,
-                    "alpha": alpha,
+                    "alpha": alpha, "test": test, "permutations": permutations,
+                    "seed": seed,
                     "tests": [{**t.__dict__, "highest": t.highest, "lowest": t.lowest}
                               for t in tests]})
         return
     name = "Holm" if correction == "holm" else "Bonferroni"
-    ui.plain(f"Codes: {source.label()}. Kruskal-Wallis H per flag across true models "
-             f"(units: agents' per-run rates).\n{name} correction over the {defined} "
-             f"defined tests below; sig = adjusted p < {alpha:g}.")
+    what = (f"Within-run permutation test per flag across true models ({permutations} "
+            f"permutations of model labels among each run's seats; eta2 = share of "
+            f"within-run variance explained by the model)" if test == "permutation" else
+            "Kruskal-Wallis H per flag across true models (agents treated as independent)")
+    ui.plain(f"Codes: {source.label()}. {what}; units: agents' per-run rates.\n{name} "
+             f"correction over the {defined} defined tests below; sig = adjusted p < "
+             f"{alpha:g}.")
     scopes: dict[str, list[Any]] = {}
     for t in tests:
         scopes.setdefault(t.scope, []).append(t)
     adj_col = f"p {name[:4].lower()}"
-    cols = ["flag", "models", "agents", "H", "p", adj_col, "sig", "highest mean"]
+    stat_col = "eta2" if test == "permutation" else "H"
+    cols = ["flag", "models", "agents", stat_col, "p", adj_col, "sig", "highest mean"]
     skipped = []
     for scope in _series_order(list(scopes)):
         rows = []
         for t in scopes[scope]:
             if not math.isfinite(t.p):
                 continue
-            rows.append((t.flag, t.groups, t.n, _f(t.h, 2), _p(t.p), _p(t.p_adjusted),
+            stat = t.eta2 if test == "permutation" else t.h
+            rows.append((t.flag, t.groups, t.n, _f(stat, 2), _p(t.p), _p(t.p_adjusted),
                          "*" if t.p_adjusted < alpha else "",
                          f"{t.highest} {t.means[t.highest]:.2f}"))
         if not rows:
@@ -341,6 +406,7 @@ def crash(
         "chosen runs without a crash event.", show_default=False)] = None,
     per_run: Annotated[bool, typer.Option("--per-run", help="List every crashed run.")
                        ] = False,
+    correction: CorrectionOption = "holm",
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -356,11 +422,12 @@ def crash(
 
     if origin not in ORIGINS:
         raise StoreError(f"--origin {origin}: choose any, injected or natural")
+    _check_correction(correction)
     with open_db(db) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=series or None, origin=origin,
-                                control_ids=control_ids)
+                                control_ids=control_ids, correction=correction)
     if as_json:
         _echo_json({k: v for k, v in report.__dict__.items() if k != "runs"}
                    | {"runs": [{**r.__dict__, "comp_events": r.comp_events}
@@ -404,16 +471,18 @@ def _print_crash(report: CrashReport, per_run: bool) -> None:
              ", ".join(f"{k} {v}" for k, v in r.comp_seats.items()))
             for r in report.runs], right=cols[1:2] + list(LEVELS))
     c, k = report.crashed, report.controls
-    cols = ["flag", "crash bef", "crash aft", "ctrl bef", "ctrl aft", "p aft"]
+    adj = _adj_col(report.correction)
+    cols = ["flag", "crash bef", "crash aft", "ctrl bef", "ctrl aft", "p aft", adj]
     ui.table("Survivors' flag rates (mean of per-run rates)",
              cols, [(f, _f(c.before[f], 2), _f(c.after[f], 2), _f(k.before[f], 2),
-                     _f(k.after[f], 2), _p(report.p_after[f])) for f in CRASH_FLAGS],
+                     _f(k.after[f], 2), _p(report.p_after[f]),
+                     _p(report.p_after_adjusted.get(f, math.nan))) for f in CRASH_FLAGS],
              right=cols[1:], keep_whole=cols[1:])
     ui.plain("bef = rounds before the crash round; aft = from the crash round on.\n"
              f"Runs with messages before / after: crashed {c.runs_before}/{c.runs_after}, "
              f"controls {k.runs_before}/{k.runs_after}. Controls use each crashed run's "
-             f"windows, averaged.\np aft: Mann-Whitney, crashed vs control runs' after rates "
-             f"(uncorrected).")
+             f"windows, averaged.\np aft: Mann-Whitney, crashed vs control runs' after rates; "
+             f"{adj}: {_correction_text(report.correction, len(CRASH_FLAGS))}.")
     for note in report.notes:
         ui.plain(f"Note: {note}.")
 
@@ -427,6 +496,7 @@ def isolation(
     series: SeriesOption = None,
     rater: RaterOption = None,
     adjudication: AdjOption = None,
+    correction: CorrectionOption = "holm",
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -438,9 +508,10 @@ def isolation(
     """
     from roundtable.analysis.isolation import isolation_analysis
 
+    _check_correction(correction)
     with open_db(db) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
-    rep = isolation_analysis(msgs)
+    rep = isolation_analysis(msgs, correction=correction)
     if as_json:
         _echo_json({"source": source.label(), **{k: v for k, v in rep.__dict__.items()
                                                  if k != "rows"},
@@ -455,14 +526,35 @@ def isolation(
              f"{rep.iso_messages:,} messages (series {', '.join(rep.iso_series)}). Group: "
              f"{rep.group_runs} runs, {rep.group_messages:,} messages (series "
              f"{', '.join(_series_order(rep.group_series))}).")
-    cols = ["flag", "iso share", "group share", "iso/run", "group/run", "p", "delta"]
+    adj = _adj_col(rep.correction)
+    cols = ["flag", "iso share", "group share", "iso/run", "group/run", "p", adj, "delta"]
     rows = [(r.flag, f"{_f(r.iso_share, 2)} ({r.iso_flagged}/{r.iso_coded})",
              f"{_f(r.group_share, 2)} ({r.group_flagged}/{r.group_coded})",
              _f(r.iso_run_mean, 2), _f(r.group_run_mean, 2), _p(r.p),
-             _f(r.cliffs_delta, 2)) for r in rep.rows]
+             _p(r.p_adjusted), _f(r.cliffs_delta, 2)) for r in rep.rows]
     ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
     ui.plain("share = flagged / coded messages; /run = mean per-run share; p = "
-             "Mann-Whitney on per-run shares; delta = Cliff's delta (iso vs group).")
+             f"Mann-Whitney on per-run shares; {adj}: "
+             f"{_correction_text(rep.correction, len(rep.rows))}; delta = Cliff's delta "
+             f"(iso vs group).")
+
+
+def _check_correction(correction: str) -> None:
+    from roundtable.stats.compare import CORRECTIONS
+
+    if correction not in CORRECTIONS:
+        raise StoreError(f"--correction {correction}: choose {', '.join(CORRECTIONS)}")
+
+
+def _adj_col(correction: str) -> str:
+    return {"holm": "p holm", "bonferroni": "p bonf", "none": "p (raw)"}[correction]
+
+
+def _correction_text(correction: str, k: int) -> str:
+    if correction == "none":
+        return "not corrected (--correction none)"
+    name = "Holm" if correction == "holm" else "Bonferroni"
+    return f"{name}-adjusted over the {k} flags"
 
 
 from roundtable.cli import analyze_prevalence  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from roundtable.cli import agreement, analyze, db, importers, judge, report, review, run, runs
+from roundtable.cli import agreement, analyze, db, importers, judge, plan, report, review, run, runs
 from roundtable.cli import export as export_cli
 
 app = typer.Typer(
@@ -23,4 +23,5 @@ app.add_typer(db.app, name="db")
 app.add_typer(importers.app, name="import")
 app.add_typer(analyze.app, name="analyze")
 app.add_typer(review.app, name="review")
+app.add_typer(plan.app, name="plan")
 export_cli.register(app)

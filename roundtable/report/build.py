@@ -165,8 +165,8 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     sims = run_similarities(profiles)
     out.append(sections.similarity_section(writer, sims, order))
     step("ablation")
-    out.append(sections.ablation_section(writer, sims, order, baseline,
-                                         bootstrap=options.bootstrap, seed=options.seed))
+    out.append(sections.ablation_section(writer, messages, sims, order, baseline,
+                                         seed=options.seed))
     out.extend(sections.agreement_sections(writer, report, missing))
     step("rounds")
     out.append(_rounds(writer, messages, order))
@@ -187,7 +187,9 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
             ("Agreement raters", ", ".join(report.raters) if report else "none"),
         ),
         options=(("Baseline", baseline or "none"),
-                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}")),
+                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}"),
+                 ("Contrasts", "every p Holm-adjusted over its family; t CIs for means; "
+                               "similarity equalised when run lengths differ")),
     )
     index = options.out / "index.html"
     index.write_text(render_html(header, out, options.out), encoding="utf-8")

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
+from roundtable.analysis.contrasts import similarity_family
 from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
@@ -20,8 +21,6 @@ from roundtable.coding.reliability import AgreementReport
 from roundtable.report import figures
 from roundtable.report.model import DataTable, Section
 from roundtable.report.writer import FigureWriter
-from roundtable.stats.agreement import bootstrap_ci
-from roundtable.stats.compare import Comparison, compare_samples, holm
 
 __all__ = [
     "ablation_section",
@@ -161,17 +160,21 @@ def similarity_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
 # ------------------------------------------------------------------------------ ablation
 
 
-def ablation_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
-                     order: Sequence[str], baseline: str, *, bootstrap: int,
-                     seed: int) -> Section:
-    """Every other condition against ``baseline`` on the per-run mean cosine: means with
-    bootstrap CIs, Mann-Whitney p (Holm-adjusted over the comparisons), Cliff's delta."""
+def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
+                     sims: Sequence[RunSimilarity], order: Sequence[str], baseline: str, *,
+                     seed: int, permutations: int = 10000) -> Section:
+    """Every other condition against ``baseline`` on the per-run mean cosine, through
+    :func:`~roundtable.analysis.contrasts.similarity_family`: equalised when the
+    conditions differ in messages per agent (raw means in the CSV), means with t CIs,
+    Mann-Whitney and permutation p both Holm-adjusted over the comparisons, Cliff's
+    delta."""
     title = f"Conditions against the baseline ({baseline})"
     intro = (f"Each condition's mean of the per-run mean cosine similarity, with a 95% "
-             f"bootstrap CI ({bootstrap} resamples, seed {seed}), against baseline "
-             f"{baseline} (dashed line, grey band = its CI). Right: difference of means, "
-             f"two-sided Mann-Whitney p adjusted with Holm's method over all comparisons "
-             f"shown, and Cliff's delta (positive = more similar than the baseline).")
+             f"Student t CI, against baseline {baseline} (dashed line, grey band = its "
+             f"CI). Right: difference of means, two-sided Mann-Whitney p adjusted with "
+             f"Holm's method over all comparisons shown (the permutation p in the CSV is "
+             f"Holm-adjusted too), and Cliff's delta (positive = more similar than the "
+             f"baseline).")
     groups = dict(similarity_groups(sims, order))
     if not any(groups.values()):
         return Section("sec-ablation", title, intro, notes=(
@@ -182,57 +185,75 @@ def ablation_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
         return Section("sec-ablation", title, intro, notes=(
             f"The baseline {baseline} has no run with a defined similarity; choose another "
             f"with --baseline.",))
-    base = [r.mean_cosine for r in groups[base_label]]
-    others = [(g, [r.mean_cosine for r in runs]) for g, runs in groups.items()
-              if g != base_label]
-    empty = [g for g, v in others if not v]
-    others = [(g, v) for g, v in others if v]
-    if not others:
+    empty = [g for g, runs in groups.items() if not runs and g != base_label]
+    labels_in = [base_label] + [g for g, runs in groups.items() if runs and g != base_label]
+    if len(labels_in) < 2:
         return Section("sec-ablation", title, intro, notes=(
             "Only the baseline has runs with a defined similarity: nothing to compare it "
             "with.",))
-    comps: list[Comparison] = [compare_samples(v, base, n_boot=bootstrap, seed=seed)
-                               for _, v in others]
-    adjusted = holm([c.p_mannwhitney for c in comps])
-    base_ci = (bootstrap_ci(_mean, base, n_resamples=bootstrap, seed=seed + 1)
-               if bootstrap else (math.nan, math.nan))
-    base_mean = sum(base) / len(base)
+    try:
+        fam = similarity_family(
+            messages, {g: [r.run_id for r in groups[g]] for g in labels_in}, seed=seed,
+            n_boot=0, n_perm=permutations, ci="t")
+    except ValueError as exc:
+        return Section("sec-ablation", title, intro, notes=(f"{exc}.",))
+    base = fam.sets[0]
     shown = short_labels(list(groups), ", ")
-    labels = [shown[base_label]] + [shown[g] for g, _ in others]
-    est = [base_mean] + [c.mean_a for c in comps]
-    cis = [base_ci] + [c.mean_ci_a for c in comps]
-    notes = [f"baseline, n={len(base)}"] + [
-        f"n={c.n_a}  Δ={c.mean_a - c.mean_b:+.3f}  p={_p(p)}  δ={c.cliffs_delta:+.2f}"
-        for c, p in zip(comps, adjusted, strict=True)]
+    labels = [shown[s.label] for s in fam.sets]
+    est = [s.mean for s in fam.sets]
+    cis = [s.mean_ci for s in fam.sets]
+    notes = [f"baseline, n={len(base.values())}"] + [
+        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}{'*' if pair.equalised else ''}  "
+        f"p={_p(c.p_mannwhitney_adjusted)}  δ={c.comparison.cliffs_delta:+.2f}"
+        for c, pair in zip(fam.family.contrasts, fam.pairs, strict=True)]
     rows: list[tuple[object, ...]] = [
-        (base_label, len(base), base_mean, base_ci[0], base_ci[1], None, None, None, None,
-         None, None, None, None)]
-    for (g, _), c, p in zip(others, comps, adjusted, strict=True):
-        rows.append((g, c.n_a, c.mean_a, c.mean_ci_a[0], c.mean_ci_a[1],
-                     c.mean_a - c.mean_b, c.u, c.p_mannwhitney, c.method, p, c.r,
-                     c.cliffs_delta, c.p_permutation))
+        (base.label, len(base.values()), base.mean, base.mean_ci[0], base.mean_ci[1], None,
+         None, None, None, None, None, None, None, None, None, None, None)]
+    for s, c, pair in zip(fam.sets[1:], fam.family.contrasts, fam.pairs, strict=True):
+        r = c.comparison
+        rows.append((c.label, len(s.values()), s.mean, s.mean_ci[0], s.mean_ci[1],
+                     c.difference, r.u, r.p_mannwhitney, r.method, c.p_mannwhitney_adjusted,
+                     r.r, r.cliffs_delta, r.p_permutation, c.p_permutation_adjusted,
+                     r.mean_a, r.mean_b, pair.length or None))
     lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
     hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
     pad = max(0.02, 0.08 * (hi - lo))
     fig = figures.interval_plot(
         labels, {"mean": est}, {"mean": cis},
-        title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base_label]}",
-        xlabel="mean of per-run mean cosine similarity (95% CI)", ylabel="condition",
-        reference=base_mean, reference_band=base_ci if bootstrap else None,
+        title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base.label]}",
+        xlabel="mean of raw per-run mean cosine similarity (95% t CI)", ylabel="condition",
+        reference=base.mean,
+        reference_band=base.mean_ci if all(math.isfinite(x) for x in base.mean_ci) else None,
         reference_label="baseline mean", notes=notes,
-        notes_header="n, Δ vs baseline, Holm p, Cliff's δ",
+        notes_header="n, Δ vs baseline (* equalised), Holm p, Cliff's δ",
         xlim=(lo - pad, hi + pad))
-    caption = (f"Mean (95% bootstrap CI) of the per-run mean cosine per condition; p: "
-               f"Mann-Whitney against {base_label}, Holm-adjusted over {len(comps)} "
-               f"comparisons; δ: Cliff's delta.")
+    k = len(fam.family.contrasts)
+    caption = (f"Mean (95% t CI) of the raw per-run mean cosine per condition; Δ and p: "
+               f"against {base.label}, on equalised figures where run lengths differ (*; "
+               f"compared_mean, compared_baseline_mean in the CSV); p: Mann-Whitney, "
+               f"Holm-adjusted over {k} comparison{'s' if k != 1 else ''} "
+               f"(p_permutation_holm likewise); δ: Cliff's delta.")
     entry = writer.add("ablation", "Conditions against the baseline", caption, fig, DataTable(
         ("condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
-         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation"),
-        tuple(rows)))
-    section_notes = ((f"Left out (no run with a defined similarity): {', '.join(empty)}.",)
-                     if empty else ())
+         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation",
+         "p_permutation_holm", "compared_mean", "compared_baseline_mean",
+         "equalised_messages_per_agent"), tuple(rows)))
+    section_notes: list[str] = []
+    eq = [p for p in fam.pairs if p.equalised]
+    if eq:
+        section_notes.append(
+            "Similarity depends on run length, so where a condition differs from the "
+            "baseline in messages per agent the comparison uses equalised figures (every "
+            "agent's profile in both from the same number of messages, mean of "
+            f"{fam.draws} draws per run): " + ", ".join(
+                f"{p.label} ({p.length} message{'s' if p.length != 1 else ''})"
+                for p in eq) + ".")
+    section_notes.extend(f"{n[0].upper()}{n[1:]}." for n in fam.notes)
+    if empty:
+        section_notes.append(f"Left out (no run with a defined similarity): "
+                             f"{', '.join(empty)}.")
     return Section("sec-ablation", title, intro, figures=(entry,),
-                   notes=section_notes)
+                   notes=tuple(section_notes))
 
 
 def _mean(x: Sequence[float]) -> float:
@@ -390,8 +411,8 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
             "controls, after": crash.controls.runs_after}
     shown = {g: v for g, v in groups.items() if runs[g]}
     if shown:
-        rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f))
-                          for f in flags for g in shown)
+        rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f),
+                           crash.p_after_adjusted.get(f)) for f in flags for g in shown)
         fig = figures.grouped_bars(
             flags, {f"{g} ({_runs(runs[g])})": [shown[g].get(f, math.nan) for f in flags]
                     for g in shown},
@@ -401,8 +422,10 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
             "crash-rates", "Flag rates around the crash",
             "Mean over runs of the survivors' share of messages flagged before the crash "
             "round and from it on; controls (runs without a crash) over the same rounds. "
-            "p_after in the CSV: Mann-Whitney, crashed vs control runs, after the crash.",
-            fig, DataTable(("flag", "group", "mean_rate", "runs", "p_after"), rate_rows)))
+            "p_after in the CSV: Mann-Whitney, crashed vs control runs, after the crash; "
+            f"p_after_holm: Holm-adjusted over the {len(flags)} flags.",
+            fig, DataTable(("flag", "group", "mean_rate", "runs", "p_after", "p_after_holm"),
+                           rate_rows)))
     notes = () if crash.control_runs else (
         "Every reported run has a crash event, so there are no control runs to compare "
         "the survivors with.",)

@@ -11,9 +11,16 @@ similarity of the agents' profiles) and agents' flag rates across models:
   ``scipy.stats.permutation_test`` (twice the smaller one-sided p);
 * :func:`cliffs_delta` -- P(a > b) - P(a < b);
 * :func:`kruskal_wallis` -- H with tie correction and its chi-square p;
-* :func:`holm` and :func:`bonferroni` -- family-wise adjusted p-values;
-* :func:`compare_samples` -- all of the above plus means and medians with percentile
-  bootstrap CIs, as one :class:`Comparison`.
+* :func:`holm` and :func:`bonferroni` -- family-wise adjusted p-values (Holm 1979), and
+  :func:`adjust_pvalues` choosing one by name;
+* :func:`mean_interval` -- a CI for the mean of per-run values: Student t (default), BCa
+  bootstrap (Efron 1987) or percentile bootstrap;
+* :func:`median_interval` -- the distribution-free order-statistic CI for the median;
+* :func:`compare_samples` -- all of the above, as one :class:`Comparison`.
+
+The percentile bootstrap of a mean undercovers with 11-21 runs (0.875-0.93 measured for
+95% intervals); the t interval covers 0.93-0.97 on nested simulated data
+(tests/test_intervals.py), so it is the default.
 
 NaN values are not accepted: callers drop undefined units first and report how many.
 """
@@ -29,19 +36,25 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from roundtable.stats.agreement import bootstrap_ci
-
 __all__ = [
+    "CI_METHODS",
+    "CORRECTIONS",
     "EXACT_MAX_N",
     "Comparison",
+    "adjust_pvalues",
     "bonferroni",
     "cliffs_delta",
     "compare_samples",
     "holm",
     "kruskal_wallis",
     "mann_whitney",
+    "mean_interval",
+    "median_interval",
     "permutation_test",
 ]
+
+CI_METHODS = ("t", "bca", "percentile", "none")
+"""Interval methods for a mean: Student t, BCa bootstrap, percentile bootstrap, none."""
 
 EXACT_MAX_N = 50
 """``method="auto"`` uses the exact Mann-Whitney p when there are no ties and the two
@@ -214,9 +227,91 @@ def bonferroni(pvalues: Sequence[float]) -> list[float]:
     return [v if math.isnan(v) else min(1.0, v * m) for v in p]
 
 
+def _nan_ci() -> tuple[float, float]:
+    return math.nan, math.nan
+
+
+def mean_interval(x: Sample, method: str = "t", *, confidence: float = 0.95,
+                  n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A two-sided ``confidence`` interval for the mean of ``x``.
+
+    ``t``: mean +- t(n-1) * sd / sqrt(n) (needs n >= 2); ``bca``: bias-corrected and
+    accelerated bootstrap (Efron 1987; acceleration from the jackknife) over ``n_boot``
+    resamples; ``percentile``: the plain percentile bootstrap; ``none``: (NaN, NaN). All
+    values equal gives a zero-width interval at that value.
+    """
+    if method not in CI_METHODS:
+        raise ValueError(f"unknown interval method {method!r}: choose "
+                         f"{', '.join(CI_METHODS)}")
+    a = _arr(x, "sample")
+    n = a.size
+    if method == "none" or n == 0:
+        return _nan_ci()
+    mean = float(a.mean())
+    if n < 2:
+        return _nan_ci()
+    if float(np.ptp(a)) == 0.0:
+        return mean, mean
+    alpha = 1 - confidence
+    if method == "t":
+        half = float(sps.t.ppf(1 - alpha / 2, n - 1)) * float(a.std(ddof=1)) / math.sqrt(n)
+        return mean - half, mean + half
+    if n_boot < 1:
+        return _nan_ci()
+    rng = np.random.default_rng(seed)
+    boots = a[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    if method == "percentile":
+        lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+        return float(lo), float(hi)
+    below = (np.count_nonzero(boots < mean) + 0.5 * np.count_nonzero(boots == mean)) / n_boot
+    share = min(max(float(below), 1 / (2 * n_boot)), 1 - 1 / (2 * n_boot))
+    z0 = float(sps.norm.ppf(share))
+    jack = (a.sum() - a) / (n - 1)
+    d = jack.mean() - jack
+    denom = 6 * float(np.sum(d ** 2)) ** 1.5
+    acc = float(np.sum(d ** 3)) / denom if denom > 0 else 0.0
+    qs = []
+    for zq in (sps.norm.ppf(alpha / 2), sps.norm.ppf(1 - alpha / 2)):
+        qs.append(float(sps.norm.cdf(z0 + (z0 + zq) / (1 - acc * (z0 + zq)))))
+    lo, hi = np.quantile(boots, qs)
+    return float(lo), float(hi)
+
+
+def median_interval(x: Sample, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The distribution-free CI for the median from order statistics: [x_(k), x_(n-k+1)]
+    with the largest k such that P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2; its
+    coverage is at least ``confidence`` for any continuous distribution. NaN when n is too
+    small for any such k (n < 6 at 95%)."""
+    a = np.sort(_arr(x, "sample"))
+    n = a.size
+    tail = (1 - confidence) / 2
+    k = 0
+    while k + 1 <= n and float(sps.binom.cdf(k, n, 0.5)) <= tail:
+        k += 1
+    if k == 0:
+        return _nan_ci()
+    return float(a[k - 1]), float(a[n - k])
+
+
+CORRECTIONS = ("holm", "bonferroni", "none")
+"""Family-wise corrections by name, for :func:`adjust_pvalues`."""
+
+
+def adjust_pvalues(pvalues: Sequence[float], correction: str = "holm") -> list[float]:
+    """``pvalues`` adjusted over their family by ``correction`` (holm, bonferroni, none)."""
+    if correction == "holm":
+        return holm(pvalues)
+    if correction == "bonferroni":
+        return bonferroni(pvalues)
+    if correction == "none":
+        return [float(p) for p in pvalues]
+    raise ValueError(f"unknown correction {correction!r}: choose {', '.join(CORRECTIONS)}")
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Two samples compared (a against b); CIs are 95% percentile bootstrap intervals."""
+    """Two samples compared (a against b). Mean CIs use ``ci_method`` (see
+    :func:`mean_interval`); median CIs are order-statistic intervals."""
 
     n_a: int
     n_b: int
@@ -235,6 +330,7 @@ class Comparison:
     r: float
     p_permutation: float
     cliffs_delta: float
+    ci_method: str = "t"
 
     def as_json(self) -> dict[str, object]:
         """The figures as a JSON-ready dict (NaN -> None)."""
@@ -256,26 +352,28 @@ def _mean(x: npt.NDArray[np.float64]) -> float:
 
 
 def compare_samples(a: Sample, b: Sample, *, n_boot: int = 2000, n_perm: int = 10000,
-                    seed: int = 0, method: str = "auto") -> Comparison:
-    """Compare ``a`` with ``b``: means and medians with bootstrap CIs (``n_boot``
-    resamples; 0 = no CIs), Mann-Whitney U (``method`` as in :func:`mann_whitney`) with
-    r = Z / sqrt(N), a permutation test of the difference of means (``n_perm``), and
-    Cliff's delta. The same ``seed`` gives the same figures."""
+                    seed: int = 0, method: str = "auto", ci: str = "t") -> Comparison:
+    """Compare ``a`` with ``b``: means with ``ci`` intervals (:func:`mean_interval`;
+    ``n_boot`` resamples for the bootstrap ones) and medians with order-statistic
+    intervals (none when ``ci`` is ``none``), Mann-Whitney U (``method`` as in
+    :func:`mann_whitney`) with r = Z / sqrt(N), a permutation test of the difference of
+    means (``n_perm``), and Cliff's delta. The same ``seed`` gives the same figures."""
     x, y = _two(a, b)
     u, p, z, used = mann_whitney(x, y, method)
 
-    def ci(stat: object, arr: npt.NDArray[np.float64], s: int) -> tuple[float, float]:
-        if n_boot == 0:
-            return math.nan, math.nan
-        return bootstrap_ci(stat, arr, n_resamples=n_boot, seed=s)  # type: ignore[arg-type]
+    def mci(arr: npt.NDArray[np.float64], s: int) -> tuple[float, float]:
+        return mean_interval(arr, ci, n_boot=n_boot, seed=s)
+
+    def medci(arr: npt.NDArray[np.float64]) -> tuple[float, float]:
+        return _nan_ci() if ci == "none" else median_interval(arr)
 
     return Comparison(
         n_a=int(x.size), n_b=int(y.size),
         mean_a=_mean(x), mean_b=_mean(y),
-        mean_ci_a=ci(_mean, x, seed), mean_ci_b=ci(_mean, y, seed + 1),
+        mean_ci_a=mci(x, seed), mean_ci_b=mci(y, seed + 1),
         median_a=_median(x), median_b=_median(y),
-        median_ci_a=ci(_median, x, seed), median_ci_b=ci(_median, y, seed + 1),
+        median_ci_a=medci(x), median_ci_b=medci(y),
         u=u, p_mannwhitney=p, method=used, z=z, r=z / math.sqrt(x.size + y.size),
         p_permutation=permutation_test(x, y, n=n_perm, seed=seed),
-        cliffs_delta=cliffs_delta(x, y),
+        cliffs_delta=cliffs_delta(x, y), ci_method=ci,
     )

@@ -1,0 +1,113 @@
+"""``roundtable plan``: design a series before running it (runs per condition for power)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from roundtable.cli import ui
+from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.errors import StoreError
+
+app = typer.Typer(help="Plan a series: how many runs per condition to detect a difference.",
+                  no_args_is_help=True)
+
+
+@app.command("power")
+@handles_errors
+def power(
+    difference: Annotated[float, typer.Option(
+        "--difference", help="The difference in the per-run mean to detect (e.g. 0.05 in "
+        "mean cosine similarity, or 0.1 in prevalence).", show_default=False)],
+    pilot: Annotated[str | None, typer.Option(
+        "--pilot", help="Pilot runs to resample (a run selector as in analyze compare, "
+        "e.g. warroom-A).", show_default=False)] = None,
+    sd: Annotated[float | None, typer.Option(
+        "--sd", help="Instead of a pilot: the assumed SD of the per-run figure (normal).",
+        show_default=False)] = None,
+    mean: Annotated[float | None, typer.Option(
+        "--mean", help="With --sd: the assumed mean of the per-run figure.",
+        show_default=False)] = None,
+    metric: Annotated[str, typer.Option(
+        "--metric", help="similarity: per-run mean pairwise cosine of agent profiles; "
+        "prevalence: per-run share of coded messages with --flag.")] = "similarity",
+    flag: Annotated[str | None, typer.Option(
+        "--flag", help="The flag for --metric prevalence.", show_default=False)] = None,
+    target: Annotated[float, typer.Option(
+        "--power", help="The power to reach.", min=0.01, max=0.99)] = 0.8,
+    alpha: Annotated[float, typer.Option(
+        "--alpha", help="Two-sided level of the test (divide by the number of contrasts "
+        "for a Bonferroni-safe plan).", min=0.0001, max=0.5)] = 0.05,
+    simulations: Annotated[int, typer.Option(
+        "--simulations", help="Simulated experiments per number of runs.", min=100)] = 1000,
+    max_runs: Annotated[int, typer.Option(
+        "--max-runs", help="Largest runs per condition tried.", min=5)] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulations.")] = 0,
+    rater: Annotated[str | None, typer.Option(
+        "--rater", help="Use this rater's codes for the pilot.", show_default=False)] = None,
+    adjudication: Annotated[str | None, typer.Option(
+        "--adjudication", help="Use this adjudication's codes for the pilot (default: the "
+        "most recent).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")
+                       ] = False,
+    db: DbOption = None,
+) -> None:
+    """Runs per condition needed to detect --difference with the test analyze compare uses.
+
+    Each simulated experiment draws n runs per condition from the pilot's per-run values
+    (with replacement), shifts one condition by --difference and applies a two-sided
+    Mann-Whitney test; power is the share of experiments that reject. See docs/power.md.
+    """
+    from roundtable.analysis.power import DEFAULT_RUNS, METRICS, pilot_values, simulate_power
+
+    if metric not in METRICS:
+        raise StoreError(f"--metric {metric}: choose {', '.join(METRICS)}")
+    if (pilot is None) == (sd is None):
+        raise StoreError("plan power: give --pilot SERIES, or --sd (and --mean) as stated "
+                         "assumptions, not both")
+    if metric == "prevalence" and pilot is not None and flag is None:
+        raise StoreError("--metric prevalence needs --flag (e.g. --flag lead)")
+    values = None
+    if pilot is not None:
+        from roundtable.analysis.selectors import select_runs
+        from roundtable.cli.analyze import _load
+
+        with open_db(db) as engine:
+            ids, series = select_runs(engine, pilot)
+            _, msgs = _load(engine, rater, adjudication, series)
+        try:
+            values = pilot_values(msgs, ids, metric=metric, flag=flag)
+        except ValueError as exc:
+            raise StoreError(f"--flag {flag}: {exc}") from None
+    grid = [n for n in DEFAULT_RUNS if n < max_runs] + [max_runs]
+    try:
+        result = simulate_power(values, difference=difference, mean=mean, sd=sd,
+                                alpha=alpha, target=target, runs=grid,
+                                simulations=simulations, seed=seed, metric=metric)
+    except ValueError as exc:
+        raise StoreError(f"plan power --pilot {pilot}: {exc}" if pilot else str(exc)
+                         ) from None
+    if as_json:
+        typer.echo(json.dumps({"pilot": pilot, "flag": flag, **result.to_json()}, indent=2))
+        return
+    what = ("mean pairwise cosine similarity" if metric == "similarity"
+            else f"share of messages flagged {flag}")
+    ui.plain(f"Per-run figure: {what}. Basis: {result.basis}; mean {result.pilot_mean:.3f}, "
+             f"SD {result.pilot_sd:.3f}.\nTest: two-sided Mann-Whitney at alpha {alpha:g}; "
+             f"difference {difference:+g}; {simulations} simulated experiments per n "
+             f"(seed {seed}).")
+    cols = ["runs per condition", "power", "MC se"]
+    ui.table(None, cols, [(p.runs, f"{p.power:.3f}", f"{p.se:.3f}") for p in result.curve],
+             right=cols, keep_whole=cols)
+    if result.required is None:
+        ui.plain(f"No n up to {max_runs} runs per condition reaches power {target:g}; "
+                 f"raise --max-runs or plan for a larger difference.")
+    else:
+        ui.plain(f"Smallest n reaching power {target:g}: {result.required} runs per "
+                 f"condition (Monte Carlo estimate: neighbouring n differ by about 2 MC se; "
+                 f"raise --simulations to sharpen).")
+    if values is not None and len(values) < 10:
+        ui.warn(f"the pilot has only {len(values)} runs: its spread is itself uncertain, "
+                f"so treat n as a rough guide")
