@@ -6,6 +6,7 @@ import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, report, review, run, runs
 from roundtable.cli import export as export_cli
+from roundtable.cli import view as view_cli
 
 app = typer.Typer(
     name="roundtable",
@@ -24,3 +25,4 @@ app.add_typer(importers.app, name="import")
 app.add_typer(analyze.app, name="analyze")
 app.add_typer(review.app, name="review")
 export_cli.register(app)
+view_cli.register(app)
