@@ -4,6 +4,7 @@ adjudication and a review sample. Named ``test_web_*`` so it sits with them; no 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def build_db(path: Path) -> WebDb:
         series="demo", rounds=3, seats=3, sampling={"max_tokens": 8},
         failures={"show_errors": True}, fail=[{"model": "m1", "round": 1, "error": "server"}],
         faults=[{"seat": 3, "round": 2, "mode": "error"}])
-    asyncio.run(run_series(engine, protocol, text, make_client(protocol)))
+    # on its own thread: Playwright's sync API keeps an event loop running on this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(
+            run_series(engine, protocol, text, make_client(protocol)))).result()
     with engine.connect() as conn:
         run_id = conn.execute(sa.text("select id from run")).scalar_one()
         ids = [r[0] for r in conn.execute(
