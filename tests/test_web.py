@@ -280,3 +280,24 @@ def test_run_pages_link_to_the_report_figures_of_their_condition(
     assert 'href="/report/index.html#rounds">Flags by round' in page and "#other" not in page
     assert client.get("/report/index.html").status_code == 200
     assert "Flags by round" in client.get("/series/demo").text
+
+
+
+def test_the_served_report_links_each_figure_to_its_runs(tmp_path: Path, web: WebDb) -> None:
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "index.html").write_text(
+        '<figure id="rounds">\n<h3>Flags by round</h3>\n<img src="x">\n<figcaption>Rates. '
+        '<a href="rounds.csv">Data (CSV)</a></figcaption>\n</figure>\n'
+        '<figure id="kappa">\n<h3>Agreement</h3>\n<figcaption>k</figcaption>\n</figure>',
+        encoding="utf-8")
+    (report / "rounds.csv").write_text("series,cell,rate\ndemo,base,1.0\ndemo,base,0.5\n")
+    (report / "kappa.csv").write_text("rater,kappa\na,1.0\n")
+    client = TestClient(create_app(web.engine, report_dir=report), base_url=LOCAL)
+    for path in ("/report/", "/report/index.html"):
+        page = client.get(path).text
+        assert page.count('href="/runs?series=demo&amp;cell=base"') == 1
+        assert page.index("Runs behind it") < page.index("</figcaption>")
+        assert page.count("Runs behind it") == 1  # the agreement figure has no series
+    assert client.get("/report/rounds.csv").text.startswith("series")
+    assert "1 of 1 runs shown" in client.get("/runs?series=demo&cell=base").text

@@ -45,11 +45,11 @@ def create_app(engine_or_url: sa.Engine | str, token: str | None = None, *,
                    codebook=None if codebook is None else Path(codebook), poll_s=poll_s)
     routes: list[BaseRoute] = [Mount("/static", StaticFiles(directory=HERE / "static"),
                                      name="static")]
-    if web.report_dir is not None:
-        routes.append(Mount("/report", StaticFiles(directory=web.report_dir, html=True),
-                            name="report"))
     for page in PAGES:
         routes.extend(page.routes())
+    if web.report_dir is not None:  # after the pages: /report/ itself is a page (linked)
+        routes.append(Mount("/report", StaticFiles(directory=web.report_dir, html=True),
+                            name="report"))
     app = Starlette(routes=routes, middleware=[Middleware(TokenGate, token=token)],
                     exception_handlers={HTTPException: _http_error})
     app.state.web = web

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 
-__all__ = ["FigureLink", "figures_for"]
+__all__ = ["FigureLink", "figures_for", "link_report"]
 
 _FIGURE = re.compile(r'<figure id="([^"]+)">\s*<h3>(.*?)</h3>', re.S)
 
@@ -51,3 +51,31 @@ def figures_for(folder: Path | None, series: str, cell: str) -> list[FigureLink]
     index = _index(folder.resolve(), (folder / "index.html").stat().st_mtime)
     return [FigureLink(slug, title) for slug, title, pairs in index
             if (series, cell) in pairs or (series, "*") in pairs]
+
+
+_CAPTION_END = re.compile(r'(<figure id="([^"]+)">.*?)(</figcaption>)', re.S)
+
+
+def link_report(folder: Path) -> str:
+    """The report's ``index.html`` with, in each figure's caption, links to the runs behind
+    it (``/runs?series=S&cell=C``, from the figure's CSV). The file itself is not changed:
+    a report stays self-contained; only the copy the viewer serves links into the app."""
+    from html import escape
+    from urllib.parse import urlencode
+
+    html = (folder / "index.html").read_text(encoding="utf-8", errors="replace")
+    index = {slug: pairs for slug, _, pairs in
+             _index(folder.resolve(), (folder / "index.html").stat().st_mtime)}
+
+    def add(match: re.Match[str]) -> str:
+        pairs = sorted(index.get(unescape(match.group(2)), ()))
+        if not pairs:
+            return match.group(0)
+        links = []
+        for series, cell in pairs:
+            query = {"series": series, **({} if cell == "*" else {"cell": cell})}
+            label = series if cell == "*" else f"{series}/{cell}"
+            links.append(f'<a href="{escape("/runs?" + urlencode(query))}">{escape(label)}</a>')
+        return (f"{match.group(1)}<br>Runs behind it: {', '.join(links)}{match.group(3)}")
+
+    return _CAPTION_END.sub(add, html)

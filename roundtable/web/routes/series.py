@@ -9,11 +9,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from roundtable.web.context import state, templates
-from roundtable.web.figures import FigureLink, figures_for
+from roundtable.web.figures import FigureLink, figures_for, link_report
 from roundtable.web.queries import RunRow, run_rows
 
 __all__ = ["CellSummary", "routes"]
@@ -66,6 +66,16 @@ async def series_page(request: Request) -> Response:
         "has_report": web.report_dir is not None})
 
 
+async def report_index(request: Request) -> Response:
+    """``/report/``: the report's page, each figure linked to the runs behind it."""
+    folder = state(request).report_dir
+    if folder is None or not (folder / "index.html").is_file():
+        raise HTTPException(404, "no report: start the viewer with --report DIR")
+    return HTMLResponse(await run_in_threadpool(link_report, folder))
+
+
 def routes() -> list[BaseRoute]:
-    """The series routes."""
-    return [Route("/series/{name:str}", series_page, name="series")]
+    """The series routes (and the linked report page, before the report's static files)."""
+    return [Route("/series/{name:str}", series_page, name="series"),
+            Route("/report/", report_index, name="report_index"),
+            Route("/report/index.html", report_index)]
