@@ -301,3 +301,19 @@ def test_the_served_report_links_each_figure_to_its_runs(tmp_path: Path, web: We
         assert page.count("Runs behind it") == 1  # the agreement figure has no series
     assert client.get("/report/rounds.csv").text.startswith("series")
     assert "1 of 1 runs shown" in client.get("/runs?series=demo&cell=base").text
+
+
+@pytest.mark.postgres
+def test_pages_and_stream_on_postgresql(pg_url: str) -> None:
+    db = build_db(pg_url)
+    try:
+        client = TestClient(create_app(db.engine), base_url=LOCAL)
+        page = client.get(f"/runs/{db.run_id}").text
+        assert all(f'id="m{m}"' in page for m in db.agent_ids)
+        assert page.count('<th scope="col" class="differ"') == len(db.lead_differs)
+        with client.stream("GET", f"/runs/{db.run_id}/events") as response:
+            kinds = [k for k, _ in _events(response.read().decode())]
+        assert kinds.count("message") >= len(db.agent_ids) and kinds[-1] == "done"
+        assert prompt_for(db.engine, db.agent_ids[-1]).verified
+    finally:
+        db.engine.dispose()

@@ -15,6 +15,7 @@ from roundtable.engine import persist
 from roundtable.engine.runner import run_series
 from roundtable.protocol import expand
 from roundtable.review.samples import SampleRequest, create_sample
+from roundtable.store.db import open_engine
 from tests.codes_support import add_codes
 from tests.test_engine_support import make_client, make_engine, make_protocol
 
@@ -33,12 +34,13 @@ class WebDb:
     lead_differs: list[int]
 
 
-def build_db(path: Path) -> WebDb:
+def build_db(path: Path | str) -> WebDb:
     """Series ``demo``: 3 rounds x 3 scripted seats, seat 3 crashes (injected) at round 2,
     m1 fails naturally at round 1 (errors shown), max_tokens 8 so replies look truncated;
     judges gemini and sonnet disagree on ``lead`` for even message ids; an intersection
-    adjudication; sample ``S`` of 4 items."""
-    engine = make_engine(path)
+    adjudication; sample ``S`` of 4 items. ``path`` is a SQLite file or a database URL."""
+    url = path if isinstance(path, str) else f"sqlite:///{path}"
+    engine = make_engine(path) if isinstance(path, Path) else open_engine(url)
     protocol, text = make_protocol(
         series="demo", rounds=3, seats=3, sampling={"max_tokens": 8},
         failures={"show_errors": True}, fail=[{"model": "m1", "round": 1, "error": "server"}],
@@ -56,7 +58,7 @@ def build_db(path: Path) -> WebDb:
     add_codes(engine, "sonnet", {m: {f: f == "meta" for f in FLAGS} for m in ids})
     adjudicate(engine, ["gemini", "sonnet"], name="both")
     create_sample(engine, SampleRequest(name="S", size=4, strata=("model",), seed=4))
-    return WebDb(url=f"sqlite:///{path}", engine=engine, run_id=run_id, agent_ids=ids,
+    return WebDb(url=url, engine=engine, run_id=run_id, agent_ids=ids,
                  lead_differs=[m for m in ids if m % 2 == 0])
 
 

@@ -69,7 +69,10 @@ def view(
     handle = serve_in_background(url, port, host=host, token=token, report_dir=report,
                                  codebook=codebook)
     address = handle.url + (f"/?token={token}" if token else "/")
-    ui.say(f"roundtable view: {display_url(url)} at {address}  (Ctrl-C to stop)")
+    where = " (listening on all interfaces: use this machine's name from elsewhere)" \
+        if host in ("0.0.0.0", "::") else ""
+    # typer.echo, not rich: a wrapped URL cannot be clicked or copied whole
+    typer.echo(f"roundtable view: {display_url(url)}\nOpen {address}{where}\nCtrl-C to stop.")
     if open_browser:
         import webbrowser
 
