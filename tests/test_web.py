@@ -3,6 +3,7 @@ the token gate, replayed prompts, and links between the report and the runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from roundtable.cli.main import app as cli_app
 from roundtable.engine.replay import prompt_for
+from roundtable.engine.runner import run_series
 from roundtable.errors import StoreError
 from roundtable.store.tables import Judgement, Message, Rater, ReviewEvent
 from roundtable.web import create_app
@@ -22,6 +24,7 @@ from roundtable.web.auth import COOKIE
 from roundtable.web.figures import figures_for
 from roundtable.web.queries import transcript_view
 from tests.codes_support import seed_messages
+from tests.test_engine_support import make_client, make_engine, make_protocol
 from tests.test_web_support import WebDb, build_db
 
 LOCAL = "http://127.0.0.1"
@@ -133,6 +136,25 @@ def test_prompt_fragment_is_verified_against_the_stored_call(
     assert data["verified"] and data["messages"][0]["role"] == "system"
     # the last round's prompt carries the earlier rounds as peers' turns
     assert any(m["content"].startswith("[Agent-") for m in data["messages"])
+
+
+@pytest.mark.parametrize("scheme", ["sequential", "staggered"])
+def test_prompts_of_other_turn_schemes(tmp_path: Path, scheme: str) -> None:
+    protocol, text = make_protocol(series=scheme, rounds=2, seats=3, scheme=scheme)
+    engine = make_engine(tmp_path / "s.db")
+    asyncio.run(run_series(engine, protocol, text, make_client(protocol)))
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(
+            sa.text("select id from message where kind='agent' order by round, turn"))]
+    replayed = [prompt_for(engine, m) for m in ids]
+    if scheme == "sequential":  # deterministic: every prompt is the one sent
+        assert all(p.verified for p in replayed)
+        # the second speaker of a round saw the first one's reply of that round
+        assert any(m.content.startswith("[") for m in replayed[1].messages)
+    else:
+        assert replayed[0].verified  # the first arrival saw only the brief
+        assert all(p.verified or p.reason.startswith("staggered") for p in replayed)
+    engine.dispose()
 
 
 def test_prompt_of_an_imported_run_says_it_is_a_reconstruction(web: WebDb) -> None:

@@ -65,6 +65,10 @@ def page(browser: Any) -> Iterator[Any]:
 def test_runs_list_filters_by_status(page: Any, server: ServerHandle, web: WebDb) -> None:
     page.goto(server.url + "/runs")
     assert page.locator("table.runs tbody tr[data-run]").count() == 1
+    page.keyboard.press("Tab")  # the first stop is the skip link, and it works
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     page.select_option("select[name=status]", "failed")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**status=failed**")

@@ -66,6 +66,8 @@
   source.addEventListener("message", function (ev) {
     var d = JSON.parse(ev.data);
     insert(section(d.round).querySelector(".lines"), d.html, "m" + d.id);
+    var shown = document.getElementById("shown");
+    if (shown) { shown.textContent = document.querySelectorAll("article.msg").length + " lines shown."; }
   });
   source.addEventListener("fault", function (ev) {
     var d = JSON.parse(ev.data);
