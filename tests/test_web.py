@@ -339,3 +339,11 @@ def test_pages_and_stream_on_postgresql(pg_url: str) -> None:
         assert prompt_for(db.engine, db.agent_ids[-1]).verified
     finally:
         db.engine.dispose()
+
+
+def test_review_index_lists_samples_and_starts_a_coder(client: TestClient) -> None:
+    page = client.get("/review").text
+    assert '<option value="S">S (4 items)</option>' in page
+    assert "Give your name" in client.get("/review?sample=S&coder=").text
+    start = client.get("/review?sample=S&coder=+ana+", follow_redirects=False)
+    assert start.status_code == 303 and start.headers["location"].endswith("/review/S/ana")

@@ -53,8 +53,9 @@ def view(
     """Serve a web app over the database: runs, transcripts with codes beside each message,
     live runs, and blind coding of review samples (/review/SAMPLE/CODER).
 
-    Needs no network: every asset ships with roundtable. On 127.0.0.1 there is no login;
-    any other --host needs --token (or $ROUNDTABLE_VIEW_TOKEN). Stop with Ctrl-C.
+    Needs no network: every asset ships with roundtable. Stop with Ctrl-C.
+
+    On 127.0.0.1 there is no login; any other --host needs --token ($ROUNDTABLE_VIEW_TOKEN).
     """
     token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(host, token)

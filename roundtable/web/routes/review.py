@@ -24,7 +24,7 @@ from roundtable.coding.codebook import Codebook, load_codebook
 from roundtable.errors import RoundtableError, StoreError
 from roundtable.review.samples import get_sample
 from roundtable.review.session import ItemState, ReviewSession
-from roundtable.store.tables import Rater
+from roundtable.store.tables import Rater, Sample
 from roundtable.web.context import state, templates
 
 __all__ = ["DEFAULT_CODEBOOK", "routes", "sample_codebook"]
@@ -50,6 +50,25 @@ def sample_codebook(engine: sa.Engine, sample: str, chosen: Path | None = None) 
         return load_codebook(DEFAULT_CODEBOOK)
     raise StoreError(f"sample {sample!r}: its judges ({', '.join(judges) or 'none'}) stored no "
                      f"codebook; start the viewer with --codebook PATH")
+
+
+def _samples(engine: sa.Engine) -> list[Sample]:
+    with Session(engine) as s:
+        rows = list(s.exec(select(Sample).order_by(col(Sample.id))).all())
+        for row in rows:
+            s.expunge(row)
+    return rows
+
+
+async def review_index(request: Request) -> Response:
+    """``/review``: the samples, and a form to start coding one under your name."""
+    sample, coder = request.query_params.get("sample"), request.query_params.get("coder")
+    if sample and coder and coder.strip():
+        return RedirectResponse(str(request.url_for("review", sample=sample,
+                                                    coder=coder.strip())), status_code=303)
+    samples = await run_in_threadpool(_samples, state(request).engine)
+    return templates.TemplateResponse(request, "review_index.html", {
+        "title": "Review", "samples": samples, "missing_coder": sample is not None})
 
 
 def _open(request: Request) -> tuple[ReviewSession, Codebook]:
@@ -152,6 +171,7 @@ async def review_action(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     """The review routes."""
     return [
+        Route("/review", review_index, name="review_index"),
         Route("/review/{sample:str}/{coder:str}", review_page, name="review"),
         Route("/review/{sample:str}/{coder:str}/{n:int}", review_action, methods=["POST"],
               name="review_action"),
