@@ -20,14 +20,15 @@ from roundtable.store.tables import Judgement, Rater
 from roundtable.web import ServerHandle, serve_in_background
 from tests.test_web_support import WebDb, build_db, pending_run
 
-CHROMIUM = os.environ.get("ROUNDTABLE_CHROMIUM", "/usr/bin/chromium")
+_WANTED = os.environ.get("ROUNDTABLE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = _WANTED if Path(_WANTED).is_file() else shutil.which("chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 15_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
-if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
-    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)",
+if CHROMIUM is None:
+    pytest.skip(f"chromium not found at {_WANTED} nor on PATH (apt-get install chromium)",
                 allow_module_level=True)
 
 
