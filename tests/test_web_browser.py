@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from roundtable.engine import persist
 from roundtable.engine.persist import MessageRow, TurnWriter
-from roundtable.store.tables import Judgement, Rater
+from roundtable.store.tables import Judgement, Rater, ReviewEvent
 from roundtable.web import ServerHandle, serve_in_background
 from tests.test_web_support import WebDb, build_db, pending_run
 
@@ -141,8 +141,9 @@ def test_review_page_codes_with_the_keyboard_and_keeps_state(
     page.wait_for_url("**item=2")
     page.keyboard.press("s")
     page.wait_for_url("**item=3")
-    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("u")  # this sitting's last change was the skip of item 2: back there
     page.wait_for_url("**item=2")
+    assert page.locator("#state-text").inner_text() == "open"
     page.keyboard.press("ArrowLeft")
     page.wait_for_url("**item=1")
     assert page.locator("#state-text").inner_text() == "committed"
@@ -153,4 +154,7 @@ def test_review_page_codes_with_the_keyboard_and_keeps_state(
     with Session(web.engine) as s:
         rater = s.exec(select(Rater).where(Rater.name == "kim")).one()
         rows = s.exec(select(Judgement).where(Judgement.rater_id == rater.id)).all()
+        actions = s.exec(select(ReviewEvent.action).where(ReviewEvent.rater_id == rater.id)
+                         .order_by(col(ReviewEvent.id))).all()
     assert [j.status for j in rows] == ["valid"]
+    assert list(actions) == ["set", "level", "undo", "commit", "skip", "undo", "reveal"]

@@ -10,6 +10,15 @@
   var flags = root.dataset.flags.split(",");
   var say = document.getElementById("say");
   var busy = false;
+  // This sitting's changes (item positions), as in the terminal app: u undoes the last one,
+  // going back to its item. Kept per tab (sessionStorage), so a reload keeps the sitting.
+  var historyKey = "roundtable.review.history:" + base;
+  function history() {
+    try { return JSON.parse(sessionStorage.getItem(historyKey) || "[]"); } catch (e) { return []; }
+  }
+  function setHistory(h) {
+    try { sessionStorage.setItem(historyKey, JSON.stringify(h)); } catch (e) { /* private mode */ }
+  }
 
   function go(pos) { window.location.search = "?item=" + (pos + 1); }
 
@@ -58,15 +67,22 @@
     box.hidden = false;
   }
 
-  function act(body, message) {
+  function act(body, message, at) {
     if (busy) { return; }
     busy = true;
-    fetch(base + "/" + (position + 1), {
+    var where = at === undefined ? position : at;
+    fetch(base + "/" + (where + 1), {
       method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)
     }).then(function (r) { return r.json(); }).then(function (data) {
       busy = false;
       if (data.error) { say.textContent = data.error; say.className = "say error"; return; }
+      var changed = body.action !== "undo" && body.action !== "reveal" && !data.unchanged;
+      if (changed) { var h = history(); h.push(where); setHistory(h); }
+      if (where !== position) {  // an undo on an earlier item of this sitting: go there
+        go(where);
+        return;
+      }
       show(data);
       say.className = "say ok";
       var stamp = " · saved " + new Date().toLocaleTimeString();
@@ -89,6 +105,13 @@
     if (action === "prev") { if (position > 0) { go(position - 1); } else { say.textContent = "Already at the first item."; } return; }
     if (action === "next") { if (position + 1 < total) { go(position + 1); } else { say.textContent = "Already at the last item."; } return; }
     if (action === "note") { act({action: "note", text: document.getElementById("note").value}, "Note saved"); return; }
+    if (action === "undo") {
+      var h = history();
+      var at = h.length ? h.pop() : position;
+      setHistory(h);
+      act({action: "undo"}, "Undone", at);
+      return;
+    }
     if (action === "reveal" && document.getElementById("reveal-btn").disabled) {
       say.textContent = "Reveal is locked: commit your codes for this item first (Enter).";
       return;
@@ -104,8 +127,13 @@
   document.querySelectorAll("button[data-action]").forEach(function (b) {
     b.addEventListener("click", function () { run(b.dataset.action); });
   });
-  var keys = {"l": "level", "Enter": "commit", "s": "skip", "u": "undo", "ArrowLeft": "prev",
-              "ArrowRight": "next", "r": "reveal"};
+  var keys = {"l": "level", "Enter": "commit", "n": "commit", "s": "skip", "u": "undo",
+              "ArrowLeft": "prev", "ArrowRight": "next", "r": "reveal"};
+  var note = document.getElementById("note");
+  note.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") { note.blur(); }
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run("note"); note.blur(); }
+  });
   document.addEventListener("keydown", function (ev) {
     var tag = ev.target.tagName;
     if (tag === "TEXTAREA" || tag === "INPUT" || tag === "SELECT" || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
@@ -116,6 +144,8 @@
       act({action: "toggle", index: n - 1}, flags[n - 1] + " toggled");
       return;
     }
+    if (ev.key === "e") { ev.preventDefault(); note.focus(); return; }
+    if (ev.key === "?") { var help = document.querySelector("details.help"); help.open = !help.open; return; }
     if (keys[ev.key]) { ev.preventDefault(); run(keys[ev.key]); }
   });
 })();
