@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
@@ -48,6 +49,14 @@ def _query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+def _breakable(text: str) -> Markup:
+    """``text`` escaped, with line-break opportunities after ``:``, ``+`` and ``/``."""
+    out = str(escape(text))
+    for ch in (":", "+", "/"):
+        out = out.replace(ch, ch + "<wbr>")
+    return Markup(out)
+
+
 def _yn(value: bool | None) -> str:
     return "–" if value is None else ("yes" if value else "no")
 
@@ -55,4 +64,5 @@ def _yn(value: bool | None) -> str:
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["markdown"] = markdown
 templates.env.filters["yn"] = _yn
+templates.env.filters["breakable"] = _breakable
 templates.env.globals["query"] = _query
