@@ -6,6 +6,7 @@ import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, plan, report, review, run, runs
 from roundtable.cli import export as export_cli
+from roundtable.cli import view as view_cli
 
 app = typer.Typer(
     name="roundtable",
@@ -25,3 +26,4 @@ app.add_typer(analyze.app, name="analyze")
 app.add_typer(review.app, name="review")
 app.add_typer(plan.app, name="plan")
 export_cli.register(app)
+view_cli.register(app)
