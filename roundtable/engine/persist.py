@@ -343,7 +343,9 @@ class TurnWriter:
         # refuses (LeaseLost) when another worker took the run over
         self._renew = None if owner is None else \
             lease.renew_stmt(dialect, run_id, owner, lease_ttl)
-        self._msg_stmt = _ignore_conflicts(_MESSAGE, dialect, ["run_id", "slot"])
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
+        self._msg_stmt = _ignore_conflicts(_MESSAGE, dialect, ["run_id", "slot"]) \
+            .returning(_MESSAGE.c.id)
         self._event_stmt = _ignore_conflicts(_EVENT, dialect, ["run_id", "slot"])
         #: rows actually inserted (conflicts excluded), for the series summary
         self.messages_written = 0
@@ -400,7 +402,7 @@ class TurnWriter:
                     "visible": msg.visible, "llm_call_id": call_id if i == 0 else None,
                     "created_at": now,
                 })
-                new += max(result.rowcount, 0)
+                new += len(result.all())
             for ev in events:
                 conn.execute(self._event_stmt, {
                     "run_id": self.run_id,

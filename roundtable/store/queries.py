@@ -79,20 +79,23 @@ def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
     """Every failed turn still missing from a run (all runs, or ``run_ids``), by run, round
     and seat. A transient failure whose seat-round later got its agent message is not
     listed."""
-    with Session(engine) as s:
-        q = select(Event.run_id, Event.round, Event.seat_id, Event.kind, Event.detail).where(
-            col(Event.kind).in_(_FAILURE_KINDS)).order_by(col(Event.id))
+    ev = Event.__table__.c  # type: ignore[attr-defined]
+    msg = Message.__table__.c  # type: ignore[attr-defined]
+    seat = Seat.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        q = sqlalchemy.select(ev.run_id, ev.round, ev.seat_id, ev.kind, ev.detail).where(
+            ev.kind.in_(_FAILURE_KINDS)).order_by(ev.id)
         if run_ids is not None:
-            q = q.where(col(Event.run_id).in_(run_ids))
-        events = s.exec(q).all()
+            q = q.where(ev.run_id.in_(run_ids))
+        events = conn.execute(q).all()
         runs = sorted({e[0] for e in events})
         if not runs:
             return []
-        spoken = {(r, rnd, seat) for r, rnd, seat in s.exec(
-            select(Message.run_id, Message.round, Message.seat_id)
-            .where(col(Message.run_id).in_(runs), Message.kind == "agent")).all()}
-        names = {sid: name for sid, name in s.exec(
-            select(Seat.id, Seat.display_name).where(col(Seat.run_id).in_(runs))).all()}
+        spoken = {(r, rnd, sid) for r, rnd, sid in conn.execute(
+            sqlalchemy.select(msg.run_id, msg.round, msg.seat_id)
+            .where(msg.run_id.in_(runs), msg.kind == "agent"))}
+        names = {sid: name for sid, name in conn.execute(
+            sqlalchemy.select(seat.id, seat.display_name).where(seat.run_id.in_(runs)))}
     turns: dict[tuple[int, int | None, int | None], FailedTurn] = {}
     for run_id, rnd, seat_id, kind, detail in events:
         key = (run_id, rnd, seat_id)
