@@ -163,7 +163,7 @@ def full(full_db: tuple[Path, str]) -> Path:
 
 
 EXPECTED = {"profile-A", "profile-B", "similarity", "ablation", "agreement",
-            "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates"}
+            "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates", "attrition"}
 
 
 def test_report_writes_every_figure_with_png_and_csv(full: Path) -> None:
@@ -297,7 +297,7 @@ def test_missing_second_rater_and_crashes_are_reported_not_fatal(
     assert "No run with a crash event" in html
     assert "(not available)" in html  # flagged in the table of contents
     assert {p.stem for p in out.glob("*.png")} == {
-        "profile-A", "profile-B", "similarity", "ablation", "rounds"}
+        "profile-A", "profile-B", "similarity", "ablation", "rounds", "attrition"}
     assert all((out / r).is_file() for r in references(html))
     # --series order is kept: B first, so B is the baseline
     assert [r["condition"] for r in read_csv(out / "ablation.csv")] == ["B", "A"]

@@ -463,3 +463,7 @@ def isolation(
     ui.table(None, cols, rows, right=cols[1:], keep_whole=cols[1:])
     ui.plain("share = flagged / coded messages; /run = mean per-run share; p = "
              "Mann-Whitney on per-run shares; delta = Cliff's delta (iso vs group).")
+
+from roundtable.cli import analyze_attrition  # noqa: E402  (registers `analyze attrition`)
+
+analyze_attrition.register(app)
