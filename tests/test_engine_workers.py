@@ -104,7 +104,8 @@ def _finish(procs: list[subprocess.Popen[bytes]]) -> list[str]:
 
 
 def _check_database(url: str, handler: UniqueReplies, *, runs: int, turns: int,
-                    requests: int, in_flight_lost: int = 0) -> None:
+                    requests: int, in_flight_lost: int = 0,
+                    in_flight_at_most: int | None = None) -> None:
     """Every run completed with every turn; every request but those lost at a kill is a
     stored call; every stored message's context is stored in its own run."""
     engine = open_engine(url)
@@ -123,7 +124,10 @@ def _check_database(url: str, handler: UniqueReplies, *, runs: int, turns: int,
         engine.dispose()
     assert statuses == ["completed"] * runs
     assert len(agents) == turns == ok_calls and failed_calls == 0
-    assert requests - ok_calls == in_flight_lost
+    if in_flight_at_most is None:
+        assert requests - ok_calls == in_flight_lost
+    else:
+        assert 0 <= requests - ok_calls <= in_flight_at_most
     assert leases == 0, "every worker released its leases"
     by_run: dict[int, set[str]] = {}
     for run_id, text in agents:
@@ -204,6 +208,34 @@ def test_a_killed_workers_runs_are_taken_over_after_its_lease_expires(
     assert 0 <= lost <= 3  # --concurrency 3
     _check_database(url, handler, runs=4, turns=4 * 12, requests=len(server.requests),
                     in_flight_lost=lost)
+
+
+def test_a_stalled_worker_is_taken_over_after_expiry_and_stores_nothing_more(
+        replies: tuple[FakeServer, UniqueReplies], tmp_path: Path) -> None:
+    """SIGSTOP (alive, so only expiry frees its runs), let another worker finish the series,
+    then SIGCONT: the stalled worker's late replies are refused, and it makes no new call."""
+    server, handler = replies
+    protocol = _protocol(tmp_path, server, replicates=4, rounds=4)
+    db = str(tmp_path / "stalled.db")
+    url = f"sqlite:///{db}"
+    stalled = _worker(protocol, db, ttl=1.0)
+    deadline = time.monotonic() + 60
+    try:
+        while _agent_count(url) < 6:
+            assert stalled.poll() is None, stalled.communicate()[0].decode()
+            assert time.monotonic() < deadline, "the worker never started storing messages"
+            time.sleep(0.01)
+        stalled.send_signal(signal.SIGSTOP)
+        [out] = _finish([_worker(protocol, db, ttl=1.0)])
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    late, _ = stalled.communicate(timeout=120)
+    assert stalled.returncode == 0, late.decode()
+    assert "4/4 runs completed" in " ".join(out.split())
+    # only the calls the stalled worker had started (--concurrency 3) were wasted; the
+    # ones not yet sent at the stop reach the server after SIGCONT, and are refused
+    _check_database(url, handler, runs=4, turns=4 * 12, requests=len(server.requests),
+                    in_flight_at_most=3)
 
 
 # --------------------------------------------------------------------------- leases

@@ -273,6 +273,20 @@ class Discussion:
         return RunOutcome(status.value, detail,  # type: ignore[arg-type]
                           self.writer.messages_written)
 
+    async def _confirm_lease(self) -> None:
+        """Renew the lease before a round's calls start: a worker that stalled past its
+        lease (and was taken over) must not even make the calls."""
+        if self.owner is None:
+            return
+        run_id, ttl = self.handle.run_id, self.writer.lease_ttl
+        if self._thread is None:
+            ok = lease.renew(self.engine, run_id, self.owner, ttl)
+        else:
+            ok = await self._thread.run(lease.renew, engine=self.engine, run_id=run_id,
+                                        owner=self.owner, ttl=ttl)
+        if not ok:
+            raise LeaseLost(f"run {self.handle.run_id} is held by another worker now")
+
     async def _status(self, status: str, detail: str = "") -> None:
         if self._thread is None:
             persist.set_status(self.engine, self.handle.run_id, status, detail, self.owner)
@@ -289,6 +303,7 @@ class Discussion:
                 if (r, p) not in self.resolved and p not in self.gone]
         if not todo:
             return
+        await self._confirm_lease()
         scheme = self.spec.turns.scheme
         if scheme == "sequential":
             for k, p in todo:

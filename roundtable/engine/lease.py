@@ -4,7 +4,9 @@ A worker claims a run with one atomic ``UPDATE`` before calling anything for it,
 lease while it works (and in the same transaction as every turn it stores), and releases it
 when the run ends. Expiry times are on the *database* clock, so workers on machines whose
 clocks differ still agree on when a lease has run out. A worker that dies simply stops
-renewing; another worker takes the run over once the lease expires.
+renewing; another worker takes the run over once the lease expires, or at once when the
+holder ran on the same host and its process no longer exists (so rerunning after
+``kill -9`` does not wait for the TTL).
 """
 
 from __future__ import annotations
@@ -77,10 +79,38 @@ def renew_stmt(dialect: str, run_id: int, owner: str, ttl: float) -> sa.Update:
             .values(lease_expires_at=db_now(dialect) + ttl))
 
 
+def dead_here(holder: str) -> bool:
+    """Whether ``holder`` (``host:pid:random``) was a process on this host that is gone."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
 def claim(engine: sa.Engine, run_id: int, owner: str, ttl: float) -> bool:
     """Try to take the run; True when this worker now holds it."""
+    dialect = engine.dialect.name
+    c = _RUN.c
     with engine.begin() as conn:
-        return conn.execute(claim_stmt(engine.dialect.name, run_id, owner, ttl)).rowcount == 1
+        if conn.execute(claim_stmt(dialect, run_id, owner, ttl)).rowcount == 1:
+            return True
+        holder = conn.execute(sa.select(c.lease_owner).where(c.id == run_id)).scalar()
+        if holder is None or not dead_here(holder):
+            return False
+        return conn.execute(
+            sa.update(_RUN).where(c.id == run_id, c.lease_owner == holder,
+                                  c.status.not_in([str(s) for s in FINAL_RUN_STATUSES]))
+            .values(lease_owner=owner, lease_expires_at=db_now(dialect) + ttl)).rowcount == 1
 
 
 def renew(engine: sa.Engine, run_id: int, owner: str, ttl: float) -> bool:

@@ -338,6 +338,7 @@ class TurnWriter:
         self.engine = engine
         self.run_id = run_id
         self.seat_ids = seat_ids
+        self.lease_ttl = lease_ttl
         dialect = engine.dialect.name
         # with an owner, every write first renews the lease in its own transaction, and
         # refuses (LeaseLost) when another worker took the run over
