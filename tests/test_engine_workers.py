@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from test_engine_support import make_engine, make_protocol
+from test_engine_support import make_client, make_engine, make_protocol
 
 from roundtable.engine import lease, persist
 from roundtable.engine.persist import MessageRow
+from roundtable.engine.runner import RunnerEvent, run_series
 from roundtable.errors import ConfigError
 from roundtable.protocol import expand
 from roundtable.store.db import open_engine
@@ -268,6 +269,24 @@ def test_a_worker_that_lost_its_lease_stores_nothing(tmp_path: Path) -> None:
     assert not lease.renew(engine, handle.run_id, slow, ttl=30)
     lease.release(engine, handle.run_id, slow)  # not ours: no effect
     assert lease.held_elsewhere(engine, [handle.run_id], slow) == {handle.run_id}
+
+
+async def test_runner_waits_for_a_run_held_elsewhere_then_takes_it_over(
+        tmp_path: Path) -> None:
+    protocol, text = make_protocol(rounds=2, seats=2, replicates=2)
+    engine = make_engine(tmp_path / "a.db")
+    sid = persist.register_series(engine, protocol, text).series_id
+    first, _ = persist.ensure_runs(engine, sid, expand(protocol))
+    # a live worker on another machine holds run 1 for 0.6 s more
+    assert lease.claim(engine, first.run_id, "elsewhere:1:x", ttl=0.6)
+    events: list[RunnerEvent] = []
+    result = await run_series(engine, protocol, text, make_client(protocol),
+                              on_event=events.append, lease_ttl=0.3)
+    assert result.completed == 2
+    waits = [(e.detail, e.pending_runs) for e in events if e.kind == "waiting"]
+    assert waits[0] == ("1", 2) and waits[-1] == ("0", 0)  # pending: held + our active
+    started = [e.run_key for e in events if e.kind == "run_started"]
+    assert started == ["base#2", "base#1"]  # the free run first, the held one once expired
 
 
 def test_lease_ttl_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_pr
 
 if TYPE_CHECKING:
     from roundtable.engine.runner import SeriesResult
+    from roundtable.providers.client import Totals
     from roundtable.store.queries import FailedTurn
 
 
@@ -118,6 +119,7 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                     runs_done += 1
                 elif event.kind == "waiting":
                     n = int(event.detail)
+                    runs_done = runs_total - event.pending_runs
                     waiting = f" · waiting for {n} runs held by other workers" if n else ""
                 elif event.kind == "message" and event.detail == "agent":
                     advance = 1
@@ -127,8 +129,8 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                     tokens=f"· tok {_short(usage.input_tokens)} in "
                            f"({_short(usage.cached_tokens)} cached) "
                            f"{_short(usage.output_tokens)} out",
-                    cost=f"· {_usd(client.totals.cost_usd)}"
-                         f" · {client.totals.failed_attempts} retries{waiting}",
+                    cost=f"· {_usd(client.totals.cost_usd)}{_retries(client.totals)}"
+                         f"{waiting}",
                 )
 
             return await run_series(engine, protocol, text, client, on_event=on_event,
@@ -136,6 +138,11 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                                     max_runs_in_flight=runs_in_flight(protocol, concurrency))
     finally:
         await client.aclose()
+
+
+def _retries(totals: Totals) -> str:
+    n = totals.failed_attempts
+    return f" · {n} retries" if n else ""
 
 
 def runs_in_flight(protocol: Protocol, concurrency: int) -> int:

@@ -42,6 +42,9 @@ from roundtable.store.tables import RunStatus
 
 __all__ = ["RunnerEvent", "SeriesResult", "check_peer_format", "register_series", "run_series"]
 
+#: how often a worker with nothing to do looks for runs freed by other workers
+_WAIT_POLL_S = 2.0
+
 EventKind = Literal["series", "run_started", "message", "run_finished", "fault", "waiting"]
 
 
@@ -51,7 +54,9 @@ class RunnerEvent:
 
     ``detail`` is the status for ``run_finished``, the message kind for ``message``, the
     fault text for ``fault`` and the number of runs held by other workers for ``waiting``.
-    The ``*_runs`` and ``planned_calls`` counts are set on the ``series`` event only.
+    The ``*_runs`` and ``planned_calls`` counts are set on the ``series`` event;
+    ``pending_runs`` also on ``waiting`` (runs neither final nor finished by this worker,
+    which tells how many other workers finished meanwhile).
     """
 
     kind: EventKind
@@ -207,7 +212,7 @@ async def run_series(
                     lost.add(run_id)
 
     renewer = asyncio.ensure_future(renew_leases())
-    waiting_shown = -1
+    shown = (0, len(todo))  # what the series event said: nothing held elsewhere
     try:
         while True:
             for run_id, task in list(active.items()):
@@ -226,17 +231,18 @@ async def run_series(
                     attempted.add(run_id)
                     active[run_id] = asyncio.ensure_future(hold(todo[run_id]))
             waiting = [i for i in open_ids if i not in attempted]
+            held = len(await writer.run(lease.held_elsewhere, engine=engine,
+                                        run_ids=waiting, owner=owner))
+            if (held, len(waiting) + len(active)) != shown:
+                shown = (held, len(waiting) + len(active))
+                emit(RunnerEvent("waiting", detail=str(held), pending_runs=shown[1]))
             if not active and (not waiting or stopping()):
                 break
-            held = len(waiting)
-            if held != waiting_shown and len(active) < gate:
-                waiting_shown = held
-                emit(RunnerEvent("waiting", detail=str(held)))
             if active:
                 await asyncio.wait(list(active.values()), timeout=poll,
                                    return_when=asyncio.FIRST_COMPLETED)
             else:
-                await asyncio.sleep(poll)
+                await asyncio.sleep(min(poll, _WAIT_POLL_S))
     finally:
         renewer.cancel()
         pending = list(active.values())
