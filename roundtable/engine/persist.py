@@ -157,7 +157,10 @@ def register_series(engine: sa.Engine, protocol: Protocol, protocol_text: str) -
         insert_ignore(s, Series(name=protocol.series, description=protocol.description,
                                 protocol_text=protocol_text, protocol_hash=digest),
                       ["name"])
-        row = s.exec(select(Series).where(Series.name == protocol.series)).one()
+        # FOR UPDATE (PostgreSQL; SQLite's IMMEDIATE transaction already serialises): two
+        # workers starting with a changed protocol replace the series once, not twice
+        row = s.exec(select(Series).where(Series.name == protocol.series)
+                     .with_for_update()).one()
         assert row.id is not None
         replaced = False
         if row.protocol_hash != digest:
