@@ -242,7 +242,9 @@ def summary_line(result: SeriesResult, turns: list[FailedTurn]) -> str:
             parts.append(f"{n} {status}")
     line = ", ".join(parts)
     transient = sum(1 for t in turns if t.transient)
-    if transient:
+    if result.auth_stopped:
+        line += f"; {transient} turns wait for valid credentials"
+    elif transient:
         line += f"; rerun the same command to retry the {transient} transient turns"
     elif result.incomplete:
         line += "; the failed turns are permanent and will not be retried"
