@@ -189,6 +189,11 @@ api_key_env = "FAKE_API_KEY"
     assert "No runs match" in runner.invoke(app, ["runs", "--db", db, "--status",
                                             "completed"]).output
 
+    shown = runner.invoke(app, ["show", "flaky/1", "--db", db])
+    assert "status incomplete" in shown.output and "transient_failure" in shown.output
+    assert "status detail: 1 turn(s) failed (rate_limit x1: Agent-B round 1)" in \
+        " ".join(shown.output.split())
+
     requests_before = len(server.requests)
     second = runner.invoke(app, ["run", str(protocol), "--db", db, "-q"])
     assert second.exit_code == 0, second.output

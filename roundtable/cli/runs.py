@@ -100,6 +100,8 @@ def show(
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
            f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")
+    if s.status_detail:
+        ui.plain(f"status detail: {s.status_detail}")
     if s.conditions:
         ui.plain("conditions: " + ", ".join(f"{k}={v}" for k, v in s.conditions.items()))
     ui.table("Seats (what peers saw, and what it really was)",
