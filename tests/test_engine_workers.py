@@ -285,6 +285,8 @@ async def test_runner_waits_for_a_run_held_elsewhere_then_takes_it_over(
     assert result.completed == 2
     waits = [(e.detail, e.pending_runs) for e in events if e.kind == "waiting"]
     assert waits[0] == ("1", 2) and waits[-1] == ("0", 0)  # pending: held + our active
+    plans = [e.planned_calls for e in events if e.kind == "waiting"]
+    assert plans[0] >= 4 and plans[-1] == 0  # what the open runs still need
     started = [e.run_key for e in events if e.kind == "run_started"]
     assert started == ["base#2", "base#1"]  # the free run first, the held one once expired
 

@@ -104,11 +104,12 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
     runs_total = 0
     runs_done = 0
     waiting = ""
+    calls_done = 0
     try:
         with ui.series_progress(protocol.series, planned, enabled=not quiet) as bar:
 
             def on_event(event: RunnerEvent) -> None:
-                nonlocal runs_total, runs_done, waiting
+                nonlocal runs_total, runs_done, waiting, calls_done
                 advance = 0
                 total = None
                 if event.kind == "series":
@@ -120,9 +121,11 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                 elif event.kind == "waiting":
                     n = int(event.detail)
                     runs_done = runs_total - event.pending_runs
+                    total = calls_done + event.planned_calls
                     waiting = f" · waiting for {n} runs held by other workers" if n else ""
                 elif event.kind == "message" and event.detail == "agent":
                     advance = 1
+                    calls_done += 1
                 usage = client.totals.usage
                 bar.update(
                     advance=advance, total=total, runs=f"{runs_done}/{runs_total}",

@@ -55,8 +55,9 @@ class RunnerEvent:
     ``detail`` is the status for ``run_finished``, the message kind for ``message``, the
     fault text for ``fault`` and the number of runs held by other workers for ``waiting``.
     The ``*_runs`` and ``planned_calls`` counts are set on the ``series`` event;
-    ``pending_runs`` also on ``waiting`` (runs neither final nor finished by this worker,
-    which tells how many other workers finished meanwhile).
+    ``pending_runs`` and ``planned_calls`` also on ``waiting``: the runs neither final nor
+    finished by this worker (so what other workers finished meanwhile is known) and an upper
+    bound of the calls they still need.
     """
 
     kind: EventKind
@@ -108,6 +109,13 @@ def check_peer_format(peer_format: str, series: str) -> None:
             f"rendered ({type(exc).__name__}: {exc}); use only the placeholders {{name}} and "
             f"{{text}} and double any literal braces ({{{{ and }}}})"
         ) from None
+
+
+def _remaining_calls(engine: sqlalchemy.Engine, handles: list[RunHandle]) -> int:
+    """Upper bound of the calls the given runs still need (seat-rounds without a reply)."""
+    stored = persist.stored_agent_counts(engine, [h.run_id for h in handles])
+    return sum(max(h.spec.rounds * len(h.spec.seats) - stored.get(h.run_id, 0), 0)
+               for h in handles)
 
 
 def register_series(engine: sqlalchemy.Engine, protocol: Protocol, protocol_text: str) -> int:
@@ -235,7 +243,10 @@ async def run_series(
                                         run_ids=waiting, owner=owner))
             if (held, len(waiting) + len(active)) != shown:
                 shown = (held, len(waiting) + len(active))
-                emit(RunnerEvent("waiting", detail=str(held), pending_runs=shown[1]))
+                emit(RunnerEvent("waiting", detail=str(held), pending_runs=shown[1],
+                                 planned_calls=await writer.run(
+                                     _remaining_calls, engine=engine,
+                                     handles=[todo[i] for i in [*waiting, *active]])))
             if not active and (not waiting or stopping()):
                 break
             if active:
