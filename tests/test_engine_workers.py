@@ -233,10 +233,11 @@ def test_a_stalled_worker_is_taken_over_after_expiry_and_stores_nothing_more(
     late, _ = stalled.communicate(timeout=120)
     assert stalled.returncode == 0, late.decode()
     assert "4/4 runs completed" in " ".join(out.split())
-    # only the calls the stalled worker had started (--concurrency 3) were wasted; the
-    # ones not yet sent at the stop reach the server after SIGCONT, and are refused
+    # only calls the stalled worker had started were wasted: at most one round of each run
+    # it held (2 runs at once with --concurrency 3 and 3 seats); some were still queued
+    # for a slot at the stop and reach the server after SIGCONT, their replies refused
     _check_database(url, handler, runs=4, turns=4 * 12, requests=len(server.requests),
-                    in_flight_at_most=3)
+                    in_flight_at_most=2 * 3)
 
 
 # --------------------------------------------------------------------------- leases

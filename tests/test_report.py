@@ -410,7 +410,7 @@ def test_warroom_corpus_report_renders(db_url: str, tmp_path: Path) -> None:
     assert {p.stem for p in out.glob("*.png")} == {p.stem for p in out.glob("*.csv")} == {
         *(f"profile-{s}" for s in series), "similarity", "ablation", "agreement",
         "confusion-human-vs-gemini", "confusion-human-vs-sonnet",
-        "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates"}
+        "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates", "attrition"}
     assert all((out / r).is_file() for r in references(html))
     assert "<th>Coded agent messages</th><td>609</td>" in html
     # F is isolation (one agent per run): no pair, no similarity; said so, not hidden

@@ -316,7 +316,18 @@ class Discussion:
         else:
             start = asyncio.get_running_loop().time()
             coros = [self._staggered_turn(r, k, p, start) for k, p in todo]
-        results = await asyncio.gather(*coros, return_exceptions=True)
+        tasks = [asyncio.ensure_future(c) for c in coros]
+
+        def on_done(task: asyncio.Future[None]) -> None:
+            # another worker holds the run: the siblings' calls (often still queued for a
+            # slot) are wasted, so cancel them instead of letting them reach the provider
+            if not task.cancelled() and isinstance(task.exception(), LeaseLost):
+                for other in tasks:
+                    other.cancel()
+
+        for task in tasks:
+            task.add_done_callback(on_done)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         # Every sibling has finished and persisted by now; only then report why we stop.
         # A lost lease wins (nothing more may be stored), then the budget.
         errors = [r for r in results if isinstance(r, BaseException)]
