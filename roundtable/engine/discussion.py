@@ -65,7 +65,7 @@ from roundtable.errors import AuthError, BudgetExceeded, ProviderError
 from roundtable.protocol import FaultSpec
 from roundtable.providers.base import CompletionRequest
 from roundtable.providers.client import CallRecord, CallResult, ModelClient
-from roundtable.store.tables import RunStatus
+from roundtable.store.tables import TRANSIENT_FAILURE_EVENT, RunStatus
 
 #: a stored status, or ``lost``: another worker took the run over (nothing stored for it)
 OutcomeStatus = Literal["completed", "incomplete", "failed", "stopped", "lost"]
@@ -73,7 +73,7 @@ Sleep = Callable[[float], Awaitable[None]]
 #: asked before each call: None to go on, ``LEASE_LOST`` or a stop reason (e.g. ``auth``)
 Interrupt = Callable[[], str | None]
 LEASE_LOST = "lease_lost"
-TRANSIENT_FAILURE = "transient_failure"
+TRANSIENT_FAILURE = TRANSIENT_FAILURE_EVENT
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,16 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from roundtable.errors import StoreError
-from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series
+from roundtable.store.tables import (
+    FAILURE_EVENT,
+    TRANSIENT_FAILURE_EVENT,
+    Event,
+    LlmCall,
+    Message,
+    Run,
+    Seat,
+    Series,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class FailedTurn:
         return dict(self.__dict__)
 
 
-_FAILURE_KINDS = ("failure", "transient_failure")
+_FAILURE_KINDS = (FAILURE_EVENT, TRANSIENT_FAILURE_EVENT)
 
 
 def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
@@ -101,7 +110,7 @@ def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
         key = (run_id, rnd, seat_id)
         if key in spoken:
             continue
-        transient = kind == "transient_failure"
+        transient = kind == TRANSIENT_FAILURE_EVENT
         known = turns.get(key)
         if known is not None and not known.transient:
             continue  # a permanent failure settles the turn

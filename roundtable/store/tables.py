@@ -35,6 +35,10 @@ class RunStatus(StrEnum):
 
 #: statuses a later invocation never touches again
 FINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})
+#: event kinds of a turn whose call failed: permanent (not retried) and transient (retried
+#: by the next invocation while no agent message fills its seat-round)
+FAILURE_EVENT = "failure"
+TRANSIENT_FAILURE_EVENT = "transient_failure"
 
 
 class Series(SQLModel, table=True):
