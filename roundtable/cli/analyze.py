@@ -560,3 +560,7 @@ def _correction_text(correction: str, k: int) -> str:
 from roundtable.cli import analyze_prevalence  # noqa: E402
 
 analyze_prevalence.register(app)
+
+from roundtable.cli import analyze_attrition  # noqa: E402  (registers `analyze attrition`)
+
+analyze_attrition.register(app)

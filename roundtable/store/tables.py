@@ -8,6 +8,7 @@ Message text is kept twice on purpose: ``raw_text`` exactly as the provider retu
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
@@ -17,6 +18,27 @@ from sqlmodel import Field, SQLModel
 def utcnow() -> datetime:
     # Aware: sqlmodel>=0.0.50 maps datetime to UTCDateTime, which rejects naive values.
     return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands. ``completed`` means every planned turn is stored; ``incomplete``
+    means some turn failed (transient ones are retried by the next invocation); ``failed``
+    is the ``abort_run`` policy; ``stopped`` is a budget or authentication stop."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+#: statuses a later invocation never touches again
+FINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})
+#: event kinds of a turn whose call failed: permanent (not retried) and transient (retried
+#: by the next invocation while no agent message fills its seat-round)
+FAILURE_EVENT = "failure"
+TRANSIENT_FAILURE_EVENT = "transient_failure"
 
 
 class Series(SQLModel, table=True):
@@ -49,8 +71,12 @@ class Run(SQLModel, table=True):
     deterministic: bool = True
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     spec_hash: str = ""
-    status: str = Field(default="pending", index=True)  # pending|running|completed|failed|stopped
+    status: str = Field(default="pending", index=True)  # a RunStatus value
     status_detail: str = ""
+    # the worker holding the run ("host:pid:random") until lease_expires_at, in seconds
+    # since the epoch on the *database* clock (so workers on several machines agree)
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
     source_ref: str | None = None  # e.g. "A-run07" for imported runs
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -136,7 +162,9 @@ class Event(SQLModel, table=True):
     slot: str
     round: int | None = None
     origin: str  # injected | natural | control
-    kind: str  # crash | failure | seat_dropped | run_aborted | budget_stop
+    # crash | failure (permanent, not retried) | transient_failure (retried by the next
+    # invocation while no agent message fills its seat-round) | seat_dropped | run_aborted
+    kind: str
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
