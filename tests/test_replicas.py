@@ -18,6 +18,7 @@ from roundtable.cli.main import app
 from roundtable.errors import BadRequest, ConfigError, ProtocolError, ProviderError
 from roundtable.protocol import EndpointConfig, parse_protocol
 from roundtable.providers.base import ChatMessage, CompletionRequest, Provider
+from roundtable.providers.batch import batch_supported
 from roundtable.providers.client import ModelClient
 from roundtable.providers.registry import build_provider
 from roundtable.providers.replicas import ReplicaSet, affinity_key
@@ -100,6 +101,12 @@ def test_config_forms_and_errors() -> None:
     with pytest.raises(ConfigError, match="replica_cooldown_s"):
         build_provider("vllm", _config(["http://a", "http://b"],
                                        options={"replica_cooldown_s": "soon"}), {})
+
+
+def test_replicas_have_no_batch_api() -> None:
+    problem = batch_supported("vllm", _config(["http://a/v1", "http://b/v1"],
+                                              options={"batch": True}))
+    assert problem is not None and "base_urls" in problem and "without --batch" in problem
 
 
 def test_affinity_key() -> None:
