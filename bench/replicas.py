@@ -80,6 +80,7 @@ kind = "openai"
 base_urls = {urls}
 routing = "{policy}"
 max_concurrency = {concurrency}
+options = {{ replica_cooldown_s = {cooldown} }}
 """
 WORDS = ("api backend courier dashboard payment tracking map order restaurant budget "
          "deadline risk cut launch district test deploy design review agree lead split "
@@ -98,6 +99,9 @@ class ReplicaModel:
     capacity: int
     cache_tokens: int
     reply_words: int
+    #: (replica index, from s, to s): that replica answers 503 in this window, counted from
+    #: the first request it receives
+    outage: tuple[int, float, float] | None = None
 
 
 def _tokens(message: dict[str, Any]) -> int:
@@ -132,6 +136,17 @@ class FakeReplica:
         self.peak_running = 0
         self.service_s = 0.0
         self.wait_s = 0.0
+        self.failed = 0
+        self.first_request: float | None = None
+
+    def down(self) -> bool:
+        now = time.perf_counter()
+        if self.first_request is None:
+            self.first_request = now
+        outage = self.model.outage
+        if outage is None or outage[0] != self.index:
+            return False
+        return outage[1] <= now - self.first_request < outage[2]
 
     def cached_prefix(self, chain: list[bytes], sizes: list[int]) -> int:
         """Tokens of the longest leading chain of messages held in the cache (touched)."""
@@ -196,7 +211,7 @@ class FakeReplica:
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "cached_tokens": self.cached_tokens, "evicted_tokens": self.evicted_tokens,
                 "peak_running": self.peak_running, "service_s": self.service_s,
-                "wait_s": self.wait_s}
+                "wait_s": self.wait_s, "failed": self.failed}
 
 
 async def _serve_connection(replica: FakeReplica, reader: asyncio.StreamReader,
@@ -220,7 +235,11 @@ async def _serve_connection(replica: FakeReplica, reader: asyncio.StreamReader,
             if method == "GET" and path == "/stats":
                 status, payload = 200, replica.stats()
             elif method == "POST" and path.endswith("/chat/completions"):
-                status, payload = 200, await replica.complete(json.loads(body))
+                if replica.down():
+                    replica.failed += 1
+                    status, payload = 503, {"error": {"message": "replica restarting"}}
+                else:
+                    status, payload = 200, await replica.complete(json.loads(body))
             else:
                 status, payload = 404, {"error": {"message": f"no route {path}"}}
             data = json.dumps(payload).encode()
@@ -275,6 +294,8 @@ def _start_replicas(args: argparse.Namespace) -> tuple[subprocess.Popen[str], li
            "--base-ms", str(args.base_ms), "--prefill-ms-per-1k", str(args.prefill_ms_per_1k),
            "--capacity", str(args.capacity), "--cache-tokens", str(args.cache_tokens),
            "--reply-words", str(args.reply_words)]
+    if args.outage:
+        cmd += ["--outage", args.outage]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ports: list[int] = json.loads(proc.stdout.readline())["ports"]
@@ -298,7 +319,8 @@ def run_policy(policy: str, args: argparse.Namespace) -> PolicyResult:
         urls = [f"http://127.0.0.1:{p}/v1" for p in ports]
         text = PROTOCOL.format(policy=policy, rounds=args.rounds, runs=args.runs,
                                seats=args.seats, brief=json.dumps(BRIEF),
-                               urls=json.dumps(urls), concurrency=args.concurrency)
+                               urls=json.dumps(urls), concurrency=args.concurrency,
+                               cooldown=args.cooldown_s)
         protocol = parse_protocol(text, source=f"bench-{policy}")
         with tempfile.TemporaryDirectory() as tmp:
             engine = open_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
@@ -349,10 +371,12 @@ def report(results: list[PolicyResult], calls: int) -> None:
                       / max(sum(r["prompt_tokens"] for r in res.replicas), 1))
         evicted = sum(r["evicted_tokens"] for r in res.replicas)
         peak = "/".join(str(r["peak_running"]) for r in res.replicas)
-        print(f"{res.policy:<13} runs {res.completed}/{res.total_runs}, calls "
-              f"{res.router.calls}/{calls}, prompt tokens {res.input_tokens:,} "
+        failed = sum(r["failed"] for r in res.replicas)
+        print(f"{res.policy:<13} runs {res.completed}/{res.total_runs}, "
+              f"{res.router.calls} attempts for {calls} calls, prompt tokens {res.input_tokens:,} "
               f"(replicas counted {100 * server_hit:.1f}% cached), evicted {evicted:,} "
-              f"tokens, peak running per replica {peak}")
+              f"tokens, peak running per replica {peak}, 503s {failed}, "
+              f"marked down {res.router.marked_down}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,13 +396,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="prefix cache size per replica, in tokens")
     parser.add_argument("--reply-words", type=int, default=60,
                         help="mean reply length in words (each reply: 50-150%% of it)")
+    parser.add_argument("--outage", metavar="I:FROM:TO",
+                        help="replica I (0-based) answers 503 from FROM to TO seconds after "
+                             "its first request")
+    parser.add_argument("--cooldown-s", type=float, default=30.0,
+                        help="the endpoint's options.replica_cooldown_s")
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help="comma-separated subset of " + ", ".join(POLICIES))
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    outage = None
+    if args.outage:
+        try:
+            index, start, end = args.outage.split(":")
+            outage = (int(index), float(start), float(end))
+        except ValueError:
+            parser.error(f"--outage must look like 1:10:20, got {args.outage!r}")
     model = ReplicaModel(base_ms=args.base_ms, prefill_ms_per_1k=args.prefill_ms_per_1k,
                          capacity=args.capacity, cache_tokens=args.cache_tokens,
-                         reply_words=args.reply_words)
+                         reply_words=args.reply_words, outage=outage)
     if args.serve:
         asyncio.run(serve(args.replicas, model))
         return 0
@@ -390,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runs={args.runs} seats={args.seats} rounds={args.rounds} calls={calls} "
           f"concurrency={args.concurrency} replicas={args.replicas} capacity={args.capacity} "
           f"latency={args.base_ms:g}ms+{args.prefill_ms_per_1k:g}ms/1k uncached tokens "
-          f"cache={args.cache_tokens:,} tokens/replica")
+          f"cache={args.cache_tokens:,} tokens/replica"
+          + (f" outage={args.outage} cooldown={args.cooldown_s:g}s" if args.outage else ""))
     # An untimed pass first, so no policy pays for first-use costs (imports, pools).
     run_policy("round_robin", argparse.Namespace(**{**vars(args), "runs": 2, "rounds": 2}))
     results = [run_policy(policy, args) for policy in policies]
