@@ -354,7 +354,7 @@ def run_policy(policy: str, args: argparse.Namespace) -> PolicyResult:
 
 def report(results: list[PolicyResult], calls: int) -> None:
     print(f"{'policy':<13} {'makespan':>9} {'vs rr':>6} {'prefix hit':>10} "
-          f"{'service':>8} {'wait':>7} {'affinity':>8} {'re-route':>8}  calls per replica")
+          f"{'service':>8} {'wait':>7} {'affinity':>8} {'moved':>9}  calls per replica")
     rr = next(r for r in results if r.policy == "round_robin")
     for res in results:
         served = sum(r["requests"] for r in res.replicas)
@@ -363,7 +363,8 @@ def report(results: list[PolicyResult], calls: int) -> None:
         hits = res.router.affinity_hit_rate
         print(f"{res.policy:<13} {res.makespan:8.2f}s {res.makespan / rr.makespan:6.2f} "
               f"{100 * res.hit_rate:9.1f}% {service:6.0f}ms {wait:5.0f}ms "
-              f"{'-' if hits is None else f'{100 * hits:.0f}%':>8} {res.router.reroutes:>8}  "
+              f"{'-' if hits is None else f'{100 * hits:.0f}%':>8} "
+              f"{f'{res.router.reroutes}+{res.router.rebalanced}':>9}  "
               f"{'/'.join(str(r.calls) for r in res.router.replicas)}")
     print()
     for res in results:

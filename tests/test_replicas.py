@@ -294,6 +294,62 @@ async def test_a_replica_comes_back_after_the_cool_down(servers: list[FakeServer
     assert stats.to_dict()["replicas"][0]["failures"] == 1
 
 
+async def test_keys_spread_back_onto_a_recovered_replica(servers: list[FakeServer]) -> None:
+    now = [0.0]
+    members: list[tuple[str, Provider]] = [
+        (f"{s.url}/v1", build_provider("vllm", _config([f"{s.url}/v1"]), {}))
+        for s in servers]
+    replicas = ReplicaSet("vllm", members, cooldown_s=30.0, clock=lambda: now[0])
+    client = ModelClient({"vllm": _config([m[0] for m in members])},
+                         factory=lambda _name, _cfg: replicas)
+    seats = "ABCDEF"
+    try:
+        for seat in seats:
+            await client.complete("vllm", _request("base#1", seat, f"{seat}0"))
+        assert [r.keys for r in replicas.stats().replicas] == [2, 2, 2]
+        servers[0].handler = lambda _r: openai_error(503, "restarting")
+        for seat in seats:
+            await client.complete("vllm", _request("base#1", seat, f"{seat}1"))
+        assert [r.keys for r in replicas.stats().replicas] == [0, 3, 3]
+        servers[0].handler = servers[1].handler
+        now[0] = 31.0
+        for rnd in (2, 3):
+            for seat in seats:
+                await client.complete("vllm", _request("base#1", seat, f"{seat}{rnd}"))
+        stats = replicas.stats()
+    finally:
+        await client.aclose()
+    # one key from each loaded replica moved back, once; everyone else stayed put
+    assert [r.keys for r in stats.replicas] == [2, 2, 2]
+    assert stats.rebalanced == 2 and stats.reroutes == 2
+    served = _served_by(servers)
+    moved_back = [seat for seat in seats if served[f"{seat}2"] == [0]]
+    assert len(moved_back) == 2
+    assert all(served[f"{seat}3"] == served[f"{seat}2"] for seat in seats)
+
+
+async def test_idle_keys_are_forgotten(servers: list[FakeServer]) -> None:
+    now = [0.0]
+    members: list[tuple[str, Provider]] = [
+        (f"{s.url}/v1", build_provider("vllm", _config([f"{s.url}/v1"]), {}))
+        for s in servers]
+    replicas = ReplicaSet("vllm", members, clock=lambda: now[0], key_idle_s=600.0,
+                          max_keys=3)
+    try:
+        for i, seat in enumerate("ABCD"):   # D pushes A out (max_keys=3)
+            now[0] = float(i)
+            await replicas.complete(_request("base#1", seat, seat))
+        assert sum(r.keys for r in replicas.stats().replicas) == 3
+        now[0] = 602.5                          # B and C idle for over 600 s, D not
+        await replicas.complete(_request("base#1", "D", "D again"))
+        stats = replicas.stats()
+        assert sum(r.keys for r in stats.replicas) == 1 and stats.affinity_hits == 1
+        await replicas.complete(_request("base#1", "B", "B again"))
+        assert replicas.stats().new_keys == 5
+    finally:
+        await replicas.aclose()
+
+
 async def test_all_replicas_down_still_calls_the_first_due_back() -> None:
     dead = [refused_url() for _ in range(2)]
     client = ModelClient({"vllm": _config([f"{u}/v1" for u in dead])})

@@ -13,8 +13,11 @@ Routing (``EndpointConfig.routing``):
     discussion turn, or the judge and message of a coding call. The first call of a key goes
     to the least-loaded healthy replica (fewest calls in flight, then fewest keys held, then
     fewest calls so far); later calls of the key stick to that replica while it is healthy,
-    so its prefix cache still holds the conversation. Requests without a key go to the
-    least-loaded replica.
+    so its prefix cache still holds the conversation. One exception keeps the load even:
+    when the key's replica holds more than its share of the healthy replicas' keys and
+    another holds at least two fewer (a replica came back after a failure and holds none),
+    the key moves to the one holding fewest, once, and sticks there. Requests without a
+    key go to the least-loaded replica.
 ``least_loaded``
     Every call to the least-loaded healthy replica, keys ignored.
 ``round_robin``
@@ -28,7 +31,8 @@ retry logic decides; the *next* attempt goes elsewhere and the key moves with it
 least-loaded healthy replica; it stays there afterwards, since that replica's cache now
 holds the conversation). Permanent errors (400, 404, auth) say nothing about the replica
 and do not mark it. When every replica is cooling down, calls go to the one that is due
-back first. :meth:`ReplicaSet.stats` reports calls per replica, affinity hits and re-routes;
+back first. :meth:`ReplicaSet.stats` reports calls per replica, affinity hits, re-routes
+and rebalancing moves;
 health changes are logged on the ``roundtable.providers.replicas`` logger.
 """
 
@@ -53,6 +57,8 @@ log = logging.getLogger(__name__)
 DEFAULT_COOLDOWN_S = 30.0
 #: affinity keys remembered (least recently used forgotten first)
 MAX_KEYS = 65_536
+#: a key unused this long is forgotten, so key counts reflect the seats still talking
+KEY_IDLE_S = 600.0
 #: errors that say the replica itself is in trouble
 TRANSIENT: tuple[type[ProviderError], ...] = (ServerError, ProviderTimeout)
 
@@ -121,8 +127,9 @@ class ReplicaSetStats:
     """Counters of a :class:`ReplicaSet` since it was built.
 
     ``affinity_hits``: calls sent to the replica their key already had; ``reroutes``: calls
-    whose key moved because its replica was cooling down; ``new_keys``: keys seen for the
-    first time; ``marked_down``: how often a replica was left out after a transient error.
+    whose key moved because its replica was cooling down; ``rebalanced``: calls whose key
+    moved because its replica held more than its share of keys; ``new_keys``: keys seen
+    for the first time; ``marked_down``: how often a replica was left out after a transient error.
     """
 
     endpoint: str
@@ -130,6 +137,7 @@ class ReplicaSetStats:
     replicas: tuple[ReplicaStat, ...]
     affinity_hits: int
     reroutes: int
+    rebalanced: int
     new_keys: int
     marked_down: int
 
@@ -142,7 +150,7 @@ class ReplicaSetStats:
     def affinity_hit_rate(self) -> float | None:
         """Of the calls whose key had been seen before, the share that stayed on its
         replica; ``None`` before any such call."""
-        repeat = self.affinity_hits + self.reroutes
+        repeat = self.affinity_hits + self.reroutes + self.rebalanced
         return self.affinity_hits / repeat if repeat else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +158,7 @@ class ReplicaSetStats:
         return {
             "endpoint": self.endpoint, "routing": self.routing, "calls": self.calls,
             "affinity_hits": self.affinity_hits, "reroutes": self.reroutes,
+            "rebalanced": self.rebalanced,
             "new_keys": self.new_keys, "marked_down": self.marked_down,
             "affinity_hit_rate": self.affinity_hit_rate,
             "replicas": [
@@ -166,7 +175,7 @@ class ReplicaSet(Provider):
     def __init__(self, endpoint: str, members: Sequence[tuple[str, Provider]], *,
                  routing: Routing = "affinity", cooldown_s: float = DEFAULT_COOLDOWN_S,
                  clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = MAX_KEYS) -> None:
+                 max_keys: int = MAX_KEYS, key_idle_s: float = KEY_IDLE_S) -> None:
         if not members:
             raise ConfigError(f"endpoint '{endpoint}': base_urls lists no replica")
         self.endpoint = endpoint
@@ -177,10 +186,13 @@ class ReplicaSet(Provider):
         self._cooldown = cooldown_s
         self._clock = clock
         self._max_keys = max_keys
-        self._keys: OrderedDict[str, _Replica] = OrderedDict()
+        self._key_idle = key_idle_s
+        #: key -> (replica, last use), least recently used first
+        self._keys: OrderedDict[str, tuple[_Replica, float]] = OrderedDict()
         self._next = 0
         self._hits = 0
         self._reroutes = 0
+        self._rebalanced = 0
         self._new_keys = 0
         self._marked_down = 0
 
@@ -196,7 +208,8 @@ class ReplicaSet(Provider):
             endpoint=self.endpoint, routing=self.routing,
             replicas=tuple(ReplicaStat(r.url, r.calls, r.failures, r.in_flight, r.keys,
                                        r.healthy(now)) for r in self._replicas),
-            affinity_hits=self._hits, reroutes=self._reroutes, new_keys=self._new_keys,
+            affinity_hits=self._hits, reroutes=self._reroutes, rebalanced=self._rebalanced,
+            new_keys=self._new_keys,
             marked_down=self._marked_down,
         )
 
@@ -239,22 +252,44 @@ class ReplicaSet(Provider):
         key = affinity_key(request) if self.routing == "affinity" else None
         if key is None:
             return min(pool, key=_Replica.load)
-        current = self._keys.get(key)
+        self._forget_idle(now)
+        entry = self._keys.get(key)
+        current = entry[0] if entry is not None else None
         if current is not None and current in pool:
-            self._keys.move_to_end(key)
-            self._hits += 1
-            return current
-        target = min(pool, key=_Replica.load)
-        if current is None:
-            self._new_keys += 1
-            self._remember(key, target)
+            target = self._lighter_than(current, pool)
+            if target is None:
+                target = current
+                self._hits += 1
+            else:
+                self._rebalanced += 1
         else:
-            self._reroutes += 1
-            current.keys -= 1
+            target = min(pool, key=_Replica.load)
+            if current is None:
+                self._new_keys += 1
+            else:
+                self._reroutes += 1
+        if current is not target:
+            if current is not None:
+                current.keys -= 1
             target.keys += 1
-            self._keys[key] = target
-            self._keys.move_to_end(key)
+        self._keys[key] = (target, now)
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._max_keys:
+            _, (old, _used) = self._keys.popitem(last=False)
+            old.keys -= 1
         return target
+
+    def _lighter_than(self, home: _Replica, pool: list[_Replica]) -> _Replica | None:
+        """A replica to move one of ``home``'s keys to, when ``home`` holds more than its
+        share of the healthy replicas' keys and another holds at least two fewer (after a
+        replica comes back, or when first calls piled up on one); otherwise ``None``."""
+        if len(pool) < 2:
+            return None
+        fair = -(-sum(r.keys for r in pool) // len(pool))
+        if home.keys <= fair:
+            return None
+        lightest = min(pool, key=lambda r: (r.keys, r.in_flight, r.calls, r.index))
+        return lightest if lightest.keys + 1 < home.keys else None
 
     def _round_robin(self, pool: list[_Replica]) -> _Replica:
         n = len(self._replicas)
@@ -265,12 +300,13 @@ class ReplicaSet(Provider):
                 return candidate
         return pool[0]  # pragma: no cover - pool is never empty
 
-    def _remember(self, key: str, replica: _Replica) -> None:
-        self._keys[key] = replica
-        replica.keys += 1
-        while len(self._keys) > self._max_keys:
-            _, old = self._keys.popitem(last=False)
-            old.keys -= 1
+    def _forget_idle(self, now: float) -> None:
+        while self._keys:
+            key, (replica, used) = next(iter(self._keys.items()))
+            if now - used < self._key_idle:
+                return
+            del self._keys[key]
+            replica.keys -= 1
 
     def _mark_down(self, replica: _Replica, exc: ProviderError) -> None:
         now = self._clock()
