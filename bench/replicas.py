@@ -373,10 +373,12 @@ def report(results: list[PolicyResult], calls: int) -> None:
         evicted = sum(r["evicted_tokens"] for r in res.replicas)
         peak = "/".join(str(r["peak_running"]) for r in res.replicas)
         failed = sum(r["failed"] for r in res.replicas)
+        busy = sum(r["service_s"] for r in res.replicas)
         print(f"{res.policy:<13} runs {res.completed}/{res.total_runs}, "
               f"{res.router.calls} attempts for {calls} calls, prompt tokens {res.input_tokens:,} "
               f"(replicas counted {100 * server_hit:.1f}% cached), evicted {evicted:,} "
-              f"tokens, peak running per replica {peak}, 503s {failed}, "
+              f"tokens, replica-seconds busy {busy:,.0f}, peak running per replica {peak}, "
+              f"503s {failed}, "
               f"marked down {res.router.marked_down}x")
 
 
