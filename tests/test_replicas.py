@@ -354,13 +354,16 @@ async def test_all_replicas_down_still_calls_the_first_due_back() -> None:
     dead = [refused_url() for _ in range(2)]
     client = ModelClient({"vllm": _config([f"{u}/v1" for u in dead])})
     try:
-        with pytest.raises(ProviderError, match="replica"):
+        with pytest.raises(ProviderError, match="replica") as raised:
             await client.complete("vllm", _request("base#1", "A", "a0"))
         stats = _replica_set(client).stats()
     finally:
         await client.aclose()
-    # five attempts (the client's retry policy), alternating as each replica cools down
-    assert [r.calls for r in stats.replicas] == [3, 2]
+    # every attempt the client's retry policy allowed, alternating between the replicas
+    # as each one cools down (the first due back is the one that failed first)
+    attempts = len(raised.value.records)
+    calls = [r.calls for r in stats.replicas]
+    assert attempts >= 2 and sum(calls) == attempts and calls[0] - calls[1] in (0, 1)
     assert stats.marked_down == 2
 
 
