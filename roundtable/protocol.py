@@ -34,6 +34,11 @@ class EndpointConfig(_Frozen):
 
     kind: Literal["openai", "anthropic", "google", "local", "scripted"]
     base_url: str | None = None
+    #: replicas of one self-hosted deployment (instead of ``base_url``); calls are routed
+    #: by ``routing`` (see :mod:`roundtable.providers.replicas`). ``max_concurrency`` and
+    #: ``requests_per_minute`` then apply to the whole set.
+    base_urls: tuple[str, ...] = ()
+    routing: Literal["affinity", "least_loaded", "round_robin"] = "affinity"
     api_key_env: str | None = None
     max_concurrency: int = Field(default=8, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -41,6 +46,17 @@ class EndpointConfig(_Frozen):
     retry_budget_s: float | None = Field(default=None, gt=0)
     accepts_temperature: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way_to_reach(self) -> EndpointConfig:
+        if self.base_urls and self.base_url:
+            raise ValueError("give either 'base_url' or 'base_urls' (a list of replicas), "
+                             "not both")
+        if any(not url.strip() for url in self.base_urls):
+            raise ValueError("'base_urls' lists an empty URL")
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ValueError("'base_urls' lists the same URL twice")
+        return self
 
 
 class Price(_Frozen):

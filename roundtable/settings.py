@@ -2,7 +2,8 @@
 
 Built-in endpoints cover the common providers; a protocol's ``[endpoints.NAME]`` table adds
 new ones or overrides fields of built-in ones, and ``ROUNDTABLE_<NAME>_BASE_URL`` overrides a
-base URL from the environment (handy for vLLM, ollama or a llama.cpp server elsewhere).
+base URL from the environment (handy for vLLM, ollama or a llama.cpp server elsewhere); a
+comma-separated list there names replicas.
 """
 
 from __future__ import annotations
@@ -64,8 +65,17 @@ def endpoints(overrides: Mapping[str, EndpointConfig] | None = None,
     for name, cfg in list(table.items()):
         url = env.get(f"ROUNDTABLE_{name.upper()}_BASE_URL")
         if url:
-            table[name] = cfg.model_copy(update={"base_url": url})
+            table[name] = with_base_urls(cfg, url)
     return table
+
+
+def with_base_urls(cfg: EndpointConfig, value: str) -> EndpointConfig:
+    """``cfg`` reached at ``value``: one base URL, or replicas as a comma-separated list
+    (``ROUNDTABLE_VLLM_BASE_URL=http://a:8000/v1,http://b:8000/v1``)."""
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    if len(urls) > 1:
+        return cfg.model_copy(update={"base_url": None, "base_urls": urls})
+    return cfg.model_copy(update={"base_url": urls[0] if urls else None, "base_urls": ()})
 
 
 def endpoint(name: str, overrides: Mapping[str, EndpointConfig] | None = None,
