@@ -26,7 +26,6 @@ from typer.testing import CliRunner
 
 from roundtable.cli.main import app
 from roundtable.engine.runner import run_series
-from roundtable.providers.client import RetryPolicy
 from roundtable.store.queries import failed_turns, list_runs
 from tests.fakes.responses import openai_chat, openai_error
 from tests.fakes.server import FakeResponse, FakeServer, RecordedRequest
