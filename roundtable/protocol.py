@@ -31,7 +31,6 @@ from pydantic import (
 from roundtable import conditions, tomlfile
 from roundtable.errors import ProtocolError
 
-
 # Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
 # used to run one round), and ``"3"`` or ``2.5`` is never an integer.
 Int = Annotated[int, Strict()]

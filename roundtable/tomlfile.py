@@ -14,6 +14,7 @@ from typing import Any
 
 from roundtable.errors import RoundtableError
 
+
 def read_text(path: Path, what: str, error: type[RoundtableError]) -> str:
     """The file's text, or ``error`` naming the file: ``what`` is e.g. "protocol"."""
     try:
