@@ -92,7 +92,7 @@ def agreement(
     if by is not None and by not in ("series", "model", "flag"):
         raise StoreError(f"--by {by}: choose series, model or flag")
     names = _names(judges)
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         infos = {r.name: r for r in list_raters(engine)}
         with_codes = [n for n, r in infos.items() if r.valid + r.invalid > 0]
         if not names:

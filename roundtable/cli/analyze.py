@@ -117,7 +117,7 @@ def profiles(
 
     if per not in ("series", "run"):
         raise StoreError(f"--per {per}: choose series or run")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     profs = agent_profiles(msgs)
     if as_json:
@@ -193,7 +193,7 @@ def compare(
 
     if metric != "cosine":
         raise StoreError(f"--metric {metric}: only cosine is available")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         ids_a, series_a = select_runs(engine, a)
         ids_b, series_b = select_runs(engine, b)
         source, msgs = _load(engine, rater, adjudication, sorted(set(series_a + series_b)))
@@ -284,7 +284,7 @@ def flags(
 
     if correction not in CORRECTIONS:
         raise StoreError(f"--correction {correction}: choose holm or bonferroni")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled)
     defined = sum(1 for t in tests if math.isfinite(t.p))
@@ -356,7 +356,7 @@ def crash(
 
     if origin not in ORIGINS:
         raise StoreError(f"--origin {origin}: choose any, injected or natural")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=series or None, origin=origin,
@@ -438,7 +438,7 @@ def isolation(
     """
     from roundtable.analysis.isolation import isolation_analysis
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     rep = isolation_analysis(msgs)
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.common import RUN_STATUSES, DbOption, check_choice, handles_errors, open_db
 from roundtable.store import queries
 
 
@@ -28,8 +28,9 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """List runs with series, condition, status and message counts by kind."""
-    with open_db(db) as engine:
-        rows = queries.list_runs(engine, series=series, status=status)
+    with open_db(db, create=False) as engine:
+        rows = queries.list_runs(engine, series=series, status=check_choice(
+            "--status", status, RUN_STATUSES))
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True))
@@ -87,7 +88,7 @@ def show(
                                             "reasoning blocks.")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         t = queries.load_transcript(engine, run)
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
