@@ -444,7 +444,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def protocol_hash(text: str) -> str:
     """Hash of the protocol's meaning (parsed TOML), not its formatting."""
-    data = tomllib.loads(text)
+    data = tomllib.loads(text.removeprefix("\ufeff"))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -37,7 +37,7 @@ def run(
 ) -> None:
     """Run every run of a series; rerun the same command to resume after an interruption."""
     protocol = load_protocol(protocol_file)
-    text = protocol_file.read_text(encoding="utf-8")
+    text = protocol_file.read_text(encoding="utf-8-sig")
     prices = settings.load_prices(protocol.prices)
     series_plan = planning.plan(protocol, prices)
     if dry_run:
