@@ -33,6 +33,11 @@ def decode(data: bytes, source: str, error: type[RoundtableError]) -> str:
     the line and byte of the first bad byte, and the fix."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise error(f"{source}: the file is UTF-16, not UTF-8; save it as UTF-8")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise error(f"{source}: line {line} contains a NUL byte (a binary or UTF-16 file?); "
+                    f"save it as UTF-8 text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -41,11 +46,6 @@ def decode(data: bytes, source: str, error: type[RoundtableError]) -> str:
             f"{source}: line {line} (byte {exc.start}) is not UTF-8 (binary, latin-1 or "
             f"another encoding?); save it as UTF-8"
         ) from None
-    nul = text.find("\0")
-    if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        raise error(f"{source}: line {line} contains a NUL byte (a binary file?); give a "
-                    f"UTF-8 text file")
     return text
 
 

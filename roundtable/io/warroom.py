@@ -521,7 +521,7 @@ def _ensure_series(session: Session, name: str, protocols: Path, summary: Import
         protocol_hash=protocol_hash(text) if text else "", source="warroom",
     )
     session.add(series)
-    session.commit()
+    session.flush()  # committed with the series' first run: a bad first file stores nothing
     summary.series += 1
     summary.series_names.append(name)
     assert series.id is not None

@@ -217,6 +217,8 @@ def make_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
                 f"no database at {path} ({check}); run a command that writes first, e.g. "
                 f"roundtable run PROTOCOL.toml --db {path}"
             )
+        if path is not None and not create and path.stat().st_size == 0:
+            raise _empty_error(_shown(parsed))
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +330,8 @@ def lock_holders(path: Path) -> list[str]:
         if opened & targets:
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
-                command_line = " ".join(a.decode(errors="replace") for a in argv if a)
+                command_line = " ".join(" ".join(a.decode(errors="replace").split())
+                                        for a in argv if a)
             except OSError:
                 command_line = "?"
             holders.append(f"pid {proc.name} ({command_line[:80] or '?'})")
@@ -349,6 +352,11 @@ def locked_error(url: str, origin: str | None = None) -> StoreError:
         f"database {where} is locked by {who} (waited {_busy_timeout_ms()} ms for its "
         f"write lock); wait for it to finish or stop it, then retry"
     )
+
+
+def _empty_error(shown: str) -> StoreError:
+    return StoreError(f"database '{shown}' is empty (no roundtable schema); run a command that "
+                      f"writes first, e.g. roundtable run PROTOCOL.toml")
 
 
 def _db_error(exc: DBAPIError, shown: str) -> StoreError:
@@ -449,10 +457,7 @@ def open_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
                 current = _read_revision(conn)
                 if current is None and not create:
                     _refuse_unversioned(conn, shown)
-                    raise StoreError(
-                        f"database '{shown}' is empty (no roundtable schema); run a command "
-                        f"that writes first, e.g. roundtable run PROTOCOL.toml"
-                    )
+                    raise _empty_error(shown)
         except DBAPIError as exc:
             raise _db_error(exc, shown) from exc
         _check_known(current, shown)
