@@ -402,7 +402,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     where = f"field '{loc}'" if loc else "top level"
     line = f"{source}: {where}: {msg}"
     if isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
-        line = f"{source}: {where}: expected a number, not {str(got).lower()}"
+        number = "a whole number" if first["type"] == "int_type" else "a number"
+        line = f"{source}: {where}: expected {number}, not {str(got).lower()}"
     elif first["type"] == "extra_forbidden":
         allowed = _allowed_fields(first["loc"][:-1])
         hint = f"; allowed: {', '.join(allowed)}" if allowed else ""

@@ -449,3 +449,23 @@ def test_report_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(ExportError, match=r"--out .*file/rep: cannot write there"):
         prepare_folder(tmp_path / "file" / "rep")
+
+
+def test_database_errors_reaching_the_cli_are_one_line_without_sql(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+    from sqlalchemy.exc import OperationalError
+
+    from roundtable.cli.common import handles_errors
+
+    @handles_errors
+    def command(db: str | None = None) -> None:
+        raise OperationalError("INSERT INTO message (text) VALUES (?)", ("secret",),
+                               sqlite3.OperationalError("disk I/O error"))
+
+    with pytest.raises(typer.Exit) as info:
+        command(db="x.db")
+    assert info.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk I/O error" in err and "x.db" in err
+    assert "INSERT" not in err and "secret" not in err
