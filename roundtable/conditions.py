@@ -62,7 +62,8 @@ def check_placeholders(template: str, allowed: Collection[str]) -> None:
             f"{template!r} has an unmatched '{{' or '}}': write literal braces doubled "
             f"('{{{{' and '}}}}')"
         ) from None
-    known = ", ".join(f"{{{a}}}" for a in allowed)
+    names = [f"{{{a}}}" for a in allowed]
+    known = " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue

@@ -103,7 +103,7 @@ PROTOCOL_CASES = [
     Case("protocol-not-toml", ["run", "p.toml"], ["p.toml", "not valid TOML"],
          {"p.toml": b"series = \n"}),
     Case("template-misspelt-placeholder", ["run", "p.toml"],
-         ["p.toml", "prompt.template", "{nme}", "{name}, {others}, {n}"],
+         ["p.toml", "prompt.template", "{nme}", "{name}, {others} and {n}"],
          {"p.toml": _text(protocol(prompt='template = "You are {nme}."'))}),
     Case("template-lone-open-brace", ["run", "p.toml"], ["p.toml", "prompt.template", "doubled"],
          {"p.toml": _text(protocol(prompt='template = "You are { name"'))}),

@@ -410,7 +410,7 @@ def _migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 def _refuse_unversioned(conn: Connection, shown: str) -> None:
-    tables = set(inspect(conn).get_table_names())
+    tables = set(inspect(conn).get_table_names()) - {"alembic_version"}  # empty after downgrade
     ours = set(SQLModel.metadata.tables) & tables
     if ours:
         raise StoreError(
