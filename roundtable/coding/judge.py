@@ -103,6 +103,8 @@ OPERATIONAL_FIELDS = ("endpoints", "prices", "timeout_s", "description")
 
 _PLACEHOLDER = re.compile(r"\{(codebook|context|message|speaker|flags)\}")
 _DELIMITER = re.compile(r"<(\s*/?\s*)(message|context|turn)(?![\w-])", re.IGNORECASE)
+#: every character whose NFKC form contains "<" (computed over all of Unicode)
+_LESS_THAN = ("<", "\ufe64", "\uff1c")
 _INVISIBLE = frozenset("\x00\u00ad\u034f\u115f\u1160\u3164\uffa0")
 _ATTR_UNSAFE = str.maketrans({'"': "'", "<": "‹", ">": "›", "\n": " ", "\r": " "})
 
@@ -262,7 +264,9 @@ def neutralise(text: str) -> str:
     zero-width, soft-hyphen, NUL and other invisible format characters removed, so
     ``<\u200b/message>`` counts too); a matched tag is replaced by its defused normal form
     and everything else is kept exactly as written."""
-    if text.isascii() and "\0" not in text:  # the common case: nothing to normalise
+    if not any(c in text for c in _LESS_THAN):  # no tag can start without one
+        return text
+    if text.isascii() and "\0" not in text:  # nothing to normalise
         return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
     normal, origin = _normalised(text)
     matches = list(_DELIMITER.finditer(normal))
@@ -286,11 +290,14 @@ def _normalised(text: str) -> tuple[str, list[int]]:
     chars: list[str] = []
     origin: list[int] = []
     for i, char in enumerate(text):
-        if char in _INVISIBLE or unicodedata.category(char) == "Cf":
-            continue
-        for piece in unicodedata.normalize("NFKC", char) if not char.isascii() else char:
-            chars.append(piece)
-            origin.append(i)
+        if char < "\x80":
+            if char != "\0":
+                chars.append(char)
+                origin.append(i)
+        elif char not in _INVISIBLE and unicodedata.category(char) != "Cf":
+            for piece in unicodedata.normalize("NFKC", char):
+                chars.append(piece)
+                origin.append(i)
     return "".join(chars), origin
 
 
