@@ -217,8 +217,6 @@ def make_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
                 f"no database at {path} ({check}); run a command that writes first, e.g. "
                 f"roundtable run PROTOCOL.toml --db {path}"
             )
-        if path is not None and not create and path.stat().st_size == 0:
-            raise _empty_error(_shown(parsed))
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +449,10 @@ def open_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
     """
     engine = make_engine(url, create=create, origin=origin)
     shown = _shown(engine.url)
+    path = _sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+    if not create and path is not None and path.stat().st_size == 0:
+        engine.dispose()  # before connecting: a connection would write a header to the file
+        raise _empty_error(shown)
     try:
         try:
             with engine.connect() as conn:
@@ -484,10 +486,11 @@ def current_revision(url: str, *, origin: str | None = None,
     """The schema revision of the database at ``url`` (None if blank, or missing when
     ``missing_ok``); never migrates and never creates a SQLite file or its directory."""
     parsed = _parse(url, origin)
-    if parsed.get_backend_name() == "sqlite" and missing_ok:
-        path = _sqlite_file(parsed)
-        if path is not None and not path.exists():
-            return None
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and missing_ok and not path.exists():
+        return None
+    if path is not None and path.is_file() and path.stat().st_size == 0:
+        return None  # blank; connecting would switch it to WAL, i.e. write to it
     engine = make_engine(url, create=False, origin=origin)
     try:
         with engine.connect() as conn:
