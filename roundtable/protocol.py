@@ -58,6 +58,8 @@ class EndpointConfig(_Frozen):
     api_key_env: str | None = None
     max_concurrency: Int = Field(default=8, ge=1, le=10_000)
     requests_per_minute: Float | None = Field(default=None, gt=0)
+    #: seconds a call may keep retrying transient failures (None: the client's default)
+    retry_budget_s: Float | None = Field(default=None, gt=0)
     accepts_temperature: Bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -22,6 +22,11 @@ from roundtable.providers.options import validate_options
 
 DEFAULT_DB_URL = "sqlite:///roundtable.db"
 
+#: API-key variables whose values are redacted from all stored and shown text whenever they
+#: are set, used by an endpoint or not (see :mod:`roundtable.providers.redact`)
+KEY_VARIABLES = ("OPENAI_API_KEY", "GROQ_API_KEY", "OPENROUTER_API_KEY", "ANTHROPIC_API_KEY",
+                 "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
 BUILTIN_ENDPOINTS: dict[str, EndpointConfig] = {
     "openai": EndpointConfig(kind="openai", base_url="https://api.openai.com/v1",
                              api_key_env="OPENAI_API_KEY", max_concurrency=16),

@@ -1,8 +1,10 @@
-"""Shared fixtures: no retry waits, no stray environment, paths to shared data."""
+"""Shared fixtures: virtual time for the client, no stray environment, paths to shared data."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +22,36 @@ _KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_
              "GOOGLE_API_KEY", "OPENROUTER_API_KEY", "ROUNDTABLE_DB", "ROUNDTABLE_PRICES")
 
 
+class VirtualTime:
+    """A clock that real time moves and every sleep jumps forward at once."""
+
+    def __init__(self) -> None:
+        self.slept = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        """Real monotonic time plus every second slept so far."""
+        return time.monotonic() + self.slept
+
+    async def sleep(self, seconds: float) -> None:
+        """Advance the clock by ``seconds`` without waiting (but yield to the loop)."""
+        self.sleeps.append(seconds)
+        self.slept += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+
 @pytest.fixture(autouse=True)
-def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries happen, but without sleeping between attempts."""
-    monkeypatch.setattr(client_module.RetryPolicy, "delay",
-                        lambda self, attempt, retry_after, rng: 0.0)
+def virtual_time(request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> VirtualTime | None:
+    """The client's retry waits, cooldowns and rate-limit spacing take no real time, and
+    its retry budget runs out on a virtual clock, so no test waits on a 10-minute budget.
+    Mark a test ``@pytest.mark.real_time`` to keep real sleeps."""
+    if request.node.get_closest_marker("real_time"):
+        return None
+    clock = VirtualTime()
+    monkeypatch.setattr(client_module, "default_clock", clock.now)
+    monkeypatch.setattr(client_module, "default_sleep", clock.sleep)
+    return clock
 
 
 @pytest.fixture(autouse=True)

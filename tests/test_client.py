@@ -1,29 +1,40 @@
-"""The client wrapper: retries, retry-after, concurrency and rate limits, cost, budget."""
+"""The client wrapper: time-budgeted retries, retry-after, adaptive concurrency, slot order,
+latency, rate limits, redaction, cost, budget."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from roundtable.errors import (
     AuthError,
+    BadRequest,
     BudgetExceeded,
+    MalformedResponse,
     ProviderError,
     ProviderTimeout,
     RateLimitError,
     ServerError,
 )
 from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers import client as client_module
 from roundtable.providers.base import ChatMessage, Completion, CompletionRequest, Provider, Usage
 from roundtable.providers.client import (
+    AdaptiveLimit,
     ModelClient,
     RateLimiter,
     RetryPolicy,
     cost_usd,
 )
+from roundtable.providers.redact import Redactor
+
+if TYPE_CHECKING:
+    from tests.conftest import VirtualTime
 
 
 class FakeProvider(Provider):
@@ -61,7 +72,6 @@ def make_client(provider: Provider, *, cfg: EndpointConfig | None = None,
     return ModelClient({"fake": cfg}, factory=factory, **kwargs)  # type: ignore[arg-type]
 
 
-# captured at import, before the autouse fixture replaces it with a zero wait
 _REAL_DELAY = RetryPolicy.delay
 
 REQ = CompletionRequest(model="m", messages=(ChatMessage("user", "hi"),), temperature=0.5)
@@ -172,3 +182,234 @@ async def test_unpriced_models_are_reported() -> None:
     client = make_client(FakeProvider())
     await client.complete("fake", REQ)
     assert client.totals.unpriced == {"fake:m"}
+
+
+# ------------------------------------------------------------ time-budgeted retries
+
+
+async def test_transient_errors_are_retried_until_the_budget_is_spent(
+        virtual_time: VirtualTime) -> None:
+    provider = FakeProvider([ServerError("down", status=503)] * 1000)
+    client = make_client(provider)  # the default policy: no attempt cap, 600 s budget
+    gave_up = (r"gave up after \d+ attempts over \d+s \(the next wait, \d+s, would pass the "
+               r"retry budget of 600s")
+    with pytest.raises(ServerError, match=gave_up) as info:
+        await client.complete("fake", REQ)
+    assert info.value.retryable, "an exhausted transient error stays retryable"
+    assert provider.calls > 5, "more than the old five attempts"
+    assert len(info.value.records) == provider.calls
+    assert sum(virtual_time.sleeps) <= 600 < sum(virtual_time.sleeps) + 60
+    assert client.totals.gave_up == 1 and client.totals.retries == provider.calls - 1
+
+
+async def test_a_storm_shorter_than_the_budget_loses_nothing() -> None:
+    errors: list[ProviderError] = [RateLimitError("slow", status=429, retry_after=1.0),
+                                   ServerError("boom", status=500),
+                                   ProviderTimeout("late")] * 6
+    provider = FakeProvider(errors)
+    client = make_client(provider)
+    result = await client.complete("fake", REQ)
+    assert result.completion.text == "ok" and result.record.attempt == 19
+    assert len(result.failures) == 18 and client.totals.rate_limited == 6
+
+
+async def test_the_budget_is_configurable_per_endpoint(virtual_time: VirtualTime) -> None:
+    provider = FakeProvider([ServerError("down")] * 1000)
+    client = make_client(provider, cfg=EndpointConfig(kind="scripted", retry_budget_s=20))
+    with pytest.raises(ServerError, match="retry budget of 20s"):
+        await client.complete("fake", REQ)
+    assert sum(virtual_time.sleeps) <= 20
+
+
+async def test_retry_after_is_honoured_between_attempts(virtual_time: VirtualTime) -> None:
+    provider = FakeProvider([RateLimitError("slow", status=429, retry_after=42.0)])
+    client = make_client(provider)
+    await client.complete("fake", REQ)
+    assert max(virtual_time.sleeps) >= 42.0
+
+
+async def test_a_permanent_error_after_transient_ones_fails_at_once() -> None:
+    provider = FakeProvider([ServerError("boom"), BadRequest("context too long", status=400)])
+    client = make_client(provider)
+    with pytest.raises(BadRequest) as info:
+        await client.complete("fake", REQ)
+    assert provider.calls == 2 and not info.value.retryable
+    assert [r.error_kind for r in info.value.records] == ["server", "bad_request"]
+    assert "gave up" not in str(info.value)
+
+
+async def test_unparseable_answers_are_retried_a_few_times_only() -> None:
+    provider = FakeProvider([ServerError("boom")] + [MalformedResponse("not JSON")] * 100)
+    client = make_client(provider, retry=RetryPolicy(max_malformed=3))
+    with pytest.raises(MalformedResponse, match="gave up after 3 unparseable answers"):
+        await client.complete("fake", REQ)
+    assert provider.calls == 4
+
+
+def test_gives_up_only_when_the_next_wait_passes_the_budget() -> None:
+    policy = RetryPolicy(budget_s=10)
+    assert not policy.gives_up(50, spent_s=4.0, wait_s=6.0)
+    assert policy.gives_up(2, spent_s=4.0, wait_s=6.5)
+    assert policy.gives_up(3, spent_s=0.0, wait_s=0.0, budget_s=-1)
+    assert RetryPolicy(max_attempts=3).gives_up(3, 0.0, 0.0)
+
+
+# ------------------------------------------------------------ adaptive concurrency
+
+
+async def test_adaptive_limit_halves_once_per_window_and_recovers() -> None:
+    provider = FakeProvider([RateLimitError("slow", status=429)] * 8, delay=0.01)
+    client = make_client(provider, cfg=EndpointConfig(kind="scripted", max_concurrency=8))
+    await asyncio.gather(*(client.complete("fake", REQ) for _ in range(8)))
+    assert client.totals.rate_limited == 8
+    # eight simultaneous 429s are one congestion signal: 8 -> 4, then +1 after 4 successes
+    assert client.totals.limits["fake"] == 5
+    for _ in range(30):
+        await client.complete("fake", REQ)
+    assert client.totals.limits["fake"] == 8, "successes raise the limit back to the cap"
+    provider.errors = [RateLimitError("slow", status=429)] * 3
+    await client.complete("fake", REQ)  # three 429s in a row, each in its own window
+    assert client.limit("fake").limit == 2, "8 -> 4 -> 2 -> 1, then the success: 2"
+
+
+async def test_under_sustained_429s_fewer_calls_are_in_flight() -> None:
+    provider = FakeProvider([RateLimitError("slow", status=429)] * 16, delay=0.01)
+    client = make_client(provider, cfg=EndpointConfig(kind="scripted", max_concurrency=16))
+    await asyncio.gather(*(client.complete("fake", REQ) for _ in range(16)))
+    assert provider.peak == 16
+    provider.peak = 0
+    provider.errors = [RateLimitError("slow", status=429)] * 40
+    await asyncio.gather(*(client.complete("fake", REQ) for _ in range(16)))
+    assert provider.peak < 16, "the limit was lowered during the storm"
+    assert client.totals.calls == 32
+
+
+async def test_a_limit_handed_to_a_cancelled_waiter_is_passed_on() -> None:
+    limit = AdaptiveLimit(1)
+    await limit.acquire()
+    waiter = asyncio.ensure_future(limit.acquire())
+    other = asyncio.ensure_future(limit.acquire())
+    await asyncio.sleep(0)
+    limit.release()  # grants the slot to `waiter` ...
+    waiter.cancel()  # ... which is cancelled before it runs
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(other, 1.0) == 2
+    assert limit.in_use == 1
+
+
+async def test_retry_after_pauses_new_calls_to_the_endpoint(
+        virtual_time: VirtualTime) -> None:
+    starts: list[float] = []
+
+    class Recording(FakeProvider):
+        async def complete(self, request: CompletionRequest) -> Completion:
+            starts.append(client_module.default_clock())
+            return await super().complete(request)
+
+    provider = Recording([RateLimitError("slow", status=429, retry_after=30.0)])
+    client = make_client(provider, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(RateLimitError):
+        await client.complete("fake", REQ)
+    await client.complete("fake", REQ)  # a new call, right after the 429
+    assert starts[1] - starts[0] >= 30.0, "it waited out the endpoint's cooldown"
+
+    provider.errors = [RateLimitError("daily quota", status=429, retry_after=86_400.0)]
+    with pytest.raises(RateLimitError):
+        await client.complete("fake", REQ)
+    await client.complete("fake", REQ)
+    assert 600 <= starts[3] - starts[2] < 700, "a cooldown never outlasts the retry budget"
+
+
+# ------------------------------------------------------------ slot order and latency
+
+
+class Gated(Provider):
+    """Answers once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        await self.gate.wait()
+        return Completion(text="slow")
+
+
+async def test_a_queue_on_a_slow_endpoint_holds_no_global_slot() -> None:
+    """Issue 8: 10 ms calls to an idle endpoint waited ~1 s behind a busy one, because a
+    request queued for its endpoint's slot already held one of the global slots."""
+    slow, fast = Gated(), FakeProvider()
+    cfgs = {"slow": EndpointConfig(kind="scripted", max_concurrency=1),
+            "fast": EndpointConfig(kind="scripted", max_concurrency=4)}
+    client = ModelClient(cfgs, factory=lambda name, cfg: slow if name == "slow" else fast,
+                         max_in_flight=2)
+    queued = [asyncio.ensure_future(client.complete("slow", REQ)) for _ in range(4)]
+    await asyncio.sleep(0.01)
+    try:
+        result = await asyncio.wait_for(client.complete("fast", REQ), 5.0)
+        assert result.completion.text == "ok"
+    finally:
+        slow.gate.set()
+        await asyncio.gather(*queued)
+
+
+async def test_latency_measures_the_provider_call_not_the_queue() -> None:
+    """Issue 8: three 200 ms calls through one slot recorded 201/408/612 ms."""
+
+    class Slow(FakeProvider):
+        async def complete(self, request: CompletionRequest) -> Completion:
+            await client_module.default_sleep(0.2)  # virtual: advances the client's clock
+            return Completion(text="ok")
+
+    client = make_client(Slow(), cfg=EndpointConfig(kind="scripted", max_concurrency=1))
+    results = await asyncio.gather(*(client.complete("fake", REQ) for _ in range(3)))
+    latencies = [r.record.latency_ms for r in results]
+    assert all(200 <= ms < 300 for ms in latencies), latencies
+
+
+# ------------------------------------------------------------ redaction
+
+CANARY = "sk-canary-0123456789abcdef"
+
+
+async def test_keys_are_redacted_from_completions_and_errors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+
+    class Echo(FakeProvider):
+        async def complete(self, request: CompletionRequest) -> Completion:
+            self.calls += 1
+            if self.calls == 1:
+                raise ServerError(f"upstream said: bad key {CANARY}", raw=f'{{"k": "{CANARY}"}}')
+            return Completion(text=f"my key is {CANARY}", raw_text=f"<think>{CANARY}</think>",
+                              reasoning=f"{CANARY}!")
+
+    client = make_client(Echo())
+    result = await client.complete("fake", REQ)
+    fields = [result.completion.text, result.completion.raw_text, result.completion.reasoning,
+              result.failures[0].error_message]
+    assert all(CANARY not in (f or "") for f in fields)
+    assert result.completion.text == "my key is [redacted:OPENAI_API_KEY]"
+
+    client = make_client(FakeProvider([AuthError(f"key {CANARY} refused", raw=CANARY)]))
+    with pytest.raises(AuthError) as info:
+        await client.complete("fake", REQ)
+    assert CANARY not in str(info.value) and CANARY not in (info.value.raw or "")
+
+
+def test_redactor_covers_endpoint_variables_and_ignores_short_values() -> None:
+    env = {"MY_KEY": "abcdefgh-123", "OPENAI_API_KEY": "tiny", "UNRELATED": "abcdefgh-999"}
+    redactor = Redactor.from_environment([EndpointConfig(kind="openai", api_key_env="MY_KEY")],
+                                         environ=env)
+    assert redactor.variables == ["MY_KEY"]
+    assert redactor("x abcdefgh-123 y tiny abcdefgh-999") == \
+        "x [redacted:MY_KEY] y tiny abcdefgh-999"
+
+
+@pytest.mark.real_time
+def test_real_time_tests_keep_the_real_clock_and_sleep() -> None:
+    assert client_module.default_sleep is asyncio.sleep
+    assert client_module.default_clock is time.monotonic
+
+
+def test_other_tests_run_the_client_on_virtual_time(virtual_time: VirtualTime) -> None:
+    assert client_module.default_clock == virtual_time.now

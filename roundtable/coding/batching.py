@@ -120,6 +120,8 @@ Sleep = Callable[[float], Awaitable[None]]
 UNFINISHED = ("submitting", "submitted")
 #: statuses after which a batch never changes
 FINAL = ("collected", "expired", "cancelled", "failed", "lost")
+#: attempts at a poll or download when the policy sets no cap (the next poll tries again)
+_READ_ATTEMPTS = 5
 
 _BATCH = JudgeBatch.__table__  # type: ignore[attr-defined]
 _NO_BATCH_FIX = re.compile(r"[;,]?\s*(or )?run without --batch\s*$")
@@ -397,7 +399,7 @@ async def _retrying(call: Callable[[], Awaitable[T]], policy: RetryPolicy, sleep
         except BatchNotFinished:
             raise
         except ProviderError as exc:
-            if not exc.retryable or attempt >= policy.max_attempts:
+            if not exc.retryable or attempt >= (policy.max_attempts or _READ_ATTEMPTS):
                 raise
             await sleep(policy.delay(attempt, exc.retry_after, rng))
 
@@ -604,6 +606,7 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
         outcome = outcomes.get(custom_id(message_id))
         request = _request(seat, client, item)
         if isinstance(outcome, Completion):
+            outcome = client.redactor.completion(outcome)
             record = CallRecord(
                 endpoint=seat.endpoint, model=request.model, request_hash=request.digest(),
                 attempt=1, ok=True, usage=outcome.usage,
@@ -619,7 +622,8 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
             continue  # never run, never billed: nothing to log
         failed = CallRecord(endpoint=seat.endpoint, model=request.model,
                             request_hash=request.digest(), attempt=1, ok=False,
-                            error_kind=outcome.kind, error_message=str(outcome)[:2000])
+                            error_kind=outcome.kind,
+                            error_message=client.redactor(str(outcome))[:2000])
         seat.tally.add_calls([failed])
         unjudged.append(UnjudgedCalls(
             run_id=item.target.run_id, round=item.target.round, calls=(failed,),
