@@ -394,16 +394,31 @@ def _validate(data: Mapping[str, Any], source: str) -> Protocol:
         raise ProtocolError(format_validation_error(exc, source)) from None
 
 
+_UNION_TAGS = {"int": "a whole number", "str": "a string", "float": "a number",
+               "bool": "true or false"}
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line: file, dotted field path, what was expected and what was found."""
     errors = exc.errors()
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = first["msg"].removeprefix("Value error, ")
+    parts = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     got = first.get("input")
+    # A union (``seat: int | str``) reports one error per member, tagged with its type.
+    members = [str(e["loc"][-1]) for e in errors if first["loc"] and e["loc"]
+               and e["loc"][:-1] == first["loc"][:-1] and str(e["loc"][-1]) in _UNION_TAGS]
+    if len(members) > 1 and parts and parts[-1] in _UNION_TAGS:
+        parts = parts[:-1]
+        errors = errors[len(members) - 1:]
+    loc = ".".join(parts)
+    msg = first["msg"].removeprefix("Value error, ")
     where = f"field '{loc}'" if loc else "top level"
     line = f"{source}: {where}: {msg}"
-    if isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
+    if len(members) > 1:
+        line = (f"{source}: {where}: expected "
+                f"{' or '.join(_UNION_TAGS[m] for m in members)}, got "
+                f"{str(got).lower() if isinstance(got, bool) else repr(got)}")
+    elif isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
         number = "a whole number" if first["type"] == "int_type" else "a number"
         line = f"{source}: {where}: expected {number}, not {str(got).lower()}"
     elif first["type"] == "extra_forbidden":

@@ -169,6 +169,8 @@ BAD_FILES = [
     ("unsupported language", MINIMAL.replace('brief = "Hello all."',
                                              'brief = "Hi"\nlanguage = "de"'),
      ["'prompt'", "'de'", "en, fr"]),
+    ("fault seat given as a boolean", MINIMAL + "[[faults]]\nseat = true\n",
+     ["'faults.0.seat'", "expected a whole number or a string, got true"]),
     ("bad value in a matrix cell", MINIMAL + '[matrix]\n"rounds" = [2, true]\n',
      ["matrix cell", "rounds=True", "not true"]),
 ]
