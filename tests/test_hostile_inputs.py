@@ -469,3 +469,36 @@ def test_database_errors_reaching_the_cli_are_one_line_without_sql(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk I/O error" in err and "x.db" in err
     assert "INSERT" not in err and "secret" not in err
+
+
+_ADAPTER_KINDS = {"openai": ["openai"], "anthropic": ["anthropic"], "google": ["google"],
+                  "local": ["local"], "scripted": ["scripted"], "batch_scripted": ["scripted"],
+                  "batch": ["openai", "anthropic", "google", "local", "scripted"]}
+
+
+@pytest.mark.parametrize("module", sorted(_ADAPTER_KINDS))
+def test_every_option_an_adapter_reads_is_known_to_the_preflight(module: str) -> None:
+    """An option read by an adapter but missing from roundtable/providers/options.py would
+    be refused by the preflight: keep the two in step."""
+    import re
+
+    from roundtable.providers import local
+    from roundtable.providers.options import known_options
+
+    source = (REPO / "roundtable" / "providers" / f"{module}.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"(?:options|opts)(?:\.get\(|\[)\"(\w+)\"", source))
+    if module == "local":
+        read |= set(local.SAMPLING_OPTIONS)
+    assert read, f"no options found in {module}.py: the pattern is out of date"
+    for kind in _ADAPTER_KINDS[module]:
+        assert read <= set(known_options(kind)), (kind, read - set(known_options(kind)))
+
+
+def test_valid_options_pass_the_preflight() -> None:
+    from roundtable.providers.options import validate_options
+
+    validate_options("scripted", {"latency_ms": 30, "replies": {"m": ["a"]}, "batch": True,
+                                  "fail": [{"error": "server", "times": 1}]}, where="x")
+    validate_options("local", {"repeat_penalty": 1.15, "top_k": 40, "n_ctx": 4096}, where="x")
+    validate_options("openai", {"extra_body": {"provider": {"sort": "price"}},
+                                "max_tokens_field": "max_tokens"}, where="x")
