@@ -42,7 +42,7 @@ def db_origin(db: str | None) -> str:
         return "--db"
     if os.environ.get("ROUNDTABLE_DB"):
         return "ROUNDTABLE_DB"
-    return "--db (default ./roundtable.db)"
+    return "the default; pass --db or set ROUNDTABLE_DB"
 
 
 @contextmanager

@@ -211,8 +211,11 @@ def make_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
         )
     if backend == "sqlite":
         path = _sqlite_file(parsed)
+        if path is not None and path.is_dir():
+            raise StoreError(f"database path {path} is a folder; give a file path such as "
+                             f"{path / 'roundtable.db'}")
         if path is not None and not create and not path.is_file():
-            check = f"check {origin}" if origin else "check the database URL"
+            check = f"from {origin}" if origin else "check the database URL"
             raise StoreError(
                 f"no database at {path} ({check}); run a command that writes first, e.g. "
                 f"roundtable run PROTOCOL.toml --db {path}"
