@@ -14,8 +14,12 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from roundtable import tomlfile
 from roundtable.errors import ConfigError, MissingKeyError
 from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers.options import validate_options
 
 DEFAULT_DB_URL = "sqlite:///roundtable.db"
 
@@ -101,6 +105,7 @@ def require_usable(name: str, table: Mapping[str, EndpointConfig], *, where: str
         known = ", ".join(sorted(table))
         raise ConfigError(f"{where}: unknown endpoint '{name}' in field '{field}': use one "
                           f"of {known}, or declare [endpoints.{name}] in {declare_in}")
+    validate_options(cfg.kind, cfg.options, where=f"{where}: endpoint '{name}'")
     try:
         api_key(name, cfg)
     except MissingKeyError as exc:
@@ -130,11 +135,16 @@ def load_prices(extra: Mapping[str, Price] | None = None, path: Path | None = No
     user = path or (Path(os.environ["ROUNDTABLE_PRICES"]) if os.environ.get("ROUNDTABLE_PRICES")
                     else None)
     if user is not None:
-        try:
-            data = tomllib.loads(user.read_text("utf-8"))
-            table.update({k: Price.model_validate(v) for k, v in data.items()})
-        except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ConfigError(f"{user}: cannot read the price table ({exc})") from None
+        for key, value in tomlfile.load(user, "price table", ConfigError).items():
+            try:
+                table[key] = Price.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"]) or "value"
+                raise ConfigError(
+                    f"{user}: entry '{key}', {field}: {first['msg']}; each entry looks like "
+                    f"\"endpoint:model\" = {{ input = 1.0, output = 2.0 }} (USD per million)"
+                ) from None
     table.update(extra or {})
     return table
 

@@ -139,11 +139,13 @@ def test_max_cost_stops_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
 
 
 def test_show_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
+    assert invoke("db", "upgrade", "--db", str(tmp_path / "rt.db"))[0] == 0
     code, out = invoke("show", "nope/3", "--db", str(tmp_path / "rt.db"))
     assert code == 2 and "no run 'nope/3'" in out
 
 
 def test_runs_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
+    assert invoke("db", "upgrade", "--db", str(tmp_path / "rt.db"))[0] == 0
     code, out = invoke("runs", "--db", str(tmp_path / "rt.db"))
     assert code == 0 and "roundtable run protocols/demo.toml" in out
 
@@ -151,7 +153,7 @@ def test_runs_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     db = str(tmp_path / "rt.db")
     code, out = invoke("db", "current", "--db", db)
-    assert code == 0 and "empty" in out
+    assert code == 2 and "no database at" in out and not Path(db).exists()
     code, out = invoke("db", "upgrade", "--db", db)
     assert code == 0 and "upgraded" in out
     code, out = invoke("db", "upgrade", "--db", db)

@@ -344,6 +344,7 @@ def test_user_errors_exit_2(engine: Engine, db_url: str, tmp_path: Path, args: l
 
 
 def test_no_codes_at_all_is_one_clear_error(db_url: str, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
     result = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--db", db_url])
     assert result.exit_code == 2
     assert "no codes yet" in result.output

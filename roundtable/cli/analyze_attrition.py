@@ -32,7 +32,7 @@ def attrition(
     from roundtable.analysis.attrition import attrition as compute
     from roundtable.analysis.attrition import attrition_summary
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         cells = compute(engine, series=series)
     if as_json:
         for cell in cells:

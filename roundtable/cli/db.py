@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.cli.common import DbOption, db_origin, db_url, handles_errors
 from roundtable.store import db as store_db
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -16,7 +16,7 @@ app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 def upgrade(db: DbOption = None) -> None:
     """Apply pending schema migrations (also done automatically whenever a database opens)."""
     url = db_url(db)
-    before, after = store_db.upgrade(url)
+    before, after = store_db.upgrade(url, origin=db_origin(db))
     if before == after:
         ui.say(f"Database already at the latest schema ({after}).")
     else:
@@ -27,4 +27,5 @@ def upgrade(db: DbOption = None) -> None:
 @handles_errors
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database."""
-    ui.say(str(store_db.current_revision(db_url(db)) or "empty (no schema yet)"))
+    revision = store_db.current_revision(db_url(db), origin=db_origin(db), missing_ok=False)
+    ui.say(str(revision or "empty (no schema yet)"))

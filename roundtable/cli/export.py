@@ -131,7 +131,7 @@ def corpus(
     database = display_url(db_url(db))
     if anonymize:  # a path may name a person or project; keep only the file name
         database = Path(database.rsplit("/", 1)[-1]).name
-    with open_db(db) as engine, _LazyProgress(quiet) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet) as progress:
         fmt_: Format = chosen
         summary = export_corpus(engine, out, fmt_, options, database=database,
                                 progress=progress)
@@ -172,7 +172,7 @@ def warroom(
     """
     from roundtable.io.export_warroom import export_warroom
 
-    with open_db(db) as engine, _LazyProgress(quiet) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet) as progress:
         summary = export_warroom(engine, out, series=_names(series), progress=progress)
     n = len(summary.files)
     ui.plain(f"Wrote {n} War Room file{'' if n == 1 else 's'} into {summary.out} "

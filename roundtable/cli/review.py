@@ -166,7 +166,7 @@ def status(
     """Progress per sample and coder: committed, skipped, remaining, last activity."""
     from roundtable.review.status import review_status
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         samples = review_status(engine, sample_name)
     if not samples:
         ui.plain("No sample yet: draw one with roundtable review sample --name NAME "
@@ -219,7 +219,7 @@ def disagreements_cmd(
     """
     from roundtable.review.status import disagreements
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         report = disagreements(engine, sample_name, coder, _names(judges), flag)
     _print_disagreements(report)
 

@@ -51,7 +51,7 @@ def run(
     (spending cap reached or credentials refused); 130 interrupted.
     """
     protocol = load_protocol(protocol_file)
-    text = protocol_file.read_text(encoding="utf-8")
+    text = protocol_file.read_text(encoding="utf-8-sig")
     prices = settings.load_prices(protocol.prices)
     series_plan = planning.plan(protocol, prices)
     if dry_run:

@@ -29,7 +29,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """List runs with series, condition, status, failed turns and message counts by kind."""
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         rows = queries.list_runs(engine, series=series,
                                  status=None if status is None else status.value)
     if as_json:
@@ -95,7 +95,7 @@ def show(
                                             "reasoning blocks.")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         t = queries.load_transcript(engine, run)
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"

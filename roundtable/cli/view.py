@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors
+from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.errors import ConfigError
 
 TOKEN_ENV = "ROUNDTABLE_VIEW_TOKEN"
@@ -67,6 +67,8 @@ def view(
     from roundtable.web.server import serve_in_background
 
     url = db_url(db)
+    with open_db(db, create=False):
+        pass  # a mistyped --db is an error here, never a new empty database
     handle = serve_in_background(url, port, host=host, token=token, report_dir=report,
                                  codebook=codebook)
     address = handle.url + (f"/?token={token}" if token else "/")

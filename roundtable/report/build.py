@@ -23,7 +23,7 @@ from roundtable.analysis.crash import CrashEvent, crash_events, summarise_crashe
 from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
 from roundtable.analysis.source import CodedMessage, CodeSource, coded_messages, resolve_source
 from roundtable.coding.reliability import AgreementReport
-from roundtable.errors import StoreError
+from roundtable.errors import ExportError, StoreError
 from roundtable.report import sections
 from roundtable.report.attrition_section import attrition_section
 from roundtable.report.html import GENERATOR, render_html, render_unfinished
@@ -77,9 +77,14 @@ def prepare_folder(folder: Path) -> None:
         for old in folder.iterdir():
             if old.is_file() and old.suffix in (".png", ".csv", ".html"):
                 old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    # marks the folder as a report's at once: if writing fails half-way, a rerun may reuse it
-    (folder / "index.html").write_text(render_unfinished(), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # marks the folder as a report's at once: if writing fails half-way, a rerun may
+        # reuse it
+        (folder / "index.html").write_text(render_unfinished(), encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"--out {folder}: cannot write there ({exc.strerror}); choose a "
+                          f"writable folder") from None
 
 
 def _series_order(engine: sqlalchemy.Engine, chosen: Sequence[str],
