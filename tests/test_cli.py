@@ -77,6 +77,15 @@ def test_run_then_runs_then_show(protocol: Path, tmp_path: Path) -> None:
     assert "round 2" in out and "gamma is down" in out
     assert "injected" in out, "the injected crash is listed as such"
 
+    code, out = invoke("show", "cli-demo/1", "--db", db, "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["run"]["ref"] == "cli-demo/1" and shown["run"]["status"] == "completed"
+    assert [s["display_name"] for s in shown["seats"]][0] == "Agent-A"
+    agent_lines = [ln for ln in shown["lines"] if ln["kind"] == "agent"]
+    assert len(agent_lines) == 7 and agent_lines[0]["true_label"] == "alpha"
+    assert [e["origin"] for e in shown["events"]] == ["injected"]
+
 
 def test_rerun_of_a_finished_series_calls_nothing(protocol: Path, tmp_path: Path) -> None:
     db = str(tmp_path / "rt.db")

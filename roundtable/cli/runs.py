@@ -93,10 +93,15 @@ def show(
     db: DbOption = None,
     reasoning: Annotated[bool, typer.Option("--reasoning", help="Also print stripped "
                                             "reasoning blocks.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole transcript as one JSON "
+                                          "object (run, seats, lines, events).")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
     with open_db(db, create=False) as engine:
         t = queries.load_transcript(engine, run)
+    if as_json:
+        typer.echo(json.dumps(t.to_json(), ensure_ascii=False, sort_keys=True))
+        return
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
            f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")

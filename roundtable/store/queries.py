@@ -194,10 +194,30 @@ class TranscriptLine:
 
 @dataclass(frozen=True)
 class Transcript:
+    """A run's summary, seats, lines in transcript order and fault events."""
+
     summary: RunSummary
     seats: list[Seat]
     lines: list[TranscriptLine]
     events: list[Event]
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: ``run`` (as in ``runs --json``), ``seats``, ``lines``,
+        ``events``; ``roundtable show --json`` prints exactly this."""
+        return {
+            "run": self.summary.as_json(),
+            "seats": [{"position": seat.position, "display_name": seat.display_name,
+                       "label": seat.label, "endpoint": seat.endpoint, "model": seat.model,
+                       "system_prompt": seat.system_prompt} for seat in self.seats],
+            "lines": [{"round": ln.round, "turn": ln.turn, "kind": ln.kind,
+                       "display_name": ln.display_name, "true_label": ln.true_label,
+                       "text": ln.text, "reasoning": ln.reasoning, "visible": ln.visible}
+                      for ln in self.lines],
+            "events": [{"round": ev.round, "origin": ev.origin, "kind": ev.kind,
+                        "detail": ev.detail,
+                        "created_at": ev.created_at.isoformat() if ev.created_at else None}
+                       for ev in self.events],
+        }
 
 
 def resolve_run(engine: sqlalchemy.Engine, ref: str) -> RunSummary:
