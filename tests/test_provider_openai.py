@@ -340,3 +340,29 @@ async def test_concurrent_calls_are_not_serialized(server: FakeServer,
         provider.complete(req(messages=(ChatMessage("user", f"seat {i}"),))) for i in range(16)])
     assert time.monotonic() - start < 1.5  # 16 × 0.25 s would be 4 s if serialized
     assert [o.text for o in outs] == [f"seat {i}" for i in range(16)]
+
+
+async def test_body_skips_the_sdk_parameter_transform(
+        server: FakeServer, provider: OpenAIProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built body goes through the SDK's request API: ``create`` and its per-message
+    transform (most of the client CPU) are never run, yet auth and the response type stay
+    the SDK's."""
+    import openai.resources.chat.completions.completions as completions
+    from openai.types.chat import ChatCompletion
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the SDK's transform ran")
+
+    monkeypatch.setattr(completions, "async_maybe_transform", refuse)
+    monkeypatch.setattr(completions.AsyncCompletions, "create", refuse)
+    seen: list[Any] = []
+    original = provider.parse
+    monkeypatch.setattr(provider, "parse", lambda r, m: seen.append(r) or original(r, m))
+    server.enqueue(openai_chat("fast"))
+    out = await provider.complete(req())
+    assert out.text == "fast"
+    assert isinstance(seen[0], ChatCompletion)
+    (sent,) = server.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.json() == provider.build_body(req())
