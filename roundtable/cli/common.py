@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from roundtable import settings
 from roundtable.cli import ui
 from roundtable.errors import RoundtableError
 
@@ -30,6 +29,8 @@ DbOption = Annotated[
 
 
 def db_url(db: str | None) -> str:
+    from roundtable import settings
+
     return settings.database_url(db)
 
 

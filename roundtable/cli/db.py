@@ -6,7 +6,6 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, handles_errors
-from roundtable.store import db as store_db
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -15,6 +14,8 @@ app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @handles_errors
 def upgrade(db: DbOption = None) -> None:
     """Apply pending schema migrations (also done automatically whenever a database opens)."""
+    from roundtable.store import db as store_db
+
     url = db_url(db)
     before, after = store_db.upgrade(url)
     if before == after:
@@ -27,4 +28,6 @@ def upgrade(db: DbOption = None) -> None:
 @handles_errors
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database."""
+    from roundtable.store import db as store_db
+
     ui.say(str(store_db.current_revision(db_url(db)) or "empty (no schema yet)"))

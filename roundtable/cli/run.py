@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy
 import typer
 
-from roundtable import planning, settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
+    from roundtable import planning
     from roundtable.engine.runner import SeriesResult
+    from roundtable.protocol import EndpointConfig, Price, Protocol
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +36,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run every run of a series; rerun the same command to resume after an interruption."""
+    from roundtable import planning, settings
+    from roundtable.protocol import load_protocol
+
     protocol = load_protocol(protocol_file)
     text = protocol_file.read_text(encoding="utf-8")
     prices = settings.load_prices(protocol.prices)
@@ -49,6 +52,8 @@ def run(
         ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                f"{series_plan.calls} calls -> {display_url(db_url(db))}")
         try:
+            import asyncio  # here, not at the top: --help must start fast
+
             result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
                                       concurrency, series_plan.calls, quiet))
         except KeyboardInterrupt:
@@ -62,6 +67,9 @@ def run(
 
 def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
+    from roundtable import settings
+    from roundtable.protocol import expand
+
     used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
     for name in used:
         settings.require_usable(name, endpoints, where=str(path), field="roster.seats",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.store import queries
+
+if TYPE_CHECKING:
+    from roundtable.store import queries
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +31,8 @@ def runs(
 ) -> None:
     """List runs with series, condition, status and message counts by kind."""
     with open_db(db) as engine:
+        from roundtable.store import queries
+
         rows = queries.list_runs(engine, series=series, status=status)
     if as_json:
         for r in rows:
@@ -88,6 +92,8 @@ def show(
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
     with open_db(db) as engine:
+        from roundtable.store import queries
+
         t = queries.load_transcript(engine, run)
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"

@@ -48,12 +48,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -62,6 +58,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, select
 
 from roundtable.errors import StoreError
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration check needs it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "alembic_config",
@@ -234,6 +234,8 @@ def _source_migrations() -> Path:
 
 def alembic_config(script_location: Path | None = None) -> Config:
     """An Alembic :class:`~alembic.config.Config` built in code (no ``alembic.ini``)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location or _installed_migrations()))
     cfg.set_main_option("path_separator", "os")
@@ -242,6 +244,8 @@ def alembic_config(script_location: Path | None = None) -> Config:
 
 @functools.cache
 def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -267,7 +271,46 @@ def _check_known(revision: str | None, shown: str) -> None:
 
 
 def _read_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
+
+
+#: The newest revision in migrations/versions, so that opening a database already at head
+#: never imports Alembic (~0.4 s). tests/test_startup.py keeps it equal to Alembic's head;
+#: should it lag behind a new migration, :func:`_fast_head` notices and Alembic decides.
+HEAD_REVISION = "0005"
+_NOT_READ = "(unknown)"
+
+
+@functools.cache
+def _fast_head() -> str | None:
+    """:data:`HEAD_REVISION` when no migration file is numbered above it, else None."""
+    try:
+        versions = _installed_migrations() / "versions"
+        names = [p.name for p in versions.iterdir()]
+    except (OSError, StoreError):
+        return None
+    numbers = [m.group(1) for n in names if (m := re.match(r"(\d+)_\w*\.py$", n))]
+    return HEAD_REVISION if numbers and max(numbers, key=int) == HEAD_REVISION else None
+
+
+def _read_revision_plain(conn: Connection) -> str | None:
+    """The single revision in ``alembic_version`` read with plain SQL (None: no table or
+    no row); :data:`_NOT_READ` for other dialects or branched histories, where Alembic
+    must look."""
+    if conn.dialect.name == "sqlite":
+        found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'alembic_version'").first()
+    elif conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+    else:
+        return _NOT_READ
+    if not found:
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    conn.rollback()
+    return str(rows[0][0]) if len(rows) == 1 else _NOT_READ if rows else None
 
 
 def _db_error(exc: DBAPIError, shown: str) -> StoreError:
@@ -303,6 +346,8 @@ def _migrate(engine: Engine) -> tuple[str | None, str]:
                     if before is None:
                         _refuse_unversioned(conn, shown)
                     if before != head:
+                        from alembic import command
+
                         cfg = alembic_config()
                         cfg.attributes["connection"] = conn
                         command.upgrade(cfg, "head")
@@ -352,6 +397,9 @@ def open_engine(url: str) -> Engine:
     try:
         try:
             with engine.connect() as conn:
+                head = _fast_head()
+                if head is not None and _read_revision_plain(conn) == head:
+                    return engine  # at head: no Alembic import, two SELECTs
                 current = _read_revision(conn)
         except DBAPIError as exc:
             raise _db_error(exc, shown) from exc
@@ -385,7 +433,8 @@ def current_revision(url: str) -> str | None:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return _read_revision(conn)
+            plain = _read_revision_plain(conn)
+            return plain if plain != _NOT_READ else _read_revision(conn)
     except DBAPIError as exc:
         raise _db_error(exc, _shown(engine.url)) from exc
     finally:
@@ -458,6 +507,8 @@ def revision(message: str, *, autogenerate: bool = True) -> Path:
     With ``autogenerate`` the operations are the difference between a scratch database at head
     and the models; review the file before committing it.
     """
+    from alembic import command
+
     location = _source_migrations()
     if not (location / "env.py").is_file():
         raise StoreError(
