@@ -35,6 +35,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -94,10 +95,13 @@ class AnthropicProvider(Provider):
         self.endpoint = endpoint
         self.config = config
         self._api_key = api_key
+        transport = lean_transport()
         self._client: AsyncAnthropic = anthropic.AsyncAnthropic(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url,
             max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(transport=transport)
+            if transport is not None else None,
         )
         mode = config.options.get("structured_output", "output_format")
         if mode not in ("output_format", "tool"):

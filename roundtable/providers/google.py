@@ -39,6 +39,7 @@ from roundtable.providers.errors_map import (
     shorten,
     timeout_error,
 )
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -65,7 +66,10 @@ class GoogleProvider(Provider):
         self._include_thoughts = bool(config.options.get("include_thoughts", False))
         api_version = config.options.get("api_version")
         # retry_options stays unset: the SDK then makes exactly one attempt.
-        http_options = types.HttpOptions(base_url=config.base_url, api_version=api_version)
+        transport = lean_transport()
+        http_options = types.HttpOptions(
+            base_url=config.base_url, api_version=api_version,
+            async_client_args={"transport": transport} if transport is not None else None)
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute calls.
         self._client: Client = genai.Client(vertexai=False, api_key=api_key or DUMMY_KEY,
                                             http_options=http_options)

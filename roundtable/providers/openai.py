@@ -37,6 +37,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -60,10 +61,13 @@ class OpenAIProvider(Provider):
         self.config = config
         self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
+        transport = lean_transport()
         self._client: AsyncOpenAI = openai.AsyncOpenAI(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url or "https://api.openai.com/v1",
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(transport=transport)
+            if transport is not None else None,
         )
         field = config.options.get("max_tokens_field")
         if field is None:
