@@ -366,3 +366,30 @@ async def test_body_skips_the_sdk_parameter_transform(
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert sent.json() == provider.build_body(req())
+
+
+async def test_lenient_bodies_still_parse(server: FakeServer, provider: OpenAIProvider) -> None:
+    """A compatible server's body that does not validate against ChatCompletion (no
+    ``created``, an unknown finish reason) still parses, through the SDK's construct."""
+    from openai.types.chat import ChatCompletion
+
+    from roundtable.providers.sdk_models import sdk_model
+
+    server.enqueue(FakeResponse(json={
+        "model": "llama-test", "choices": [{"index": 0, "finish_reason": "eos",
+                                            "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}))
+    out = await provider.complete(req())
+    assert (out.text, out.finish_reason, out.usage.input_tokens) == ("ok", "eos", 3)
+
+    class Raw:
+        headers = {"content-type": "application/json"}
+        content = b'{"id": "x", "object": "chat.completion", "created": 1, "model": "m", ' \
+                  b'"choices": []}'
+        text = content.decode()
+
+    valid = sdk_model(Raw(), ChatCompletion)
+    assert isinstance(valid, ChatCompletion) and valid.created == 1
+    Raw.headers = {"content-type": "text/plain"}
+    Raw.content = b"<html>"
+    assert sdk_model(Raw(), ChatCompletion) == Raw.text

@@ -35,6 +35,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.sdk_models import sdk_model
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class AnthropicProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One message; failures raise :mod:`roundtable.errors` classes."""
         import anthropic
+        import httpx2
         from anthropic.types import Message
 
         params = self.build_params(request)
@@ -158,9 +160,10 @@ class AnthropicProvider(Provider):
             # ``messages.create``'s per-call argument handling while auth, headers, SDK
             # exceptions and the Message type stay the SDK's.
             async with asyncio.timeout(request.timeout_s):
-                response: Any = await self._client.post(
-                    "/v1/messages", body=params, cast_to=Message,
+                raw = await self._client.post(
+                    "/v1/messages", body=params, cast_to=httpx2.Response,
                     options={"timeout": request.timeout_s})
+            response = sdk_model(raw, Message)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

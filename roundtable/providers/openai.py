@@ -37,6 +37,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.sdk_models import sdk_model
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One chat completion; failures raise :mod:`roundtable.errors` classes."""
+        import httpx2
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -141,9 +143,10 @@ class OpenAIProvider(Provider):
             # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's.
             # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                response: Any = await self._client.post(
-                    "/chat/completions", body=body, cast_to=ChatCompletion,
+                raw = await self._client.post(
+                    "/chat/completions", body=body, cast_to=httpx2.Response,
                     options={"timeout": request.timeout_s, "security": {"bearer_auth": True}})
+            response = sdk_model(raw, ChatCompletion)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:
