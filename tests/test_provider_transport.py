@@ -211,3 +211,34 @@ def test_sdk_clients_use_it() -> None:
     ]
     for c in clients:
         assert isinstance(c._transport, LeanTransport)
+
+
+async def test_tls(tmp_path: Any) -> None:
+    """HTTPS through the transport's TLS path (every real provider is HTTPS)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    raw = RawServer(lambda n, head: ok(b'{"tls": %d}' % n))
+    raw._server = await asyncio.start_server(raw._handle, "127.0.0.1", 0, ssl=server_ctx)
+    raw.port = raw._server.sockets[0].getsockname()[1]
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    try:
+        async with httpx2.AsyncClient(transport=LeanTransport(client_ctx)) as c:
+            url = f"https://127.0.0.1:{raw.port}/v1/messages"
+            assert (await c.post(url, json={})).json() == {"tls": 0}
+            assert (await c.post(url, json={})).json() == {"tls": 1}
+        async with httpx2.AsyncClient(transport=LeanTransport()) as c:
+            with pytest.raises(httpx2.ConnectError):  # untrusted certificate
+                await c.get(f"https://127.0.0.1:{raw.port}/")
+    finally:
+        await raw.stop()
+    assert raw.connections == 1, "both requests on one kept-alive TLS connection"
