@@ -242,3 +242,22 @@ async def test_tls(tmp_path: Any) -> None:
     finally:
         await raw.stop()
     assert raw.connections == 1, "both requests on one kept-alive TLS connection"
+
+
+async def test_streamed_request_body_is_sent_with_a_length(client: httpx2.AsyncClient) -> None:
+    """httpx sends a generator body chunked; the transport sends it whole, sized."""
+    server = await serve(lambda n, head: ok())
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b'{"file": '
+        yield b'"abc"}'
+
+    try:
+        response = await client.post(f"http://127.0.0.1:{server.port}/v1/files",
+                                      content=parts())
+    finally:
+        await server.stop()
+    assert response.status_code == 200
+    head = server.heads[0].lower()
+    assert b"transfer-encoding" not in head and b"content-length: 15" in head
+    assert server.bodies[0] == b'{"file": "abc"}'

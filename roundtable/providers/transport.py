@@ -82,7 +82,16 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         body = await request.aread()
         target = url.raw_path.decode("ascii")
         lines = [f"{request.method} {target} HTTP/1.1".encode()]
-        lines += [b"%s: %s" % (name, value) for name, value in request.headers.raw]
+        # The body is sent whole, so a streamed (chunked) request gets a content-length.
+        sized = False
+        for name, value in request.headers.raw:
+            lowered = name.lower()
+            if lowered == b"transfer-encoding":
+                continue
+            sized = sized or lowered == b"content-length"
+            lines.append(b"%s: %s" % (name, value))
+        if not sized and (body or request.method in ("POST", "PUT", "PATCH")):
+            lines.append(b"Content-Length: %d" % len(body))
         payload = b"\r\n".join(lines) + b"\r\n\r\n" + body
         while True:
             conn, reused = self._checkout(origin), True
