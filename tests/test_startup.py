@@ -43,10 +43,11 @@ def test_import_roundtable_is_light() -> None:
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
-def test_head_constant_matches_alembic() -> None:
-    """:data:`HEAD_REVISION` must name Alembic's head; add a migration, bump the constant."""
-    assert store_db.HEAD_REVISION == store_db.head_revision()
-    assert store_db._fast_head() == store_db.HEAD_REVISION
+def test_file_name_head_matches_alembic() -> None:
+    """The fast path's head (the highest-numbered migration file) must be Alembic's head:
+    migration files are named after their revision id, as ``db.revision`` writes them."""
+    store_db._fast_head.cache_clear()
+    assert store_db._fast_head() == store_db.head_revision()
 
 
 def test_opening_a_database_at_head_skips_alembic(tmp_path: Path) -> None:
@@ -59,20 +60,22 @@ def test_opening_a_database_at_head_skips_alembic(tmp_path: Path) -> None:
              "print('alembic' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split() == [store_db.HEAD_REVISION, "False"]
+    assert done.stdout.split() == [store_db.head_revision(), "False"]
 
 
-def test_stale_head_constant_falls_back_to_alembic(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A constant lagging behind the migration files never skips a migration: the fast path
-    is off and Alembic decides."""
-    monkeypatch.setattr(store_db, "HEAD_REVISION", "0001")
+def test_unreadable_migrations_fall_back_to_alembic(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a readable versions directory the fast path is off and Alembic decides."""
+    real = store_db._installed_migrations()
+    url = f"sqlite:///{tmp_path / 'rt.db'}"
+    store_db.open_engine(url).dispose()
+    monkeypatch.setattr(store_db, "_installed_migrations", lambda: tmp_path / "nowhere")
     store_db._fast_head.cache_clear()
     try:
         assert store_db._fast_head() is None
-        engine = store_db.open_engine(f"sqlite:///{tmp_path / 'rt.db'}")
-        engine.dispose()
-        assert store_db.current_revision(str(engine.url)) == store_db.head_revision()
+        monkeypatch.setattr(store_db, "_installed_migrations", lambda: real)
+        store_db.open_engine(url).dispose()  # the slow path, still correct
+        assert store_db.current_revision(url) == store_db.head_revision()
     finally:
         store_db._fast_head.cache_clear()
 
