@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from roundtable import settings
 from roundtable.cli import ui
 from roundtable.errors import RoundtableError
 
@@ -33,6 +32,8 @@ DbOption = Annotated[
 
 def db_url(db: str | None) -> str:
     """The database URL ``--db`` (or the environment, or the default) stands for."""
+    from roundtable import settings
+
     return settings.database_url(db)
 
 

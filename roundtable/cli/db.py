@@ -6,7 +6,6 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_origin, db_url, handles_errors
-from roundtable.store import db as store_db
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -15,6 +14,8 @@ app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @handles_errors
 def upgrade(db: DbOption = None) -> None:
     """Apply pending schema migrations (also done automatically whenever a database opens)."""
+    from roundtable.store import db as store_db
+
     url = db_url(db)
     before, after = store_db.upgrade(url, origin=db_origin(db))
     if before == after:
@@ -27,5 +28,7 @@ def upgrade(db: DbOption = None) -> None:
 @handles_errors
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database."""
+    from roundtable.store import db as store_db
+
     revision = store_db.current_revision(db_url(db), origin=db_origin(db), missing_ok=False)
     ui.say(str(revision or "empty (no schema yet)"))

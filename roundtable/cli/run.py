@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy
 import typer
 
-from roundtable import planning, settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
+    from roundtable import planning
     from roundtable.engine.runner import SeriesResult
+    from roundtable.protocol import EndpointConfig, Price, Protocol
     from roundtable.providers.client import Totals
     from roundtable.store.queries import FailedTurn
 
@@ -50,6 +50,9 @@ def run(
     (abort_run policy); 2 an error in the command, protocol or configuration; 3 stopped
     (spending cap reached or credentials refused); 130 interrupted.
     """
+    from roundtable import planning, settings
+    from roundtable.protocol import load_protocol
+
     protocol = load_protocol(protocol_file)
     text = protocol_file.read_text(encoding="utf-8-sig")
     prices = settings.load_prices(protocol.prices)
@@ -63,6 +66,8 @@ def run(
         ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                f"{series_plan.calls} calls -> {display_url(db_url(db))}")
         try:
+            import asyncio  # here, not at the top: --help must start fast
+
             result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
                                       concurrency, series_plan.calls, quiet, lease_ttl))
         except KeyboardInterrupt:
@@ -86,6 +91,9 @@ def exit_code(result: SeriesResult) -> int:
 
 def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
+    from roundtable import settings
+    from roundtable.protocol import expand
+
     used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
     for name in used:
         settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
@@ -152,6 +160,8 @@ def runs_in_flight(protocol: Protocol, concurrency: int) -> int:
     """How many runs one worker claims at a time: enough to keep ``concurrency`` calls busy
     (twice what one round of each run can use), so other workers on the same database get
     the rest instead of waiting for runs this one cannot serve yet."""
+    from roundtable.protocol import expand
+
     widest = max((1 if spec.turns.scheme == "sequential" else len(spec.seats))
                  for spec in expand(protocol))
     return max(1, -(-2 * concurrency // max(widest, 1)))

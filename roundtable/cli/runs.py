@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.store import queries
-from roundtable.store.tables import RunStatus
+from roundtable.store.vocab import RunStatus
+
+if TYPE_CHECKING:
+    from roundtable.store import queries
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +32,8 @@ def runs(
 ) -> None:
     """List runs with series, condition, status, failed turns and message counts by kind."""
     with open_db(db, create=False) as engine:
+        from roundtable.store import queries
+
         rows = queries.list_runs(engine, series=series,
                                  status=None if status is None else status.value)
     if as_json:
@@ -98,6 +102,8 @@ def show(
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
     with open_db(db, create=False) as engine:
+        from roundtable.store import queries
+
         t = queries.load_transcript(engine, run)
     if as_json:
         typer.echo(json.dumps(t.to_json(), ensure_ascii=False, sort_keys=True))

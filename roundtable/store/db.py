@@ -49,12 +49,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -63,6 +59,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, select
 
 from roundtable.errors import StoreError
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration check needs it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "alembic_config",
@@ -270,6 +270,8 @@ def _source_migrations() -> Path:
 
 def alembic_config(script_location: Path | None = None) -> Config:
     """An Alembic :class:`~alembic.config.Config` built in code (no ``alembic.ini``)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location or _installed_migrations()))
     cfg.set_main_option("path_separator", "os")
@@ -278,6 +280,8 @@ def alembic_config(script_location: Path | None = None) -> Config:
 
 @functools.cache
 def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -303,6 +307,8 @@ def _check_known(revision: str | None, shown: str) -> None:
 
 
 def _read_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -360,6 +366,42 @@ def _empty_error(shown: str) -> StoreError:
                       f"writes first, e.g. roundtable run PROTOCOL.toml")
 
 
+_NOT_READ = "(unknown)"
+
+
+@functools.cache
+def _fast_head() -> str | None:
+    """The head revision read from the migration file names, so that opening a database
+    already at head never imports Alembic (~0.1-0.4 s of CPU). :func:`revision` names each
+    file after its revision id (``0006_run_leases.py`` is revision ``"0006"``), so the
+    highest number is the head; tests/test_startup.py checks that against Alembic's own
+    head. None (Alembic decides) when the directory cannot be read."""
+    try:
+        names = [p.name for p in (_installed_migrations() / "versions").iterdir()]
+    except (OSError, StoreError):
+        return None
+    numbers = [m.group(1) for n in names if (m := re.match(r"(\d+)_\w*\.py$", n))]
+    return max(numbers, key=int) if numbers else None
+
+
+def _read_revision_plain(conn: Connection) -> str | None:
+    """The single revision in ``alembic_version`` read with plain SQL (None: no table or
+    no row); :data:`_NOT_READ` for other dialects or branched histories, where Alembic
+    must look."""
+    if conn.dialect.name == "sqlite":
+        found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'alembic_version'").first()
+    elif conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+    else:
+        return _NOT_READ
+    if not found:
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    conn.rollback()
+    return str(rows[0][0]) if len(rows) == 1 else _NOT_READ if rows else None
+
+
 def _db_error(exc: DBAPIError, shown: str) -> StoreError:
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
     if is_locked(exc):
@@ -395,6 +437,8 @@ def _migrate(engine: Engine) -> tuple[str | None, str]:
                     if before is None:
                         _refuse_unversioned(conn, shown)
                     if before != head:
+                        from alembic import command
+
                         cfg = alembic_config()
                         cfg.attributes["connection"] = conn
                         command.upgrade(cfg, "head")
@@ -459,6 +503,9 @@ def open_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
     try:
         try:
             with engine.connect() as conn:
+                head = _fast_head()
+                if head is not None and _read_revision_plain(conn) == head:
+                    return engine  # at head: no Alembic import, two SELECTs
                 current = _read_revision(conn)
                 if current is None and not create:
                     _refuse_unversioned(conn, shown)
@@ -497,7 +544,8 @@ def current_revision(url: str, *, origin: str | None = None,
     engine = make_engine(url, create=False, origin=origin)
     try:
         with engine.connect() as conn:
-            return _read_revision(conn)
+            plain = _read_revision_plain(conn)
+            return plain if plain != _NOT_READ else _read_revision(conn)
     except DBAPIError as exc:
         raise _db_error(exc, _shown(engine.url)) from exc
     finally:
@@ -570,6 +618,8 @@ def revision(message: str, *, autogenerate: bool = True) -> Path:
     With ``autogenerate`` the operations are the difference between a scratch database at head
     and the models; review the file before committing it.
     """
+    from alembic import command
+
     location = _source_migrations()
     if not (location / "env.py").is_file():
         raise StoreError(

@@ -8,11 +8,16 @@ Message text is kept twice on purpose: ``raw_text`` exactly as the provider retu
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+# re-exported: the vocabulary of these tables lives in a module the CLI can import cheaply
+from roundtable.store.vocab import FAILURE_EVENT as FAILURE_EVENT
+from roundtable.store.vocab import FINAL_RUN_STATUSES as FINAL_RUN_STATUSES
+from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT as TRANSIENT_FAILURE_EVENT
+from roundtable.store.vocab import RunStatus as RunStatus
 
 
 def utcnow() -> datetime:
@@ -20,25 +25,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class RunStatus(StrEnum):
-    """Where a run stands. ``completed`` means every planned turn is stored; ``incomplete``
-    means some turn failed (transient ones are retried by the next invocation); ``failed``
-    is the ``abort_run`` policy; ``stopped`` is a budget or authentication stop."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    INCOMPLETE = "incomplete"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-#: statuses a later invocation never touches again
-FINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})
-#: event kinds of a turn whose call failed: permanent (not retried) and transient (retried
-#: by the next invocation while no agent message fills its seat-round)
-FAILURE_EVENT = "failure"
-TRANSIENT_FAILURE_EVENT = "transient_failure"
 
 
 class Series(SQLModel, table=True):
