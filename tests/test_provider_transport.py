@@ -187,12 +187,23 @@ def test_proxy_or_opt_out_uses_the_sdk_default(monkeypatch: pytest.MonkeyPatch) 
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                  "all_proxy", "ROUNDTABLE_HTTP_TRANSPORT"):
         monkeypatch.delenv(name, raising=False)
-    assert isinstance(lean_transport(), LeanTransport)
+    local = "http://127.0.0.1:8000/v1"
+    assert isinstance(lean_transport(local), LeanTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    assert lean_transport() is None
+    assert lean_transport(local) is None
     monkeypatch.delenv("HTTPS_PROXY")
     monkeypatch.setenv("ROUNDTABLE_HTTP_TRANSPORT", "httpx")
-    assert lean_transport() is None
+    assert lean_transport(local) is None
+
+
+def test_https_endpoints_keep_the_sdk_transport_unless_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloud APIs keep the SDK's TLS set-up (certificate stores, SSL_CERT_FILE)."""
+    monkeypatch.delenv("ROUNDTABLE_HTTP_TRANSPORT", raising=False)
+    assert lean_transport("https://api.openai.com/v1") is None
+    assert lean_transport(None) is None
+    monkeypatch.setenv("ROUNDTABLE_HTTP_TRANSPORT", "lean")
+    assert isinstance(lean_transport("https://api.openai.com/v1"), LeanTransport)
 
 
 def test_sdk_clients_use_it() -> None:

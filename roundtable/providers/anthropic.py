@@ -96,7 +96,7 @@ class AnthropicProvider(Provider):
         self.endpoint = endpoint
         self.config = config
         self._api_key = api_key
-        transport = lean_transport()
+        transport = lean_transport(config.base_url)
         self._client: AsyncAnthropic = anthropic.AsyncAnthropic(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url,

@@ -66,7 +66,7 @@ class GoogleProvider(Provider):
         self._include_thoughts = bool(config.options.get("include_thoughts", False))
         api_version = config.options.get("api_version")
         # retry_options stays unset: the SDK then makes exactly one attempt.
-        transport = lean_transport()
+        transport = lean_transport(config.base_url)
         http_options = types.HttpOptions(
             base_url=config.base_url, api_version=api_version,
             async_client_args={"transport": transport} if transport is not None else None)

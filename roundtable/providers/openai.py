@@ -62,7 +62,7 @@ class OpenAIProvider(Provider):
         self.config = config
         self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
-        transport = lean_transport()
+        transport = lean_transport(config.base_url or "https://api.openai.com/v1")
         self._client: AsyncOpenAI = openai.AsyncOpenAI(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url or "https://api.openai.com/v1",

@@ -11,9 +11,8 @@ headers, JSON, retries metadata, error classes, response types); it only moves b
 asyncio streams, with a plain per-origin stack of idle connections. It speaks HTTP/1.1
 with ``content-length`` or chunked bodies (content encodings are decoded by httpx, as
 before) over TCP or TLS, and raises httpx's own exception classes, so the SDKs map
-failures exactly as with their default transport. :func:`lean_transport` returns None
-(use the SDK default) when a proxy is configured in the environment or
-``ROUNDTABLE_HTTP_TRANSPORT=httpx`` is set.
+failures exactly as with their default transport. :func:`lean_transport` decides where it
+is used (plain-http endpoints by default; see there).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import os
 import ssl
 import time
 from collections import deque
-from typing import Any
 
 import httpx2
 
@@ -36,11 +34,21 @@ _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pr
 _MAX_HEAD = 64 * 1024
 
 
-def lean_transport() -> LeanTransport | None:
-    """A new :class:`LeanTransport`, or None where the SDK's default must be used."""
-    if os.environ.get("ROUNDTABLE_HTTP_TRANSPORT", "").lower() == "httpx":
+def lean_transport(base_url: str | None) -> LeanTransport | None:
+    """A new :class:`LeanTransport` for an endpoint at ``base_url``, or None where the SDK's
+    default must be used.
+
+    By default the lean transport serves plain ``http://`` endpoints only: self-hosted
+    servers (vLLM, llama.cpp, a fake server), where throughput is what matters. ``https://``
+    endpoints (the cloud APIs, where network latency dwarfs this cost) keep the SDK's own
+    transport and with it the standard TLS set-up (certificate stores, ``SSL_CERT_FILE``).
+    ``ROUNDTABLE_HTTP_TRANSPORT=lean`` uses it everywhere, ``=httpx`` nowhere; a proxy in
+    the environment always means the SDK's default.
+    """
+    choice = os.environ.get("ROUNDTABLE_HTTP_TRANSPORT", "").lower()
+    if choice == "httpx" or any(os.environ.get(name) for name in _PROXY_VARS):
         return None
-    if any(os.environ.get(name) for name in _PROXY_VARS):
+    if choice != "lean" and not (base_url or "").lower().startswith("http://"):
         return None
     return LeanTransport()
 
@@ -240,10 +248,3 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 class _StaleConnection(Exception):
     """The connection was closed before any byte of the response arrived."""
-
-
-def client_kwargs() -> dict[str, Any]:
-    """Keyword arguments for an SDK's ``DefaultAsyncHttpxClient``: the lean transport when
-    it applies, nothing otherwise."""
-    transport = lean_transport()
-    return {"transport": transport} if transport is not None else {}
