@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, report, review, run, runs
+from roundtable.cli import coder as coder_cli
 from roundtable.cli import export as export_cli
 
 app = typer.Typer(
@@ -24,3 +25,4 @@ app.add_typer(importers.app, name="import")
 app.add_typer(analyze.app, name="analyze")
 app.add_typer(review.app, name="review")
 export_cli.register(app)
+coder_cli.register(app)
