@@ -60,8 +60,10 @@ def train(
     Example: roundtable coder train --from human --name tfidf-human --apply
     """
     from roundtable.coding.trained import train_coder
+    from roundtable.store.codes import resolve_raters
 
     with open_db(db) as engine:
+        resolve_raters(engine, [source])
         if not as_json:
             ui.plain(f"Training {name!r} on {source!r}'s codes ({folds}-fold CV by run) ...")
         result = train_coder(engine, source, name, flags=_names(flags) or None, folds=folds,
