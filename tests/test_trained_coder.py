@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,17 @@ def test_cli_train_apply_and_errors(engine: sa.Engine, tmp_path: Path) -> None:
     out = runner.invoke(app, ["coder", "train", "--from", "nobody", "--name", "x", "--db", db])
     assert out.exit_code == 2 and "no rater named 'nobody'" in out.output
     assert len(out.output.strip().splitlines()) == 1
+    out = runner.invoke(app, ["coder", "apply", "--name", "human", "--db", db])
+    assert out.exit_code == 2 and "not a trained coder" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_missing_scikit_learn_gets_an_install_hint(engine: sa.Engine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _train_half(engine)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'roundtable\[train\]'"):
+        train_coder(engine, "human", "tfidf")
 
 
 # ------------------------------------------------------------------ War Room corpus

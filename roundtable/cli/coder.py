@@ -98,8 +98,9 @@ def _nan(x: float) -> float | None:
 
 def _apply(engine: sqlalchemy.Engine, name: str, series: list[str], *,
            quiet: bool) -> CodingSummary:
-    from roundtable.coding.trained import code_with
+    from roundtable.coding.trained import code_with, trained_rater
 
+    trained_rater(engine, name, series=series)  # refuse before drawing a progress bar
     with ui.series_progress("code", 0, enabled=not quiet, unit="messages",
                             counter="") as bar:
         last = [0]

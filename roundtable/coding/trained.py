@@ -44,7 +44,7 @@ from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series
 
 __all__ = ["FEATURE_VERSION", "MIN_POSITIVES", "CodingSummary", "FlagModel", "FlagScore",
            "TrainResult", "TrainedModel", "code_with", "features", "load_model",
-           "train_coder"]
+           "prepare", "train_coder", "trained_rater"]
 
 #: bumped whenever :func:`features` changes (stored with every model)
 FEATURE_VERSION = "1"
@@ -510,6 +510,18 @@ class CodingSummary:
         return asdict(self)
 
 
+def trained_rater(engine: sa.Engine, name: str, *, series: Sequence[str] = ()) -> Rater:
+    """The stored trained rater ``name``; a clear error when it is unknown, not a trained
+    coder, or a name in ``series`` is not a stored series."""
+    [rater] = resolve_raters(engine, [name])
+    if rater.kind != KIND or "model" not in rater.definition:
+        raise StoreError(f"rater {name!r} is of kind {rater.kind!r}, not a trained coder: "
+                         f"train one with roundtable coder train --from RATER --name NAME")
+    if series:
+        load_codes(engine, [name], series=series)  # names the known series when unknown
+    return rater
+
+
 def code_with(
     engine: sa.Engine,
     name: str,
@@ -520,13 +532,8 @@ def code_with(
     """Code every agent message (within ``series``) that trained rater ``name`` has not
     coded yet, with the model fitted on all its training messages; resumable (each chunk
     is committed as it is done). ``progress(done, total)`` is called after each chunk."""
-    [rater] = resolve_raters(engine, [name])
-    if rater.kind != KIND or "model" not in rater.definition:
-        raise StoreError(f"rater {name!r} is of kind {rater.kind!r}, not a trained coder: "
-                         f"train one with roundtable coder train --from RATER --name NAME")
+    rater = trained_rater(engine, name, series=series)
     assert rater.id is not None
-    if series:
-        load_codes(engine, [name], series=series)  # names the known series when unknown
     model = load_model(rater.definition)
     msgs = _messages(engine, series=series, exclude_rater=rater.id)
     with engine.connect() as conn:
