@@ -215,6 +215,14 @@ JUDGE_CASES = [
          {"j.toml": _text(judge_text("box", '[endpoints.box]\nkind = "scripted"\n'
                                      "options = { replys = {} }\n")),
           "codebook.toml": CODEBOOK}),
+    Case("judge-temperature-bool", ["judge", "--judge", "j.toml"],
+         ["j.toml", "temperature"],
+         {"j.toml": _text(judge_text(extra="temperature = true\n")),
+          "codebook.toml": CODEBOOK}),
+    Case("judge-context-bool", ["judge", "--judge", "j.toml"],
+         ["j.toml", "context_messages"],
+         {"j.toml": _text(judge_text(extra="context_messages = true\n")),
+          "codebook.toml": CODEBOOK}),
 ]
 
 CSV_HEADER = "message_id,h_phatic\n"

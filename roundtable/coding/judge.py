@@ -51,7 +51,7 @@ from roundtable import tomlfile
 from roundtable.coding.codebook import Codebook, format_error, load_codebook
 from roundtable.coding.views import MessageView
 from roundtable.errors import JudgeFileError
-from roundtable.protocol import EndpointConfig, Price
+from roundtable.protocol import Bool, EndpointConfig, Float, Int, Price
 from roundtable.providers.base import ChatMessage, CompletionRequest
 
 #: bumped whenever the rendering of context and target changes (part of the prompt hash)
@@ -123,16 +123,16 @@ class JudgeSpec(_Frozen):
     endpoint: str | None = None
     model: str | None = None
     codebook: str = "codebook.toml"
-    context_messages: int = Field(default=6, ge=0, le=500)
-    context_max_chars: int | None = Field(default=2000, ge=50)
+    context_messages: Int = Field(default=6, ge=0, le=500)
+    context_max_chars: Int | None = Field(default=2000, ge=50)
     system_template: str = DEFAULT_SYSTEM_TEMPLATE
     user_template: str = DEFAULT_USER_TEMPLATE
-    temperature: float | None = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=800, ge=16)
-    timeout_s: float = Field(default=120.0, gt=0)
-    seed: int | None = None
-    max_invalid_retries: int = Field(default=2, ge=0, le=10)
-    rationale: bool = True
+    temperature: Float | None = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: Int = Field(default=800, ge=16, le=1_000_000)
+    timeout_s: Float = Field(default=120.0, gt=0)
+    seed: Int | None = None
+    max_invalid_retries: Int = Field(default=2, ge=0, le=10)
+    rationale: Bool = True
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
 
