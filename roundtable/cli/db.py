@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from sqlalchemy import make_url
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, handles_errors
+from roundtable.errors import ExportError
 from roundtable.store import db as store_db
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -28,3 +34,35 @@ def upgrade(db: DbOption = None) -> None:
 def current(db: DbOption = None) -> None:
     """Print the schema revision of the database."""
     ui.say(str(store_db.current_revision(db_url(db)) or "empty (no schema yet)"))
+
+
+@app.command("metadata")
+@handles_errors
+def metadata(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="File to write (e.g. metadata.json).", show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Database name as datasette shows it. Default: the SQLite file's "
+        "stem (roundtable.db -> roundtable).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a datasette metadata file: table, view and column descriptions, and full-text
+    search on message text.
+
+    Example: roundtable db metadata --out metadata.json
+
+    then: datasette roundtable.db -m metadata.json
+    """
+    from roundtable.store.datasette import datasette_metadata
+
+    url = make_url(db_url(db))
+    database = name or (Path(url.database).stem if url.get_backend_name() == "sqlite"
+                        and url.database else "roundtable")
+    try:
+        out.write_text(json.dumps(datasette_metadata(database), indent=2) + "\n",
+                       encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the metadata file ({exc.strerror}); choose "
+                          f"a writable --out") from None
+    ui.say(f"Wrote {out} for database {database!r}. Browse it with:\n"
+           f"  pip install datasette\n  datasette {url.database or 'roundtable.db'} -m {out}")
