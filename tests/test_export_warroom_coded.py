@@ -63,11 +63,10 @@ def _add(s: Session, rater: Rater, mid: int, codes: dict[str, tuple[bool | None,
                    value=value, level=level))
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Iterator[tuple[sa.Engine, dict[str, int]]]:
+def _build(url: str) -> tuple[sa.Engine, dict[str, int]]:
     """Series A: three different models; series B: three clones of one model (labels
     repeat). Gemini and Claude code every agent message but one (Gemini only)."""
-    engine = open_engine(f"sqlite:///{tmp_path / 'rt.db'}")
+    engine = open_engine(url)
     ids: dict[str, int] = {}
     with Session(engine) as s:
         gemini, claude = Rater(name="gemini", kind="llm"), Rater(name="claude", kind="llm")
@@ -107,8 +106,28 @@ def corpus(tmp_path: Path) -> Iterator[tuple[sa.Engine, dict[str, int]]]:
                         if key != "A1-1-2":
                             _add(s, claude, m.id, c)
         s.commit()
+    return engine, ids
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Iterator[tuple[sa.Engine, dict[str, int]]]:
+    engine, ids = _build(f"sqlite:///{tmp_path / 'rt.db'}")
     yield engine, ids
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_export_and_xref_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    engine, ids = _build(pg_url)
+    try:
+        summary = export_warroom_coded(engine, tmp_path, judges=parse_judges("gemini,claude"))
+        assert (summary.rows, summary.xref_coded) == (23, 23)
+        assert store_xref_codes(engine).coded == 1 and store_xref_codes(engine).coded == 0
+        agr = {r["id"]: r for r in _read(tmp_path / AGREED_FILE)}
+        assert agr["A-run01|Agent-A|R0"]["has_xref"] == "True"
+        assert agr["B-run02|Agent-C|R1"]["agent"] == "Agent-C"
+    finally:
+        engine.dispose()
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -260,6 +279,11 @@ def test_cli_writes_the_three_files(corpus: tuple[sa.Engine, dict[str, int]],
     bad = runner.invoke(app, ["export", "warroom-coded", "--out", str(out), "--judges",
                               "gemini", "--rule", "most", "--db", url])
     assert bad.exit_code == 2 and "--rule most" in bad.output
+    (tmp_path / "afile").write_text("")
+    blocked = runner.invoke(app, ["export", "warroom-coded", "--out",
+                                  str(tmp_path / "afile" / "sub"), "--judges", "gemini",
+                                  "--db", url])
+    assert blocked.exit_code == 2 and "choose another --out" in blocked.output
 
 
 def test_import_keeps_the_tools_language_or_detects_it(tmp_path: Path) -> None:

@@ -166,9 +166,13 @@ def export_warroom_coded(
     def flag_cell(value: bool | None) -> str:
         return "" if value is None else str(value)
 
-    out.mkdir(parents=True, exist_ok=True)
     paths = [out / AGREED_FILE, *(out / j.filename for j in judges)]
-    handles = [p.open("w", newline="", encoding="utf-8") for p in paths]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handles = [p.open("w", newline="", encoding="utf-8") for p in paths]
+    except OSError as exc:
+        raise ExportError(f"{exc.filename or out}: cannot write there ({exc.strerror}); "
+                          f"choose another --out folder") from None
     try:
         writers = [csv.writer(h) for h in handles]
         for w in writers:
