@@ -286,6 +286,21 @@ def test_cli_writes_the_three_files(corpus: tuple[sa.Engine, dict[str, int]],
     assert blocked.exit_code == 2 and "choose another --out" in blocked.output
 
 
+def test_db_derive_stores_xref_for_every_agent_message(
+        corpus: tuple[sa.Engine, dict[str, int]]) -> None:
+    engine, _ = corpus
+    url = str(engine.url).removeprefix("sqlite:///")
+    runner = CliRunner()
+    first = runner.invoke(app, ["db", "derive", "--series", "A", "--db", url])
+    assert first.exit_code == 0, first.output
+    assert "12 agent messages newly coded, 4 of them name another agent" in " ".join(
+        first.output.split())
+    again = runner.invoke(app, ["db", "derive", "--db", url])
+    assert "xref: 12 agent messages newly coded" in " ".join(again.output.split())  # B only
+    unknown = runner.invoke(app, ["db", "derive", "--series", "Z", "--db", url])
+    assert unknown.exit_code == 2 and "no series named 'Z' (known: A, B)" in unknown.output
+
+
 def test_import_keeps_the_tools_language_or_detects_it(tmp_path: Path) -> None:
     data = warroom_export()
     lines = data["conversation"]["messages"]

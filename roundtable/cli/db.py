@@ -66,3 +66,27 @@ def metadata(
                           f"a writable --out") from None
     ui.say(f"Wrote {out} for database {database!r}. Browse it with:\n"
            f"  pip install datasette\n  datasette {url.database or 'roundtable.db'} -m {out}")
+
+
+@app.command("derive")
+@handles_errors
+def derive(
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", "-s", help="Only this series (repeatable, or comma-separated). Default: "
+        "all.", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Store the derived codes (xref: the message names another agent) for every agent
+    message not coded yet; safe to rerun.
+
+    Example: roundtable db derive --series A
+    """
+    from roundtable.cli.common import open_db
+    from roundtable.coding.derived import XREF_RATER, store_xref_codes
+
+    names = [v.strip() for item in series or [] for v in item.split(",") if v.strip()]
+    with open_db(db) as engine:
+        summary = store_xref_codes(engine, series=names)
+    ui.say(f"{XREF_RATER}: {summary.coded:,} agent messages newly coded, "
+           f"{summary.named_a_peer:,} of them name another agent (rater '{XREF_RATER}', "
+           f"kind derived; see codes_v).")

@@ -69,6 +69,13 @@ def store_xref_codes(engine: sa.Engine, *, series: Sequence[str] = (),
                      message_ids: Sequence[int] | None = None) -> XrefSummary:
     """Code every agent message not yet coded by ``xref`` (optionally only in ``series``
     or among ``message_ids``); returns how many were coded."""
+    if series:
+        with engine.connect() as conn:
+            known = set(conn.execute(sa.select(_SERIES.c.name)).scalars())
+        unknown = [x for x in series if x not in known]
+        if unknown:
+            raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
+                             f"(known: {', '.join(sorted(known)) or 'none yet'})")
     rater_id = ensure_xref_rater(engine)
     m, s = _MESSAGE.c, _SEAT.c
     done = sa.select(_JUDGEMENT.c.message_id).where(_JUDGEMENT.c.rater_id == rater_id)
