@@ -38,7 +38,8 @@ def build_db(path: Path | str) -> WebDb:
     """Series ``demo``: 3 rounds x 3 scripted seats, seat 3 crashes (injected) at round 2,
     m1 fails naturally (permanently: bad request) at round 1 (errors shown), so the run
     ends incomplete; max_tokens 8 so replies look truncated; judges gemini and sonnet
-    disagree on ``lead`` for even message ids; an intersection adjudication; sample ``S`` of 4 items. ``path`` is a SQLite file or a database URL."""
+    disagree on ``lead`` for even message ids; an intersection adjudication; sample ``S``
+    of 4 items. ``path`` is a SQLite file or a database URL."""
     url = path if isinstance(path, str) else f"sqlite:///{path}"
     engine = make_engine(path) if isinstance(path, Path) else open_engine(url)
     protocol, text = make_protocol(
