@@ -195,6 +195,13 @@ api_key_env = "FAKE_API_KEY"
     assert "status detail: 1 turn(s) failed (rate_limit x1: Agent-B round 1)" in \
         " ".join(shown.output.split())
 
+    again = runner.invoke(app, ["run", str(protocol), "--db", db, "-q", "--json"])
+    assert again.exit_code == 1, again.output
+    summary = json.loads(again.output)  # stdout holds the one JSON object, nothing else
+    assert summary["incomplete"] == 1 and summary["exit_code"] == 1
+    assert [(t["run"], t["round"], t["seat"], t["kind"], t["transient"])
+            for t in summary["failed_turns"]] == [("flaky/1", 1, "Agent-B", "rate_limit", True)]
+
     handler.budget = 0
     requests_before = len(server.requests)
     second = runner.invoke(app, ["run", str(protocol), "--db", db, "-q"])

@@ -41,6 +41,10 @@ def run(
         "--lease-ttl", metavar="SECONDS", min=0.1,
         help="How long a worker's claim on a run lasts without renewal (default 30, or "
              "ROUNDTABLE_LEASE_TTL); a killed worker's runs are taken over after it.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the series summary (counts and failed turns) as one JSON "
+                       "object instead of the tables; the progress bar stays on stderr.")]
+    = False,
 ) -> None:
     """Run every run of a series; rerun the same command to resume after an interruption
     or to retry the turns that failed. Several processes (or machines sharing a PostgreSQL
@@ -63,8 +67,9 @@ def run(
     endpoints = settings.endpoints(protocol.endpoints)
     _preflight(protocol, endpoints, protocol_file)
     with open_db(db) as engine:
-        ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
-               f"{series_plan.calls} calls -> {display_url(db_url(db))}")
+        if not as_json:
+            ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
+                   f"{series_plan.calls} calls -> {display_url(db_url(db))}")
         try:
             import asyncio  # here, not at the top: --help must start fast
 
@@ -74,7 +79,10 @@ def run(
             ui.warn("interrupted: every completed call is stored; rerun the same command to "
                     "resume where it stopped.")
             raise typer.Exit(code=130) from None
-        _print_result(result, db, engine)
+        if as_json:
+            _print_json(result, engine)
+        else:
+            _print_result(result, db, engine)
     code = exit_code(result)
     if code:
         raise typer.Exit(code=code)
@@ -195,6 +203,21 @@ def _short(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+def _print_json(result: SeriesResult, engine: sqlalchemy.Engine) -> None:
+    """``--json``: the result's counts, the exit code and every failed turn still missing."""
+    import json
+
+    from roundtable.store.queries import failed_turns, list_runs
+
+    rows = list_runs(engine, series=result.series)
+    refs = {r.id: r.ref for r in rows}
+    out = result.to_json()
+    out["exit_code"] = exit_code(result)
+    out["failed_turns"] = [{**t.as_json(), "run": refs.get(t.run_id)}
+                           for t in failed_turns(engine, list(refs))]
+    typer.echo(json.dumps(out, ensure_ascii=False, sort_keys=True))
 
 
 def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engine) -> None:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy
 
@@ -97,6 +98,12 @@ class SeriesResult:
     def all_completed(self) -> bool:
         """Every run of the series is ``completed``."""
         return self.completed == self.total_runs
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as a plain dict (``roundtable run --json`` adds the failed turns)."""
+        out = dataclasses.asdict(self)
+        out["all_completed"] = self.all_completed
+        return out
 
 
 def check_peer_format(peer_format: str, series: str) -> None:
