@@ -199,7 +199,7 @@ def test_a_changed_judge_is_refused(db: str, tmp_path: Path) -> None:
                           extra={"context_messages": 9, "endpoints": {"box": {
                               "kind": "scripted", "options": {"replies": {
                                   "judge-model": [VERDICT]}}}}})
-    code, out = invoke("judge", "-j", str(changed), "--db", db, "-q")
+    code, out = invoke("judge", "-j", str(changed), "--db", db, "-q", "--all")
     assert code == 2
     assert "judge 'boxed' already has 1 judgement(s)" in out
     assert "give the changed judge a new `name`" in out
@@ -279,6 +279,12 @@ def test_no_selection_is_refused_off_a_terminal_and_asked_on_one(
     assert code == 2
     assert (f"error: no --series, --run or --limit: this would code all {TOTAL} messages in "
             f"2 series with 1 judge (est. $") in out and "pass --all to go ahead" in out
+    engine = open_engine(db)
+    try:
+        with engine.connect() as conn:  # refused before the judge's rater row is written
+            assert conn.execute(sa.text("SELECT count(*) FROM rater")).scalar() == 0
+    finally:
+        engine.dispose()
     monkeypatch.setattr("roundtable.cli.judge._interactive", lambda: True)
     result = runner.invoke(app, ["judge", "-j", str(llm), "--db", db, "-q"], input="n\n")
     assert result.exit_code == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ExportError
 
 app = typer.Typer(
@@ -152,7 +152,7 @@ def corpus(
         summary = export_corpus(engine, out, fmt_, options, database=database,
                                 progress=progress)
     if as_json:
-        typer.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+        echo_json(summary.to_json())
         return
     kinds = ", ".join(f"{n:,} {k}" for k, n in summary.kinds.items()) or "none"
     what = "rows" if summary.layout == "wide" else "rows (message x rater x flag)"
@@ -188,6 +188,9 @@ def warroom(
         "<S>/warroom-<S>-runNN.json file per run.", show_default=False)],
     series: SeriesOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print what was written as one JSON object (no progress bar).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write runs as War Room Lab JSON, one file per run.
@@ -196,8 +199,11 @@ def warroom(
     """
     from roundtable.io.export_warroom import export_warroom
 
-    with open_db(db) as engine, _LazyProgress(quiet) as progress:
+    with open_db(db) as engine, _LazyProgress(quiet or as_json) as progress:
         summary = export_warroom(engine, out, series=_names(series), progress=progress)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     n = len(summary.files)
     ui.plain(f"Wrote {n} War Room file{'' if n == 1 else 's'} into {summary.out} "
              f"({_size(summary.bytes)} in {summary.seconds:.1f}s).")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 from roundtable import settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig, Price
 
@@ -88,7 +88,7 @@ def judge(
             plan = plan_coding(engine, judges, series=series, run=run, limit=limit,
                                prices=prices, endpoints=endpoints)
         if as_json:
-            typer.echo(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+            echo_json(plan.to_json())
         else:
             _print_plan(plan, batch)
         return
@@ -97,11 +97,12 @@ def judge(
     with open_db(db) as engine:
         # Refuse an unknown series/run or a changed judge before any progress output.
         resolve_scope(engine, series=series, run=run)
-        for j in judges:
-            ensure_rater(engine, j)
         if series is None and run is None and limit is None and not everything:
+            # before ensure_rater: a refused pass leaves no trace in the database
             _confirm_everything(plan_coding(engine, judges, prices=prices,
                                             endpoints=endpoints), batch)
+        for j in judges:
+            ensure_rater(engine, j)
         names = ", ".join(j.spec.name for j in judges)
         if batch:
             rerun = _command(judge_files, series=series, run=run, limit=limit, db=db,
@@ -123,7 +124,7 @@ def judge(
                     "to code the rest (nothing is coded twice).")
             raise typer.Exit(code=130) from None
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        echo_json(result.to_json())
     else:
         _print_result(result, judges, db)
     stopped = [t.stopped for t in result.judges.values() if t.stopped]
@@ -345,7 +346,7 @@ def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
                 f"submitted or paid for twice):\n  {rerun}")
         raise typer.Exit(code=130) from None
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        echo_json(result.to_json())
     else:
         _print_batch_result(result, judges, db, rerun)
     if quiet:  # otherwise already told as they happened
