@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from codes_support import add_codes, seed_messages
+from test_warroom_import import export as warroom_export
+from test_warroom_import import write
 from typer.testing import CliRunner
 
 from roundtable.cli.jsonout import clean
@@ -57,6 +59,16 @@ def test_import_codes_and_db_json(tmp_path: Path) -> None:
     assert rater["name"] == "h" and rater["kind"] == "human" and rater["flags"] == ["x", "y"]
     assert _json("db", "current", "--json", "--db", db)["revision"]
     assert _json("db", "upgrade", "--json", "--db", db)["upgraded"] is False
+
+
+def test_import_warroom_json(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src, "Transcripts/Z/warroom-Z-run01.json", warroom_export())
+    db = str(tmp_path / "w.db")
+    doc = _json("import", "warroom", str(src), "--json", "--db", db)
+    assert (doc["files"], doc["runs"], doc["series_names"]) == (1, 1, ["Z"])
+    assert doc["messages_total"] == sum(doc["messages"].values()) > 0  # type: ignore[attr-defined]
+    assert _json("import", "warroom", str(src), "--json", "--db", db)["runs_skipped_existing"] == 1
 
 
 @pytest.mark.parametrize(("value", "want"), [

@@ -84,7 +84,7 @@ def corpus(
         "--raters", help="Comma-separated raters whose codes to export. Default: all.",
         show_default=False)] = None,
     adjudication: Annotated[str, typer.Option(
-        "--adjudication", help="Adjudication for the adj.* columns: a recorded name, "
+        "--adjudication", help="Adjudication for the final__* columns: a recorded name, "
         "'latest' (the most recent one) or 'none'.")] = "latest",
     all_kinds: Annotated[bool, typer.Option(
         "--all-kinds", help="Also export brief, error and system lines (default: agent "
