@@ -203,6 +203,14 @@ def test_a_changed_judge_is_refused(db: str, tmp_path: Path) -> None:
     assert code == 2
     assert "judge 'boxed' already has 1 judgement(s)" in out
     assert "give the changed judge a new `name`" in out
+    # the dry run says so too, without writing anything
+    code, out = invoke("judge", "-j", str(changed), "--db", db, "--dry-run")
+    assert code == 0
+    assert ("without --dry-run this judge is refused: judge 'boxed' already has 1 "
+            "judgement(s) from a different definition") in out
+    result = runner.invoke(app, ["judge", "-j", str(changed), "--db", db, "--dry-run",
+                                 "--json"])
+    assert "a different definition" in json.loads(result.stdout)["judges"][0]["conflict"]
 
 
 # --------------------------------------------------------------------------- --dry-run, --all
@@ -236,6 +244,7 @@ def test_dry_run_counts_tokens_and_cost_from_the_rendered_prompts_and_calls_noth
         assert priced["output_tokens"] == judge.spec.max_tokens * len(items)
         assert priced["cost_usd"] == pytest.approx(want * 5000 / 1e6)
         assert priced["batch_cost_usd"] == pytest.approx(priced["cost_usd"] * 0.5)
+        assert priced["conflict"] is None and lexicon["conflict"] is None
         assert lexicon["pending"] == BETA_CODABLE - 2 and lexicon["cost_usd"] == 0.0
         assert lexicon["already_coded"] == priced["already_coded"] == 2
         assert plan["series"] == 1 and plan["codable"] == BETA_CODABLE

@@ -161,6 +161,9 @@ def _print_plan(plan: CodingPlan, batch: bool) -> None:
     ui.plain("tok in: the rendered prompts at 1 token per 3 characters; tok out: at most "
              "max_tokens per message; batch: at the endpoint's batch discount. Retries of "
              "invalid answers are not counted.")
+    for j in plan.judges:
+        if j.conflict:
+            ui.warn(f"without --dry-run this judge is refused: {j.conflict}")
     unpriced = [j.name for j in plan.judges if not j.priced]
     if unpriced:
         ui.warn(f"no price for {', '.join(unpriced)}: add a [prices] entry to the judge "

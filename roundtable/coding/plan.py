@@ -16,7 +16,10 @@ Estimates, per judge:
   default 0.5), or None when the endpoint has no batch API (``--batch`` codes it online).
 
 A lexicon judge makes no call: tokens and cost 0. A judge whose model has no price has
-cost None (``priced`` False).
+cost None (``priced`` False). ``conflict`` says when the real pass would refuse the judge
+(a stored rater of that name with judgements from another definition, or imported codes:
+see :func:`~roundtable.coding.persist.ensure_rater`); its ``already_coded`` then counts
+that other rater's judgements.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from roundtable.coding.selection import Scope, resolve_scope, select_messages
 from roundtable.planning import text_tokens
 from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.batch import batch_supported
-from roundtable.store.tables import Message, Run
+from roundtable.store.tables import Judgement, Message, Rater, Run
 
 __all__ = ["DEFAULT_BATCH_DISCOUNT", "CodingPlan", "JudgePlan", "plan_coding"]
 
@@ -42,6 +45,8 @@ DEFAULT_BATCH_DISCOUNT = 0.5
 
 _M = Message.__table__.c  # type: ignore[attr-defined]
 _R = Run.__table__.c  # type: ignore[attr-defined]
+_RATER = Rater.__table__.c  # type: ignore[attr-defined]
+_J = Judgement.__table__.c  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class JudgePlan:
     cost_usd: float | None
     batch_cost_usd: float | None
     batch_discount: float | None
+    conflict: str | None = None
 
     @property
     def priced(self) -> bool:
@@ -72,7 +78,7 @@ class JudgePlan:
                 "already_coded": self.already_coded, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cost_usd": self.cost_usd,
                 "batch_cost_usd": self.batch_cost_usd, "batch_discount": self.batch_discount,
-                "priced": self.priced}
+                "priced": self.priced, "conflict": self.conflict}
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,25 @@ def _series_count(engine: sa.Engine, scope: Scope) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
+def _conflict(engine: sa.Engine, judge: Judge) -> str | None:
+    """Why ``ensure_rater`` would refuse this judge, read-only (None: it would not)."""
+    name = judge.spec.name
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(_RATER.id, _RATER.kind, _RATER.definition_hash)
+                           .where(_RATER.name == name)).first()
+        if row is None or row.definition_hash == judge.definition_hash():
+            return None
+        if row.kind not in ("llm", "lexicon"):
+            return (f"a rater named '{name}' already exists (kind {row.kind}, e.g. imported "
+                    f"codes): set another `name` in the judge file {judge.path}")
+        judged = conn.execute(sa.select(sa.func.count()).where(
+            _J.rater_id == row.id)).scalar_one()
+    if not judged:
+        return None
+    return (f"judge '{name}' already has {judged} judgement(s) from a different definition: "
+            f"give the changed judge a new `name` in {judge.path}")
+
+
 def _batch_discount(judge: Judge, endpoints: Mapping[str, EndpointConfig]) -> float | None:
     spec = judge.spec
     config = endpoints.get(spec.endpoint or "")
@@ -167,9 +192,11 @@ def plan_coding(
     for judge in judges:
         spec = judge.spec
         items = selection.items_for(spec.name)
+        conflict = _conflict(engine, judge)
         if spec.kind == "lexicon" or spec.endpoint is None or spec.model is None:
             plans.append(JudgePlan(spec.name, spec.kind, None, None, len(items),
-                                   selection.already_coded[spec.name], 0, 0, 0.0, None, None))
+                                   selection.already_coded[spec.name], 0, 0, 0.0, None, None,
+                                   conflict))
             continue
         system = text_tokens(judge.system_text)
         tokens_in = sum(system + text_tokens(user_prompt(
@@ -182,6 +209,6 @@ def plan_coding(
         batch = None if cost is None or discount is None else cost * discount
         plans.append(JudgePlan(spec.name, spec.kind, spec.endpoint, spec.model, len(items),
                                selection.already_coded[spec.name], tokens_in, tokens_out,
-                               cost, batch, discount))
+                               cost, batch, discount, conflict))
     return CodingPlan(scope=scope.label, codable=selection.codable,
                       series=_series_count(engine, scope), judges=tuple(plans), limit=limit)
