@@ -553,3 +553,17 @@ def test_cli_export_long_layout_and_json_summary(corpus: tuple[sa.Engine, dict[s
     result = CliRunner().invoke(app, ["export", "--out", str(out), "--layout", "tall",
                                       "--db", db])
     assert result.exit_code == 2 and "--layout tall: choose wide or long" in result.stderr
+
+
+def test_long_layout_anonymized_has_model_codes_not_models(
+        corpus: tuple[sa.Engine, dict[str, int]], tmp_path: Path) -> None:
+    engine, _ = corpus
+    export_corpus(engine, tmp_path / "l.jsonl", "jsonl",
+                  ExportOptions(layout="long", anonymize=True, raters=("alpha",),
+                                adjudication="none"))
+    rows = _jsonl_rows(tmp_path / "l.jsonl")
+    assert rows and "true_model" not in rows[0]
+    assert {r["model_code"] for r in rows} <= {"M01", "M02"}
+    assert {r["rater"] for r in rows} == {"alpha"}
+    text = (tmp_path / "l.jsonl").read_text(encoding="utf-8")
+    assert not any(ident in text for ident in IDENTITIES)
