@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 NamingScheme = Literal["letters", "nato", "human", "model", "explicit"]
@@ -45,6 +45,35 @@ SCAFFOLD_TEMPLATES: dict[str, dict[str, str]] = {
         "isolation": "Tu es un assistant IA.",
     },
 }
+
+
+#: The placeholders a scaffold template may use (see :func:`system_prompt`).
+TEMPLATE_FIELDS = ("name", "others", "n")
+
+
+def check_placeholders(template: str, allowed: Collection[str]) -> None:
+    """Raise ``ValueError`` unless every ``{placeholder}`` in ``template`` is one of
+    ``allowed`` (plain names only, no conversions, indexing or attributes) and every
+    literal brace is doubled."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        raise ValueError(
+            f"{template!r} has an unmatched '{{' or '}}': write literal braces doubled "
+            f"('{{{{' and '}}}}')"
+        ) from None
+    names = [f"{{{a}}}" for a in allowed]
+    known = " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in allowed or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (
+                f":{spec}" if spec else "") + "}"
+            raise ValueError(
+                f"unknown placeholder {shown} in {template!r}: use only {known} "
+                f"(write literal braces doubled)"
+            )
 
 
 def letter_label(index: int) -> str:
@@ -116,7 +145,10 @@ def system_prompt(
     if template is None:
         if scaffold == "custom":
             raise ValueError("scaffold 'custom' needs prompt.template")
-        table = SCAFFOLD_TEMPLATES.get(language, SCAFFOLD_TEMPLATES["en"])
+        table = SCAFFOLD_TEMPLATES.get(language)
+        if table is None:
+            raise ValueError(f"language {language!r} has no built-in scaffold texts: use one "
+                             f"of {', '.join(sorted(SCAFFOLD_TEMPLATES))} or give a template")
         template = table[scaffold]
     return template.format(name=name, others=", ".join(peers), n=len(peers) + 1)
 

@@ -16,12 +16,33 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roundtable import conditions, tomlfile
 from roundtable.errors import ProtocolError
+
+# Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
+# used to run one round), and ``"3"`` or ``2.5`` is never an integer.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+
+#: Upper bounds that catch a typo (an extra zero) before anything is expanded or stored.
+MAX_ROUNDS = 1000
+MAX_REPLICATES = 10_000
+MAX_SEATS = 64
+MAX_RUNS = 100_000
+PEER_FORMAT_FIELDS = ("name", "text")
 
 
 class _Frozen(BaseModel):
@@ -34,21 +55,37 @@ class EndpointConfig(_Frozen):
 
     kind: Literal["openai", "anthropic", "google", "local", "scripted"]
     base_url: str | None = None
+    #: replicas of one self-hosted deployment (instead of ``base_url``); calls are routed
+    #: by ``routing`` (see :mod:`roundtable.providers.replicas`). ``max_concurrency`` and
+    #: ``requests_per_minute`` then apply to the whole set.
+    base_urls: tuple[str, ...] = ()
+    routing: Literal["affinity", "least_loaded", "round_robin"] = "affinity"
     api_key_env: str | None = None
-    max_concurrency: int = Field(default=8, ge=1)
-    requests_per_minute: float | None = Field(default=None, gt=0)
+    max_concurrency: Int = Field(default=8, ge=1, le=10_000)
+    requests_per_minute: Float | None = Field(default=None, gt=0)
     #: seconds a call may keep retrying transient failures (None: the client's default)
-    retry_budget_s: float | None = Field(default=None, gt=0)
-    accepts_temperature: bool = True
+    retry_budget_s: Float | None = Field(default=None, gt=0)
+    accepts_temperature: Bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way_to_reach(self) -> EndpointConfig:
+        if self.base_urls and self.base_url:
+            raise ValueError("give either 'base_url' or 'base_urls' (a list of replicas), "
+                             "not both")
+        if any(not url.strip() for url in self.base_urls):
+            raise ValueError("'base_urls' lists an empty URL")
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ValueError("'base_urls' lists the same URL twice")
+        return self
 
 
 class Price(_Frozen):
     """USD per million tokens."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached_input: float | None = Field(default=None, ge=0)
+    input: Float = Field(ge=0)
+    output: Float = Field(ge=0)
+    cached_input: Float | None = Field(default=None, ge=0)
 
 
 class SeatConfig(_Frozen):
@@ -81,7 +118,7 @@ class CloneConfig(_Frozen):
     """``n`` copies of one model (homogeneous group)."""
 
     model: str
-    n: int = Field(ge=1)
+    n: Int = Field(ge=1, le=MAX_SEATS)
     label: str | None = None
 
 
@@ -101,8 +138,14 @@ class RosterConfig(_Frozen):
 
     @model_validator(mode="after")
     def _one_of(self) -> RosterConfig:
-        if bool(self.seats) == bool(self.clone):
+        if self.seats and self.clone:
             raise ValueError("give either 'seats' (a list) or 'clone' (a table), not both")
+        if not self.seats and not self.clone:
+            raise ValueError("the roster needs at least one seat (seats = [...]) or a clone "
+                             "table ([roster.clone])")
+        if len(self.seats) > MAX_SEATS:
+            raise ValueError(f"{len(self.seats)} seats is more than the maximum of "
+                             f"{MAX_SEATS}")
         return self
 
     def resolved(self) -> tuple[SeatConfig, ...]:
@@ -127,10 +170,23 @@ class PromptConfig(_Frozen):
     template: str | None = None
     language: str = "en"
 
+    @field_validator("template")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        if template is not None:
+            conditions.check_placeholders(template, conditions.TEMPLATE_FIELDS)
+        return template
+
     @model_validator(mode="after")
     def _custom_needs_template(self) -> PromptConfig:
         if self.scaffold == "custom" and not self.template:
             raise ValueError("scaffold 'custom' needs a 'template' string")
+        if self.template is None and self.language not in conditions.SCAFFOLD_TEMPLATES:
+            known = ", ".join(sorted(conditions.SCAFFOLD_TEMPLATES))
+            raise ValueError(
+                f"language {self.language!r} has no built-in scaffold texts: use one of "
+                f"{known}, or give your own 'template'"
+            )
         return self
 
 
@@ -142,15 +198,21 @@ class TurnConfig(_Frozen):
 
     scheme: Literal["simultaneous", "sequential", "staggered"] = "simultaneous"
     order: conditions.OrderMode = "fixed"
-    stagger_ms: int = Field(default=1200, ge=0)
+    stagger_ms: Int = Field(default=1200, ge=0, le=600_000)
     peer_format: str = "[{name}]: {text}"
+
+    @field_validator("peer_format")
+    @classmethod
+    def _known_placeholders(cls, peer_format: str) -> str:
+        conditions.check_placeholders(peer_format, PEER_FORMAT_FIELDS)
+        return peer_format
 
 
 class SamplingConfig(_Frozen):
-    temperature: float | None = Field(default=0.8, ge=0, le=2)
-    max_tokens: int = Field(default=1024, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    seed: int | None = None
+    temperature: Float | None = Field(default=0.8, ge=0, le=2)
+    max_tokens: Int = Field(default=1024, ge=1, le=1_000_000)
+    timeout_s: Float = Field(default=120.0, gt=0, le=86_400)
+    seed: Int | None = None
 
 
 class FaultConfig(_Frozen):
@@ -161,8 +223,8 @@ class FaultConfig(_Frozen):
     ``departure``: a system notice says the seat left.
     """
 
-    seat: int | str
-    round: int = Field(default=0, ge=0)
+    seat: Int | str
+    round: Int = Field(default=0, ge=0)
     mode: Literal["error", "silent", "departure"] = "error"
     message: str | None = None
 
@@ -176,8 +238,8 @@ class FailurePolicy(_Frozen):
     (as the reference tool did)."""
 
     on_failure: Literal["skip_turn", "drop_seat", "abort_run"] = "skip_turn"
-    max_consecutive: int = Field(default=3, ge=1)
-    show_errors: bool = False
+    max_consecutive: Int = Field(default=3, ge=1)
+    show_errors: Bool = False
 
 
 class Protocol(_Frozen):
@@ -185,9 +247,9 @@ class Protocol(_Frozen):
 
     series: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    rounds: int = Field(ge=1)
-    replicates: int = Field(default=1, ge=1)
-    seed: int = 0
+    rounds: Int = Field(ge=1, le=MAX_ROUNDS)
+    replicates: Int = Field(default=1, ge=1, le=MAX_REPLICATES)
+    seed: Int = 0
     roster: RosterConfig
     naming: NamingConfig = NamingConfig()
     prompt: PromptConfig
@@ -206,6 +268,7 @@ class Protocol(_Frozen):
         for key, values in self.matrix.items():
             if not values:
                 raise ValueError(f"matrix '{key}' lists no values")
+        _check_run_count(self)
         if not self.matrix:
             _check_names(self, len(seats))
             _resolve_faults(self, _names_for(self, seats))
@@ -258,6 +321,22 @@ class RunSpec(_Frozen):
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def _check_run_count(protocol: Protocol) -> None:
+    """Refuse a series of more than :data:`MAX_RUNS` runs before anything is expanded."""
+    replicates = [protocol.replicates]
+    total = 1
+    for key, values in protocol.matrix.items():
+        total *= len(values)
+        if key == "replicates":  # each cell has its own count: the largest bounds the total
+            replicates = [v for v in values if isinstance(v, int)] or replicates
+    total *= max(replicates)
+    if total > MAX_RUNS:
+        raise ValueError(
+            f"the series would have more than {MAX_RUNS:,} runs (cells x replicates); "
+            f"lower 'replicates' or the number of matrix values"
+        )
 
 
 def _names_for(protocol: Protocol, seats: Sequence[SeatConfig]) -> list[str]:
@@ -331,16 +410,34 @@ def _validate(data: Mapping[str, Any], source: str) -> Protocol:
         raise ProtocolError(format_validation_error(exc, source)) from None
 
 
+_UNION_TAGS = {"int": "a whole number", "str": "a string", "float": "a number",
+               "bool": "true or false"}
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line: file, dotted field path, what was expected and what was found."""
     errors = exc.errors()
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = first["msg"].removeprefix("Value error, ")
+    parts = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
     got = first.get("input")
+    # A union (``seat: int | str``) reports one error per member, tagged with its type.
+    members = [str(e["loc"][-1]) for e in errors if first["loc"] and e["loc"]
+               and e["loc"][:-1] == first["loc"][:-1] and str(e["loc"][-1]) in _UNION_TAGS]
+    if len(members) > 1 and parts and parts[-1] in _UNION_TAGS:
+        parts = parts[:-1]
+        errors = errors[len(members) - 1:]
+    loc = ".".join(parts)
+    msg = first["msg"].removeprefix("Value error, ")
     where = f"field '{loc}'" if loc else "top level"
     line = f"{source}: {where}: {msg}"
-    if first["type"] == "extra_forbidden":
+    if len(members) > 1:
+        line = (f"{source}: {where}: expected "
+                f"{' or '.join(_UNION_TAGS[m] for m in members)}, got "
+                f"{str(got).lower() if isinstance(got, bool) else repr(got)}")
+    elif isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
+        number = "a whole number" if first["type"] == "int_type" else "a number"
+        line = f"{source}: {where}: expected {number}, not {str(got).lower()}"
+    elif first["type"] == "extra_forbidden":
         allowed = _allowed_fields(first["loc"][:-1])
         hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
         line = f"{source}: {where}: unknown field (check the spelling{hint})"
@@ -381,7 +478,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def protocol_hash(text: str) -> str:
     """Hash of the protocol's meaning (parsed TOML), not its formatting."""
-    data = tomllib.loads(text)
+    data = tomllib.loads(text.removeprefix("\ufeff"))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

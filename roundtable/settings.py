@@ -2,7 +2,8 @@
 
 Built-in endpoints cover the common providers; a protocol's ``[endpoints.NAME]`` table adds
 new ones or overrides fields of built-in ones, and ``ROUNDTABLE_<NAME>_BASE_URL`` overrides a
-base URL from the environment (handy for vLLM, ollama or a llama.cpp server elsewhere).
+base URL from the environment (handy for vLLM, ollama or a llama.cpp server elsewhere); a
+comma-separated list there names replicas.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from roundtable import tomlfile
 from roundtable.errors import ConfigError, MissingKeyError
 from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers.options import validate_options
 
 DEFAULT_DB_URL = "sqlite:///roundtable.db"
 
@@ -64,8 +69,17 @@ def endpoints(overrides: Mapping[str, EndpointConfig] | None = None,
     for name, cfg in list(table.items()):
         url = env.get(f"ROUNDTABLE_{name.upper()}_BASE_URL")
         if url:
-            table[name] = cfg.model_copy(update={"base_url": url})
+            table[name] = with_base_urls(cfg, url)
     return table
+
+
+def with_base_urls(cfg: EndpointConfig, value: str) -> EndpointConfig:
+    """``cfg`` reached at ``value``: one base URL, or replicas as a comma-separated list
+    (``ROUNDTABLE_VLLM_BASE_URL=http://a:8000/v1,http://b:8000/v1``)."""
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    if len(urls) > 1:
+        return cfg.model_copy(update={"base_url": None, "base_urls": urls})
+    return cfg.model_copy(update={"base_url": urls[0] if urls else None, "base_urls": ()})
 
 
 def endpoint(name: str, overrides: Mapping[str, EndpointConfig] | None = None,
@@ -91,6 +105,7 @@ def require_usable(name: str, table: Mapping[str, EndpointConfig], *, where: str
         known = ", ".join(sorted(table))
         raise ConfigError(f"{where}: unknown endpoint '{name}' in field '{field}': use one "
                           f"of {known}, or declare [endpoints.{name}] in {declare_in}")
+    validate_options(cfg.kind, cfg.options, where=f"{where}: endpoint '{name}'")
     try:
         api_key(name, cfg)
     except MissingKeyError as exc:
@@ -120,11 +135,16 @@ def load_prices(extra: Mapping[str, Price] | None = None, path: Path | None = No
     user = path or (Path(os.environ["ROUNDTABLE_PRICES"]) if os.environ.get("ROUNDTABLE_PRICES")
                     else None)
     if user is not None:
-        try:
-            data = tomllib.loads(user.read_text("utf-8"))
-            table.update({k: Price.model_validate(v) for k, v in data.items()})
-        except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ConfigError(f"{user}: cannot read the price table ({exc})") from None
+        for key, value in tomlfile.load(user, "price table", ConfigError).items():
+            try:
+                table[key] = Price.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"]) or "value"
+                raise ConfigError(
+                    f"{user}: entry '{key}', {field}: {first['msg']}; each entry looks like "
+                    f"\"endpoint:model\" = {{ input = 1.0, output = 2.0 }} (USD per million)"
+                ) from None
     table.update(extra or {})
     return table
 

@@ -257,6 +257,7 @@ def test_user_errors(engine: Engine, ids: list[int], db_url: str, args: list[str
 
 
 def test_no_raters_yet(db_url: str) -> None:
+    assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
     result = runner.invoke(app, ["agreement", "--db", db_url])
     assert result.exit_code == 2
     assert "agreement needs two raters with codes; found none" in " ".join(

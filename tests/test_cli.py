@@ -77,6 +77,15 @@ def test_run_then_runs_then_show(protocol: Path, tmp_path: Path) -> None:
     assert "round 2" in out and "gamma is down" in out
     assert "injected" in out, "the injected crash is listed as such"
 
+    code, out = invoke("show", "cli-demo/1", "--db", db, "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["run"]["ref"] == "cli-demo/1" and shown["run"]["status"] == "completed"
+    assert [s["display_name"] for s in shown["seats"]][0] == "Agent-A"
+    agent_lines = [ln for ln in shown["lines"] if ln["kind"] == "agent"]
+    assert len(agent_lines) == 7 and agent_lines[0]["true_label"] == "alpha"
+    assert [e["origin"] for e in shown["events"]] == ["injected"]
+
 
 def test_rerun_of_a_finished_series_calls_nothing(protocol: Path, tmp_path: Path) -> None:
     db = str(tmp_path / "rt.db")
@@ -129,7 +138,7 @@ def test_max_cost_stops_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
     db = str(tmp_path / "rt.db")
     code, out = invoke("run", str(path), "--db", db, "-q", "--max-cost", "0.5",
                        "--concurrency", "1")
-    assert code == 0, out
+    assert code == 3, out  # stopped: not every run completed
     assert "spending cap" in out
     rows = [json.loads(x) for x in runner.invoke(
         app, ["runs", "--db", db, "--json"]).output.splitlines()]
@@ -139,11 +148,13 @@ def test_max_cost_stops_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
 
 
 def test_show_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
+    assert invoke("db", "upgrade", "--db", str(tmp_path / "rt.db"))[0] == 0
     code, out = invoke("show", "nope/3", "--db", str(tmp_path / "rt.db"))
     assert code == 2 and "no run 'nope/3'" in out
 
 
 def test_runs_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
+    assert invoke("db", "upgrade", "--db", str(tmp_path / "rt.db"))[0] == 0
     code, out = invoke("runs", "--db", str(tmp_path / "rt.db"))
     assert code == 0 and "roundtable run protocols/demo.toml" in out
 
@@ -151,7 +162,7 @@ def test_runs_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     db = str(tmp_path / "rt.db")
     code, out = invoke("db", "current", "--db", db)
-    assert code == 0 and "empty" in out
+    assert code == 2 and "no database at" in out and not Path(db).exists()
     code, out = invoke("db", "upgrade", "--db", db)
     assert code == 0 and "upgraded" in out
     code, out = invoke("db", "upgrade", "--db", db)

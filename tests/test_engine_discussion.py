@@ -235,8 +235,8 @@ async def test_injected_and_natural_events_are_kept_apart(tmp_path: Path) -> Non
     engine, _, result, _ = await play(
         tmp_path, rounds=3, seats=3,
         faults=[{"seat": 1, "round": 2, "mode": "error"}],
-        fail=[{"model": "m1", "round": 1, "error": "server"}])
-    assert result.completed == 1
+        fail=[{"model": "m1", "round": 1, "error": "bad_request"}])
+    assert result.incomplete == 1 and result.completed == 0  # a skipped turn is not complete
     events = dump_events(engine)
     assert ("base#1", "r002/s00/crash", "injected", "crash") in events
     assert ("base#1", "r001/s01/failure", "natural", "failure") in events
@@ -251,9 +251,12 @@ async def test_skip_turn_retries_next_round_and_drops_after_max_consecutive(
         tmp_path: Path) -> None:
     engine, client, result, _ = await play(
         tmp_path, rounds=5, seats=3, failures={"on_failure": "skip_turn", "max_consecutive": 2},
-        fail=[{"model": "m1", "round": 1, "error": "rate_limit"},       # transient
-              {"model": "m2", "error": "server"}])                       # always
-    assert result.completed == 1
+        fail=[{"model": "m1", "round": 1, "error": "bad_request"},      # once
+              {"model": "m2", "error": "bad_request"}])                  # always
+    assert result.incomplete == 1 and result.completed == 0
+    status, detail = run_statuses(engine)["base#1"]
+    assert status == "incomplete"
+    assert detail == "3 turn(s) failed permanently (bad_request x3), not retried"
     events = dump_events(engine)
     assert ("base#1", "r001/s01/failure", "natural", "failure") in events
     assert ("base#1", "r002/s01/agent") in {(m[0], m[1]) for m in dump_messages(engine)}
@@ -264,9 +267,9 @@ async def test_skip_turn_retries_next_round_and_drops_after_max_consecutive(
     assert not any(r.model == "m2" and int(r.metadata["round"]) >= 2
                    for r in scripted(client).requests)
     failed = [c for c in llm_calls(engine) if not c.ok]
-    # two attempts (max_attempts=2) per failed turn, all logged
-    assert sum(1 for c in failed if c.model == "m2") == 4
-    assert {c.error_kind for c in failed if c.model == "m2"} == {"server"}
+    # a permanent error is not retried: one logged attempt per failed turn
+    assert sum(1 for c in failed if c.model == "m2") == 2
+    assert {c.error_kind for c in failed if c.model == "m2"} == {"bad_request"}
     assert not any(m[2] == "error" for m in dump_messages(engine))  # show_errors off
 
 

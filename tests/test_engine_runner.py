@@ -56,9 +56,29 @@ async def test_series_name_reused_with_another_protocol_is_refused(tmp_path: Pat
     engine = make_engine(tmp_path / "a.db")
     sid = register_series(engine, protocol, text)
     assert register_series(engine, protocol, text + "\n# a comment\n") == sid  # same meaning
+    await run_series(engine, protocol, text, make_client(protocol))
     other, other_text = make_protocol(rounds=3)
     with pytest.raises(SeriesConflictError, match="series 't'.*rename `series`.*--db"):
         await run_series(engine, other, other_text, make_client(other))
+
+
+async def test_a_changed_protocol_replaces_a_series_that_never_ran(tmp_path: Path) -> None:
+    """Fixing the file after a refusal before any call (e.g. a bad endpoint option) is not
+    "a different protocol": the never-started runs are replaced."""
+    protocol, text = make_protocol(rounds=2, replicates=2)
+    engine = make_engine(tmp_path / "a.db")
+    sid = register_series(engine, protocol, text)
+    from roundtable.engine import persist
+    from roundtable.protocol import expand
+    persist.ensure_runs(engine, sid, expand(protocol))
+    fixed, fixed_text = make_protocol(rounds=3, replicates=1)
+    result = await run_series(engine, fixed, fixed_text, make_client(fixed))
+    assert result.protocol_replaced and result.total_runs == 1 and result.completed == 1
+    assert register_series(engine, fixed, fixed_text) == sid
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Run)).scalar_one() == 1
+        rounds = conn.execute(sa.select(sa.func.max(Message.round))).scalar_one()
+    assert rounds == 2
 
 
 async def test_replicates_get_different_run_seeds_and_orders(tmp_path: Path) -> None:
@@ -145,7 +165,7 @@ async def test_resume_after_losing_the_tail_matches_an_uninterrupted_run(
 async def test_cancelled_mid_run_then_resumed_matches_uninterrupted(tmp_path: Path) -> None:
     kwargs: dict[str, Any] = {**MANY, "latency_ms": 3,
                               "faults": [{"seat": 1, "round": 1, "mode": "error"}],
-                              "fail": [{"model": "m2", "round": 2, "error": "server"}]}
+                              "fail": [{"model": "m2", "round": 2, "error": "bad_request"}]}
     protocol, text = make_protocol(**kwargs)
     reference = make_engine(tmp_path / "ref.db")
     await run_series(reference, protocol, text, make_client(protocol))
@@ -161,7 +181,7 @@ async def test_cancelled_mid_run_then_resumed_matches_uninterrupted(tmp_path: Pa
     assert 12 <= len(partial) < len(dump_messages(reference))
     assert "running" in {s for s, _ in run_statuses(engine).values()}
     result = await run_series(engine, protocol, text, make_client(protocol))
-    assert result.completed == 3
+    assert result.incomplete == 3  # m2's round-2 turn failed permanently in every run
     assert dump_messages(engine) == dump_messages(reference)
     assert dump_events(engine) == dump_events(reference)
     calls = llm_calls(engine)
@@ -189,8 +209,6 @@ def test_request_digest_matches_the_dataclass_serialisation() -> None:
 async def test_bad_peer_format_fails_before_any_call(tmp_path: Path) -> None:
     from roundtable.errors import ProtocolError
 
-    protocol, text = make_protocol(turns={"peer_format": "<{speaker}> {text}"})
-    client = make_client(protocol)
+    # the protocol itself no longer validates, so nothing can reach a provider
     with pytest.raises(ProtocolError, match=r"turns\.peer_format.*\{name\} and \{text\}"):
-        await run_series(make_engine(tmp_path / "a.db"), protocol, text, client)
-    assert scripted(client).requests == []
+        make_protocol(turns={"peer_format": "<{speaker}> {text}"})

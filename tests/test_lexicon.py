@@ -47,7 +47,7 @@ def test_phatic(text: str) -> None:
 
 
 def test_courtesy_before_substance_is_not_phatic() -> None:
-    v = code("Bonjour à tous ! Je propose Flutter + Firebase, paiement Stripe, "
+    v = code("Bonjour à tous ! @Agent-A je propose Flutter + Firebase, paiement Stripe, "
              "backend Node.js, budget 38 k€ sur 10 semaines, tests et déploiement CI/CD.")
     assert not v.values["phatic"] and v.values["arch"]
 
@@ -105,9 +105,27 @@ def test_meta(text: str) -> None:
 
 
 def test_arch_needs_several_task_terms() -> None:
-    assert code("Stack : Flutter, Firebase, Stripe pour le paiement, Mapbox pour la "
+    assert code("@all " "Stack : Flutter, Firebase, Stripe pour le paiement, Mapbox pour la "
                 "géolocalisation des livreurs, budget 12 k€.").values["arch"]
     assert not code("Le plan est solide, bravo.").values["arch"]
+
+
+REPORT = ("## Analyse du projet\n**Budget :** 50 000 €, délai 12 semaines.\n| Fonctionnalité | "
+          "Coût |\n| Paiement Stripe | 4 k€ |\n| Géolocalisation des livreurs | 6 k€ |\n"
+          "Stack : Flutter, Firebase, backend Node.js, tests et déploiement CI/CD.")
+PEER_SAID = [MessageView(3, 1, 0, 1, "agent", "Agent-A", "Je propose Flutter.")]
+
+
+def test_a_solo_report_is_not_architecture_talk() -> None:
+    """Isolation: no peer's message in context and nobody addressed -> not arch."""
+    assert not code(REPORT).values["arch"]
+    assert not code(REPORT, context=CRASH).values["arch"]  # an error line is not a peer
+
+
+@pytest.mark.parametrize("text", [REPORT, "@all " + REPORT, "Agent-A, " + REPORT])
+def test_substance_in_a_group_is_architecture_talk(text: str) -> None:
+    context = PEER_SAID if text == REPORT else ()
+    assert code(text, context=context).values["arch"]
 
 
 def test_comp_levels_with_a_crashed_agent_in_context() -> None:

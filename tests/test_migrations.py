@@ -88,6 +88,31 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
         engine.dispose()
 
 
+def test_0006_adds_run_leases_to_a_database_at_0005(db_url: str) -> None:
+    engine = db.open_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0005")
+        assert "lease_owner" not in {c["name"] for c in inspect(engine).get_columns("run")}
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO series (name, description, protocol_text, protocol_hash, source, "
+                "created_at) VALUES ('s', '', '', 'h', 'roundtable', '2026-01-01')")
+            conn.exec_driver_sql(
+                "INSERT INTO run (series_id, key, cell, replicate, seed, rounds, turn_scheme, "
+                "deterministic, spec_hash, status, status_detail) SELECT id, 'base#1', "
+                "'base', 1, 1, 3, 'simultaneous', true, 'x', 'running', '' FROM series")
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+        assert _diffs(engine) == []
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT key, status, lease_owner, lease_expires_at FROM run").all()
+        assert [tuple(r) for r in rows] == [("base#1", "running", None, None)]
+    finally:
+        engine.dispose()
+
+
 def test_open_after_downgrade_migrates_again(db_url: str) -> None:
     engine = db.open_engine(db_url)
     with engine.begin() as conn:

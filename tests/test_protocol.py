@@ -133,6 +133,46 @@ BAD_FILES = [
      ["matrix", "naming.colour", "does not name"]),
     ("matrix value that is invalid", MINIMAL + '[matrix]\n"turns.scheme" = ["sequential", "x"]\n',
      ["matrix cell", "turns.scheme=x", "'turns.scheme'"]),
+    ("rounds given as a boolean", MINIMAL.replace("rounds = 2", "rounds = true"),
+     ["'rounds'", "not true"]),
+    ("replicates given as a boolean", "replicates = true\n" + MINIMAL,
+     ["'replicates'", "not true"]),
+    ("temperature given as a boolean", MINIMAL + "[sampling]\ntemperature = false\n",
+     ["'sampling.temperature'", "not false"]),
+    ("max_tokens given as a float", MINIMAL + "[sampling]\nmax_tokens = 10.5\n",
+     ["'sampling.max_tokens'", "integer"]),
+    ("show_errors given as a number", MINIMAL + "[failures]\nshow_errors = 1\n",
+     ["'failures.show_errors'", "boolean"]),
+    ("rounds above the bound", MINIMAL.replace("rounds = 2", "rounds = 5000"),
+     ["'rounds'", "1000"]),
+    ("replicates above the bound", "replicates = 1000000000\n" + MINIMAL,
+     ["'replicates'", "10000"]),
+    ("clone above the seat bound",
+     MINIMAL.replace('seats = ["scripted:a", "scripted:b", "scripted:c"]',
+                     'clone = {model = "scripted:a", n = 1000}'), ["roster.clone.n", "64"]),
+    ("empty seat list", MINIMAL.replace('["scripted:a", "scripted:b", "scripted:c"]', "[]"),
+     ["'roster'", "at least one seat"]),
+    ("matrix too large before expansion", "replicates = 5000\n" + MINIMAL
+     + '[matrix]\n"sampling.seed" = [' + ", ".join(str(i) for i in range(100)) + "]\n",
+     ["more than 100,000 runs"]),
+    ("template with an unknown placeholder",
+     MINIMAL.replace('brief = "Hello all."', 'brief = "Hi"\ntemplate = "You are {nme}"'),
+     ["'prompt.template'", "{nme}", "{name}, {others} and {n}"]),
+    ("template with a lone brace",
+     MINIMAL.replace('brief = "Hello all."', 'brief = "Hi"\ntemplate = "You are { x"'),
+     ["'prompt.template'", "doubled"]),
+    ("template with attribute access",
+     MINIMAL.replace('brief = "Hello all."', 'brief = "Hi"\ntemplate = "{name.__class__}"'),
+     ["'prompt.template'", "unknown placeholder"]),
+    ("peer_format with an unknown placeholder", MINIMAL + "[turns]\npeer_format = '{who}'\n",
+     ["'turns.peer_format'", "{who}", "{name} and {text}"]),
+    ("unsupported language", MINIMAL.replace('brief = "Hello all."',
+                                             'brief = "Hi"\nlanguage = "de"'),
+     ["'prompt'", "'de'", "en, fr"]),
+    ("fault seat given as a boolean", MINIMAL + "[[faults]]\nseat = true\n",
+     ["'faults.0.seat'", "expected a whole number or a string, got true"]),
+    ("bad value in a matrix cell", MINIMAL + '[matrix]\n"rounds" = [2, true]\n',
+     ["matrix cell", "rounds=True", "not true"]),
 ]
 
 
@@ -161,3 +201,41 @@ def test_repository_protocols_all_load() -> None:
     assert files, "the repository ships protocols"
     for path in files:
         assert expand(load_protocol(path)), path
+
+
+def test_custom_language_is_fine_with_its_own_template() -> None:
+    text = MINIMAL.replace('brief = "Hello all."',
+                           'brief = "Hallo"\nlanguage = "de"\ntemplate = "Du bist {name}."')
+    assert expand(parse_protocol(text))[0].seats[0].system_prompt == "Du bist Agent-A."
+
+
+def test_literal_braces_doubled_are_kept() -> None:
+    text = MINIMAL.replace('brief = "Hello all."',
+                           'brief = "Hi"\ntemplate = "{{json}} {name} of {n}"')
+    assert expand(parse_protocol(text))[0].seats[0].system_prompt == "{json} Agent-A of 3"
+
+
+@pytest.mark.parametrize(("what", "data", "fragments"), [
+    ("latin-1", MINIMAL.replace("Hello all.", "Grüße").encode("latin-1"),
+     ["line 7", "not UTF-8", "save it as UTF-8"]),
+    ("UTF-16", MINIMAL.encode("utf-16"), ["UTF-16", "save it as UTF-8"]),
+    ("binary", b"\x00\x01\x02rounds", ["NUL byte"]),
+    ("nested 100k deep", b"a = " + b"[" * 100_000 + b"]" * 100_000, ["nested too deeply"]),
+])
+def test_undecodable_files_get_one_clear_line(tmp_path: Path, what: str, data: bytes,
+                                              fragments: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(data)
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    for fragment in fragments:
+        assert fragment in message, f"{what}: {fragment!r} not in {message!r}"
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
+    assert load_protocol(path).series == "t"
+    assert parse_protocol("\ufeff" + MINIMAL).series == "t"

@@ -244,3 +244,26 @@ async def test_structured_output_forced_tool(server: FakeServer) -> None:
     assert body["tools"][0]["input_schema"] == schema
     assert body["tool_choice"] == {"type": "tool", "name": "respond"}
     assert "output_config" not in body
+
+
+async def test_body_goes_through_the_sdk_request_api(
+        server: FakeServer, provider: AnthropicProvider,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``messages.create`` is bypassed; auth and the Message response type stay the SDK's."""
+    import anthropic.resources.messages as messages
+    from anthropic.types import Message
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("messages.create ran")
+
+    monkeypatch.setattr(messages.AsyncMessages, "create", refuse)
+    seen: list[Any] = []
+    original = provider.parse
+    monkeypatch.setattr(provider, "parse", lambda r, m: seen.append(r) or original(r, m))
+    server.enqueue(anthropic_message("fast"))
+    out = await provider.complete(req())
+    assert out.text == "fast" and isinstance(seen[0], Message)
+    (sent,) = server.requests
+    assert sent.path == "/v1/messages"
+    assert KEY in (sent.headers.get("x-api-key"), sent.headers.get("authorization", "")[7:])
+    assert sent.json() == provider.build_params(req())

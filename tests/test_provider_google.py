@@ -228,3 +228,35 @@ async def test_structured_output_request(server: FakeServer, provider: GooglePro
     gen = server.requests[0].json()["generationConfig"]
     assert gen["responseMimeType"] == "application/json"
     assert gen["responseJsonSchema"] == schema
+
+
+async def test_body_goes_through_the_sdk_request_layer(
+        server: FakeServer, provider: GoogleProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``models.generate_content`` (pydantic round trip of every argument) is bypassed; the
+    body equals what the SDK sends for :meth:`build_request`, and the response is still the
+    SDK's GenerateContentResponse."""
+    from google.genai import models, types
+
+    sent_by_sdk: list[Any] = []
+
+    server.enqueue(gemini_response("via sdk"))
+    contents, config = provider.build_request(req(seed=3, json_schema={"type": "object"}))
+    await provider._client.aio.models.generate_content(
+        model="gemini-test", contents=contents, config=config)
+    sent_by_sdk.append(server.requests[0].json())
+    server.reset()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("generate_content ran")
+
+    monkeypatch.setattr(models.AsyncModels, "generate_content", refuse)
+    seen: list[Any] = []
+    original = provider.parse
+    monkeypatch.setattr(provider, "parse", lambda r, m: seen.append(r) or original(r, m))
+    server.enqueue(gemini_response("fast"))
+    out = await provider.complete(req(seed=3, json_schema={"type": "object"}))
+    assert out.text == "fast" and isinstance(seen[0], types.GenerateContentResponse)
+    (sent,) = server.requests
+    assert sent.path.endswith("/models/gemini-test:generateContent")
+    assert sent.headers["x-goog-api-key"] == KEY
+    assert sent.json() == sent_by_sdk[0]

@@ -340,3 +340,56 @@ async def test_concurrent_calls_are_not_serialized(server: FakeServer,
         provider.complete(req(messages=(ChatMessage("user", f"seat {i}"),))) for i in range(16)])
     assert time.monotonic() - start < 1.5  # 16 × 0.25 s would be 4 s if serialized
     assert [o.text for o in outs] == [f"seat {i}" for i in range(16)]
+
+
+async def test_body_skips_the_sdk_parameter_transform(
+        server: FakeServer, provider: OpenAIProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built body goes through the SDK's request API: ``create`` and its per-message
+    transform (most of the client CPU) are never run, yet auth and the response type stay
+    the SDK's."""
+    import openai.resources.chat.completions.completions as completions
+    from openai.types.chat import ChatCompletion
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the SDK's transform ran")
+
+    monkeypatch.setattr(completions, "async_maybe_transform", refuse)
+    monkeypatch.setattr(completions.AsyncCompletions, "create", refuse)
+    seen: list[Any] = []
+    original = provider.parse
+    monkeypatch.setattr(provider, "parse", lambda r, m: seen.append(r) or original(r, m))
+    server.enqueue(openai_chat("fast"))
+    out = await provider.complete(req())
+    assert out.text == "fast"
+    assert isinstance(seen[0], ChatCompletion)
+    (sent,) = server.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.json() == provider.build_body(req())
+
+
+async def test_lenient_bodies_still_parse(server: FakeServer, provider: OpenAIProvider) -> None:
+    """A compatible server's body that does not validate against ChatCompletion (no
+    ``created``, an unknown finish reason) still parses, through the SDK's construct."""
+    from openai.types.chat import ChatCompletion
+
+    from roundtable.providers.sdk_models import sdk_model
+
+    server.enqueue(FakeResponse(json={
+        "model": "llama-test", "choices": [{"index": 0, "finish_reason": "eos",
+                                            "message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}))
+    out = await provider.complete(req())
+    assert (out.text, out.finish_reason, out.usage.input_tokens) == ("ok", "eos", 3)
+
+    class Raw:
+        headers = {"content-type": "application/json"}
+        content = b'{"id": "x", "object": "chat.completion", "created": 1, "model": "m", ' \
+                  b'"choices": []}'
+        text = content.decode()
+
+    valid = sdk_model(Raw(), ChatCompletion)
+    assert isinstance(valid, ChatCompletion) and valid.created == 1
+    Raw.headers = {"content-type": "text/plain"}
+    Raw.content = b"<html>"
+    assert sdk_model(Raw(), ChatCompletion) == Raw.text

@@ -164,7 +164,7 @@ def full(full_db: tuple[Path, str]) -> Path:
 
 EXPECTED = {"profile-A", "profile-B", "similarity", "ablation", "agreement",
             "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates",
-            "sensitivity-prevalence"}
+            "sensitivity-prevalence", "attrition"}
 
 
 def test_report_writes_every_figure_with_png_and_csv(full: Path) -> None:
@@ -305,7 +305,7 @@ def test_missing_second_rater_and_crashes_are_reported_not_fatal(
     assert "No run with a crash event" in html
     assert "(not available)" in html  # flagged in the table of contents
     assert {p.stem for p in out.glob("*.png")} == {
-        "profile-A", "profile-B", "similarity", "ablation", "rounds"}
+        "profile-A", "profile-B", "similarity", "ablation", "rounds", "attrition"}
     assert all((out / r).is_file() for r in references(html))
     # --series order is kept: B first, so B is the baseline
     assert [r["condition"] for r in read_csv(out / "ablation.csv")] == ["B", "A"]
@@ -344,6 +344,7 @@ def test_user_errors_exit_2(engine: Engine, db_url: str, tmp_path: Path, args: l
 
 
 def test_no_codes_at_all_is_one_clear_error(db_url: str, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
     result = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--db", db_url])
     assert result.exit_code == 2
     assert "no codes yet" in result.output
@@ -451,7 +452,7 @@ def test_warroom_corpus_report_renders(db_url: str, tmp_path: Path) -> None:
         *(f"profile-{s}" for s in series), "similarity", "ablation", "agreement",
         "confusion-human-vs-gemini", "confusion-human-vs-sonnet",
         "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates",
-        "sensitivity-prevalence"}
+        "sensitivity-prevalence", "attrition"}
     assert all((out / r).is_file() for r in references(html))
     assert "<th>Coded agent messages</th><td>609</td>" in html
     # F is isolation (one agent per run): no pair, no similarity; said so, not hidden

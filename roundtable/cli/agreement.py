@@ -110,7 +110,7 @@ def agreement(
                          "give one of the two")
     thresholds = load_codebook(codebook).thresholds if codebook is not None else ()
     names = _names(judges)
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         infos = {r.name: r for r in list_raters(engine)}
         with_codes = [n for n, r in infos.items() if r.valid + r.invalid > 0]
         if not names:

@@ -117,7 +117,7 @@ def profiles(
 
     if per not in ("series", "run"):
         raise StoreError(f"--per {per}: choose series or run")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     profs = agent_profiles(msgs)
     if as_json:
@@ -220,7 +220,7 @@ def compare(
         raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
     if len(set(sets)) != len(sets):
         raise StoreError("analyze compare: a run set is named twice")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         chosen = {text: select_runs(engine, text) for text in sets}
         series = sorted({x for _, names in chosen.values() for x in names})
         source, msgs = _load(engine, rater, adjudication, series)
@@ -341,7 +341,7 @@ def flags(
         raise StoreError(f"--correction {correction}: choose holm or bonferroni")
     if test not in METHODS:
         raise StoreError(f"--test {test}: choose {', '.join(METHODS)}")
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
                        method=test, n_perm=permutations, seed=seed)
@@ -423,7 +423,7 @@ def crash(
     if origin not in ORIGINS:
         raise StoreError(f"--origin {origin}: choose any, injected or natural")
     _check_correction(correction)
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=series or None, origin=origin,
@@ -509,7 +509,7 @@ def isolation(
     from roundtable.analysis.isolation import isolation_analysis
 
     _check_correction(correction)
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     rep = isolation_analysis(msgs, correction=correction)
     if as_json:
@@ -560,3 +560,7 @@ def _correction_text(correction: str, k: int) -> str:
 from roundtable.cli import analyze_prevalence  # noqa: E402
 
 analyze_prevalence.register(app)
+
+from roundtable.cli import analyze_attrition  # noqa: E402  (registers `analyze attrition`)
+
+analyze_attrition.register(app)

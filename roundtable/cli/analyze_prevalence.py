@@ -192,7 +192,7 @@ def register(app: typer.Typer) -> None:
         if human is None:
             raise StoreError("--human: name the human coder whose codes correct the judges, "
                              "e.g. --human alice")
-        with open_db(db) as engine:
+        with open_db(db, create=False) as engine:
             source = (resolve_source(engine, rater=rater, adjudication=adjudication)
                       if rater is not None or adjudication is not None else None)
             res = corrected_prevalence(
@@ -237,7 +237,7 @@ def register(app: typer.Typer) -> None:
         if not names:
             raise StoreError("--judges: name the judges to compare, e.g. --judges "
                              "gemini,sonnet")
-        with open_db(db) as engine:
+        with open_db(db, create=False) as engine:
             res = sensitivity(engine, judges=names, by=by, human=human, sample=sample,
                               weights=weights, correct_rule=correct,
                               flags=_names(flags) or None, series=list(series or []),

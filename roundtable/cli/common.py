@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from roundtable import settings
 from roundtable.cli import ui
 from roundtable.errors import RoundtableError
 
@@ -30,19 +31,50 @@ DbOption = Annotated[
 
 
 def db_url(db: str | None) -> str:
+    """The database URL ``--db`` (or the environment, or the default) stands for."""
+    from roundtable import settings
+
     return settings.database_url(db)
 
 
+def db_origin(db: str | None) -> str:
+    """Where the database URL came from, for error messages."""
+    if db:
+        return "--db"
+    if os.environ.get("ROUNDTABLE_DB"):
+        return "ROUNDTABLE_DB"
+    return "the default; pass --db or set ROUNDTABLE_DB"
+
+
 @contextmanager
-def open_db(db: str | None) -> Iterator[sqlalchemy.Engine]:
-    """The migrated engine for ``--db``, disposed (connections closed) on the way out."""
+def open_db(db: str | None, create: bool = True) -> Iterator[sqlalchemy.Engine]:
+    """The migrated engine for ``--db``, disposed (connections closed) on the way out.
+
+    Read-only commands pass ``create=False``: a missing database is then an error naming
+    the path, and no file or directory is created."""
     from roundtable.store import db as store_db
 
-    engine = store_db.open_engine(db_url(db))
+    engine = store_db.open_engine(db_url(db), create=create, origin=db_origin(db))
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+#: The statuses a run can have (``roundtable runs --status``).
+RUN_STATUSES = ("pending", "running", "completed", "incomplete", "failed", "stopped")
+
+
+class ChoiceError(RoundtableError):
+    """A command-line option was given a value outside its fixed set of choices."""
+
+
+def check_choice(flag: str, value: str | None, choices: Sequence[str]) -> str | None:
+    """``value`` when it is one of ``choices`` (or None); otherwise one error naming
+    ``flag`` and the choices."""
+    if value is not None and value not in choices:
+        raise ChoiceError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
+    return value
 
 
 def display_url(url: str) -> str:
@@ -64,6 +96,36 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except RoundtableError as exc:
             ui.error(str(exc))
-            raise typer.Exit(code=2) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            # An output the command could not write (a read-only folder, a full disk).
+            ui.error(f"{exc.filename}: cannot write or read it ({exc.strerror}); choose "
+                     f"another path or fix its permissions")
+        except Exception as exc:
+            message = _database_error(exc, kwargs.get("db"))
+            if message is None:
+                raise
+            ui.error(message)
+        raise typer.Exit(code=2)
 
     return wrapper
+
+
+def _database_error(exc: Exception, db: object) -> str | None:
+    """One line for a database error that escaped the library (never the SQL), or None
+    when ``exc`` is not one."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    from roundtable.store import db as store_db
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    choice = db if isinstance(db, str) else None
+    if store_db.is_locked(exc):
+        return str(store_db.locked_error(db_url(choice), db_origin(choice)))
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return (f"database {display_url(db_url(choice))}: {detail}; check that the server is "
+            f"running and the database is a roundtable one (roundtable db current)")

@@ -147,7 +147,7 @@ def corpus(
     database = display_url(db_url(db))
     if anonymize:  # a path may name a person or project; keep only the file name
         database = Path(database.rsplit("/", 1)[-1]).name
-    with open_db(db) as engine, _LazyProgress(quiet or as_json) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
         fmt_: Format = chosen
         summary = export_corpus(engine, out, fmt_, options, database=database,
                                 progress=progress)
@@ -199,7 +199,7 @@ def warroom(
     """
     from roundtable.io.export_warroom import export_warroom
 
-    with open_db(db) as engine, _LazyProgress(quiet or as_json) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
         summary = export_warroom(engine, out, series=_names(series), progress=progress)
     if as_json:
         echo_json(summary.to_json())

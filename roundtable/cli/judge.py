@@ -3,27 +3,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy
 import typer
 
-from roundtable import settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ConfigError
-from roundtable.protocol import EndpointConfig, Price
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
     from roundtable.coding.batching import BatchPassResult, BatchReport
     from roundtable.coding.judge import Judge
     from roundtable.coding.plan import CodingPlan
     from roundtable.coding.runner import CodingResult
+    from roundtable.protocol import EndpointConfig, Price
 
 
 def register(app: typer.Typer) -> None:
@@ -116,6 +115,8 @@ def judge(
         if not as_json:
             ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
         try:
+            import asyncio  # here, not at the top: --help must start fast
+
             result = asyncio.run(_code(engine, judges, endpoints, prices, series=series,
                                        run=run, limit=limit, concurrency=concurrency,
                                        max_cost=max_cost, quiet=quiet))
@@ -196,6 +197,8 @@ def _confirm_everything(plan: CodingPlan, batch: bool) -> None:
 def _judge_settings(judges: list[Judge]) -> tuple[dict[str, EndpointConfig], dict[str, Price]]:
     """Built-in endpoints and prices, extended by every judge file's own tables. Two judge
     files defining the same endpoint or price differently is an error."""
+    from roundtable import settings
+
     overrides: dict[str, tuple[EndpointConfig, Path]] = {}
     extra_prices: dict[str, tuple[Price, Path]] = {}
     for j in judges:
@@ -215,6 +218,8 @@ def _judge_settings(judges: list[Judge]) -> tuple[dict[str, EndpointConfig], dic
 
 def _preflight(judges: list[Judge], endpoints: dict[str, EndpointConfig]) -> None:
     """Fail before any call when a judge's endpoint is unknown or its key is missing."""
+    from roundtable import settings
+
     for j in judges:
         if j.spec.kind == "llm" and j.spec.endpoint is not None:
             settings.require_usable(j.spec.endpoint, endpoints, where=str(j.path),
@@ -339,6 +344,8 @@ def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
         ui.say(f"Coding with [bold]{names}[/] through the providers' batch APIs -> "
                f"{display_url(db_url(db))}")
     try:
+        import asyncio
+
         result = asyncio.run(_code_batch(engine, judges, endpoints, prices, series=series,
                                          run=run, limit=limit, concurrency=concurrency,
                                          max_cost=max_cost, quiet=quiet, wait=wait,

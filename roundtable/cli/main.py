@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, plan, report, review, run, runs
+from roundtable.cli import coder as coder_cli
 from roundtable.cli import export as export_cli
+from roundtable.cli import view as view_cli
 
 app = typer.Typer(
     name="roundtable",
@@ -25,3 +27,5 @@ app.add_typer(analyze.app, name="analyze")
 app.add_typer(review.app, name="review")
 app.add_typer(plan.app, name="plan")
 export_cli.register(app)
+view_cli.register(app)
+coder_cli.register(app)

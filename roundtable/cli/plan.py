@@ -74,7 +74,7 @@ def power(
         from roundtable.analysis.selectors import select_runs
         from roundtable.cli.analyze import _load
 
-        with open_db(db) as engine:
+        with open_db(db, create=False) as engine:
             ids, series = select_runs(engine, pilot)
             _, msgs = _load(engine, rater, adjudication, series)
         try:

@@ -65,7 +65,7 @@ def report(
         out=out, series=tuple(series or ()), rater=rater, adjudication=adjudication,
         agreement=_names(agreement), baseline=baseline, bootstrap=bootstrap, seed=seed,
         title=title)
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         result = build_report(engine, options, database=display_url(db_url(db)),
                               progress=lambda s: ui.plain(f"  {s}..."))
     n_fig = sum(len(s.figures) for s in result.sections)

@@ -172,7 +172,7 @@ def status(
     """Progress per sample and coder: committed, skipped, remaining, last activity."""
     from roundtable.review.status import review_status
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         samples = review_status(engine, sample_name)
     if as_json:
         echo_json({"samples": [smp.to_json() for smp in samples]})
@@ -229,7 +229,7 @@ def disagreements_cmd(
     """
     from roundtable.review.status import disagreements
 
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
         report = disagreements(engine, sample_name, coder, _names(judges), flag)
     if as_json:
         echo_json(report.to_json())

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy
 import typer
 
-from roundtable import planning, settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
+    from roundtable import planning
     from roundtable.engine.runner import SeriesResult
+    from roundtable.protocol import EndpointConfig, Price, Protocol
+    from roundtable.providers.client import Totals
+    from roundtable.store.queries import FailedTurn
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +37,24 @@ def run(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1,
                            help="Most provider calls in flight at once.")] = 16,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    lease_ttl: Annotated[float | None, typer.Option(
+        "--lease-ttl", metavar="SECONDS", min=0.1,
+        help="How long a worker's claim on a run lasts without renewal (default 30, or "
+             "ROUNDTABLE_LEASE_TTL); a killed worker's runs are taken over after it.")] = None,
 ) -> None:
-    """Run every run of a series; rerun the same command to resume after an interruption."""
+    """Run every run of a series; rerun the same command to resume after an interruption
+    or to retry the turns that failed. Several processes (or machines sharing a PostgreSQL
+    --db) may run the same series at once: each run is done by one of them.
+
+    Exit codes: 0 every run completed; 1 some run is incomplete (failed turns) or failed
+    (abort_run policy); 2 an error in the command, protocol or configuration; 3 stopped
+    (spending cap reached or credentials refused); 130 interrupted.
+    """
+    from roundtable import planning, settings
+    from roundtable.protocol import load_protocol
+
     protocol = load_protocol(protocol_file)
-    text = protocol_file.read_text(encoding="utf-8")
+    text = protocol_file.read_text(encoding="utf-8-sig")
     prices = settings.load_prices(protocol.prices)
     series_plan = planning.plan(protocol, prices)
     if dry_run:
@@ -49,19 +66,34 @@ def run(
         ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                f"{series_plan.calls} calls -> {display_url(db_url(db))}")
         try:
+            import asyncio  # here, not at the top: --help must start fast
+
             result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
-                                      concurrency, series_plan.calls, quiet))
+                                      concurrency, series_plan.calls, quiet, lease_ttl))
         except KeyboardInterrupt:
             ui.warn("interrupted: every completed call is stored; rerun the same command to "
                     "resume where it stopped.")
             raise typer.Exit(code=130) from None
         _print_result(result, db, engine)
-    if result.failed:
-        raise typer.Exit(code=1)
+    code = exit_code(result)
+    if code:
+        raise typer.Exit(code=code)
+
+
+def exit_code(result: SeriesResult) -> int:
+    """0 all completed, 3 stopped (budget or auth), 1 any other run not completed."""
+    if result.all_completed:
+        return 0
+    if result.stopped and not (result.incomplete or result.failed):
+        return 3
+    return 1
 
 
 def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
+    from roundtable import settings
+    from roundtable.protocol import expand
+
     used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
     for name in used:
         settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
@@ -71,7 +103,7 @@ def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: P
 async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                endpoints: dict[str, EndpointConfig], prices: dict[str, Price],
                max_cost: float | None, concurrency: int, planned: int,
-               quiet: bool) -> SeriesResult:
+               quiet: bool, lease_ttl: float | None) -> SeriesResult:
     from roundtable.engine.runner import RunnerEvent, run_series
     from roundtable.providers.client import ModelClient
 
@@ -79,11 +111,13 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                          max_cost_usd=max_cost)
     runs_total = 0
     runs_done = 0
+    waiting = ""
+    calls_done = 0
     try:
         with ui.series_progress(protocol.series, planned, enabled=not quiet) as bar:
 
             def on_event(event: RunnerEvent) -> None:
-                nonlocal runs_total, runs_done
+                nonlocal runs_total, runs_done, waiting, calls_done
                 advance = 0
                 total = None
                 if event.kind == "series":
@@ -92,20 +126,45 @@ async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
                     total = event.planned_calls
                 elif event.kind == "run_finished":
                     runs_done += 1
+                elif event.kind == "waiting":
+                    n = int(event.detail)
+                    runs_done = runs_total - event.pending_runs
+                    total = calls_done + event.planned_calls
+                    waiting = f" · waiting for {n} runs held by other workers" if n else ""
                 elif event.kind == "message" and event.detail == "agent":
                     advance = 1
+                    calls_done += 1
                 usage = client.totals.usage
                 bar.update(
                     advance=advance, total=total, runs=f"{runs_done}/{runs_total}",
                     tokens=f"· tok {_short(usage.input_tokens)} in "
                            f"({_short(usage.cached_tokens)} cached) "
                            f"{_short(usage.output_tokens)} out",
-                    cost=f"· {_usd(client.totals.cost_usd)}",
+                    cost=f"· {_usd(client.totals.cost_usd)}{_retries(client.totals)}"
+                         f"{waiting}",
                 )
 
-            return await run_series(engine, protocol, text, client, on_event=on_event)
+            return await run_series(engine, protocol, text, client, on_event=on_event,
+                                    lease_ttl=lease_ttl,
+                                    max_runs_in_flight=runs_in_flight(protocol, concurrency))
     finally:
         await client.aclose()
+
+
+def _retries(totals: Totals) -> str:
+    n = totals.failed_attempts
+    return f" · {n} retries" if n else ""
+
+
+def runs_in_flight(protocol: Protocol, concurrency: int) -> int:
+    """How many runs one worker claims at a time: enough to keep ``concurrency`` calls busy
+    (twice what one round of each run can use), so other workers on the same database get
+    the rest instead of waiting for runs this one cannot serve yet."""
+    from roundtable.protocol import expand
+
+    widest = max((1 if spec.turns.scheme == "sequential" else len(spec.seats))
+                 for spec in expand(protocol))
+    return max(1, -(-2 * concurrency // max(widest, 1)))
 
 
 def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
@@ -140,19 +199,35 @@ def _short(n: int) -> str:
 
 def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engine) -> None:
     from roundtable.cli.runs import print_runs
-    from roundtable.store.queries import list_runs
+    from roundtable.store.queries import failed_turns, list_runs
 
     db_flag = f" --db {db}" if db else ""
     rows = list_runs(engine, series=result.series)
     ui.say("")
+    if result.protocol_replaced:
+        ui.warn(f"series '{result.series}' had made no call yet: its stored protocol was "
+                f"replaced by this file's.")
     if len(rows) <= 30:
         print_runs(rows)
-    ui.say(
-        f"[bold]Series {result.series}[/]: {result.completed}/{result.total_runs} runs "
-        f"completed ({result.skipped_already_complete} already done before this "
-        f"invocation), {result.messages_written} messages stored this time."
-    )
-    if result.stopped:
+    refs = {r.id: r.ref for r in rows}
+    turns = failed_turns(engine, list(refs))
+    if turns:
+        shown = turns[:40]
+        ui.table(f"Failed turns ({len(turns)})",
+                 ["run", "round", "seat", "kind", "retry", "detail"],
+                 [(refs[t.run_id], t.round, t.seat, t.kind,
+                   "next run" if t.transient else "never (permanent)", t.detail[:80])
+                  for t in shown], right=["round"])
+        if len(turns) > len(shown):
+            ui.say(f"... and {len(turns) - len(shown)} more: `roundtable runs --series "
+                   f"{result.series} --status incomplete --json{db_flag}`")
+    ui.say(f"[bold]Series {result.series}[/]: {summary_line(result, turns)}")
+    ui.say(f"({result.skipped_already_complete} already done before this invocation, "
+           f"{result.messages_written} messages stored this time.)")
+    if result.auth_stopped:
+        ui.say(f"[red]Stopped: the provider refused the credentials ({result.auth_stopped})."
+               f" Fix the API key, then rerun the same command.[/]")
+    elif result.stopped:
         why = "the spending cap was reached" if result.budget_stopped else "they were stopped"
         ui.say(f"[yellow]{result.stopped} run(s) stopped because {why}; rerun the same "
                f"command (with a higher --max-cost) to finish them.[/]")
@@ -164,3 +239,26 @@ def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engin
     ui.say(f"  roundtable show {first}{db_flag}    read a transcript (who said what, to whom)")
     ui.say(f"  roundtable runs --series {result.series}{db_flag}    list the runs again")
     ui.say(f"  roundtable runs --json{db_flag}    one JSON object per run, for scripts")
+
+
+def summary_line(result: SeriesResult, turns: list[FailedTurn]) -> str:
+    """E.g. "4/6 runs completed, 2 incomplete (3 turns failed: rate_limit x3); rerun the
+    same command to retry the 3 transient turns"."""
+    parts = [f"{result.completed}/{result.total_runs} runs completed"]
+    if result.incomplete:
+        kinds = Counter(t.kind for t in turns)
+        parts.append(f"{result.incomplete} incomplete ({len(turns)} turns failed: "
+                     + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) + ")")
+    for status, n in (("failed", result.failed), ("stopped", result.stopped),
+                      *sorted(result.other_statuses.items())):
+        if n:
+            parts.append(f"{n} {status}")
+    line = ", ".join(parts)
+    transient = sum(1 for t in turns if t.transient)
+    if result.auth_stopped:
+        line += f"; {transient} turns wait for valid credentials"
+    elif transient:
+        line += f"; rerun the same command to retry the {transient} transient turns"
+    elif result.incomplete:
+        line += "; the failed turns are permanent and will not be retried"
+    return line

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.store import queries
+from roundtable.store.vocab import RunStatus
+
+if TYPE_CHECKING:
+    from roundtable.store import queries
 
 
 def register(app: typer.Typer) -> None:
@@ -22,31 +25,38 @@ def runs(
     db: DbOption = None,
     series: Annotated[str | None, typer.Option("--series", "-s", help="Only this series.")]
     = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", help="Only runs with this status (pending, running, completed, failed, "
-        "stopped).")] = None,
+    status: Annotated[RunStatus | None, typer.Option(
+        "--status", help="Only runs with this status (incomplete: some turn failed).",
+        case_sensitive=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
-    """List runs with series, condition, status and message counts by kind."""
-    with open_db(db) as engine:
-        rows = queries.list_runs(engine, series=series, status=status)
+    """List runs with series, condition, status, failed turns and message counts by kind."""
+    with open_db(db, create=False) as engine:
+        from roundtable.store import queries
+
+        rows = queries.list_runs(engine, series=series,
+                                 status=None if status is None else status.value)
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True))
         return
     if not rows:
-        ui.say("No runs stored yet. Try: roundtable run protocols/demo.toml")
+        if series or status:
+            ui.say("No runs match these filters.")
+        else:
+            ui.say("No runs stored yet. Try: roundtable run protocols/demo.toml")
         return
     print_runs(rows)
 
 
 def print_runs(rows: list[queries.RunSummary]) -> None:
     """The runs table and a one-line status count (shared with ``roundtable run``)."""
-    numeric = ["rnd", "agent", "err", "sys", "tokens", "cost"]
+    numeric = ["rnd", "failed", "retry", "agent", "err", "sys", "tokens", "cost"]
     ui.table(
         None,
         ["id", "ref", "condition", "status", *numeric],
-        [(r.id, r.ref, _condition(r), r.status, r.rounds, r.non_empty_agent,
+        [(r.id, r.ref, _condition(r), r.status, r.rounds, r.failed_turns or "-",
+          r.outstanding_turns or "-", r.non_empty_agent,
           r.messages.get("error", 0), r.messages.get("system", 0),
           _tokens(r.input_tokens + r.output_tokens),
           f"${r.cost_usd:.3f}" if r.cost_usd else "-") for r in rows],
@@ -60,8 +70,10 @@ def print_runs(rows: list[queries.RunSummary]) -> None:
         ui.say("condition = " + ", ".join(factors) + " #replicate")
     empty = sum(r.messages.get("agent", 0) - r.non_empty_agent for r in rows)
     ui.say(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-           + f". agent = non-empty agent messages ({empty} empty replies not counted); "
-           "err = error lines; sys = system lines. Read one with `roundtable show REF`.")
+           + f". failed = turns lost to failed calls, of which retry = transient ones the "
+           f"next `roundtable run` retries; agent = non-empty agent messages "
+           f"({empty} empty replies not counted); err = error lines; sys = system lines. "
+           "Read one with `roundtable show REF`.")
 
 
 def _condition(r: queries.RunSummary) -> str:
@@ -85,13 +97,22 @@ def show(
     db: DbOption = None,
     reasoning: Annotated[bool, typer.Option("--reasoning", help="Also print stripped "
                                             "reasoning blocks.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole transcript as one JSON "
+                                          "object (run, seats, lines, events).")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
-    with open_db(db) as engine:
+    with open_db(db, create=False) as engine:
+        from roundtable.store import queries
+
         t = queries.load_transcript(engine, run)
+    if as_json:
+        typer.echo(json.dumps(t.to_json(), ensure_ascii=False, sort_keys=True))
+        return
     s = t.summary
     ui.say(f"[bold]Run {s.id}[/] ({s.ref}, key {s.key}) · series {s.series} · status {s.status}"
            f" · turns {s.turn_scheme}{'' if s.deterministic else ' (non-deterministic)'}")
+    if s.status_detail:
+        ui.plain(f"status detail: {s.status_detail}")
     if s.conditions:
         ui.plain("conditions: " + ", ".join(f"{k}={v}" for k, v in s.conditions.items()))
     ui.table("Seats (what peers saw, and what it really was)",

@@ -186,7 +186,8 @@ def adjudicate(
     raters = list(raters)
     if len(raters) < 2:
         raise StoreError(f"adjudication needs at least two raters, got {raters}; "
-                         f"e.g. --judges gemini,claude")
+                         f"e.g. --judges gemini,claude, or offline --judges lexicon,NAME "
+                         f"with a coder from roundtable coder train --name NAME")
     if any(r.startswith(ADJ_PREFIX) for r in raters):
         raise StoreError("adjudicate stored raters, not other adjudications: drop the adj: "
                          "names from --judges")

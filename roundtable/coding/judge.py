@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,7 +51,7 @@ from roundtable import tomlfile
 from roundtable.coding.codebook import Codebook, format_error, load_codebook
 from roundtable.coding.views import MessageView
 from roundtable.errors import JudgeFileError
-from roundtable.protocol import EndpointConfig, Price
+from roundtable.protocol import Bool, EndpointConfig, Float, Int, Price
 from roundtable.providers.base import ChatMessage, CompletionRequest
 
 #: bumped whenever the rendering of context and target changes (part of the prompt hash)
@@ -102,6 +103,9 @@ OPERATIONAL_FIELDS = ("endpoints", "prices", "timeout_s", "description")
 
 _PLACEHOLDER = re.compile(r"\{(codebook|context|message|speaker|flags)\}")
 _DELIMITER = re.compile(r"<(\s*/?\s*)(message|context|turn)(?![\w-])", re.IGNORECASE)
+#: every character whose NFKC form contains "<" (computed over all of Unicode)
+_LESS_THAN = ("<", "\ufe64", "\uff1c")
+_INVISIBLE = frozenset("\x00\u00ad\u034f\u115f\u1160\u3164\uffa0")
 _ATTR_UNSAFE = str.maketrans({'"': "'", "<": "‹", ">": "›", "\n": " ", "\r": " "})
 
 
@@ -119,16 +123,16 @@ class JudgeSpec(_Frozen):
     endpoint: str | None = None
     model: str | None = None
     codebook: str = "codebook.toml"
-    context_messages: int = Field(default=6, ge=0, le=500)
-    context_max_chars: int | None = Field(default=2000, ge=50)
+    context_messages: Int = Field(default=6, ge=0, le=500)
+    context_max_chars: Int | None = Field(default=2000, ge=50)
     system_template: str = DEFAULT_SYSTEM_TEMPLATE
     user_template: str = DEFAULT_USER_TEMPLATE
-    temperature: float | None = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=800, ge=16)
-    timeout_s: float = Field(default=120.0, gt=0)
-    seed: int | None = None
-    max_invalid_retries: int = Field(default=2, ge=0, le=10)
-    rationale: bool = True
+    temperature: Float | None = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: Int = Field(default=800, ge=16, le=1_000_000)
+    timeout_s: Float = Field(default=120.0, gt=0)
+    seed: Int | None = None
+    max_invalid_retries: Int = Field(default=2, ge=0, le=10)
+    rationale: Bool = True
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
 
@@ -254,8 +258,47 @@ def load_judge(path: str | Path) -> Judge:
 
 def neutralise(text: str) -> str:
     """``text`` with every delimiter-like sequence (``<message``, ``</context``,
-    ``< /turn`` …) defused by turning its ``<`` into ``‹``."""
-    return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    ``< /turn`` …) defused by turning its ``<`` into ``‹``.
+
+    Matching runs on a normalised copy (NFKC, so full-width ``＜／message＞`` counts, with
+    zero-width, soft-hyphen, NUL and other invisible format characters removed, so
+    ``<\u200b/message>`` counts too); a matched tag is replaced by its defused normal form
+    and everything else is kept exactly as written."""
+    if not any(c in text for c in _LESS_THAN):  # no tag can start without one
+        return text
+    if text.isascii() and "\0" not in text:  # nothing to normalise
+        return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    normal, origin = _normalised(text)
+    matches = list(_DELIMITER.finditer(normal))
+    if not matches:
+        return text
+    out: list[str] = []
+    last = 0
+    for m in matches:
+        start = origin[m.start()]
+        end = origin[m.end() - 1] + 1
+        out.append(text[last:start])
+        out.append(f"‹{m.group(1)}{m.group(2)}")
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _normalised(text: str) -> tuple[str, list[int]]:
+    """NFKC of ``text`` without invisible characters, and for each of its characters the
+    index of the character of ``text`` it came from."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, char in enumerate(text):
+        if char < "\x80":
+            if char != "\0":
+                chars.append(char)
+                origin.append(i)
+        elif char not in _INVISIBLE and unicodedata.category(char) != "Cf":
+            for piece in unicodedata.normalize("NFKC", char):
+                chars.append(piece)
+                origin.append(i)
+    return "".join(chars), origin
 
 
 def select_context(context: Sequence[MessageView], keep: int,

@@ -14,7 +14,12 @@ dashes unified; ``<think>`` blocks and a leading ``[Agent-X]:`` self-label are i
   "prochaines étapes", "next steps", "je déclare" …);
 * ``meta``: one cue about the conversation, its state, roles or the agents' nature
   ("cette discussion", "thread", "récapitulatif", "my role", "language model" …);
-* ``arch``: at least six distinct task or technical terms, or four with a figure;
+* ``arch``: at least six distinct task or technical terms, or four with a figure, in a
+  message addressed to the group: a *solo answer* -- no other agent's message in its
+  context (isolation runs, where no peer is shown) -- counts only when it names a peer or
+  uses an ``@`` address (the first speaker of a group run usually does; an isolated agent
+  writing a stand-alone report does not, and the study's judges do not code those reports
+  as architecture talk: 4.2 % of isolation messages flagged against 64.3 % in the baseline);
 * ``comp``: the message repeats a model id from an error line in the context, or puts a
   failure or absence cue ("indisponible", "crashed", "décommissionné", "sans lui" …) in
   the same sentence as a peer's name (merely addressing a crashed agent in an ``@all``
@@ -37,7 +42,7 @@ from roundtable.coding.views import MessageView
 from roundtable.coding.xref import named_peers, normalise
 
 #: bumped whenever a rule or cue list changes (stored in the lexicon rater's definition)
-LEXICON_VERSION = "1"
+LEXICON_VERSION = "2"
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
 _SELF_LABEL = re.compile(r"^\W*\[?@?[^\]\n:]{1,40}\]\s*:\s*")
@@ -194,7 +199,7 @@ def lexicon_verdict(target: MessageView, context: Sequence[MessageView], codeboo
         "agree": _agree(text),
         "lead": _lead(raw, text, target.speaker, peers),
         "meta": _hits(META, text) >= 1,
-        "arch": _arch(text),
+        "arch": _arch(text) and (_in_group(context) or bool(named) or "@" in raw),
     }
     comp_level = _comp(raw, text, target, context, named, peers)
     computed["comp"] = comp_level is not None
@@ -252,6 +257,11 @@ def _lead(raw: str, text: str, speaker: str | None, peers: Sequence[str]) -> boo
 def _arch(text: str) -> bool:
     terms = _hits(ARCH, text)
     return terms >= 6 or (terms >= 4 and bool(_FIGURE.search(text)))
+
+
+def _in_group(context: Sequence[MessageView]) -> bool:
+    """Whether another agent's message was shown before this one (not a solo answer)."""
+    return any(m.kind == "agent" for m in context)
 
 
 def _comp(raw: str, text: str, target: MessageView, context: Sequence[MessageView],

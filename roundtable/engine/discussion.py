@@ -20,11 +20,28 @@ Turn schemes, for round ``r`` and speaking order ``order`` (``conditions.speakin
 Injected crashes (:mod:`roundtable.engine.faults`) and natural failures (a
 :class:`~roundtable.errors.ProviderError` after the client's retries) are recorded as events
 with different ``origin`` and never mixed.
+
+Honest completeness: a *transient* failure (``exc.retryable``: rate limit, 5xx, timeout after
+the client's retry budget) is stored as a ``transient_failure`` event (slots
+``.../transient``, ``.../transient.2``, ... keep every attempt), the other seats of the same
+round finish (simultaneous, staggered; a sequential round stops at once, since later
+speakers would see a context without that turn), and the run halts ``incomplete`` instead of
+playing later rounds: no stored message is ever generated from a context the database does
+not hold. The next invocation retries exactly those seat-rounds (a transient failure with no
+agent message for its seat-round is *outstanding*). Permanent failures follow the declared
+policy (skip_turn / drop_seat / abort_run); a run that ends with skipped turns is
+``incomplete`` too, never ``completed``. An authentication error stops the run ``stopped``
+(detail ``auth``) and is retried once the key is fixed.
+
+With a lease ``owner``, every write renews the run's lease in its own transaction and
+raises :class:`~roundtable.engine.lease.LeaseLost` when another worker took the run over;
+the run then ends ``lost`` in this process without storing anything more.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -32,8 +49,9 @@ from typing import Literal
 import sqlalchemy as sa
 
 from roundtable import conditions
-from roundtable.engine import persist
+from roundtable.engine import lease, persist
 from roundtable.engine.faults import FaultPlan, FaultyCall, PlannedCrash
+from roundtable.engine.lease import LeaseLost
 from roundtable.engine.persist import (
     EventRow,
     MessageRow,
@@ -43,26 +61,40 @@ from roundtable.engine.persist import (
     WriterThread,
 )
 from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
-from roundtable.errors import BudgetExceeded, ProviderError
+from roundtable.errors import AuthError, BudgetExceeded, ProviderError
 from roundtable.protocol import FaultSpec
 from roundtable.providers.base import CompletionRequest
 from roundtable.providers.client import CallRecord, CallResult, ModelClient
+from roundtable.store.tables import TRANSIENT_FAILURE_EVENT, RunStatus
 
-RunStatus = Literal["completed", "failed", "stopped"]
+#: a stored status, or ``lost``: another worker took the run over (nothing stored for it)
+OutcomeStatus = Literal["completed", "incomplete", "failed", "stopped", "lost"]
 Sleep = Callable[[float], Awaitable[None]]
+#: asked before each call: None to go on, ``LEASE_LOST`` or a stop reason (e.g. ``auth``)
+Interrupt = Callable[[], str | None]
+LEASE_LOST = "lease_lost"
+TRANSIENT_FAILURE = TRANSIENT_FAILURE_EVENT
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     """How a run ended in this invocation."""
 
-    status: RunStatus
+    status: OutcomeStatus
     detail: str = ""
     messages_written: int = 0
 
 
 class _Aborted(Exception):
     """Internal: the failure policy aborted the run."""
+
+
+class _Stopped(Exception):
+    """Internal: the series is stopping (e.g. authentication refused)."""
+
+
+def _kinds(kinds: Counter[str]) -> str:
+    return ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
 
 
 def _entry_kind(kind: str) -> EntryKind | None:
@@ -92,6 +124,9 @@ class Discussion:
         on_fault: Callable[[str], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         writer_thread: WriterThread | None = None,
+        owner: str | None = None,
+        lease_ttl: float = lease.DEFAULT_TTL_S,
+        interrupt: Interrupt | None = None,
     ) -> None:
         self.engine = engine
         self._thread = writer_thread
@@ -101,7 +136,10 @@ class Discussion:
         self._on_message = on_message
         self._on_fault = on_fault
         self._sleep = sleep
-        self.writer = TurnWriter(engine, handle.run_id, handle.seat_ids)
+        self.owner = owner
+        self._interrupt = interrupt or (lambda: None)
+        self.writer = TurnWriter(engine, handle.run_id, handle.seat_ids, owner=owner,
+                                 lease_ttl=lease_ttl)
         self.names = {s.position: s.display_name for s in self.spec.seats}
         plan = FaultPlan(self.spec.faults)
         self._calls = {s.position: FaultyCall(client.complete, plan, s.position)
@@ -112,7 +150,28 @@ class Discussion:
         self.consecutive: dict[int, int] = {s.position: 0 for s in self.spec.seats}
         self.aborted: str | None = None
         self._arrivals: dict[int, int] = {}
-        self._restore(stored or persist.load_run(engine, handle.run_id))
+        #: (round, position) -> transient failures stored so far (names the next slot)
+        self._transient_tries: Counter[tuple[int, int]] = Counter()
+        #: permanent failure kinds stored (skipped turns), by kind
+        self.permanent: Counter[str] = Counter()
+        #: transient failures of this invocation: (round, position, kind)
+        self.halted: list[tuple[int, int, str]] = []
+        self._stop: str | None = None
+        self._loaded = stored is not None
+        if stored is not None:
+            self._restore(stored)
+
+    async def load(self) -> None:
+        """Load what the run stored so far (call once the run is claimed)."""
+        if self._loaded:
+            return
+        if self._thread is None:
+            stored = persist.load_run(self.engine, self.handle.run_id)
+        else:
+            stored = await self._thread.run(persist.load_run, engine=self.engine,
+                                            run_id=self.handle.run_id)
+        self._restore(stored)
+        self._loaded = True
 
     # ------------------------------------------------------------------ resume
 
@@ -139,6 +198,9 @@ class Discussion:
                 self.resolved.add((ev.round, ev.position))
             if ev.kind == "failure":
                 failure_rounds.setdefault(ev.position, set()).add(ev.round)
+                self.permanent[ev.detail.split(":", 1)[0]] += 1
+            if ev.kind == TRANSIENT_FAILURE:
+                self._transient_tries[(ev.round, ev.position)] += 1
             if ev.kind in ("crash", "seat_dropped"):
                 self.gone.add(ev.position)
         for position in self.consecutive:
@@ -164,12 +226,19 @@ class Discussion:
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> RunOutcome:
-        """Play every missing turn; return the final status. A budget stop returns
+        """Play every missing turn; return how the run ended. A budget stop returns
         ``stopped``; cancellation propagates and leaves the run ``running`` (resumable)."""
+        try:
+            return await self._run()
+        except LeaseLost:
+            return RunOutcome("lost", "another worker holds the run",
+                              self.writer.messages_written)
+
+    async def _run(self) -> RunOutcome:
+        await self.load()
         if self.aborted is not None:
-            await self._status("failed", self.aborted)
-            return RunOutcome("failed", self.aborted, self.writer.messages_written)
-        await self._status("running")
+            return await self._end(RunStatus.FAILED, self.aborted)
+        await self._status(RunStatus.RUNNING)
         await self._store(None, None, messages=[MessageRow(
             slot=persist.BRIEF_SLOT, round=-1, turn=0, kind="brief", text=self.spec.brief)])
         try:
@@ -177,21 +246,54 @@ class Discussion:
                 await self._round(r)
                 if self.aborted is not None:
                     raise _Aborted(self.aborted)
+                if self.halted:
+                    break
         except BudgetExceeded:
-            await self._status("stopped", "budget")
-            return RunOutcome("stopped", "budget", self.writer.messages_written)
+            return await self._end(RunStatus.STOPPED, "budget")
+        except _Stopped as exc:
+            return await self._end(RunStatus.STOPPED, str(exc))
         except _Aborted as exc:
-            await self._status("failed", str(exc))
-            return RunOutcome("failed", str(exc), self.writer.messages_written)
-        await self._status("completed")
-        return RunOutcome("completed", "", self.writer.messages_written)
+            return await self._end(RunStatus.FAILED, str(exc))
+        if self._stop is not None:
+            return await self._end(RunStatus.STOPPED, self._stop)
+        if self.halted:
+            kinds = Counter(kind for _, _, kind in self.halted)
+            where = ", ".join(f"{self.names[p]} round {r}" for r, p, _ in self.halted)
+            return await self._end(RunStatus.INCOMPLETE, (
+                f"{len(self.halted)} turn(s) failed ({_kinds(kinds)}: {where}); rerun to "
+                f"retry them"))
+        if self.permanent:
+            n = sum(self.permanent.values())
+            return await self._end(RunStatus.INCOMPLETE, (
+                f"{n} turn(s) failed permanently ({_kinds(self.permanent)}), not retried"))
+        return await self._end(RunStatus.COMPLETED, "")
+
+    async def _end(self, status: RunStatus, detail: str) -> RunOutcome:
+        await self._status(status, detail)
+        return RunOutcome(status.value, detail,  # type: ignore[arg-type]
+                          self.writer.messages_written)
+
+    async def _confirm_lease(self) -> None:
+        """Renew the lease before a round's calls start: a worker that stalled past its
+        lease (and was taken over) must not even make the calls."""
+        if self.owner is None:
+            return
+        run_id, ttl = self.handle.run_id, self.writer.lease_ttl
+        if self._thread is None:
+            ok = lease.renew(self.engine, run_id, self.owner, ttl)
+        else:
+            ok = await self._thread.run(lease.renew, engine=self.engine, run_id=run_id,
+                                        owner=self.owner, ttl=ttl)
+        if not ok:
+            raise LeaseLost(f"run {self.handle.run_id} is held by another worker now")
 
     async def _status(self, status: str, detail: str = "") -> None:
         if self._thread is None:
-            persist.set_status(self.engine, self.handle.run_id, status, detail)
+            persist.set_status(self.engine, self.handle.run_id, status, detail, self.owner)
         else:
             await self._thread.run(persist.set_status, engine=self.engine,
-                                   run_id=self.handle.run_id, status=status, detail=detail)
+                                   run_id=self.handle.run_id, status=status, detail=detail,
+                                   owner=self.owner)
 
     async def _round(self, r: int) -> None:
         n = len(self.spec.seats)
@@ -201,11 +303,12 @@ class Discussion:
                 if (r, p) not in self.resolved and p not in self.gone]
         if not todo:
             return
+        await self._confirm_lease()
         scheme = self.spec.turns.scheme
         if scheme == "sequential":
             for k, p in todo:
                 await self._turn(r, k, p)
-                if self.aborted is not None:
+                if self.aborted is not None or self.halted:
                     return
             return
         if scheme == "simultaneous":
@@ -213,16 +316,25 @@ class Discussion:
         else:
             start = asyncio.get_running_loop().time()
             coros = [self._staggered_turn(r, k, p, start) for k, p in todo]
-        results = await asyncio.gather(*coros, return_exceptions=True)
+        tasks = [asyncio.ensure_future(c) for c in coros]
+
+        def on_done(task: asyncio.Future[None]) -> None:
+            # another worker holds the run: the siblings' calls (often still queued for a
+            # slot) are wasted, so cancel them instead of letting them reach the provider
+            if not task.cancelled() and isinstance(task.exception(), LeaseLost):
+                for other in tasks:
+                    other.cancel()
+
+        for task in tasks:
+            task.add_done_callback(on_done)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         # Every sibling has finished and persisted by now; only then report why we stop.
-        budget: BudgetExceeded | None = None
-        for result in results:
-            if isinstance(result, BudgetExceeded):
-                budget = result
-            elif isinstance(result, BaseException):
-                raise result
-        if budget is not None:
-            raise budget
+        # A lost lease wins (nothing more may be stored), then the budget.
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for kind in (LeaseLost, BudgetExceeded, BaseException):
+            for err in errors:
+                if isinstance(err, kind):
+                    raise err
 
     async def _staggered_turn(self, r: int, k: int, p: int, start: float) -> None:
         delay = start + k * self.spec.turns.stagger_ms / 1000 - \
@@ -248,6 +360,11 @@ class Discussion:
         )
 
     async def _turn(self, r: int, k: int, p: int) -> None:
+        reason = self._interrupt() or self._stop
+        if reason == LEASE_LOST:
+            raise LeaseLost(f"run {self.handle.run_id} is held by another worker now")
+        if reason is not None:
+            raise _Stopped(reason)
         seat = self.spec.seats[p]
         request = self.request_for(r, k, p)
         try:
@@ -257,7 +374,10 @@ class Discussion:
         except BudgetExceeded:
             raise
         except ProviderError as exc:
-            await self._failed(r, k, p, exc)
+            if exc.retryable or isinstance(exc, AuthError):
+                await self._transient(r, p, exc)
+            else:
+                await self._failed(r, k, p, exc)
         else:
             await self._succeeded(r, k, p, result)
 
@@ -328,6 +448,25 @@ class Discussion:
             self._on_fault(f"{self.spec.key}: {self.names[p]} crashed at round {r} "
                            f"(injected, {fault.mode})")
 
+    async def _transient(self, r: int, p: int, exc: ProviderError) -> None:
+        """Store the failed attempts and a ``transient_failure`` event; the seat-round stays
+        outstanding, and the run halts after this round. Authentication errors are kept the
+        same way (retried once the key is fixed) and stop the run at once."""
+        detail = f"{exc.kind}: {exc}"
+        records = tuple(rec for rec in exc.records if isinstance(rec, CallRecord))
+        tries = self._transient_tries[(r, p)] + 1
+        what = "transient" if tries == 1 else f"transient.{tries}"
+        await self._store(p, r, failures=records, events=[EventRow(
+            slot=persist.seat_slot(r, p, what), origin="natural", kind=TRANSIENT_FAILURE,
+            detail=detail, round=r, position=p)])
+        self._transient_tries[(r, p)] = tries
+        self.halted.append((r, p, exc.kind))
+        if isinstance(exc, AuthError) and self._stop is None:
+            self._stop = f"auth: {exc}"
+        if self._on_fault is not None:
+            self._on_fault(f"{self.spec.key}: {self.names[p]} failed at round {r} ({detail}); "
+                           f"kept for retry")
+
     async def _failed(self, r: int, k: int, p: int, exc: ProviderError) -> None:
         policy = self.spec.failures
         detail = f"{exc.kind}: {exc}"
@@ -356,6 +495,7 @@ class Discussion:
         for msg in messages:
             self._add_entry(msg)
         self.resolved.add((r, p))
+        self.permanent[exc.kind] += 1
         if drop:
             self.gone.add(p)
         if abort and self.aborted is None:

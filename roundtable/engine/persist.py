@@ -24,11 +24,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
+from roundtable.engine import lease
+from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError, StoreError
 from roundtable.protocol import Protocol, RunSpec
 from roundtable.providers.client import CallRecord
 from roundtable.store.db import insert_ignore
-from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series, utcnow
+from roundtable.store.tables import (
+    FINAL_RUN_STATUSES,
+    Event,
+    LlmCall,
+    Message,
+    Run,
+    RunStatus,
+    Seat,
+    Series,
+    utcnow,
+)
 
 _MESSAGE = Message.__table__  # type: ignore[attr-defined]
 _EVENT = Event.__table__  # type: ignore[attr-defined]
@@ -39,7 +51,7 @@ _SEAT = Seat.__table__  # type: ignore[attr-defined]
 # compiled form, which is several times cheaper than ``.values(...)`` per row.
 _CALL_INSERT = sa.insert(_LLMCALL)
 
-FINAL_STATUSES = frozenset({"completed", "failed"})
+FINAL_STATUSES = FINAL_RUN_STATUSES
 
 T = TypeVar("T")
 
@@ -116,27 +128,74 @@ class StoredRun:
 # --------------------------------------------------------------------------- series and runs
 
 
-def register_series(engine: sa.Engine, protocol: Protocol, protocol_text: str) -> int:
-    """Store the series (idempotent) and return its id.
+@dataclass(frozen=True)
+class Registered:
+    """A stored series: its id, and whether a changed protocol replaced a series that had
+    not run anything yet."""
 
-    Raises :class:`SeriesConflictError` when a series of that name exists with a different
-    protocol hash.
+    series_id: int
+    replaced: bool = False
+
+
+def _immediate(engine: sa.Engine) -> sa.Engine:
+    """On SQLite, transactions that take the write lock at once: two processes setting up
+    the same series then queue instead of failing to upgrade a read lock."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
+    return engine
+
+
+def register_series(engine: sa.Engine, protocol: Protocol, protocol_text: str) -> Registered:
+    """Store the series (idempotent, safe when several processes start at once).
+
+    A series stored with a different protocol hash is replaced when it has made no call and
+    stored no agent message yet (its runs, seats and briefs are dropped); otherwise
+    :class:`SeriesConflictError` is raised.
     """
     digest = protocol_mod.protocol_hash(protocol_text)
-    with Session(engine, expire_on_commit=False) as s:
+    with Session(_immediate(engine), expire_on_commit=False) as s:
         insert_ignore(s, Series(name=protocol.series, description=protocol.description,
                                 protocol_text=protocol_text, protocol_hash=digest),
                       ["name"])
-        row = s.exec(select(Series).where(Series.name == protocol.series)).one()
+        # FOR UPDATE (PostgreSQL; SQLite's IMMEDIATE transaction already serialises): two
+        # workers starting with a changed protocol replace the series once, not twice
+        row = s.exec(select(Series).where(Series.name == protocol.series)
+                     .with_for_update()).one()
+        assert row.id is not None
+        replaced = False
+        if row.protocol_hash != digest:
+            conn = s.connection()
+            if not _never_ran(conn, row.id):
+                raise SeriesConflictError(
+                    f"series '{protocol.series}' already exists in this database with a "
+                    f"different protocol and has stored calls: rename `series` in the "
+                    f"protocol file (e.g. '{protocol.series}-v2') or use another --db"
+                )
+            _drop_runs(conn, row.id)
+            conn.execute(sa.update(Series.__table__)  # type: ignore[attr-defined]
+                         .where(Series.__table__.c.id == row.id)  # type: ignore[attr-defined]
+                         .values(description=protocol.description,
+                                 protocol_text=protocol_text, protocol_hash=digest))
+            replaced = True
         s.commit()
-    if row.protocol_hash != digest:
-        raise SeriesConflictError(
-            f"series '{protocol.series}' already exists in this database with a different "
-            f"protocol: rename `series` in the protocol file (e.g. '{protocol.series}-v2') "
-            f"or use another --db"
-        )
-    assert row.id is not None
-    return row.id
+    return Registered(row.id, replaced)
+
+
+def _never_ran(conn: sa.Connection, series_id: int) -> bool:
+    runs = sa.select(_RUN.c.id).where(_RUN.c.series_id == series_id)
+    called = conn.execute(sa.select(sa.func.count()).select_from(_LLMCALL)
+                          .where(_LLMCALL.c.run_id.in_(runs))).scalar_one()
+    spoke = conn.execute(sa.select(sa.func.count()).select_from(_MESSAGE)
+                         .where(_MESSAGE.c.run_id.in_(runs),
+                                _MESSAGE.c.kind == "agent")).scalar_one()
+    return called == 0 and spoke == 0
+
+
+def _drop_runs(conn: sa.Connection, series_id: int) -> None:
+    runs = sa.select(_RUN.c.id).where(_RUN.c.series_id == series_id)
+    for table in (_MESSAGE, _EVENT, _SEAT):
+        conn.execute(sa.delete(table).where(table.c.run_id.in_(runs)))
+    conn.execute(sa.delete(_RUN).where(_RUN.c.series_id == series_id))
 
 
 def ensure_runs(engine: sa.Engine, series_id: int, specs: Sequence[RunSpec]) -> list[RunHandle]:
@@ -148,7 +207,7 @@ def ensure_runs(engine: sa.Engine, series_id: int, specs: Sequence[RunSpec]) -> 
     """
     dialect = engine.dialect.name
     r, st = _RUN.c, _SEAT.c
-    with engine.begin() as conn:
+    with _immediate(engine).begin() as conn:
         stored = {row.key: row for row in conn.execute(
             sa.select(r.id, r.key, r.spec_hash, r.status).where(r.series_id == series_id))}
         missing = [spec for spec in specs if spec.key not in stored]
@@ -158,7 +217,8 @@ def ensure_runs(engine: sa.Engine, series_id: int, specs: Sequence[RunSpec]) -> 
                 "conditions": dict(spec.conditions), "replicate": spec.replicate,
                 "seed": spec.seed, "rounds": spec.rounds, "turn_scheme": spec.turns.scheme,
                 "deterministic": spec.deterministic, "spec": spec.model_dump(mode="json"),
-                "spec_hash": spec.digest(), "status": "pending", "status_detail": "",
+                "spec_hash": spec.digest(), "status": RunStatus.PENDING.value,
+                "status_detail": "",
             } for spec in missing])
             stored = {row.key: row for row in conn.execute(
                 sa.select(r.id, r.key, r.spec_hash, r.status).where(r.series_id == series_id))}
@@ -220,20 +280,46 @@ def load_run(engine: sa.Engine, run_id: int) -> StoredRun:
     return out
 
 
-def set_status(engine: sa.Engine, run_id: int, status: str, detail: str = "") -> None:
-    """Move a run to ``status``; ``running`` stamps started_at (first time only), a final
-    or stopped status stamps finished_at."""
+def set_status(engine: sa.Engine, run_id: int, status: str, detail: str = "",
+               owner: str | None = None) -> None:
+    """Move a run to ``status``; ``running`` stamps started_at (first time only), any other
+    status stamps finished_at. With ``owner``, only while that worker holds the lease
+    (else :class:`LeaseLost`)."""
     values: dict[str, Any] = {"status": status, "status_detail": detail}
     now = utcnow()
+    where = [_RUN.c.id == run_id]
+    if owner is not None:
+        where.append(_RUN.c.lease_owner == owner)
     with engine.begin() as conn:
-        if status == "running":
-            conn.execute(sa.update(_RUN).where(_RUN.c.id == run_id,
-                                               _RUN.c.started_at.is_(None))
+        if status == RunStatus.RUNNING:
+            conn.execute(sa.update(_RUN).where(*where, _RUN.c.started_at.is_(None))
                          .values(started_at=now))
             values["finished_at"] = None
         else:
             values["finished_at"] = now
-        conn.execute(sa.update(_RUN).where(_RUN.c.id == run_id).values(**values))
+        if conn.execute(sa.update(_RUN).where(*where).values(**values)).rowcount != 1:
+            raise LeaseLost(f"run {run_id} is held by another worker now")
+
+
+def run_states(engine: sa.Engine, run_ids: Sequence[int]) -> dict[int, str]:
+    """Run id -> stored status."""
+    if not run_ids:
+        return {}
+    with engine.connect() as conn:
+        return {i: st for i, st in conn.execute(
+            sa.select(_RUN.c.id, _RUN.c.status).where(_RUN.c.id.in_(list(run_ids))))}
+
+
+def stored_agent_counts(engine: sa.Engine, run_ids: Sequence[int]) -> dict[int, int]:
+    """Run id -> agent messages stored (for an upper bound of the calls still to make)."""
+    if not run_ids:
+        return {}
+    m = _MESSAGE.c
+    with engine.connect() as conn:
+        return {i: n for i, n in conn.execute(
+            sa.select(m.run_id, sa.func.count()).where(m.run_id.in_(list(run_ids)),
+                                                       m.kind == "agent")
+            .group_by(m.run_id))}
 
 
 # --------------------------------------------------------------------------- turns
@@ -250,12 +336,20 @@ def _ignore_conflicts(table: sa.Table, dialect: str, cols: list[str]) -> Any:
 class TurnWriter:
     """Writes one turn (calls + message + events) per transaction for one run."""
 
-    def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int]) -> None:
+    def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int], *,
+                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S) -> None:
         self.engine = engine
         self.run_id = run_id
         self.seat_ids = seat_ids
+        self.lease_ttl = lease_ttl
         dialect = engine.dialect.name
-        self._msg_stmt = _ignore_conflicts(_MESSAGE, dialect, ["run_id", "slot"])
+        # with an owner, every write first renews the lease in its own transaction, and
+        # refuses (LeaseLost) when another worker took the run over
+        self._renew = None if owner is None else \
+            lease.renew_stmt(dialect, run_id, owner, lease_ttl)
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
+        self._msg_stmt = _ignore_conflicts(_MESSAGE, dialect, ["run_id", "slot"]) \
+            .returning(_MESSAGE.c.id)
         self._event_stmt = _ignore_conflicts(_EVENT, dialect, ["run_id", "slot"])
         #: rows actually inserted (conflicts excluded), for the series summary
         self.messages_written = 0
@@ -287,10 +381,13 @@ class TurnWriter:
         events: Sequence[EventRow] = (),
     ) -> int:
         """One transaction: failed attempts, the successful call, messages (the first is
-        linked to the successful call) and events. Returns how many messages were new."""
+        linked to the successful call) and events. Returns how many messages were new.
+        Raises :class:`LeaseLost` (storing nothing) when the run's lease is not ours."""
         now = utcnow()
         new = 0
         with self.engine.begin() as conn:
+            if self._renew is not None and conn.execute(self._renew).rowcount != 1:
+                raise LeaseLost(f"run {self.run_id} is held by another worker now")
             if failures:
                 conn.execute(_CALL_INSERT, [
                     self._call_row(r, position, round_index, "turn") for r in failures])
@@ -309,7 +406,7 @@ class TurnWriter:
                     "visible": msg.visible, "llm_call_id": call_id if i == 0 else None,
                     "created_at": now,
                 })
-                new += max(result.rowcount, 0)
+                new += len(result.all())
             for ev in events:
                 conn.execute(self._event_stmt, {
                     "run_id": self.run_id,

@@ -39,6 +39,7 @@ import sqlalchemy
 from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
+from roundtable import tomlfile
 from roundtable.errors import ImportDataError
 from roundtable.store.tables import Code, Judgement, Message, Rater, utcnow
 
@@ -166,11 +167,7 @@ def _read_text(path: Path) -> tuple[str, str]:
                               f"file") from None
     except OSError as exc:
         raise ImportDataError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportDataError(f"{path}: byte {exc.start} is not UTF-8; save the file as "
-                              f"UTF-8 CSV") from None
+    text = tomlfile.decode(data, str(path), ImportDataError)
     return text, hashlib.sha256(data).hexdigest()
 
 

@@ -152,7 +152,8 @@ def wide_columns(plan: CorpusPlan) -> list[Column]:
                "run id (A-run07) for imported runs."),
         Column("source_ref", "str", "Reference run id of an imported run (empty for "
                "runs held by roundtable)."),
-        Column("run_status", "str", "pending, running, completed, failed or stopped."),
+        Column("run_status", "str", "pending, running, completed, incomplete (some turn "
+               "failed), failed or stopped."),
         Column("cell", "str", "The condition cell (factor=value,...); 'base' without a "
                "matrix."),
     ]

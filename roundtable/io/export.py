@@ -581,23 +581,27 @@ def export_corpus(
     kinds: Counter[str] = Counter()
     runs: set[int] = set()
     rows = 0
-    with open_writer(fmt, out, columns) as writer:
-        for record in iter_records(engine, plan, progress):
-            kinds[record["kind"]] += 1
-            runs.add(record["run_id"])
-            for row in _layout_rows(record, plan):
-                writer.write(row)
-                rows += 1
-        meta["rows"] = rows
-        meta["messages"] = sum(kinds.values())
-        meta["runs"] = len(runs)
-        meta["rows_by_kind"] = dict(sorted(kinds.items()))
-        writer.finish(meta)
-    meta_path: Path | None = None
-    if fmt != "parquet":
-        meta_path = meta_path_for(out)
-        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n",
-                             encoding="utf-8")
+    try:
+        with open_writer(fmt, out, columns) as writer:
+            for record in iter_records(engine, plan, progress):
+                kinds[record["kind"]] += 1
+                runs.add(record["run_id"])
+                for row in _layout_rows(record, plan):
+                    writer.write(row)
+                    rows += 1
+            meta["rows"] = rows
+            meta["messages"] = sum(kinds.values())
+            meta["runs"] = len(runs)
+            meta["rows_by_kind"] = dict(sorted(kinds.items()))
+            writer.finish(meta)
+        meta_path: Path | None = None
+        if fmt != "parquet":
+            meta_path = meta_path_for(out)
+            meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n",
+                                 encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot write it ({exc.strerror}); choose a writable "
+                          f"folder") from None
     return ExportSummary(
         path=out, meta_path=meta_path, format=fmt, rows=rows, runs=len(runs),
         series=sorted({r.series for r in plan.runs if r.id in runs}), columns=len(columns),

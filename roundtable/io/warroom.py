@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, insert
 from sqlmodel import Session, select
 
+from roundtable import tomlfile
 from roundtable.errors import ImportDataError, SeriesConflictError
 from roundtable.protocol import protocol_hash
 from roundtable.store.tables import Event, Message, Run, Seat, Series, utcnow
@@ -269,10 +270,14 @@ def _names_from_file(path: Path) -> tuple[str, str]:
 def _parse_file(path: Path, root: Path, raw: bytes) -> _ParsedRun:
     series, key = _names_from_file(path)
     number = key.rpartition("-run")[2]
+    text = tomlfile.decode(raw, str(path), ImportDataError)
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ImportDataError(f"{path}: not valid JSON ({exc}); fix or remove the file") from None
+    except RecursionError:
+        raise ImportDataError(f"{path}: nested too deeply to be a War Room file; fix or "
+                              f"remove the file") from None
     doc = _Doc(path, data)
     condition = doc.get(doc.data, "condition", dict, "")
     env = doc.get(doc.data, "environment", dict, "")
@@ -521,13 +526,13 @@ def _ensure_series(session: Session, name: str, protocols: Path, summary: Import
         assert existing.id is not None
         return existing.id
     toml = protocols / f"{name}.toml"
-    text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
+    text = tomlfile.read_text(toml, "protocol", ImportDataError) if toml.is_file() else ""
     series = Series(
         name=name, description=SERIES_DESCRIPTIONS.get(name, ""), protocol_text=text,
         protocol_hash=protocol_hash(text) if text else "", source="warroom",
     )
     session.add(series)
-    session.commit()
+    session.flush()  # committed with the series' first run: a bad first file stores nothing
     summary.series += 1
     summary.series_names.append(name)
     assert series.id is not None

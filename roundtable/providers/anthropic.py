@@ -35,6 +35,8 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -94,10 +96,13 @@ class AnthropicProvider(Provider):
         self.endpoint = endpoint
         self.config = config
         self._api_key = api_key
+        transport = lean_transport(config.base_url)
         self._client: AsyncAnthropic = anthropic.AsyncAnthropic(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url,
             max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(transport=transport)
+            if transport is not None else None,
         )
         mode = config.options.get("structured_output", "output_format")
         if mode not in ("output_format", "tool"):
@@ -145,13 +150,20 @@ class AnthropicProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One message; failures raise :mod:`roundtable.errors` classes."""
         import anthropic
+        import httpx2
+        from anthropic.types import Message
 
         params = self.build_params(request)
         with sdk_errors(anthropic, endpoint=self.endpoint, model=request.model,
                         timeout_s=request.timeout_s, api_key=self._api_key):
+            # The body is plain JSON already: posting it through the SDK's request API skips
+            # ``messages.create``'s per-call argument handling while auth, headers, SDK
+            # exceptions and the Message type stay the SDK's.
             async with asyncio.timeout(request.timeout_s):
-                response: Any = await self._client.messages.create(
-                    **params, timeout=request.timeout_s)
+                raw = await self._client.post(
+                    "/v1/messages", body=params, cast_to=httpx2.Response,
+                    options={"timeout": request.timeout_s})
+            response = sdk_model(raw, Message)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

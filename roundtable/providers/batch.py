@@ -291,6 +291,9 @@ def batch_supported(name: str, config: EndpointConfig) -> str | None:
     if opted is False:
         return (f"endpoint '{name}' has batching turned off (options.batch = false); "
                 "run without --batch")
+    if config.base_urls:
+        return (f"endpoint '{name}' lists replicas (base_urls), and a batch cannot be "
+                "spread over them; run without --batch")
     if config.kind == "openai" and opted is None:
         base = config.base_url or "https://api.openai.com/v1"
         if "api.openai.com" not in base:

@@ -39,6 +39,7 @@ from roundtable.providers.errors_map import (
     shorten,
     timeout_error,
 )
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -65,10 +66,14 @@ class GoogleProvider(Provider):
         self._include_thoughts = bool(config.options.get("include_thoughts", False))
         api_version = config.options.get("api_version")
         # retry_options stays unset: the SDK then makes exactly one attempt.
-        http_options = types.HttpOptions(base_url=config.base_url, api_version=api_version)
+        transport = lean_transport(config.base_url)
+        http_options = types.HttpOptions(
+            base_url=config.base_url, api_version=api_version,
+            async_client_args={"transport": transport} if transport is not None else None)
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute calls.
         self._client: Client = genai.Client(vertexai=False, api_key=api_key or DUMMY_KEY,
                                             http_options=http_options)
+        self._options_cache: dict[float, Any] = {}
 
     def build_request(self, request: CompletionRequest) -> tuple[list[Any], Any]:
         """The ``contents`` and ``config`` for ``generate_content``."""
@@ -99,14 +104,64 @@ class GoogleProvider(Provider):
             config["thinking_config"] = types.ThinkingConfig(include_thoughts=True)
         return contents, types.GenerateContentConfig(**config)
 
+    def build_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The JSON body of ``generateContent`` in the API's wire format (what the SDK
+        sends for :meth:`build_request`'s contents and config)."""
+        system, turns = split_system_and_turns(request.messages, assistant_role="model")
+        if not turns:
+            raise BadRequest(
+                f"{self.endpoint} model '{request.model}': nothing to send (the prompt has no "
+                f"non-empty user or assistant message)")
+        generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
+        if request.temperature is not None and self.accepts_temperature:
+            generation["temperature"] = request.temperature
+        if request.seed is not None:
+            generation["seed"] = request.seed
+        if request.json_schema is not None:
+            generation["responseMimeType"] = "application/json"
+            generation["responseJsonSchema"] = request.json_schema
+        if self._include_thoughts:
+            generation["thinkingConfig"] = {"includeThoughts": True}
+        body: dict[str, Any] = {
+            "contents": [{"role": t.role, "parts": [{"text": x} for x in t.texts]}
+                         for t in turns],
+            "generationConfig": generation,
+        }
+        if system is not None:
+            body["systemInstruction"] = {"parts": [{"text": system}], "role": "user"}
+        return body
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """One ``generateContent`` call; failures raise :mod:`roundtable.errors` classes."""
-        contents, config = self.build_request(request)
+        from google.genai import types
+
+        body = self.build_body(request)
+        model = request.model if "/" in request.model else f"models/{request.model}"
         with genai_errors(self.endpoint, request.model, request.timeout_s, self._api_key):
+            # ``models.generate_content`` validates the arguments into pydantic models and
+            # converts them back to JSON on every call (most of the adapter's CPU); the body
+            # is JSON already, so it goes straight to the SDK's request layer, which still
+            # does auth, base URL, API version, timeout and APIError. The answer is parsed
+            # into the SDK's GenerateContentResponse as generate_content does.
             async with asyncio.timeout(request.timeout_s):
-                response: Any = await self._client.aio.models.generate_content(
-                    model=request.model, contents=contents, config=config)
+                raw = await self._client.aio._api_client.async_request(
+                    "post", f"{model}:generateContent", body,
+                    self._http_options(request.timeout_s))
+            data = json.loads(raw.body) if raw.body else {}
+            response: Any = types.GenerateContentResponse._from_response(
+                response=data, kwargs={})
         return self.parse(response, request.model)
+
+    def _http_options(self, timeout_s: float) -> Any:
+        """Per-call HTTP options (the timeout), built once per distinct timeout."""
+        from google.genai import types
+
+        cached = self._options_cache.get(timeout_s)
+        if cached is None:
+            # the SDK's per-request timeout is in whole milliseconds
+            cached = types.HttpOptions(timeout=max(1, math.ceil(timeout_s * 1000)))
+            self._options_cache[timeout_s] = cached
+        return cached
 
     def parse(self, response: Any, model: str) -> Completion:
         """A :class:`Completion` from a ``GenerateContentResponse``."""

@@ -37,6 +37,8 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -60,10 +62,13 @@ class OpenAIProvider(Provider):
         self.config = config
         self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
+        transport = lean_transport(config.base_url or "https://api.openai.com/v1")
         self._client: AsyncOpenAI = openai.AsyncOpenAI(
             api_key=api_key or DUMMY_KEY,
             base_url=config.base_url or "https://api.openai.com/v1",
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(transport=transport)
+            if transport is not None else None,
         )
         field = config.options.get("max_tokens_field")
         if field is None:
@@ -114,16 +119,34 @@ class OpenAIProvider(Provider):
             params["extra_body"] = dict(self._extra_body)
         return params
 
+    def build_body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The JSON body sent to ``/chat/completions``: :meth:`build_params` with
+        ``extra_body`` merged in, as the SDK would send it."""
+        params = self.build_params(request)
+        extra = params.pop("extra_body", None)
+        if extra:
+            params.update(extra)
+        return params
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """One chat completion; failures raise :mod:`roundtable.errors` classes."""
+        import httpx2
         import openai
+        from openai.types.chat import ChatCompletion
 
-        params = self.build_params(request)
+        body = self.build_body(request)
         with sdk_errors(openai, endpoint=self.endpoint, model=request.model,
                         timeout_s=request.timeout_s, api_key=self._api_key):
+            # The body is plain JSON already: posting it through the SDK's request API
+            # skips ``chat.completions.create``'s parameter transform, which walked every
+            # message against the TypedDicts and cost ~6 ms per call at 40 messages, while
+            # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's.
+            # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                response: Any = await self._client.chat.completions.create(
-                    **params, timeout=request.timeout_s)
+                raw = await self._client.post(
+                    "/chat/completions", body=body, cast_to=httpx2.Response,
+                    options={"timeout": request.timeout_s, "security": {"bearer_auth": True}})
+            response = sdk_model(raw, ChatCompletion)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from roundtable import settings
 from roundtable.errors import ConfigError
 from roundtable.protocol import EndpointConfig
+from roundtable.providers import replicas
 from roundtable.providers.base import Provider
 
 _ADAPTERS: dict[str, tuple[str, str]] = {
@@ -21,7 +22,20 @@ _ADAPTERS: dict[str, tuple[str, str]] = {
 
 def build_provider(name: str, config: EndpointConfig,
                    environ: Mapping[str, str] | None = None) -> Provider:
-    """Instantiate the adapter for ``config.kind``; the API key comes from the environment."""
+    """Instantiate the adapter for ``config.kind``; the API key comes from the environment.
+
+    An endpoint listing several ``base_urls`` gets a
+    :class:`~roundtable.providers.replicas.ReplicaSet` of one adapter per URL."""
+    members = replicas.member_configs(config)
+    if len(members) <= 1:
+        return _adapter(name, members[0] if members else config, environ)
+    return replicas.ReplicaSet(
+        name, [(str(m.base_url), _adapter(name, m, environ)) for m in members],
+        routing=config.routing, cooldown_s=replicas.cooldown_s(name, config))
+
+
+def _adapter(name: str, config: EndpointConfig,
+             environ: Mapping[str, str] | None) -> Provider:
     module_name, class_name = _ADAPTERS[config.kind]
     key = settings.api_key(name, config, environ)
     try:

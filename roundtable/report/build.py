@@ -18,12 +18,14 @@ from pathlib import Path
 import sqlalchemy
 from sqlmodel import Session, col, func, select
 
+from roundtable.analysis.attrition import attrition
 from roundtable.analysis.crash import CrashEvent, crash_events, summarise_crashes
 from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
 from roundtable.analysis.source import CodedMessage, CodeSource, coded_messages, resolve_source
 from roundtable.coding.reliability import AgreementReport
-from roundtable.errors import StoreError
+from roundtable.errors import ExportError, StoreError
 from roundtable.report import sections
+from roundtable.report.attrition_section import attrition_section
 from roundtable.report.html import GENERATOR, render_html, render_unfinished
 from roundtable.report.model import ReportHeader, Section
 from roundtable.report.sensitivity_section import sensitivity_report
@@ -75,9 +77,14 @@ def prepare_folder(folder: Path) -> None:
         for old in folder.iterdir():
             if old.is_file() and old.suffix in (".png", ".csv", ".html"):
                 old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    # marks the folder as a report's at once: if writing fails half-way, a rerun may reuse it
-    (folder / "index.html").write_text(render_unfinished(), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # marks the folder as a report's at once: if writing fails half-way, a rerun may
+        # reuse it
+        (folder / "index.html").write_text(render_unfinished(), encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"--out {folder}: cannot write there ({exc.strerror}); choose a "
+                          f"writable folder") from None
 
 
 def _series_order(engine: sqlalchemy.Engine, chosen: Sequence[str],
@@ -174,6 +181,8 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     crash = summarise_crashes(messages, events, source=source.label())
     out.append(sections.compensation_section(writer, crash, order))
     out.append(sensitivity_report(writer, engine, source, options.series))
+    step("attrition")
+    out.append(attrition_section(writer, attrition(engine, series=list(options.series) or None)))
 
     header = ReportHeader(
         title=options.title, database=database, source=source_text,

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
 import shutil
 import sqlite3
@@ -48,12 +49,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -62,6 +59,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, select
 
 from roundtable.errors import StoreError
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration check needs it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "alembic_config",
@@ -78,9 +79,13 @@ __all__ = [
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
+#: How long (ms) a SQLite connection waits for another process's write lock before the
+#: operation fails; ``ROUNDTABLE_SQLITE_BUSY_MS`` overrides it (tests lower it).
+BUSY_TIMEOUT_MS = 30000
+
 SQLITE_PRAGMAS: tuple[tuple[str, str], ...] = (
     # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
-    ("busy_timeout", "30000"),
+    ("busy_timeout", str(BUSY_TIMEOUT_MS)),
     ("journal_mode", "WAL"),
     ("synchronous", "NORMAL"),
     ("foreign_keys", "ON"),
@@ -107,11 +112,14 @@ def _shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _parse(url: str) -> URL:
+def _parse(url: str, origin: str | None = None) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"database URL '{_redact(url)}' cannot be parsed: {_URL_FIX}") from exc
+    except (ArgumentError, ValueError) as exc:
+        source = f" (from {origin})" if origin else ""
+        raise StoreError(
+            f"database URL '{_redact(url)}'{source} cannot be parsed: {_URL_FIX}"
+        ) from exc
     if parsed.drivername == "postgresql":
         # psycopg2 is not a dependency; psycopg (3) is.
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -135,10 +143,23 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
         for name, value in SQLITE_PRAGMAS:
             if name == "journal_mode":
                 _set_journal_mode(cursor, value)
+            elif name == "busy_timeout":
+                cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
             else:
                 cursor.execute(f"PRAGMA {name}={value}")
     finally:
         cursor.close()
+
+
+def _busy_timeout_ms() -> int:
+    raw = os.environ.get("ROUNDTABLE_SQLITE_BUSY_MS", "")
+    try:
+        return max(int(raw), 0) if raw else BUSY_TIMEOUT_MS
+    except ValueError:
+        raise StoreError(
+            f"ROUNDTABLE_SQLITE_BUSY_MS={raw!r} is not a whole number of milliseconds; "
+            f"unset it or set e.g. ROUNDTABLE_SQLITE_BUSY_MS=30000"
+        ) from None
 
 
 def _set_journal_mode(cursor: Any, mode: str, *, patience_s: float = 30.0) -> None:
@@ -149,6 +170,10 @@ def _set_journal_mode(cursor: Any, mode: str, *, patience_s: float = 30.0) -> No
     """
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).upper() == mode.upper():
         return
+    tables = {row[0] for row in cursor.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+    if tables and "alembic_version" not in tables:
+        return  # someone else's database: leave the file as it is; opening it is refused
     deadline = time.monotonic() + patience_s
     delay = 0.01
     while True:
@@ -172,10 +197,12 @@ def _on_sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, create: bool = True, origin: str | None = None) -> Engine:
     """A configured engine for ``url`` (pragmas, driver, parent directory) that does NOT
-    migrate. Most callers want :func:`open_engine`."""
-    parsed = _parse(url)
+    migrate. Most callers want :func:`open_engine`. With ``create=False`` a missing SQLite
+    file is a :class:`StoreError` and no directory is made; ``origin`` (e.g. ``"--db"``)
+    says where the URL came from in error messages."""
+    parsed = _parse(url, origin)
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StoreError(
@@ -184,6 +211,15 @@ def make_engine(url: str) -> Engine:
         )
     if backend == "sqlite":
         path = _sqlite_file(parsed)
+        if path is not None and path.is_dir():
+            raise StoreError(f"database path {path} is a folder; give a file path such as "
+                             f"{path / 'roundtable.db'}")
+        if path is not None and not create and not path.is_file():
+            check = f"from {origin}" if origin else "check the database URL"
+            raise StoreError(
+                f"no database at {path} ({check}); run a command that writes first, e.g. "
+                f"roundtable run PROTOCOL.toml --db {path}"
+            )
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +270,8 @@ def _source_migrations() -> Path:
 
 def alembic_config(script_location: Path | None = None) -> Config:
     """An Alembic :class:`~alembic.config.Config` built in code (no ``alembic.ini``)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location or _installed_migrations()))
     cfg.set_main_option("path_separator", "os")
@@ -242,6 +280,8 @@ def alembic_config(script_location: Path | None = None) -> Config:
 
 @functools.cache
 def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -267,11 +307,105 @@ def _check_known(revision: str | None, shown: str) -> None:
 
 
 def _read_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (a DBAPI or SQLAlchemy error) is SQLite's "database is locked"."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def lock_holders(path: Path) -> list[str]:
+    """``"pid N (command)"`` for every other process with ``path`` (or its WAL files) open,
+    found through ``/proc``; empty when that is not possible (not Linux, no permission)."""
+    try:
+        targets = {str(Path(path).resolve()) + suffix for suffix in ("", "-wal", "-shm")}
+        procs = list(Path("/proc").iterdir())
+    except OSError:
+        return []
+    holders = []
+    for proc in procs:
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            opened = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue
+        if opened & targets:
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                command_line = " ".join(" ".join(a.decode(errors="replace").split())
+                                        for a in argv if a)
+            except OSError:
+                command_line = "?"
+            holders.append(f"pid {proc.name} ({command_line[:80] or '?'})")
+    return holders
+
+
+def locked_error(url: str, origin: str | None = None) -> StoreError:
+    """The one-line error for a SQLite database another process keeps write-locked."""
+    try:
+        parsed = _parse(url, origin)
+    except StoreError as exc:
+        return exc
+    path = _sqlite_file(parsed)
+    where = str(path) if path is not None else _shown(parsed)
+    holders = lock_holders(path) if path is not None else []
+    who = ", ".join(holders[:3]) if holders else "another process"
+    return StoreError(
+        f"database {where} is locked by {who} (waited {_busy_timeout_ms()} ms for its "
+        f"write lock); wait for it to finish or stop it, then retry"
+    )
+
+
+def _empty_error(shown: str) -> StoreError:
+    return StoreError(f"database '{shown}' is empty (no roundtable schema); run a command that "
+                      f"writes first, e.g. roundtable run PROTOCOL.toml")
+
+
+_NOT_READ = "(unknown)"
+
+
+@functools.cache
+def _fast_head() -> str | None:
+    """The head revision read from the migration file names, so that opening a database
+    already at head never imports Alembic (~0.1-0.4 s of CPU). :func:`revision` names each
+    file after its revision id (``0006_run_leases.py`` is revision ``"0006"``), so the
+    highest number is the head; tests/test_startup.py checks that against Alembic's own
+    head. None (Alembic decides) when the directory cannot be read."""
+    try:
+        names = [p.name for p in (_installed_migrations() / "versions").iterdir()]
+    except (OSError, StoreError):
+        return None
+    numbers = [m.group(1) for n in names if (m := re.match(r"(\d+)_\w*\.py$", n))]
+    return max(numbers, key=int) if numbers else None
+
+
+def _read_revision_plain(conn: Connection) -> str | None:
+    """The single revision in ``alembic_version`` read with plain SQL (None: no table or
+    no row); :data:`_NOT_READ` for other dialects or branched histories, where Alembic
+    must look."""
+    if conn.dialect.name == "sqlite":
+        found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'alembic_version'").first()
+    elif conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+    else:
+        return _NOT_READ
+    if not found:
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    conn.rollback()
+    return str(rows[0][0]) if len(rows) == 1 else _NOT_READ if rows else None
 
 
 def _db_error(exc: DBAPIError, shown: str) -> StoreError:
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if is_locked(exc):
+        return locked_error(shown)
     return StoreError(
         f"database '{shown}' cannot be opened: {detail}; check that the URL is right, that the "
         f"server is running (PostgreSQL) and that the file is a roundtable database (SQLite)"
@@ -303,6 +437,8 @@ def _migrate(engine: Engine) -> tuple[str | None, str]:
                     if before is None:
                         _refuse_unversioned(conn, shown)
                     if before != head:
+                        from alembic import command
+
                         cfg = alembic_config()
                         cfg.attributes["connection"] = conn
                         command.upgrade(cfg, "head")
@@ -319,12 +455,19 @@ def _migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 def _refuse_unversioned(conn: Connection, shown: str) -> None:
-    ours = set(SQLModel.metadata.tables) & set(inspect(conn).get_table_names())
+    tables = set(inspect(conn).get_table_names()) - {"alembic_version"}  # empty after downgrade
+    ours = set(SQLModel.metadata.tables) & tables
     if ours:
         raise StoreError(
             f"database '{shown}' already has roundtable tables ({', '.join(sorted(ours))}) but "
             f"no alembic_version table, so its schema is unknown (it was probably made with "
             f"SQLModel.metadata.create_all): move it aside and let roundtable create a new one"
+        )
+    if tables:
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"database '{shown}' is not a roundtable database (it has other tables: {listed}); "
+            f"roundtable will not add its tables to it: give a new file or an empty database"
         )
 
 
@@ -340,19 +483,33 @@ def _check_foreign_keys(conn: Connection, shown: str) -> None:
 # --------------------------------------------------------------------------- public API
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str, *, create: bool = True, origin: str | None = None) -> Engine:
     """An engine for ``url`` whose database is at the Alembic head.
 
     Creates and migrates the database as needed; when it is already current this costs one
     ``SELECT``. Raises :class:`~roundtable.errors.StoreError` for a bad URL, an unreachable
     server, a file that is not a roundtable database, or a schema newer than this code.
+
+    ``create=False`` is for read-only use: a missing SQLite file, or a database with no
+    roundtable schema at all, is a :class:`StoreError` and nothing is created. ``origin``
+    (``"--db"``, ``"ROUNDTABLE_DB"``) names where the URL came from in error messages.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, create=create, origin=origin)
     shown = _shown(engine.url)
+    path = _sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+    if not create and path is not None and path.stat().st_size == 0:
+        engine.dispose()  # before connecting: a connection would write a header to the file
+        raise _empty_error(shown)
     try:
         try:
             with engine.connect() as conn:
+                head = _fast_head()
+                if head is not None and _read_revision_plain(conn) == head:
+                    return engine  # at head: no Alembic import, two SELECTs
                 current = _read_revision(conn)
+                if current is None and not create:
+                    _refuse_unversioned(conn, shown)
+                    raise _empty_error(shown)
         except DBAPIError as exc:
             raise _db_error(exc, shown) from exc
         _check_known(current, shown)
@@ -364,28 +521,31 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def upgrade(url: str) -> tuple[str | None, str]:
+def upgrade(url: str, *, origin: str | None = None) -> tuple[str | None, str]:
     """Migrate the database at ``url`` to head; returns (revision before, revision after).
     Backs ``roundtable db upgrade``."""
-    engine = make_engine(url)
+    engine = make_engine(url, origin=origin)
     try:
         return _migrate(engine)
     finally:
         engine.dispose()
 
 
-def current_revision(url: str) -> str | None:
-    """The schema revision of the database at ``url`` (None if blank or missing); never
-    migrates and never creates a SQLite file."""
-    parsed = _parse(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = _sqlite_file(parsed)
-        if path is not None and not path.exists():
-            return None
-    engine = make_engine(url)
+def current_revision(url: str, *, origin: str | None = None,
+                     missing_ok: bool = True) -> str | None:
+    """The schema revision of the database at ``url`` (None if blank, or missing when
+    ``missing_ok``); never migrates and never creates a SQLite file or its directory."""
+    parsed = _parse(url, origin)
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and missing_ok and not path.exists():
+        return None
+    if path is not None and path.is_file() and path.stat().st_size == 0:
+        return None  # blank; connecting would switch it to WAL, i.e. write to it
+    engine = make_engine(url, create=False, origin=origin)
     try:
         with engine.connect() as conn:
-            return _read_revision(conn)
+            plain = _read_revision_plain(conn)
+            return plain if plain != _NOT_READ else _read_revision(conn)
     except DBAPIError as exc:
         raise _db_error(exc, _shown(engine.url)) from exc
     finally:
@@ -458,6 +618,8 @@ def revision(message: str, *, autogenerate: bool = True) -> Path:
     With ``autogenerate`` the operations are the difference between a scratch database at head
     and the models; review the file before committing it.
     """
+    from alembic import command
+
     location = _source_migrations()
     if not (location / "env.py").is_file():
         raise StoreError(

@@ -12,7 +12,16 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from roundtable.errors import StoreError
-from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series
+from roundtable.store.tables import (
+    FAILURE_EVENT,
+    TRANSIENT_FAILURE_EVENT,
+    Event,
+    LlmCall,
+    Message,
+    Run,
+    Seat,
+    Series,
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,78 @@ class RunSummary:
     cost_usd: float = 0.0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    status_detail: str = ""
+    #: turns that failed and have no agent message: permanent ones plus outstanding ones
+    failed_turns: int = 0
+    #: transient failures not yet retried successfully (the next invocation retries them)
+    outstanding_turns: int = 0
 
     def as_json(self) -> dict[str, Any]:
         out = self.__dict__.copy()
         for k in ("started_at", "finished_at"):
             out[k] = out[k].isoformat() if out[k] else None
         return out
+
+
+@dataclass(frozen=True)
+class FailedTurn:
+    """A seat-round with no agent message because its call failed. ``transient`` turns are
+    retried by the next ``roundtable run``; permanent ones (the failure policy skipped them)
+    are not. ``attempts`` counts the invocations that tried the turn and failed."""
+
+    run_id: int
+    round: int
+    seat: str
+    kind: str
+    detail: str
+    transient: bool
+    attempts: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        """A plain dict for ``--json`` output."""
+        return dict(self.__dict__)
+
+
+_FAILURE_KINDS = (FAILURE_EVENT, TRANSIENT_FAILURE_EVENT)
+
+
+def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
+                 ) -> list[FailedTurn]:
+    """Every failed turn still missing from a run (all runs, or ``run_ids``), by run, round
+    and seat. A transient failure whose seat-round later got its agent message is not
+    listed."""
+    ev = Event.__table__.c  # type: ignore[attr-defined]
+    msg = Message.__table__.c  # type: ignore[attr-defined]
+    seat = Seat.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        q = sqlalchemy.select(ev.run_id, ev.round, ev.seat_id, ev.kind, ev.detail).where(
+            ev.kind.in_(_FAILURE_KINDS)).order_by(ev.id)
+        if run_ids is not None:
+            q = q.where(ev.run_id.in_(run_ids))
+        events = conn.execute(q).all()
+        runs = sorted({e[0] for e in events})
+        if not runs:
+            return []
+        spoken = {(r, rnd, sid) for r, rnd, sid in conn.execute(
+            sqlalchemy.select(msg.run_id, msg.round, msg.seat_id)
+            .where(msg.run_id.in_(runs), msg.kind == "agent"))}
+        names = {sid: name for sid, name in conn.execute(
+            sqlalchemy.select(seat.id, seat.display_name).where(seat.run_id.in_(runs)))}
+    turns: dict[tuple[int, int | None, int | None], FailedTurn] = {}
+    for run_id, rnd, seat_id, kind, detail in events:
+        key = (run_id, rnd, seat_id)
+        if key in spoken:
+            continue
+        transient = kind == TRANSIENT_FAILURE_EVENT
+        known = turns.get(key)
+        if known is not None and not known.transient:
+            continue  # a permanent failure settles the turn
+        turns[key] = FailedTurn(
+            run_id=run_id, round=-1 if rnd is None else rnd,
+            seat=names.get(seat_id, "?") if seat_id is not None else "-",
+            kind=detail.split(":", 1)[0], detail=detail, transient=transient,
+            attempts=(known.attempts + 1) if known is not None and transient else 1)
+    return sorted(turns.values(), key=lambda t: (t.run_id, t.round, t.seat))
 
 
 def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
@@ -77,6 +152,12 @@ def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
             select(LlmCall.run_id, func.sum(LlmCall.input_tokens),
                    func.sum(LlmCall.output_tokens), func.sum(LlmCall.cost_usd))
             .group_by(col(LlmCall.run_id))).all()}
+    failed: Counter[int] = Counter()
+    outstanding: Counter[int] = Counter()
+    for turn in failed_turns(engine, [i for i in run_ids if i is not None] if series else None):
+        failed[turn.run_id] += 1
+        if turn.transient:
+            outstanding[turn.run_id] += 1
     out = []
     index: Counter[str] = Counter()
     for run, name in rows:
@@ -93,6 +174,8 @@ def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
             source_ref=run.source_ref, conditions=dict(run.conditions or {}),
             input_tokens=int(i), output_tokens=int(o), cost_usd=float(c),
             started_at=run.started_at, finished_at=run.finished_at,
+            status_detail=run.status_detail, failed_turns=failed[run.id],
+            outstanding_turns=outstanding[run.id],
         ))
     return out
 
@@ -111,10 +194,30 @@ class TranscriptLine:
 
 @dataclass(frozen=True)
 class Transcript:
+    """A run's summary, seats, lines in transcript order and fault events."""
+
     summary: RunSummary
     seats: list[Seat]
     lines: list[TranscriptLine]
     events: list[Event]
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: ``run`` (as in ``runs --json``), ``seats``, ``lines``,
+        ``events``; ``roundtable show --json`` prints exactly this."""
+        return {
+            "run": self.summary.as_json(),
+            "seats": [{"position": seat.position, "display_name": seat.display_name,
+                       "label": seat.label, "endpoint": seat.endpoint, "model": seat.model,
+                       "system_prompt": seat.system_prompt} for seat in self.seats],
+            "lines": [{"round": ln.round, "turn": ln.turn, "kind": ln.kind,
+                       "display_name": ln.display_name, "true_label": ln.true_label,
+                       "text": ln.text, "reasoning": ln.reasoning, "visible": ln.visible}
+                      for ln in self.lines],
+            "events": [{"round": ev.round, "origin": ev.origin, "kind": ev.kind,
+                        "detail": ev.detail,
+                        "created_at": ev.created_at.isoformat() if ev.created_at else None}
+                       for ev in self.events],
+        }
 
 
 def resolve_run(engine: sqlalchemy.Engine, ref: str) -> RunSummary:

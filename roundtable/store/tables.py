@@ -13,10 +13,18 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# re-exported: the vocabulary of these tables lives in a module the CLI can import cheaply
+from roundtable.store.vocab import FAILURE_EVENT as FAILURE_EVENT
+from roundtable.store.vocab import FINAL_RUN_STATUSES as FINAL_RUN_STATUSES
+from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT as TRANSIENT_FAILURE_EVENT
+from roundtable.store.vocab import RunStatus as RunStatus
+
 
 def utcnow() -> datetime:
     # Aware: sqlmodel>=0.0.50 maps datetime to UTCDateTime, which rejects naive values.
     return datetime.now(UTC)
+
+
 
 
 class Series(SQLModel, table=True):
@@ -49,8 +57,12 @@ class Run(SQLModel, table=True):
     deterministic: bool = True
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     spec_hash: str = ""
-    status: str = Field(default="pending", index=True)  # pending|running|completed|failed|stopped
+    status: str = Field(default="pending", index=True)  # a RunStatus value
     status_detail: str = ""
+    # the worker holding the run ("host:pid:random") until lease_expires_at, in seconds
+    # since the epoch on the *database* clock (so workers on several machines agree)
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
     source_ref: str | None = None  # e.g. "A-run07" for imported runs
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -136,7 +148,9 @@ class Event(SQLModel, table=True):
     slot: str
     round: int | None = None
     origin: str  # injected | natural | control
-    kind: str  # crash | failure | seat_dropped | run_aborted | budget_stop
+    # crash | failure (permanent, not retried) | transient_failure (retried by the next
+    # invocation while no agent message fills its seat-round) | seat_dropped | run_aborted
+    kind: str
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 

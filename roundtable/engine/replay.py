@@ -1,0 +1,140 @@
+"""What a seat saw: the prompt of one stored turn, rebuilt with the engine's own rendering.
+
+:func:`prompt_for` rebuilds the request a seat was sent for one of its messages exactly as
+:meth:`roundtable.engine.discussion.Discussion.request_for` built it (same
+:func:`~roundtable.engine.transcript.visible_for` and
+:func:`~roundtable.engine.transcript.render`, same seed derivation) from what the run stored,
+then checks it against the stored call's ``request_hash``
+(:meth:`~roundtable.providers.base.CompletionRequest.digest`). A match proves the page shows
+the very prompt that was sent. It cannot match for staggered turns (a seat saw whatever was
+stored when its call started, which the database does not record to the millisecond) nor for
+imported runs (no call was made by roundtable): the prompt is then the best reconstruction
+and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from roundtable import conditions
+from roundtable.engine import persist
+from roundtable.engine.transcript import Entry, EntryKind, TurnScheme, render, visible_for
+from roundtable.errors import StoreError
+from roundtable.protocol import RunSpec
+from roundtable.providers.base import ChatMessage, CompletionRequest
+from roundtable.store.tables import LlmCall, Message, Run, Seat
+
+__all__ = ["ReplayedPrompt", "prompt_for"]
+
+_KINDS: dict[str, EntryKind] = {"agent": "agent", "error": "error", "system": "system"}
+_SCHEMES: dict[str, TurnScheme] = {"simultaneous": "simultaneous", "sequential": "sequential",
+                                   "staggered": "staggered"}
+
+
+@dataclass(frozen=True)
+class ReplayedPrompt:
+    """The prompt of one turn. ``verified`` is True when its digest equals the stored call's
+    ``request_hash``; ``reason`` says why it could not be verified otherwise."""
+
+    message_id: int
+    run_id: int
+    round: int
+    position: int
+    display_name: str
+    messages: tuple[ChatMessage, ...]
+    request: CompletionRequest | None
+    stored_hash: str | None
+    verified: bool
+    reason: str = ""
+
+
+def _spec(run: Any) -> RunSpec | None:
+    if not run.spec or run.source_ref is not None:
+        return None
+    try:
+        return RunSpec.model_validate(run.spec)
+    except ValidationError:
+        return None
+
+
+def _row(conn: sa.Connection, table: Any, pk: int) -> Any:
+    return conn.execute(sa.select(table).where(table.c.id == pk)).first()
+
+
+def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
+    """The prompt the seat of agent message ``message_id`` was sent for that turn.
+
+    Raises :class:`StoreError` when the message does not exist or is not a seat's reply.
+    """
+    m_t = Message.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        msg = _row(conn, m_t, message_id)
+        if msg is None:
+            raise StoreError(f"no message with id {message_id}")
+        if msg.kind != "agent" or msg.seat_id is None:
+            raise StoreError(f"message {message_id} is a {msg.kind} line, not a seat's reply: "
+                             f"only replies have a prompt")
+        run_row = _row(conn, Run.__table__, msg.run_id)  # type: ignore[attr-defined]
+        seat = _row(conn, Seat.__table__, msg.seat_id)  # type: ignore[attr-defined]
+        seats = conn.execute(sa.select(Seat.__table__)  # type: ignore[attr-defined]
+                             .where(Seat.__table__.c.run_id == msg.run_id)).all()  # type: ignore[attr-defined]
+        brief = conn.execute(sa.select(m_t.c.text).where(
+            m_t.c.run_id == msg.run_id, m_t.c.kind == "brief")).scalar()
+        call = None if msg.llm_call_id is None else \
+            _row(conn, LlmCall.__table__, msg.llm_call_id)  # type: ignore[attr-defined]
+    run = run_row
+    stored = persist.load_run(engine, int(run.id))
+    entries = [Entry(round=m.round, turn=m.turn, position=m.position, kind=_KINDS[m.kind],
+                     text=m.text, visible=m.visible)
+               for m in stored.messages if m.kind in _KINDS]
+    spec = _spec(run)
+    names = {s.position: s.display_name for s in seats}
+    scheme = _SCHEMES.get(spec.turns.scheme if spec else run.turn_scheme, "simultaneous")
+    # staggered: ``turn`` is the arrival order, so "what arrived before this reply" is the
+    # best reconstruction of what was stored when the call started
+    view = visible_for(entries, scheme="sequential" if scheme == "staggered" else scheme,
+                       round_index=msg.round, turn=msg.turn)
+    if spec is None:
+        from roundtable.analysis.source import is_isolation
+
+        messages = render(position=seat.position, system_prompt=seat.system_prompt,
+                          brief=brief or "", entries=view, names=names,
+                          isolation=is_isolation(dict(run.conditions or {}),
+                                                 dict(run.spec or {})))
+        return ReplayedPrompt(
+            message_id=message_id, run_id=msg.run_id, round=msg.round, position=seat.position,
+            display_name=seat.display_name, messages=messages, request=None,
+            stored_hash=None if call is None else call.request_hash, verified=False,
+            reason="imported run: roundtable made no call for it, so the prompt is a "
+                   "reconstruction with the default peer format")
+    spec_seat = spec.seats[seat.position]
+    messages = render(position=seat.position, system_prompt=spec_seat.system_prompt,
+                      brief=spec.brief, entries=view, names=names,
+                      peer_format=spec.turns.peer_format, isolation=spec.isolation)
+    seed = None if spec.sampling.seed is None else \
+        conditions.derive_seed(spec.sampling.seed, spec.seed, msg.round, seat.position)
+    request = CompletionRequest(
+        model=spec_seat.model, messages=messages, max_tokens=spec.sampling.max_tokens,
+        temperature=spec.sampling.temperature, timeout_s=spec.sampling.timeout_s, seed=seed,
+        metadata={"run": spec.key, "seat": spec_seat.display_name, "round": str(msg.round)})
+    stored_hash = None if call is None else str(call.request_hash)
+    # the client drops the temperature for endpoints that refuse one, before hashing
+    candidates = {request.digest(), replace(request, temperature=None).digest()}
+    verified = stored_hash is not None and stored_hash in candidates
+    reason = ""
+    if not verified:
+        if stored_hash is None:
+            reason = "no stored call is linked to this message"
+        elif scheme == "staggered":
+            reason = ("staggered turns: the seat saw whatever was stored when its call "
+                      "started, which is not recorded exactly")
+        else:
+            reason = "the rebuilt prompt differs from the stored call's request hash"
+    return ReplayedPrompt(
+        message_id=message_id, run_id=msg.run_id, round=msg.round, position=seat.position,
+        display_name=seat.display_name, messages=messages, request=request,
+        stored_hash=stored_hash, verified=verified, reason=reason)

@@ -1,0 +1,145 @@
+"""Endpoint ``options`` described per adapter kind and checked before anything is stored.
+
+Each adapter reads its own options when it is built, which is after a series has been
+registered; :func:`validate_options` checks the same options up front (names, types and
+allowed values) so ``roundtable run`` and ``roundtable judge`` fail on a typo before any
+row is written. The models mirror the options documented in the adapter modules
+(:mod:`roundtable.providers.openai`, ``anthropic``, ``google``, ``local``, ``scripted``,
+``batch_scripted``) plus the batch options every kind shares (:mod:`roundtable.providers.
+batch`). An option added to an adapter needs a field here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from roundtable.errors import ConfigError
+
+__all__ = ["OPTION_MODELS", "known_options", "validate_options"]
+
+_Int = Annotated[int, Strict()]
+_Float = Annotated[float, Strict()]
+_Bool = Annotated[bool, Strict()]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch: _Bool | None = None
+    batch_discount: _Float | None = Field(default=None, ge=0, le=1)
+
+
+class OpenAIOptions(_Options):
+    """Options of ``kind = "openai"`` endpoints."""
+
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    strict_schema: _Bool = True
+    schema_format: Literal["json_schema", "json_object"] = "json_schema"
+    extra_body: dict[str, Any] | None = None
+
+
+class AnthropicOptions(_Options):
+    """Options of ``kind = "anthropic"`` endpoints."""
+
+    prompt_cache: _Bool = True
+    structured_output: Literal["output_format", "tool"] = "output_format"
+
+
+class GoogleOptions(_Options):
+    """Options of ``kind = "google"`` endpoints."""
+
+    include_thoughts: _Bool = False
+    api_version: str | None = None
+
+
+class LocalOptions(_Options):
+    """Options of ``kind = "local"`` endpoints (llama.cpp in process)."""
+
+    model_path: str | None = None
+    models: dict[str, str] = Field(default_factory=dict)
+    n_ctx: _Int = Field(default=8192, ge=16)
+    n_threads: _Int | None = Field(default=None, ge=1)
+    repeat_penalty: _Float | None = None
+    top_p: _Float | None = None
+    top_k: _Int | None = None
+    min_p: _Float | None = None
+    presence_penalty: _Float | None = None
+    frequency_penalty: _Float | None = None
+
+
+class ScriptedFailureOption(BaseModel):
+    """One entry of a scripted endpoint's ``fail`` list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error: Literal["rate_limit", "server", "timeout", "model_not_found", "bad_request",
+                   "auth", "malformed"]
+    model: str | None = None
+    seat: str | None = None
+    round: _Int | None = None
+    call_index: _Int | None = None
+    times: _Int | None = Field(default=None, ge=0)
+    retry_after: _Float | None = Field(default=None, ge=0)
+    message: str | None = None
+
+
+class ScriptedOptions(_Options):
+    """Options of ``kind = "scripted"`` endpoints, including the scripted batch ones."""
+
+    latency_ms: _Float = Field(default=0, ge=0)
+    replies: dict[str, list[str]] = Field(default_factory=dict)
+    reasoning: _Bool = False
+    fail: list[ScriptedFailureOption] = Field(default_factory=list)
+    batch_polls: _Int = Field(default=0, ge=0)
+    batch_outcome: Literal["completed", "failed", "expired", "cancelled"] = "completed"
+    batch_drop: list[str] = Field(default_factory=list)
+    batch_dir: str | None = None
+
+
+#: The options model of each endpoint kind.
+OPTION_MODELS: dict[str, type[_Options]] = {
+    "openai": OpenAIOptions,
+    "anthropic": AnthropicOptions,
+    "google": GoogleOptions,
+    "local": LocalOptions,
+    "scripted": ScriptedOptions,
+}
+
+
+def known_options(kind: str) -> list[str]:
+    """The option names endpoints of ``kind`` understand, sorted."""
+    model = OPTION_MODELS.get(kind)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def validate_options(kind: str, options: Mapping[str, Any], *, where: str) -> None:
+    """Check an endpoint's ``options`` for its ``kind``; one :class:`ConfigError` naming
+    ``where`` (e.g. ``"protocol.toml: endpoint 'box'"``), the option and the fix.
+    Unknown names are errors listing the known ones."""
+    model = OPTION_MODELS.get(kind)
+    if model is None:
+        return  # the kind itself is checked by EndpointConfig
+    try:
+        model.model_validate(dict(options))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        name = str(first["loc"][0]) if first["loc"] else ""
+        if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+            raise ConfigError(
+                f"{where}: unknown option '{name}' for a {kind} endpoint; known options: "
+                f"{', '.join(known_options(kind))}"
+            ) from None
+        got = first.get("input")
+        if isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
+            msg = f"expected a number, not {str(got).lower()}"
+        else:
+            msg = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                msg = "unknown field"
+            elif got is not None and not isinstance(got, dict | list):
+                msg += f" (got {got!r})"
+        raise ConfigError(f"{where}: options.{loc}: {msg}") from None

@@ -1,0 +1,250 @@
+"""A lean HTTP/1.1 keep-alive transport for the provider SDKs' httpx clients.
+
+The SDKs (openai, anthropic, google-genai) send every request through an httpx client
+whose default transport is httpcore + h11 + anyio. On the discussion workload that stack
+was the largest remaining client-side cost per call: its connection pool re-checks every
+idle connection (a ``poll`` and an anyio attribute lookup each) whenever a request starts
+or ends, so the cost grows with the number of connections, i.e. with ``--concurrency``.
+
+:class:`LeanTransport` keeps the SDK in charge of everything above the socket (auth,
+headers, JSON, retries metadata, error classes, response types); it only moves bytes, on
+asyncio streams, with a plain per-origin stack of idle connections. It speaks HTTP/1.1
+with ``content-length`` or chunked bodies (content encodings are decoded by httpx, as
+before) over TCP or TLS, and raises httpx's own exception classes, so the SDKs map
+failures exactly as with their default transport. :func:`lean_transport` decides where it
+is used (plain-http endpoints by default; see there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections import deque
+
+import httpx2
+
+#: idle connections older than this are closed rather than reused (httpx's default)
+KEEPALIVE_EXPIRY_S = 5.0
+#: idle connections kept per origin; more are closed when returned
+MAX_IDLE_PER_ORIGIN = 1024
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+               "all_proxy")
+_MAX_HEAD = 64 * 1024
+
+
+def lean_transport(base_url: str | None) -> LeanTransport | None:
+    """A new :class:`LeanTransport` for an endpoint at ``base_url``, or None where the SDK's
+    default must be used.
+
+    By default the lean transport serves plain ``http://`` endpoints only: self-hosted
+    servers (vLLM, llama.cpp, a fake server), where throughput is what matters. ``https://``
+    endpoints (the cloud APIs, where network latency dwarfs this cost) keep the SDK's own
+    transport and with it the standard TLS set-up (certificate stores, ``SSL_CERT_FILE``).
+    ``ROUNDTABLE_HTTP_TRANSPORT=lean`` uses it everywhere, ``=httpx`` nowhere; a proxy in
+    the environment always means the SDK's default.
+    """
+    choice = os.environ.get("ROUNDTABLE_HTTP_TRANSPORT", "").lower()
+    if choice == "httpx" or any(os.environ.get(name) for name in _PROXY_VARS):
+        return None
+    if choice != "lean" and not (base_url or "").lower().startswith("http://"):
+        return None
+    return LeanTransport()
+
+
+class _Connection:
+    __slots__ = ("reader", "writer", "idle_since")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
+
+    def usable(self, now: float) -> bool:
+        return (now - self.idle_since < KEEPALIVE_EXPIRY_S and not self.reader.at_eof()
+                and not self.writer.is_closing())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class LeanTransport(httpx2.AsyncBaseTransport):
+    """HTTP/1.1 over asyncio streams with keep-alive; see the module docstring."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context()
+        return self._ssl
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` on an idle or new connection and read the whole response."""
+        url = request.url
+        tls = url.scheme == "https"
+        origin = (url.scheme, url.host, url.port or (443 if tls else 80))
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        body = await request.aread()
+        target = url.raw_path.decode("ascii")
+        lines = [f"{request.method} {target} HTTP/1.1".encode()]
+        # The body is sent whole, so a streamed (chunked) request gets a content-length.
+        sized = False
+        for name, value in request.headers.raw:
+            lowered = name.lower()
+            if lowered == b"transfer-encoding":
+                continue
+            sized = sized or lowered == b"content-length"
+            lines.append(b"%s: %s" % (name, value))
+        if not sized and (body or request.method in ("POST", "PUT", "PATCH")):
+            lines.append(b"Content-Length: %d" % len(body))
+        payload = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        while True:
+            conn, reused = self._checkout(origin), True
+            if conn is None:
+                conn, reused = await self._connect(origin, tls, timeouts.get("connect")), False
+            try:
+                status, reason, headers, content, keep = await self._exchange(
+                    conn, payload, request.method, timeouts)
+            except _StaleConnection:
+                conn.close()
+                if reused:
+                    continue  # the server closed an idle connection: retry on a new one
+                raise httpx2.RemoteProtocolError(
+                    "server disconnected without sending a response", request=request
+                ) from None
+            except BaseException:
+                conn.close()
+                raise
+            break
+        if keep:
+            self._checkin(origin, conn)
+        else:
+            conn.close()
+        return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content),
+                               request=request,
+                               extensions={"http_version": b"HTTP/1.1",
+                                           "reason_phrase": reason})
+
+    def _checkout(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.usable(now):
+                return conn
+            conn.close()
+        return None
+
+    def _checkin(self, origin: tuple[str, str, int], conn: _Connection) -> None:
+        idle = self._idle.setdefault(origin, deque())
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    async def _connect(self, origin: tuple[str, str, int], tls: bool,
+                       timeout: float | None) -> _Connection:
+        _, host, port = origin
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=self._ssl_context() if tls else None,
+                    limit=_MAX_HEAD)
+        except TimeoutError:
+            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx2.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        return _Connection(reader, writer)
+
+    async def _exchange(self, conn: _Connection, payload: bytes, method: str,
+                        timeouts: dict[str, float | None]
+                        ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
+        try:
+            conn.writer.write(payload)
+            async with asyncio.timeout(timeouts.get("write")):
+                await conn.writer.drain()
+        except TimeoutError:
+            raise httpx2.WriteTimeout("sending the request timed out") from None
+        except OSError:
+            raise _StaleConnection from None
+        try:
+            async with asyncio.timeout(timeouts.get("read")):
+                return await self._read_response(conn.reader, method)
+        except TimeoutError:
+            raise httpx2.ReadTimeout("no response within the read timeout") from None
+        except asyncio.LimitOverrunError:
+            raise httpx2.RemoteProtocolError("response head too large") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise httpx2.ReadError(f"connection broken while reading: {exc!r}") from None
+
+    async def _read_response(self, reader: asyncio.StreamReader, method: str
+                             ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial:
+                    raise _StaleConnection from None
+                raise
+            status_line, *header_lines = head[:-4].split(b"\r\n")
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+                raise httpx2.RemoteProtocolError(f"malformed status line {status_line[:80]!r}")
+            status = int(parts[1])
+            if not 100 <= status < 200 or status == 101:
+                break  # 1xx interim responses (100 Continue) are skipped
+        headers: list[tuple[bytes, bytes]] = []
+        length: int | None = None
+        chunked = False
+        keep = parts[0] == b"HTTP/1.1"
+        for line in header_lines:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise httpx2.RemoteProtocolError(f"malformed header line {line[:80]!r}")
+            name, value = name.strip(), value.strip()
+            headers.append((name, value))
+            lowered = name.lower()
+            if lowered == b"content-length":
+                length = int(value)
+            elif lowered == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif lowered == b"connection":
+                keep = b"close" not in value.lower() if keep else b"keep-alive" in value.lower()
+        if method == "HEAD" or status in (204, 304):
+            content = b""
+        elif chunked:
+            content = await _read_chunked(reader)
+        elif length is not None:
+            content = await reader.readexactly(length)
+        else:
+            content, keep = await reader.read(), False
+        reason = parts[2] if len(parts) > 2 else b""
+        return status, reason, headers, content, keep
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+        self._idle.clear()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers
+            return b"".join(chunks)
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+class _StaleConnection(Exception):
+    """The connection was closed before any byte of the response arrived."""
