@@ -13,6 +13,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 import roundtable.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from roundtable.store.sqlobjects import include_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -34,6 +35,7 @@ _OPTIONS: dict[str, Any] = {
     "render_as_batch": True,  # SQLite cannot ALTER most things; batch mode copies the table
     "compare_type": True,
     "render_item": render_item,
+    "include_object": include_object,  # views and FTS objects live outside the models
 }
 
 

@@ -25,6 +25,7 @@ from sqlmodel import SQLModel
 
 import roundtable.store.tables  # noqa: F401  (registers the tables)
 from roundtable.store import db
+from roundtable.store.sqlobjects import include_object
 
 PG_URL = os.environ.get("ROUNDTABLE_TEST_PG_URL")
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _diffs(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                     "include_object": include_object})
         return list(compare_metadata(ctx, SQLModel.metadata))
 
 

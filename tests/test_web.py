@@ -50,11 +50,11 @@ def test_runs_page_lists_and_filters(client: TestClient, web: WebDb) -> None:
     assert page.status_code == 200
     assert f'href="http://127.0.0.1/runs/{web.run_id}"' in page.text
     assert "1 failure, <span title=\"injected crashes\">1 crash" in page.text
-    assert "completed" in page.text
+    assert "incomplete" in page.text
     assert "1 of 1 runs shown" in page.text
     assert "No run matches" in client.get("/runs?status=failed").text
     assert "No run matches" in client.get("/runs?cell=other").text
-    assert "1 of 1 runs shown" in client.get("/runs?series=demo&cell=base&status=completed").text
+    assert "1 of 1 runs shown" in client.get("/runs?series=demo&cell=base&status=incomplete").text
     rows = client.get("/api/runs?series=demo").json()
     assert [(r["id"], r["failures"], r["crashes"]) for r in rows] == [(web.run_id, 1, 1)]
     assert client.get("/", follow_redirects=False).status_code == 303
@@ -209,7 +209,7 @@ def test_event_stream_sends_new_lines_progress_and_done(client: TestClient,
     assert sent and min(sent) > after  # type: ignore[type-var]
     assert set(web.agent_ids) - {m for m in web.agent_ids if m <= after} <= set(sent)
     progress = next(d for k, d in events if k == "progress")
-    assert progress["status"] == "completed" and progress["resolved"] == 9
+    assert progress["status"] == "incomplete" and progress["resolved"] == 9
 
 
 # --------------------------------------------------------------------------- review

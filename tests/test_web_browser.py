@@ -74,9 +74,9 @@ def test_runs_list_filters_by_status(page: Any, server: ServerHandle, web: WebDb
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**status=failed**")
     assert page.locator("table.runs tbody tr[data-run]").count() == 0
-    page.select_option("select[name=status]", "completed")
+    page.select_option("select[name=status]", "incomplete")
     page.get_by_role("button", name="Filter").click()
-    page.wait_for_url("**status=completed**")
+    page.wait_for_url("**status=incomplete**")
     page.locator(f"tr[data-run='{web.run_id}'] a").first.click()
     page.wait_for_url(f"**/runs/{web.run_id}")
 

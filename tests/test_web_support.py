@@ -36,14 +36,15 @@ class WebDb:
 
 def build_db(path: Path | str) -> WebDb:
     """Series ``demo``: 3 rounds x 3 scripted seats, seat 3 crashes (injected) at round 2,
-    m1 fails naturally at round 1 (errors shown), max_tokens 8 so replies look truncated;
-    judges gemini and sonnet disagree on ``lead`` for even message ids; an intersection
-    adjudication; sample ``S`` of 4 items. ``path`` is a SQLite file or a database URL."""
+    m1 fails naturally (permanently: bad request) at round 1 (errors shown), so the run
+    ends incomplete; max_tokens 8 so replies look truncated; judges gemini and sonnet
+    disagree on ``lead`` for even message ids; an intersection adjudication; sample ``S``
+    of 4 items. ``path`` is a SQLite file or a database URL."""
     url = path if isinstance(path, str) else f"sqlite:///{path}"
     engine = make_engine(path) if isinstance(path, Path) else open_engine(url)
     protocol, text = make_protocol(
         series="demo", rounds=3, seats=3, sampling={"max_tokens": 8},
-        failures={"show_errors": True}, fail=[{"model": "m1", "round": 1, "error": "server"}],
+        failures={"show_errors": True}, fail=[{"model": "m1", "round": 1, "error": "bad_request"}],
         faults=[{"seat": 3, "round": 2, "mode": "error"}])
     # on its own thread: Playwright's sync API keeps an event loop running on this one
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -66,5 +67,5 @@ def pending_run(engine: sa.Engine, series: str = "live") -> persist.RunHandle:
     """A registered, not yet started run of a 2-round, 2-seat scripted series (to be played
     by hand with :class:`roundtable.engine.persist.TurnWriter`)."""
     protocol, text = make_protocol(series=series, rounds=2, seats=2)
-    series_id = persist.register_series(engine, protocol, text)
+    series_id = persist.register_series(engine, protocol, text).series_id
     return persist.ensure_runs(engine, series_id, expand(protocol))[0]

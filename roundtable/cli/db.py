@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_origin, db_url, handles_errors
 from roundtable.cli.jsonout import JsonFlag, echo_json
+from roundtable.errors import ExportError
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -39,3 +44,61 @@ def current(db: DbOption = None, as_json: JsonFlag = False) -> None:
         echo_json({"revision": revision})
         return
     ui.say(str(revision or "empty (no schema yet)"))
+
+
+@app.command("metadata")
+@handles_errors
+def metadata(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="File to write (e.g. metadata.json).", show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Database name as datasette shows it. Default: the SQLite file's "
+        "stem (roundtable.db -> roundtable).", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a datasette metadata file: table, view and column descriptions, and full-text
+    search on message text.
+
+    Example: roundtable db metadata --out metadata.json
+
+    then: datasette roundtable.db -m metadata.json
+    """
+    from sqlalchemy import make_url
+
+    from roundtable.store.datasette import datasette_metadata
+
+    url = make_url(db_url(db))
+    database = name or (Path(url.database).stem if url.get_backend_name() == "sqlite"
+                        and url.database else "roundtable")
+    try:
+        out.write_text(json.dumps(datasette_metadata(database), indent=2) + "\n",
+                       encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the metadata file ({exc.strerror}); choose "
+                          f"a writable --out") from None
+    ui.say(f"Wrote {out} for database {database!r}. Browse it with:\n"
+           f"  pip install datasette\n  datasette {url.database or 'roundtable.db'} -m {out}")
+
+
+@app.command("derive")
+@handles_errors
+def derive(
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", "-s", help="Only this series (repeatable, or comma-separated). Default: "
+        "all.", show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Store the derived codes (xref: the message names another agent) for every agent
+    message not coded yet; safe to rerun.
+
+    Example: roundtable db derive --series A
+    """
+    from roundtable.cli.common import open_db
+    from roundtable.coding.derived import XREF_RATER, store_xref_codes
+
+    names = [v.strip() for item in series or [] for v in item.split(",") if v.strip()]
+    with open_db(db) as engine:
+        summary = store_xref_codes(engine, series=names)
+    ui.say(f"{XREF_RATER}: {summary.coded:,} agent messages newly coded, "
+           f"{summary.named_a_peer:,} of them name another agent (rater '{XREF_RATER}', "
+           f"kind derived; see codes_v).")

@@ -216,3 +216,52 @@ def warroom(
                f"--db OTHER.db")
     else:
         ui.warn("no runs to export")
+
+
+@app.command("warroom-coded")
+@handles_errors
+def warroom_coded(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder to write coded_v4_agreed.csv and coded_v4_<judge>.csv "
+        "into (created if missing).", show_default=False)],
+    judges: Annotated[str | None, typer.Option(
+        "--judges", help="Comma-separated raters, one file each; NAME=RATER writes rater "
+        "RATER as coded_v4_NAME.csv (e.g. gemini,sonnet=claude). Default: the raters of "
+        "the latest adjudication.", show_default=False)] = None,
+    rule: Annotated[str | None, typer.Option(
+        "--rule", help="intersection, union or majority, for coded_v4_agreed.csv. "
+        "Default: intersection (or the latest adjudication's rule).",
+        show_default=False)] = None,
+    series: SeriesOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write coded messages in the War Room study's layout (coded_v4_*.csv), which its
+    generate_figures.py reads unmodified.
+
+    Example: roundtable export warroom-coded --out data --judges gemini,sonnet
+    """
+    from roundtable.io.export_warroom_coded import export_warroom_coded, parse_judges
+
+    with open_db(db) as engine:
+        summary = export_warroom_coded(
+            engine, out, judges=parse_judges(judges) if judges is not None else None,
+            rule=rule, series=_names(series))
+    names = ", ".join(f"{j.filename} ({j.rater})" if j.rater != j.name else j.filename
+                      for j in summary.judges)
+    ui.plain(f"Wrote {summary.rows:,} messages into {summary.out} in "
+             f"{summary.seconds:.1f}s:")
+    raters = ", ".join(j.rater for j in summary.judges)
+    ui.plain(f"  coded_v4_agreed.csv  {summary.rule} of {raters}")
+    ui.plain(f"  judges               {names}")
+    by_series = ", ".join(f"{s} {n:,}" for s, n in sorted(summary.series.items()))
+    ui.plain(f"  series               {by_series or 'none'}")
+    ui.plain(f"  has_xref             {summary.xref_coded:,} messages newly coded by xref")
+    for rater, flags in summary.missing_flags.items():
+        ui.warn(f"rater {rater!r} has no codes for {', '.join(flags)}: those columns are "
+                f"empty in its file and in coded_v4_agreed.csv")
+    if summary.rows == 0:
+        ui.warn("no agent message is coded validly by every judge: the files have headers "
+                "only")
+    else:
+        ui.say(f"\nRun the study's script on them with:\n  python generate_figures.py "
+               f"--data-dir {summary.out}")

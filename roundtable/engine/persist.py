@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
+from roundtable.coding.lang import detect_lang
 from roundtable.engine import lease
 from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError, StoreError
@@ -403,6 +404,7 @@ class TurnWriter:
                     "seat_id": None if msg.position is None else self.seat_ids.get(msg.position),
                     "slot": msg.slot, "round": msg.round, "turn": msg.turn, "kind": msg.kind,
                     "text": msg.text, "raw_text": msg.raw_text, "reasoning": msg.reasoning,
+                    "lang": detect_lang(msg.text) if msg.kind == "agent" else None,
                     "visible": msg.visible, "llm_call_id": call_id if i == 0 else None,
                     "created_at": now,
                 })

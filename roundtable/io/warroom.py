@@ -50,6 +50,7 @@ from sqlalchemy import Engine, insert
 from sqlmodel import Session, select
 
 from roundtable import tomlfile
+from roundtable.coding.lang import detect_lang
 from roundtable.errors import ImportDataError, SeriesConflictError
 from roundtable.protocol import protocol_hash
 from roundtable.store.tables import Event, Message, Run, Seat, Series, utcnow
@@ -60,6 +61,7 @@ __all__ = [
     "default_protocols_dir",
     "import_warroom",
     "is_failure_text",
+    "message_lang",
     "reference_run_id",
     "render_reference_prompt",
 ]
@@ -177,6 +179,15 @@ def reference_run_id(series: str, file_number: str, data: Mapping[str, Any]) -> 
     return f"{stamp[:10]}-{stamp[11:13]}h{stamp[14:16]}-S{series}-run{run_no}"
 
 
+def message_lang(recorded: object, text: str) -> str | None:
+    """The tool's ``language_detected`` when it names a language (``"fr"``, ``"en"``),
+    else :func:`~roundtable.coding.lang.detect_lang` of the text (the tool writes
+    ``"unknown"`` for about a third of the replies, French and English alike)."""
+    if isinstance(recorded, str) and re.fullmatch(r"[a-z]{2}", recorded):
+        return recorded
+    return detect_lang(text)
+
+
 def default_protocols_dir() -> Path:
     """``protocols/warroom`` of the source checkout this package lives in."""
     return Path(__file__).resolve().parents[2] / "protocols" / "warroom"
@@ -238,6 +249,7 @@ class _MsgRow:
     visible: bool
     ref_position: int | None = None
     source_key: str | None = None
+    lang: str | None = None
 
 
 @dataclass
@@ -391,9 +403,10 @@ def _parse_messages(
         sender = doc.get(m, "sender", str, where)
         if sender == "user":
             briefs += 1
+            text = doc.get(m, "text", str, where)
             out.append(_MsgRow(
                 slot="brief" if briefs == 1 else f"user/{turn:04d}", round=-1, turn=turn,
-                kind="brief", text=doc.get(m, "text", str, where), visible=True,
+                kind="brief", text=text, visible=True, lang=detect_lang(text),
             ))
             continue
         if sender == "system":
@@ -435,6 +448,7 @@ def _parse_messages(
         out.append(_MsgRow(
             slot=slot, round=rnd, turn=turn, kind=kind, text=text,
             visible=bool(text) and not isolated, ref_position=ref_pos, source_key=key,
+            lang=message_lang(m.get("language_detected"), text),
         ))
     for row in pending_system:  # notices belong to the last round before them
         row.round = min(row.round, last_round)
@@ -582,7 +596,7 @@ def _store_run(
                 "run_id": run_id, "seat_id": seat_id, "slot": m.slot, "round": m.round,
                 "turn": m.turn, "kind": m.kind, "text": m.text, "raw_text": None,
                 "reasoning": None, "visible": m.visible, "llm_call_id": None,
-                "source_key": m.source_key, "created_at": now,
+                "source_key": m.source_key, "lang": m.lang, "created_at": now,
             })
             kinds[m.kind] += 1
             if m.kind == "agent":

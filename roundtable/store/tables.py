@@ -102,6 +102,7 @@ class Message(SQLModel, table=True):
     visible: bool = True  # whether peers were shown it
     llm_call_id: int | None = Field(default=None, foreign_key="llmcall.id")
     source_key: str | None = Field(default=None, index=True)  # e.g. "A-run07|Agent-H|R10"
+    lang: str | None = None  # ISO 639-1 ("fr", "en"), imported or detected; None = unknown
     created_at: datetime = Field(default_factory=utcnow)
 
 

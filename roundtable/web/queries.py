@@ -43,8 +43,9 @@ __all__ = [
     "transcript_view",
 ]
 
-FINAL = frozenset({"completed", "failed", "stopped"})
-"""Statuses after which a run page stops listening for new messages."""
+FINAL = frozenset({"completed", "failed", "stopped", "incomplete"})
+"""Statuses after which a run page stops listening for new messages: nothing is running
+(an ``incomplete`` run resumes only when someone reruns the series; reload to follow it)."""
 
 
 @dataclass(frozen=True)
