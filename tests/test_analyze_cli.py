@@ -257,7 +257,7 @@ def test_warroom_analyses_on_lexicon_codes(warroom_db: str, tmp_path: Path) -> N
     shutil.copy(warroom_db, db)
     started = time.perf_counter()
     lexicon = Path(__file__).parents[1] / "judges" / "lexicon.toml"
-    code, out = invoke("judge", "--judge", str(lexicon), "--db", db)
+    code, out = invoke("judge", "--judge", str(lexicon), "--db", db, "--all")
     judged = time.perf_counter() - started
     assert code == 0, out
     started = time.perf_counter()

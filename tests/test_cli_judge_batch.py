@@ -72,8 +72,8 @@ def call_costs(db: str) -> dict[str, tuple[int, float, int]]:
 
 def test_submit_then_collect_in_a_second_invocation(db: str, tmp_path: Path) -> None:
     judge = batch_judge(tmp_path, "boxed")
-    rerun = f"roundtable judge --judge {judge} --db {db} --batch"
-    code, out = invoke("judge", "--judge", str(judge), "--db", db, "--batch")
+    rerun = f"roundtable judge --judge {judge} --db {db} --all --batch"
+    code, out = invoke("judge", "--judge", str(judge), "--db", db, "--all", "--batch")
     assert code == 0, out
     assert "judge 'boxed': submitted batch sbatch-" in out and f"({TOTAL} message(s))" in out
     assert "Provider batches (all runs)" in out
@@ -83,7 +83,7 @@ def test_submit_then_collect_in_a_second_invocation(db: str, tmp_path: Path) -> 
     [(status, batch_id, n)] = batch_rows(db)
     assert (status, n) == ("submitted", TOTAL)
 
-    code, out = invoke("judge", "--judge", str(judge), "--db", db, "--batch")
+    code, out = invoke("judge", "--judge", str(judge), "--db", db, "--all", "--batch")
     assert code == 0, out
     assert f"judge 'boxed': collected batch {batch_id}: {TOTAL} valid, 0 invalid" in out
     assert f"{batch_id} {TOTAL} collected {TOTAL} valid, 0 invalid" in out
@@ -103,7 +103,7 @@ def test_submit_then_collect_in_a_second_invocation(db: str, tmp_path: Path) -> 
     n, cost, tokens = call_costs(db)["judge-batch"]
     assert n == TOTAL and cost == pytest.approx(tokens * 5000 / 1e6 * 0.5)
 
-    # a third run has nothing to submit or collect
+    # a third run has nothing to submit or collect (and nothing to confirm)
     code, out = invoke("judge", "--judge", str(judge), "--db", db, "--batch")
     assert code == 0, out
     assert "Nothing to submit: every message in all runs already has a judgement" in out

@@ -82,7 +82,7 @@ def _cli(judges: list[Path], db: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUNDTABLE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     args = [sys.executable, "-m", "roundtable", "judge", "--db", str(db),
-            "--concurrency", "8", "--quiet"]
+            "--concurrency", "8", "--quiet", "--all"]
     for path in judges:
         args += ["--judge", str(path)]
     return subprocess.Popen(args, cwd=db.parent, env=env, stdout=subprocess.PIPE,

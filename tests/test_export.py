@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -174,28 +175,28 @@ def test_csv_round_trip_matches_the_database(corpus: tuple[sa.Engine, dict[str, 
                 seat.display_name, seat.label, seat.endpoint, seat.model)
             assert r["seat_position"] == str(seat.position)
             assert r["run_key"] == run.key and r["cell"] == run.cell
-            assert r["cond.naming"] == _csv_value(run.conditions.get("naming"))
+            assert r["cond__naming"] == _csv_value(run.conditions.get("naming"))
             for rater in ("alpha", "beta"):
                 status, given = codes.get((m.id, rater), ("", {}))  # type: ignore[arg-type]
-                assert r[f"{rater}.status"] == status
+                assert r[f"{rater}__status"] == status
                 for flag in ("phatic", "comp"):
                     want = given.get(flag) if status == "valid" else None
-                    assert r[f"{rater}.{flag}"] == _csv_value(want)
-            assert r["alpha.comp_level"] == _csv_value(codes.get((m.id, "alpha"), ("", {}))[1]
+                    assert r[f"{rater}__{flag}"] == _csv_value(want)
+            assert r["alpha__comp__level"] == _csv_value(codes.get((m.id, "alpha"), ("", {}))[1]
                                                        .get("comp_level"))
             for flag in ("phatic", "comp"):
-                assert r[f"adj.{flag}"] == _csv_value(final.get(m.id, {}).get(flag))
+                assert r[f"final__{flag}"] == _csv_value(final.get(m.id, {}).get(flag))
     # mixed int / float condition values make a float column; a list is JSON text
     by_id = {int(r["message_id"]): r for r in rows}
-    assert by_id[ids["r0a0"]]["cond.temperature"] == "0.2"
-    assert by_id[ids["r1a0"]]["cond.temperature"] == "1.0"
-    assert json.loads(by_id[ids["r1a0"]]["cond.roster"]) == ["openai:gpt-x",
+    assert by_id[ids["r0a0"]]["cond__temperature"] == "0.2"
+    assert by_id[ids["r1a0"]]["cond__temperature"] == "1.0"
+    assert json.loads(by_id[ids["r1a0"]]["cond__roster"]) == ["openai:gpt-x",
                                                             "anthropic:claude-y"]
-    assert by_id[ids["r2b1"]]["cond.naming"] == ""  # T0 has no conditions: empty, not "None"
+    assert by_id[ids["r2b1"]]["cond__naming"] == ""  # T0 has no conditions: empty, not "None"
     assert by_id[ids["r0a0"]]["run_ref"] == "S1/1" and by_id[ids["r1a0"]]["run_ref"] == "S1/2"
-    assert "beta.comp_level" not in rows[0]  # only flags a rater gave levels for get _level
+    assert "beta__comp__level" not in rows[0]  # only flags a rater gave levels for get __level
     meta = json.loads(meta_path_for(out).read_text(encoding="utf-8"))
-    assert meta["schema"] == SCHEMA == "roundtable.corpus/1"
+    assert meta["schema"] == SCHEMA == "roundtable.corpus/2"
     assert meta["rows"] == 12 and meta["database"] == "c.db"
     assert [c["name"] for c in meta["columns"]] == list(rows[0])
     assert [r["name"] for r in meta["raters"]] == ["alpha", "beta"]
@@ -210,17 +211,17 @@ def test_invalid_verdict_is_status_invalid_with_empty_codes_never_false(
     export_corpus(engine, tmp_path / "c.csv", "csv", ExportOptions())
     export_corpus(engine, tmp_path / "c.jsonl", "jsonl", ExportOptions())
     row = next(r for r in _csv_rows(tmp_path / "c.csv") if int(r["message_id"]) == ids["r1a0"])
-    assert row["beta.status"] == "invalid"
-    assert row["beta.phatic"] == row["beta.comp"] == ""
-    assert row["adj.phatic"] == row["adj.comp"] == ""  # one rater invalid: no final code
-    assert row["alpha.phatic"] == "true"
+    assert row["beta__status"] == "invalid"
+    assert row["beta__phatic"] == row["beta__comp"] == ""
+    assert row["final__phatic"] == row["final__comp"] == ""  # one rater invalid: no final code
+    assert row["alpha__phatic"] == "true"
     jrow = next(r for r in _jsonl_rows(tmp_path / "c.jsonl") if r["message_id"] == ids["r1a0"])
-    assert jrow["beta.status"] == "invalid"
-    assert jrow["beta.phatic"] is None and jrow["beta.comp"] is None
+    assert jrow["beta__status"] == "invalid"
+    assert jrow["beta__phatic"] is None and jrow["beta__comp"] is None
     # a valid verdict without a value for a flag is missing too, not false
     jrow = next(r for r in _jsonl_rows(tmp_path / "c.jsonl") if r["message_id"] == ids["r2b1"])
-    assert jrow["alpha.comp"] is None and jrow["adj.comp"] is None
-    assert jrow["adj.phatic"] is False  # both said false
+    assert jrow["alpha__comp"] is None and jrow["final__comp"] is None
+    assert jrow["final__phatic"] is False  # both said false
 
 
 def test_jsonl_and_parquet_hold_the_same_rows_as_csv(
@@ -236,28 +237,24 @@ def test_jsonl_and_parquet_hold_the_same_rows_as_csv(
     order = _expected_order(engine, ("brief", "agent", "error", "system"))
     assert [r["message_id"] for r in rows_jsonl] == [r["message_id"] for r in rows_pq] == order
     assert len(rows_csv) == len(order) == 21
-    # JSONL: the conditions are one object, the values typed
+    # the same flat columns, in the same order, in every format (no nested conditions)
+    assert list(rows_jsonl[0]) == list(rows_csv[0]) == table.column_names
     with Session(engine) as s:
         for r in rows_jsonl:
             run = s.get(Run, r["run_id"])
-            assert run is not None and r["conditions"] == run.conditions
-    assert "cond.naming" not in rows_jsonl[0]
-    # parquet: typed columns; each value equals JSONL's (conditions spread into columns)
+            assert run is not None
+            assert r["cond__naming"] == run.conditions.get("naming")
+            roster = r["cond__roster"]
+            assert (json.loads(roster) if roster else None) == run.conditions.get("roster")
+    # parquet: typed, nullable columns; each value equals JSONL's and CSV's
     assert str(table.schema.field("round").type) == "int64"
     assert str(table.schema.field("visible").type) == "bool"
-    assert str(table.schema.field("cond.temperature").type) == "double"
-    assert str(table.schema.field("alpha.phatic").type) == "bool"
+    assert str(table.schema.field("cond__temperature").type) == "double"
+    assert str(table.schema.field("alpha__phatic").type) == "bool"
+    assert table.column("alpha__phatic").null_count > 0  # nulls kept, never false
     for j, p, c in zip(rows_jsonl, rows_pq, rows_csv, strict=True):
-        conds = j.pop("conditions")
-        assert p.pop("cond.naming") == conds.get("naming")
-        temperature = p.pop("cond.temperature")
-        assert temperature == (None if "temperature" not in conds
-                               else float(conds["temperature"]))
-        roster = p.pop("cond.roster")
-        assert (json.loads(roster) if roster else None) == conds.get("roster")
         assert p == j
-        assert {k: v for k, v in c.items() if not k.startswith("cond.")} == {
-            k: _csv_value(v) for k, v in j.items()}
+        assert c == {k: _csv_value(v) for k, v in j.items()}
     brief = rows_jsonl[0]
     assert brief["kind"] == "brief" and brief["seat_position"] is None
     assert brief["display_name"] is None and brief["true_model"] is None
@@ -287,7 +284,7 @@ def test_default_kinds_are_agent_messages_only_and_coded_keeps_coded_ones(
                   ExportOptions(coded=True, raters=("beta",), adjudication="none"))
     rows = _jsonl_rows(tmp_path / "beta.jsonl")
     assert {r["message_id"] for r in rows} == {ids["r0a0"], ids["r0b0"], ids["r2b1"]}
-    assert not any(k.startswith(("alpha.", "adj.")) for k in rows[0])
+    assert not any(k.startswith(("alpha__", "final__")) for k in rows[0])
 
 
 def test_ordering_and_content_are_deterministic(corpus: tuple[sa.Engine, dict[str, int]],
@@ -325,7 +322,7 @@ def test_anonymize_drops_true_identities_everywhere_but_display_names(
     assert all(code == ("M01" if pos == "0" else "M02") for (_, pos), code in codes.items())
     # the roster condition names the models: scrubbed to their codes
     real = next(r for r in rows if int(r["message_id"]) == ids["r1a0"])
-    assert json.loads(real["cond.roster"]) == ["M01", "M02"]
+    assert json.loads(real["cond__roster"]) == ["M01", "M02"]
     # display names are what peers saw and are kept (here they are the real names)
     assert real["display_name"] == "GPT X"
     meta = json.loads(meta_path_for(tmp_path / "anon.csv").read_text(encoding="utf-8"))
@@ -384,8 +381,8 @@ def test_cli_export_writes_and_reports(corpus: tuple[sa.Engine, dict[str, int]],
                                       "--db", db], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).num_rows == 4
-    assert "rows 4 agent runs 3 in 2 series" in " ".join(result.stdout.split())
-    assert "codes alpha, beta adj.* both" in " ".join(result.stdout.split())
+    assert "messages 4 agent runs 3 in 2 series" in " ".join(result.stdout.split())
+    assert "codes alpha, beta final__* both" in " ".join(result.stdout.split())
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     result = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "a.csv"), "-q",
                                       "--anonymize", "--series", "S1,T0", "--raters", "alpha",
@@ -393,7 +390,7 @@ def test_cli_export_writes_and_reports(corpus: tuple[sa.Engine, dict[str, int]],
     assert result.exit_code == 0, result.output
     assert "true_* dropped, model_code" in result.stdout
     header = _csv_rows(tmp_path / "a.csv")[0]
-    assert "model_code" in header and "beta.status" not in header
+    assert "model_code" in header and "beta__status" not in header
     meta = json.loads((tmp_path / "a.csv.meta.json").read_text(encoding="utf-8"))
     assert meta["database"] == "c.db"  # anonymized: the file name, not the path
 
@@ -450,10 +447,123 @@ def test_warroom_corpus_export_carries_the_imported_codes(tmp_path: Path) -> Non
                                 else row["true_label"])
         for flag in ("phatic", "meta", "lead", "arch", "agree", "comp"):
             for rater in ("gemini", "sonnet"):
-                assert row[f"{rater}.{flag}"] == ("true" if src[f"{rater}_{flag}"] == "1"
+                assert row[f"{rater}__{flag}"] == ("true" if src[f"{rater}_{flag}"] == "1"
                                                   else "false")
-            assert row[f"human.{flag}"] == ("true" if src[f"human_{flag}"] == "true"
+            assert row[f"human__{flag}"] == ("true" if src[f"human_{flag}"] == "true"
                                             else "false")  # --blank false
-            both = row[f"gemini.{flag}"] == row[f"sonnet.{flag}"] == "true"
-            assert row[f"adj.{flag}"] == ("true" if both else "false")
-        assert row["human.comp_level"] == src["human_comp_level"]
+            both = row[f"gemini__{flag}"] == row[f"sonnet__{flag}"] == "true"
+            assert row[f"final__{flag}"] == ("true" if both else "false")
+        assert row["human__comp__level"] == src["human_comp_level"]
+
+
+# --------------------------------------------------------------------------- schema 2
+
+
+def test_every_column_name_is_identifier_safe_and_pandas_gets_nullable_types(
+        corpus: tuple[sa.Engine, dict[str, int]], tmp_path: Path) -> None:
+    engine, _ = corpus
+    export_corpus(engine, tmp_path / "c.parquet", "parquet",
+                  ExportOptions(kinds=("brief", "agent", "error", "system")))
+    table = pq.read_table(tmp_path / "c.parquet")
+    for name in table.column_names:
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*", name), name
+    assert {"gemini__phatic"}.isdisjoint(table.column_names)
+    assert {"alpha__status", "alpha__phatic", "alpha__comp__level", "final__phatic",
+            "cond__naming"} <= set(table.column_names)
+    # pyarrow.Table.to_pandas reads this record: flags become pandas' nullable boolean,
+    # integers Int64 (the brief's empty seat_position stays an integer column)
+    pandas = json.loads(table.schema.metadata[b"pandas"])
+    dtypes = {c["name"]: c["numpy_type"] for c in pandas["columns"]}
+    assert dtypes["alpha__phatic"] == dtypes["final__comp"] == dtypes["visible"] == "boolean"
+    assert dtypes["seat_position"] == dtypes["round"] == "Int64"
+    assert dtypes["text"] == "object" and pandas["index_columns"] == []
+    assert [c["name"] for c in pandas["columns"]] == table.column_names
+
+
+def test_long_layout_is_one_row_per_message_rater_and_flag_in_every_format(
+        corpus: tuple[sa.Engine, dict[str, int]], tmp_path: Path) -> None:
+    engine, ids = corpus
+    opts = ExportOptions(layout="long")
+    summaries = {fmt: export_corpus(engine, tmp_path / f"l.{fmt}", fmt, opts)  # type: ignore[arg-type]
+                 for fmt in ("csv", "jsonl", "parquet")}
+    rows = _jsonl_rows(tmp_path / "l.jsonl")
+    table = pq.read_table(tmp_path / "l.parquet")
+    assert rows == table.to_pylist()
+    assert [{k: _csv_value(v) for k, v in r.items()} for r in rows] == _csv_rows(
+        tmp_path / "l.csv")
+    assert list(rows[0]) == ["message_id", "series", "run_ref", "run_id", "seat_position",
+                             "display_name", "true_model", "round", "rater", "rater_kind",
+                             "flag", "value", "level", "status"]
+    codes = _db_codes(engine)
+    final = adjudicated_codes(engine, "both")
+    want = set()
+    for (mid, rater), (status, given) in codes.items():
+        for flag in ("phatic", "comp"):
+            value = given.get(flag) if status == "valid" else None
+            want.add((mid, rater, flag, value, given.get(f"{flag}_level"), status))
+    for mid, flags in final.items():
+        for flag, value in flags.items():
+            if value is not None:
+                want.add((mid, "final", flag, value, None, "valid"))
+    got = [(r["message_id"], r["rater"], r["flag"], r["value"], r["level"], r["status"])
+           for r in rows]
+    assert len(got) == len(set(got)) and set(got) == want
+    invalid = [r for r in rows if r["status"] == "invalid"]
+    assert {r["message_id"] for r in invalid} == {ids["r1a0"]}
+    assert all(r["value"] is None for r in invalid)  # an invalid verdict is never false
+    assert {r["rater_kind"] for r in rows if r["rater"] == "final"} == {"adjudication"}
+    assert str(table.schema.field("value").type) == "bool"
+    assert summaries["csv"].rows == len(rows) and summaries["csv"].messages == 12
+    meta = json.loads(meta_path_for(tmp_path / "l.csv").read_text(encoding="utf-8"))
+    assert meta["layout"] == "long" and meta["rows"] == len(rows) and meta["messages"] == 12
+
+
+def test_rater_names_are_slugged_and_collisions_refused(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    ids = build(engine)
+    add_codes(engine, "GPT-4o.mini", {ids["r0a0"]: {"phatic": True}})
+    export_corpus(engine, tmp_path / "n.csv", "csv", ExportOptions())
+    header = list(_csv_rows(tmp_path / "n.csv")[0])
+    assert header[-2:] == ["gpt_4o_mini__status", "gpt_4o_mini__phatic"]
+    meta = json.loads(meta_path_for(tmp_path / "n.csv").read_text(encoding="utf-8"))
+    assert meta["raters"][0]["name"] == "GPT-4o.mini"  # the stored name, in the metadata
+    add_codes(engine, "gpt_4o_mini", {ids["r0a0"]: {"phatic": False}})
+    with pytest.raises(ExportError, match="'GPT-4o.mini' and 'gpt_4o_mini' would both be "
+                                          "exported as gpt_4o_mini__"):
+        plan_export(engine, ExportOptions())
+    add_codes(engine, "final", {ids["r0a0"]: {"phatic": False}})
+    with pytest.raises(ExportError, match="rater 'final'"):
+        plan_export(engine, ExportOptions(raters=("final",)))
+    assert plan_export(engine, ExportOptions(raters=("gpt_4o_mini",))).raters[0].prefix == (
+        "gpt_4o_mini")
+
+
+def test_cli_export_long_layout_and_json_summary(corpus: tuple[sa.Engine, dict[str, int]],
+                                                 tmp_path: Path) -> None:
+    engine, _ = corpus
+    db = str(engine.url.database)
+    out = tmp_path / "long.csv"
+    result = CliRunner().invoke(app, ["export", "--out", str(out), "--layout", "long",
+                                      "--json", "--db", db])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["layout"] == "long" and summary["schema"] == "roundtable.corpus/2"
+    assert summary["rows"] == len(_csv_rows(out)) and summary["messages"] == 12
+    assert summary["path"] == str(out) and summary["raters"] == ["alpha", "beta"]
+    result = CliRunner().invoke(app, ["export", "--out", str(out), "--layout", "tall",
+                                      "--db", db])
+    assert result.exit_code == 2 and "--layout tall: choose wide or long" in result.stderr
+
+
+def test_long_layout_anonymized_has_model_codes_not_models(
+        corpus: tuple[sa.Engine, dict[str, int]], tmp_path: Path) -> None:
+    engine, _ = corpus
+    export_corpus(engine, tmp_path / "l.jsonl", "jsonl",
+                  ExportOptions(layout="long", anonymize=True, raters=("alpha",),
+                                adjudication="none"))
+    rows = _jsonl_rows(tmp_path / "l.jsonl")
+    assert rows and "true_model" not in rows[0]
+    assert {r["model_code"] for r in rows} <= {"M01", "M02"}
+    assert {r["rater"] for r in rows} == {"alpha"}
+    text = (tmp_path / "l.jsonl").read_text(encoding="utf-8")
+    assert not any(ident in text for ident in IDENTITIES)

@@ -258,3 +258,16 @@ async def test_cli_export_warroom(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", "warroom", "--out", str(out), "-q",
                                       "--series", "nope", "--db", str(tmp_path / "c.db")])
     assert result.exit_code == 2 and "no series named 'nope'" in result.stderr
+
+
+async def test_cli_export_warroom_json(tmp_path: Path) -> None:
+    protocol, text = make_protocol(series="t", rounds=2, seats=2)
+    engine = make_engine(tmp_path / "c.db")
+    await run_series(engine, protocol, text, make_client(protocol))
+    out = tmp_path / "wr"
+    result = CliRunner().invoke(app, ["export", "warroom", "--out", str(out), "--json",
+                                      "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["files"] == [str(out / "t" / "warroom-t-run01.json")]
+    assert doc["series"] == ["t"] and doc["messages"] > 0 and doc["out"] == str(out)

@@ -210,3 +210,41 @@ def test_warroom_sample_stratified_by_series(warroom_dir: Path, tmp_path: Path) 
     assert {s: int(rows[s][1]) for s in published} == published
     assert rows["A"] == ["1506", "65", "65", "0", "23.17"]
     assert "stratum F: proportional share 6.4 raised to the minimum 20" in flat(out)
+
+
+def test_json_outputs_are_the_library_results(db_url: str, engine: Engine,
+                                              coded: list[int]) -> None:
+    import json
+
+    from roundtable.review.status import disagreements, review_status
+
+    result = runner.invoke(app, ["review", "sample", "--name", "S", "--size", "6", "--seed",
+                                 "3", "--stratify", "series", "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    sample = json.loads(result.stdout)
+    assert sample["name"] == "S" and sample["created"] is True and sample["size"] == 6
+    assert sum(s["drawn"] for s in sample["allocation"]["strata"]) == 6
+
+    codebook = load_codebook(REPO / "judges" / "codebook.toml")
+    ana = ReviewSession.open(engine, "S", "ana", codebook)
+    for p in range(3):
+        ana.toggle(p, "meta")
+        ana.commit(p)
+    result = runner.invoke(app, ["review", "status", "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status == {"samples": [s.to_json() for s in review_status(engine)]}
+    [coder] = status["samples"][0]["coders"]
+    assert (coder["coder"], coder["committed"], coder["remaining"]) == ("ana", 3, 3)
+    assert coder["last_activity"] is not None and "+00:00" in coder["last_activity"]
+
+    result = runner.invoke(app, ["review", "disagreements", "--sample", "S", "--coder", "ana",
+                                 "--json", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report == disagreements(engine, "S", "ana", [], None).to_json()
+    assert report["committed"] == 3 and report["judges"] == ["gemini", "sonnet"]
+    assert {r["flag"] for r in report["rows"]} <= set(FLAGS)
+    assert all(r["item"] == r["position"] + 1 for r in report["rows"])
+    meta = next(c for c in report["counts"] if c["flag"] == "meta")
+    assert meta["items"] == 3 and meta["coder_true"] == 3

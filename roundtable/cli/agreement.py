@@ -351,6 +351,8 @@ def adjudicate(
     flags: Annotated[str | None, typer.Option(
         "--flags", help="Comma-separated flags. Default: every flag all the raters coded.",
         show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the adjudication as one JSON object.")] = False,
     db: DbOption = None,
 ) -> None:
     """Derive final codes from several raters by a rule, and record the adjudication.
@@ -370,6 +372,11 @@ def adjudicate(
         summary = run_adjudication(engine, raters, rule=rule, name=name,
                                    flags=_names(flags) or None)
         matrix = load_codes(engine, raters, flags=summary.flags)
+    if as_json:
+        from roundtable.cli.jsonout import echo_json
+
+        echo_json(summary.to_json())
+        return
     verb = "recorded" if summary.created else "already recorded"
     ui.plain(f"Adjudication {summary.name!r} {verb}: {summary.rule} of "
              f"{', '.join(summary.raters)}.")

@@ -10,6 +10,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ExportError
 
 app = typer.Typer(
@@ -83,29 +84,41 @@ def corpus(
         "--raters", help="Comma-separated raters whose codes to export. Default: all.",
         show_default=False)] = None,
     adjudication: Annotated[str, typer.Option(
-        "--adjudication", help="Adjudication for the adj.* columns: a recorded name, "
+        "--adjudication", help="Adjudication for the final__* columns: a recorded name, "
         "'latest' (the most recent one) or 'none'.")] = "latest",
     all_kinds: Annotated[bool, typer.Option(
         "--all-kinds", help="Also export brief, error and system lines (default: agent "
         "messages only).")] = False,
     raw: Annotated[bool, typer.Option(
         "--raw", help="Add raw_text (as the provider returned it) and reasoning.")] = False,
+    layout: Annotated[str, typer.Option(
+        "--layout", help="wide: one row per message, a column per rater and flag; long: "
+        "one row per message x rater x flag (tidy data).")] = "wide",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print what was written as one JSON object (no progress bar).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write the corpus: one row per message with its run, conditions, seat, true
     model, text, each rater's codes and the adjudicated codes.
 
-    Schema roundtable.corpus/1, every column described in docs/export-schema.md.
+    Schema roundtable.corpus/2: identifier-safe column names (gemini__phatic, cond__prompt__scaffold, final__phatic), the same columns in CSV, JSONL and Parquet, every column described in docs/export-schema.md.
+
     Example: roundtable export --out corpus.parquet --coded --anonymize
 
+    Example: roundtable export --out codes.csv --layout long --coded
+
     `roundtable export warroom --out DIR` writes runs as War Room JSON instead.
-    """
+    """  # noqa: E501 (one line per paragraph: the help text is re-wrapped to the terminal)
     from roundtable.io.export import (
         ALL_KINDS,
         FORMATS,
+        LAYOUTS,
+        SCHEMA,
         ExportOptions,
         Format,
+        Layout,
         export_corpus,
         format_from_path,
     )
@@ -124,34 +137,45 @@ def corpus(
                           f"{'|'.join(FORMATS)} or use a .csv, .jsonl or .parquet name")
     if chosen not in FORMATS:
         raise ExportError(f"--format {fmt}: choose {', '.join(FORMATS)}")
+    if layout not in LAYOUTS:
+        raise ExportError(f"--layout {layout}: choose {' or '.join(LAYOUTS)}")
+    layout_: Layout = "long" if layout == "long" else "wide"
     options = ExportOptions(
         series=_names(series), kinds=ALL_KINDS if all_kinds else ("agent",), coded=coded,
         anonymize=anonymize, raters=_names([raters]) if raters is not None else None,
-        adjudication=adjudication.removeprefix("adj:"), raw=raw)
+        adjudication=adjudication.removeprefix("adj:"), raw=raw, layout=layout_)
     database = display_url(db_url(db))
     if anonymize:  # a path may name a person or project; keep only the file name
         database = Path(database.rsplit("/", 1)[-1]).name
-    with open_db(db, create=False) as engine, _LazyProgress(quiet) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
         fmt_: Format = chosen
         summary = export_corpus(engine, out, fmt_, options, database=database,
                                 progress=progress)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     kinds = ", ".join(f"{n:,} {k}" for k, n in summary.kinds.items()) or "none"
-    ui.plain(f"Wrote {summary.path}: {summary.rows:,} rows, {summary.columns} columns, "
+    what = "rows" if summary.layout == "wide" else "rows (message x rater x flag)"
+    ui.plain(f"Wrote {summary.path}: {summary.rows:,} {what}, {summary.columns} columns, "
              f"{_size(summary.bytes)} in {summary.seconds:.1f}s.")
-    ui.plain(f"  rows      {kinds}")
+    ui.plain(f"  messages  {kinds}")
     ui.plain(f"  runs      {summary.runs} in {len(summary.series)} series")
     if summary.raters:
         ui.plain(f"  codes     {', '.join(summary.raters)}")
-        ui.plain(f"  adj.*     {summary.adjudication or 'none'}")
+        ui.plain(f"  final__*  {summary.adjudication or 'none'}")
     else:
         ui.plain("  codes     none stored yet (roundtable judge or roundtable import codes)")
     if anonymize:
         ui.plain("  identity  true_* dropped, model_code (M01...) instead; display names "
                  "kept")
-    ui.plain("  schema    roundtable.corpus/1, described in docs/export-schema.md")
+    ui.plain(f"  schema    {SCHEMA}, {summary.layout} layout, described in "
+             f"docs/export-schema.md")
     ui.plain(f"  metadata  {summary.meta_path}" if summary.meta_path
              else "  metadata  in the file's key-value metadata 'roundtable.corpus'")
-    if summary.rows == 0:
+    if summary.rows == 0 and summary.layout == "long" and summary.messages:
+        ui.warn("the export has no rows: no exported message has a rater's verdict or a "
+                "final code")
+    elif summary.rows == 0:
         ui.warn("the export has no rows" + (": no message of the chosen series has codes"
                                             if coded else ""))
 
@@ -164,6 +188,9 @@ def warroom(
         "<S>/warroom-<S>-runNN.json file per run.", show_default=False)],
     series: SeriesOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print what was written as one JSON object (no progress bar).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write runs as War Room Lab JSON, one file per run.
@@ -172,8 +199,11 @@ def warroom(
     """
     from roundtable.io.export_warroom import export_warroom
 
-    with open_db(db, create=False) as engine, _LazyProgress(quiet) as progress:
+    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
         summary = export_warroom(engine, out, series=_names(series), progress=progress)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     n = len(summary.files)
     ui.plain(f"Wrote {n} War Room file{'' if n == 1 else 's'} into {summary.out} "
              f"({_size(summary.bytes)} in {summary.seconds:.1f}s).")

@@ -9,6 +9,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ImportDataError
 
 app = typer.Typer(help="Import transcripts and codes produced elsewhere.", no_args_is_help=True)
@@ -19,6 +20,7 @@ app = typer.Typer(help="Import transcripts and codes produced elsewhere.", no_ar
 def warroom(
     directory: Annotated[Path, typer.Argument(help="Folder of War Room JSON exports "
                                               "(searched recursively).", show_default=False)],
+    as_json: JsonFlag = False,
     db: DbOption = None,
 ) -> None:
     """Load War Room Lab JSON transcripts (one series per reference series)."""
@@ -27,11 +29,15 @@ def warroom(
     if not directory.is_dir():
         raise ImportDataError(f"{directory}: not a folder; give the folder holding the "
                               f"warroom-*.json files (e.g. ../shared/corpora/warroom)")
-    with open_db(db) as engine, ui.series_progress("import", 0, unit="files") as bar:
+    with open_db(db) as engine, ui.series_progress("import", 0, unit="files",
+                                                   enabled=not as_json) as bar:
         def progress(done: int, total: int) -> None:
             bar.update(advance=1, total=total, runs=f"{done}/{total}")
 
         summary = import_warroom(engine, directory, progress=progress)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     ui.plain(summary.describe())
     db_flag = f" --db {db}" if db else ""
     ui.say(f"\nNext:\n  roundtable runs{db_flag}\n  roundtable show A-run07{db_flag}")
@@ -70,6 +76,7 @@ def codes(
     replace: Annotated[bool, typer.Option(
         "--replace", help="A rater of that name already holds codes imported from another "
         "file or with other options: delete them and import these.")] = False,
+    as_json: JsonFlag = False,
     db: DbOption = None,
 ) -> None:
     """Load codes made elsewhere (human coders, other tools' judges) as raters.
@@ -113,6 +120,9 @@ def codes(
             engine, file, specs, key=key, key_type=cast("KeyType", key_type),
             blank=cast("BlankPolicy", blank), flags=flag_list, skip_unmatched=skip_unmatched,
             replace=replace)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     what = "source key" if key_type == "source" else "message id"
     ui.plain(f"{file.name}: {summary.rows} rows, {summary.matched} matched to stored messages "
              f"by {key} ({what}); blank cells = {blank}.")

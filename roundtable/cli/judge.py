@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +12,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
     from roundtable.coding.batching import BatchPassResult, BatchReport
     from roundtable.coding.judge import Judge
+    from roundtable.coding.plan import CodingPlan
     from roundtable.coding.runner import CodingResult
     from roundtable.protocol import EndpointConfig, Price
 
@@ -52,11 +55,26 @@ def judge(
     poll_seconds: Annotated[float | None, typer.Option(
         "--poll-seconds", min=0, metavar="N", show_default="60",
         help="With --batch --wait: seconds between polls.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the messages each judge would code, estimated tokens and "
+        "cost (online and batch); call nothing, store nothing.")] = False,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Code the whole database without asking (needed off a terminal when "
+        "no --series, --run or --limit is given).")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the summary (or the --dry-run plan) as one JSON object; no "
+        "progress bar.")] = False,
 ) -> None:
     """Code every message not yet coded by each judge; rerun the same command to resume
-    after an interruption (nothing is coded or paid for twice)."""
+    after an interruption (nothing is coded or paid for twice).
+
+    Without --series, --run or --limit it asks before coding the whole database (off a terminal: pass --all).
+
+    Example: roundtable judge -j judges/gemini.toml -j judges/claude.toml --series A --dry-run
+    """  # noqa: E501 (one line per paragraph: the help text is re-wrapped to the terminal)
     from roundtable.coding.judge import load_judge
     from roundtable.coding.persist import ensure_rater
+    from roundtable.coding.plan import plan_coding
     from roundtable.coding.selection import resolve_scope
 
     if not batch and (wait or poll_seconds is not None):
@@ -64,22 +82,38 @@ def judge(
                           "or drop them to code online now")
     judges = [load_judge(path) for path in judge_files]
     endpoints, prices = _judge_settings(judges)
+    if dry_run:  # reads only: no key needed, no rater row written
+        with open_db(db) as engine:
+            plan = plan_coding(engine, judges, series=series, run=run, limit=limit,
+                               prices=prices, endpoints=endpoints)
+        if as_json:
+            echo_json(plan.to_json())
+        else:
+            _print_plan(plan, batch)
+        return
     _preflight(judges, endpoints)
+    quiet = quiet or as_json
     with open_db(db) as engine:
         # Refuse an unknown series/run or a changed judge before any progress output.
         resolve_scope(engine, series=series, run=run)
+        if series is None and run is None and limit is None and not everything:
+            # before ensure_rater: a refused pass leaves no trace in the database
+            _confirm_everything(plan_coding(engine, judges, prices=prices,
+                                            endpoints=endpoints), batch)
         for j in judges:
             ensure_rater(engine, j)
         names = ", ".join(j.spec.name for j in judges)
         if batch:
-            rerun = _command(judge_files, series=series, run=run, limit=limit, db=db)
+            rerun = _command(judge_files, series=series, run=run, limit=limit, db=db,
+                             everything=everything)
             _judge_batch(engine, judges, endpoints, prices, rerun=rerun, series=series,
                          run=run, limit=limit, concurrency=concurrency, max_cost=max_cost,
                          quiet=quiet, wait=wait,
                          poll_seconds=60.0 if poll_seconds is None else poll_seconds,
-                         db=db)
+                         db=db, as_json=as_json)
             return
-        ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
+        if not as_json:
+            ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
         try:
             import asyncio  # here, not at the top: --help must start fast
 
@@ -90,13 +124,73 @@ def judge(
             ui.warn("interrupted: every finished judgement is stored; rerun the same command "
                     "to code the rest (nothing is coded twice).")
             raise typer.Exit(code=130) from None
-    _print_result(result, judges, db)
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        _print_result(result, judges, db)
     stopped = [t.stopped for t in result.judges.values() if t.stopped]
     for reason in stopped:
         ui.error(reason)
     if stopped:
         raise typer.Exit(code=2)
     if result.failed:
+        raise typer.Exit(code=1)
+
+
+def _cost(value: float | None) -> str:
+    from roundtable.cli.run import _usd
+
+    return "unpriced" if value is None else _usd(value)
+
+
+def _print_plan(plan: CodingPlan, batch: bool) -> None:
+    from roundtable.cli.run import _short
+
+    rows = [(j.name, j.model or j.kind, j.pending, j.already_coded,
+             _short(j.input_tokens), _short(j.output_tokens), _cost(j.cost_usd),
+             "no batch API" if j.kind == "llm" and j.batch_discount is None
+             else _cost(j.batch_cost_usd if j.kind == "llm" else 0.0))
+            for j in plan.judges]
+    numeric = ["to code", "prior", "tok in", "tok out", "online", "batch"]
+    limit = f", at most {plan.limit} per judge" if plan.limit is not None else ""
+    ui.table(f"Dry run: {plan.scope}, {plan.codable:,} codable messages in {plan.series} "
+             f"series{limit}", ["judge", "model", *numeric], rows, right=numeric,
+             keep_whole=["judge", *numeric])
+    total = _cost(plan.batch_cost_usd if batch else plan.cost_usd)
+    ui.plain(f"Total: {plan.pending:,} judgements, est. {total}"
+             f"{' with --batch' if batch else ''}. Nothing was called or stored.")
+    ui.plain("tok in: the rendered prompts at 1 token per 3 characters; tok out: at most "
+             "max_tokens per message; batch: at the endpoint's batch discount. Retries of "
+             "invalid answers are not counted.")
+    for j in plan.judges:
+        if j.conflict:
+            ui.warn(f"without --dry-run this judge is refused: {j.conflict}")
+    unpriced = [j.name for j in plan.judges if not j.priced]
+    if unpriced:
+        ui.warn(f"no price for {', '.join(unpriced)}: add a [prices] entry to the judge "
+                f"file (or ROUNDTABLE_PRICES) to estimate its cost")
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _confirm_everything(plan: CodingPlan, batch: bool) -> None:
+    """Ask before coding the whole database; off a terminal, refuse (``--all`` skips)."""
+    if plan.pending == 0:
+        return
+    cost = plan.batch_cost_usd if batch else plan.cost_usd
+    what = (f"all {plan.messages:,} messages in {plan.series} series with "
+            f"{len(plan.judges)} judge{'' if len(plan.judges) == 1 else 's'} "
+            f"(est. {_cost(cost)})")
+    if not _interactive():
+        raise ConfigError(f"no --series, --run or --limit: this would code {what}; pass "
+                          f"--all to go ahead, or choose messages with --series, --run or "
+                          f"--limit (see --dry-run)")
+    if not typer.confirm(f"Code {what}?", default=False):
+        ui.plain("Nothing coded. Choose messages with --series, --run or --limit, or see "
+                 "the plan with --dry-run.")
         raise typer.Exit(code=1)
 
 
@@ -225,7 +319,7 @@ def _print_next(judges: list[Judge], db: str | None) -> None:
 
 
 def _command(judge_files: list[Path], *, series: str | None, run: str | None,
-             limit: int | None, db: str | None) -> str:
+             limit: int | None, db: str | None, everything: bool = False) -> str:
     """The ``roundtable judge ... --batch`` command to rerun (to collect)."""
     parts = ["roundtable", "judge"]
     for path in judge_files:
@@ -234,6 +328,8 @@ def _command(judge_files: list[Path], *, series: str | None, run: str | None,
                         ("--db", db)):
         if value is not None:
             parts += [flag, str(value)]
+    if everything:
+        parts.append("--all")
     parts.append("--batch")
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -242,10 +338,11 @@ def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
                  endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
                  rerun: str, series: str | None, run: str | None, limit: int | None,
                  concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
-                 poll_seconds: float, db: str | None) -> None:
+                 poll_seconds: float, db: str | None, as_json: bool = False) -> None:
     names = ", ".join(j.spec.name for j in judges)
-    ui.say(f"Coding with [bold]{names}[/] through the providers' batch APIs -> "
-           f"{display_url(db_url(db))}")
+    if not as_json:
+        ui.say(f"Coding with [bold]{names}[/] through the providers' batch APIs -> "
+               f"{display_url(db_url(db))}")
     try:
         import asyncio
 
@@ -258,7 +355,10 @@ def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
                 "are recorded; rerun the same command to collect them (nothing is "
                 f"submitted or paid for twice):\n  {rerun}")
         raise typer.Exit(code=130) from None
-    _print_batch_result(result, judges, db, rerun)
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        _print_batch_result(result, judges, db, rerun)
     if quiet:  # otherwise already told as they happened
         for line in result.notices:
             ui.warn(line)

@@ -14,6 +14,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.jsonout import JsonFlag, echo_json
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -68,6 +69,7 @@ def sample(
         "--coded-by", help="Only messages every one of these raters coded validly "
         "(comma-separated; 'none': every agent message). Default: the judges.",
         show_default=False)] = None,
+    as_json: JsonFlag = False,
     db: DbOption = None,
 ) -> None:
     """Draw a reproducible stratified random sample of coded messages and store it.
@@ -85,6 +87,9 @@ def sample(
         coded_by=None if coded_by is None else tuple(_names(coded_by)) or ("none",))
     with open_db(db) as engine:
         result, draw = create_sample(engine, req)
+    if as_json:
+        echo_json(result.to_json())
+        return
     if not result.created:
         ui.plain(f"Sample {result.name!r} already exists with these parameters; nothing "
                  f"changed.")
@@ -161,6 +166,7 @@ def status(
     sample_name: Annotated[str | None, typer.Option(
         "--sample", help="Only this sample. Default: every sample.",
         show_default=False)] = None,
+    as_json: JsonFlag = False,
     db: DbOption = None,
 ) -> None:
     """Progress per sample and coder: committed, skipped, remaining, last activity."""
@@ -168,6 +174,9 @@ def status(
 
     with open_db(db, create=False) as engine:
         samples = review_status(engine, sample_name)
+    if as_json:
+        echo_json({"samples": [smp.to_json() for smp in samples]})
+        return
     if not samples:
         ui.plain("No sample yet: draw one with roundtable review sample --name NAME "
                  "--size N --seed S.")
@@ -211,6 +220,7 @@ def disagreements_cmd(
         "sample was drawn with.", show_default=False)] = None,
     flag: Annotated[str | None, typer.Option("--flag", help="Only this flag.",
                                              show_default=False)] = None,
+    as_json: JsonFlag = False,
     db: DbOption = None,
 ) -> None:
     """Where a coder's committed codes differ from the judges', item by item.
@@ -221,6 +231,9 @@ def disagreements_cmd(
 
     with open_db(db, create=False) as engine:
         report = disagreements(engine, sample_name, coder, _names(judges), flag)
+    if as_json:
+        echo_json(report.to_json())
+        return
     _print_disagreements(report)
 
 

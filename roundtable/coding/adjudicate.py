@@ -125,6 +125,12 @@ class FlagOutcome:
         """Share of true among final codes (NaN with none)."""
         return self.n_true / self.n if self.n else float("nan")
 
+    def to_json(self) -> dict[str, object]:
+        """The outcome as a JSON object (prevalence null when no final code)."""
+        return {"flag": self.flag, "true": self.n_true, "false": self.n_false,
+                "missing": self.n_missing, "n": self.n,
+                "prevalence": self.prevalence if self.n else None}
+
 
 @dataclass(frozen=True)
 class AdjudicationSummary:
@@ -139,6 +145,14 @@ class AdjudicationSummary:
     complete: int
     outcomes: tuple[FlagOutcome, ...]
     invalid: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        """The adjudication as one JSON object (``roundtable adjudicate --json``)."""
+        return {"name": self.name, "rule": self.rule, "raters": list(self.raters),
+                "flags": list(self.flags), "created": self.created,
+                "messages": self.messages, "complete": self.complete,
+                "missing": self.messages - self.complete, "invalid": dict(self.invalid),
+                "outcomes": [o.to_json() for o in self.outcomes]}
 
 
 def get_adjudication(engine: sqlalchemy.Engine, name: str) -> Adjudication:

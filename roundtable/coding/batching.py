@@ -160,6 +160,14 @@ class BatchReport:
         """True while the batch is still out at the provider."""
         return self.state in UNFINISHED
 
+    def to_json(self) -> dict[str, object]:
+        """The batch as a JSON object."""
+        return {"id": self.id, "judge": self.judge, "endpoint": self.endpoint,
+                "provider_batch_id": self.provider_batch_id, "messages": self.messages,
+                "state": self.state, "progress": self.progress, "valid": self.valid,
+                "invalid": self.invalid, "returned": self.returned, "new": self.new,
+                "unfinished": self.unfinished, "error": self.error}
+
 
 @dataclass
 class BatchPassResult:
@@ -203,6 +211,19 @@ class BatchPassResult:
         if self.online_result is not None:
             out += [t.stopped for t in self.online_result.judges.values() if t.stopped]
         return out
+
+    def to_json(self) -> dict[str, object]:
+        """The pass as one JSON object (what ``roundtable judge --batch --json`` prints)."""
+        return {"scope": self.scope, "codable": self.codable,
+                "batches": [b.to_json() for b in self.batches],
+                "judges": [{**t.to_json(), "submitted": self.submitted.get(name, 0)}
+                           for name, t in self.tallies.items()],
+                "online": dict(self.online),
+                "online_result": (None if self.online_result is None
+                                  else self.online_result.to_json()),
+                "running": len(self.running), "returned": self.returned,
+                "budget_stopped": self.budget_stopped, "stopped": self.stopped,
+                "notices": list(self.notices), "errors": list(self.errors)}
 
 
 @dataclass

@@ -140,6 +140,16 @@ class JudgeTally:
         """Share of the input tokens served from the provider's prefix cache."""
         return self.cached_tokens / self.input_tokens if self.input_tokens else None
 
+    def to_json(self) -> dict[str, object]:
+        """The tally as a JSON object."""
+        return {"name": self.name, "kind": self.kind, "pending": self.pending,
+                "already_coded": self.already_coded, "coded": self.coded,
+                "valid": self.valid, "invalid": self.invalid, "failed": self.failed,
+                "not_reached": self.not_reached, "calls": self.calls,
+                "failed_attempts": self.failed_attempts, "input_tokens": self.input_tokens,
+                "cached_tokens": self.cached_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": self.cost_usd, "stopped": self.stopped}
+
     def add_calls(self, records: Sequence[CallRecord]) -> None:
         for rec in records:
             if rec.ok:
@@ -172,6 +182,13 @@ class CodingResult:
     @property
     def cost_usd(self) -> float:
         return sum(t.cost_usd for t in self.judges.values())
+
+    def to_json(self) -> dict[str, object]:
+        """The result as one JSON object (what ``roundtable judge --json`` prints)."""
+        return {"scope": self.scope, "codable": self.codable, "coded": self.coded,
+                "failed": self.failed, "cost_usd": self.cost_usd,
+                "budget_stopped": self.budget_stopped,
+                "judges": [t.to_json() for t in self.judges.values()]}
 
 
 class _GroupCommit:

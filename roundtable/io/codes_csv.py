@@ -326,6 +326,13 @@ class RaterImport:
     blank_cells: int = 0
     positives: dict[str, int] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, object]:
+        """What was imported for this rater, as a JSON object."""
+        return {"name": self.name, "kind": self.kind, "flags": list(self.flags),
+                "levels": list(self.levels), "coded": self.coded, "added": self.added,
+                "already": self.already, "replaced": self.replaced, "created": self.created,
+                "blank_cells": self.blank_cells, "positives": dict(self.positives)}
+
 
 @dataclass
 class CodesImportSummary:
@@ -345,6 +352,14 @@ class CodesImportSummary:
     @property
     def added(self) -> int:
         return sum(r.added for r in self.raters)
+
+    def to_json(self) -> dict[str, object]:
+        """The import as one JSON object (``roundtable import codes --json``)."""
+        return {"path": str(self.path), "sha256": self.sha256, "rows": self.rows,
+                "matched": self.matched, "unmatched": list(self.unmatched),
+                "blank": self.blank, "key_column": self.key_column, "key_type": self.key_type,
+                "ignored_columns": list(self.ignored_columns), "added": self.added,
+                "raters": [r.to_json() for r in self.raters]}
 
 
 def _definition(f: CodesFile, rc: RaterColumns, key_type: KeyType) -> dict[str, Any]:

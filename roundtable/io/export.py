@@ -1,7 +1,10 @@
 """Export the corpus: one row per message with its run, seat, codes and adjudicated codes.
 
-The schema is ``roundtable.corpus/1``, documented column by column in
-``docs/export-schema.md``; :data:`SCHEMA` names it in every export's metadata record.
+The schema is ``roundtable.corpus/2``, documented column by column in
+``docs/export-schema.md``; :data:`SCHEMA` names it in every export's metadata record. Column
+names (identifier-safe, ``__`` between parts) and the two layouts, wide (one row per
+message) and long (one row per message x rater x flag), are decided in
+:mod:`roundtable.io.columns`.
 
 An export is planned first (:func:`plan_export`: which runs, which raters and flags, which
 adjudication, which condition columns and their types), then streamed run by run
@@ -9,9 +12,9 @@ adjudication, which condition columns and their types), then streamed run by run
 run, whatever the size of the corpus. :func:`export_corpus` writes it with one of the
 writers of :mod:`roundtable.io.export_writers` (CSV, JSONL, Parquet).
 
-Codes follow the platform's rule that missing is never false: a rater's ``<rater>.<flag>``
+Codes follow the platform's rule that missing is never false: a rater's ``<rater>__<flag>``
 is ``true``/``false`` only where it gave that value in a *valid* verdict; an invalid verdict
-is ``<rater>.status = invalid`` with empty codes.
+is ``<rater>__status = invalid`` with empty codes.
 
 ``anonymize`` drops the true identity of every seat (``true_label``, ``true_endpoint``,
 ``true_model``) and replaces it with a per-export pseudonym (``model_code``: ``M01``,
@@ -30,7 +33,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +45,19 @@ from sqlmodel import Session, col, select
 from roundtable import __version__
 from roundtable.coding.adjudicate import combine, get_adjudication
 from roundtable.errors import ExportError, StoreError
+from roundtable.io.columns import (
+    LAYOUTS,
+    Column,
+    Layout,
+    code_column,
+    columns_for,
+    cond_column,
+    final_column,
+    level_column,
+    long_rows,
+    rater_prefixes,
+    status_column,
+)
 from roundtable.store.codes import list_raters, resolve_raters
 from roundtable.store.tables import (
     Adjudication,
@@ -58,6 +74,7 @@ __all__ = [
     "ALL_KINDS",
     "FORMATS",
     "LATEST",
+    "LAYOUTS",
     "NO_ADJUDICATION",
     "SCHEMA",
     "SCHEMA_NAME",
@@ -67,15 +84,17 @@ __all__ = [
     "ExportOptions",
     "ExportSummary",
     "Format",
+    "Layout",
     "export_corpus",
     "format_from_path",
     "iter_records",
+    "iter_rows",
     "meta_path_for",
     "plan_export",
 ]
 
 SCHEMA_NAME = "roundtable.corpus"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 """Schema id written in every export's metadata; the version changes when a column is
 renamed, removed or changes meaning (adding columns keeps it; see docs/export-schema.md)."""
@@ -86,7 +105,7 @@ ALL_KINDS: tuple[str, ...] = ("brief", "agent", "error", "system")
 LATEST = "latest"
 """``ExportOptions.adjudication`` value: the most recently recorded adjudication."""
 NO_ADJUDICATION = "none"
-"""``ExportOptions.adjudication`` value: no ``adj.*`` columns."""
+"""``ExportOptions.adjudication`` value: no ``final__*`` columns."""
 
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                                   ".parquet": "parquet", ".pq": "parquet"}
@@ -122,27 +141,14 @@ class ExportOptions:
     raters: tuple[str, ...] | None = None
     adjudication: str = LATEST
     raw: bool = False
+    layout: Layout = "wide"
 
     def as_json(self) -> dict[str, Any]:
         """The options as recorded in the metadata."""
         return {"series": list(self.series), "kinds": list(self.kinds), "coded": self.coded,
                 "anonymize": self.anonymize,
                 "raters": None if self.raters is None else list(self.raters),
-                "adjudication": self.adjudication, "raw": self.raw}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the export: ``type`` is int, float, bool, str, json (a JSON-encoded
-    value; an object in JSONL) or object (JSONL's ``conditions``)."""
-
-    name: str
-    type: str
-    description: str
-
-    def as_json(self) -> dict[str, str]:
-        """The column as listed in the metadata."""
-        return {"name": self.name, "type": self.type, "description": self.description}
+                "adjudication": self.adjudication, "raw": self.raw, "layout": self.layout}
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ class _SeatInfo:
 class _RaterCols:
     id: int
     name: str
+    prefix: str  # of its columns (roundtable.io.columns.rater_prefixes)
     flags: tuple[str, ...]
     level_flags: tuple[str, ...]
     meta: dict[str, Any]
@@ -231,87 +238,9 @@ class CorpusPlan:
     pseudonyms: _Pseudonyms | None
     series: list[dict[str, Any]] = field(default_factory=list)
 
-    def columns(self, fmt: Format) -> list[Column]:
-        """The columns of an export in ``fmt``, in order (JSONL: one ``conditions`` object
-        instead of the ``cond.<key>`` columns)."""
-        cols = [
-            Column("message_id", "int", "Message id in the exporting database."),
-            Column("series", "str", "Series name."),
-            Column("run_ref", "str", "SERIES/N: the run's number within its series, as "
-                   "`roundtable runs` and `roundtable show` name it."),
-            Column("run_id", "int", "Run id in the exporting database."),
-            Column("run_key", "str", "The run's key: <cell>#<replicate>, or the reference "
-                   "run id (A-run07) for imported runs."),
-            Column("source_ref", "str", "Reference run id of an imported run (empty for "
-                   "runs held by roundtable)."),
-            Column("run_status", "str", "pending, running, completed, failed or stopped."),
-            Column("cell", "str", "The condition cell (factor=value,...); 'base' without a "
-                   "matrix."),
-        ]
-        if fmt == "jsonl":
-            cols.append(Column("conditions", "object",
-                               "The run's condition labels: factor -> value."))
-        else:
-            cols += [Column(f"cond.{k}", self.cond_types[k], f"Condition label {k!r}.")
-                     for k in self.cond_keys]
-        cols += [
-            Column("replicate", "int", "Replicate number within the cell (imported runs: "
-                   "the run number)."),
-            Column("seat_position", "int", "0-based roster position of the speaking seat; "
-                   "empty for brief and system lines."),
-            Column("display_name", "str", "The name peers saw (the study condition: "
-                   "Agent-A, a NATO word, a real model name...)."),
-        ]
-        if self.options.anonymize:
-            cols.append(Column("model_code", "str", "Pseudonym of the seat's true model "
-                               "(M01, M02... in order of first appearance in this export); "
-                               "the same model has the same code throughout one export."))
-        else:
-            cols += [
-                Column("true_label", "str", "The seat's true identity, human readable."),
-                Column("true_endpoint", "str", "Endpoint the seat was served by."),
-                Column("true_model", "str", "Model id at that endpoint."),
-            ]
-        cols += [
-            Column("round", "int", "0-based round; -1 for the brief."),
-            Column("turn", "int", "Order within the round as spoken or shown."),
-            Column("kind", "str", "brief, agent, error or system."),
-            Column("visible", "bool", "Whether peers were shown the line."),
-            Column("text", "str", "The text as shown to peers."),
-        ]
-        if self.options.raw:
-            cols += [
-                Column("raw_text", "str", "The text exactly as the provider returned it "
-                       "(reasoning blocks included); empty when not recorded."),
-                Column("reasoning", "str", "Reasoning returned separately by the provider."),
-            ]
-        cols.append(Column("source_key", "str", "Message id in the reference study's "
-                           "coding files (SERIES-runNN|nickname|R<round>), imported runs only."))
-        for r in self.raters:
-            cols.append(Column(f"{r.name}.status", "str",
-                               f"{r.name}'s verdict: valid, invalid (never validated: its "
-                               f"codes are empty, not false) or empty (not judged)."))
-            for flag in r.flags:
-                cols.append(Column(f"{r.name}.{flag}", "bool",
-                                   f"{r.name}'s code for {flag}; empty when not judged, "
-                                   f"invalid or no value given."))
-                if flag in r.level_flags:
-                    cols.append(Column(f"{r.name}.{flag}_level", "str",
-                                       f"{r.name}'s level for {flag} (e.g. L1-L3)."))
-        if self.adjudication is not None:
-            adj = self.adjudication
-            for flag in adj.flags:
-                cols.append(Column(f"adj.{flag}", "bool",
-                                   f"Final code for {flag} by {adj.rule} of "
-                                   f"{'+'.join(adj.raters)} ({adj.name!r}); empty unless "
-                                   f"every one of them coded the message validly."))
-        names = [c.name for c in cols]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ExportError(f"column name {dupes[0]!r} would appear twice (a rater or "
-                              f"condition named like a fixed column); leave that rater out "
-                              f"with --raters")
-        return cols
+    def columns(self) -> list[Column]:
+        """The columns of the export in its layout, in order (the same in every format)."""
+        return columns_for(self, self.options.layout)
 
     def metadata(self, fmt: Format, *, database: str, exported_at: datetime) -> dict[str, Any]:
         """The header record: schema, time, source database, code sources and columns."""
@@ -321,6 +250,7 @@ class CorpusPlan:
             "schema_name": SCHEMA_NAME,
             "schema_version": SCHEMA_VERSION,
             "format": fmt,
+            "layout": self.options.layout,
             "exported_at": exported_at.isoformat(timespec="seconds"),
             "roundtable_version": __version__,
             "database": database,
@@ -332,13 +262,13 @@ class CorpusPlan:
                 "flags": list(adj.flags),
                 "created_at": adj.created_at.isoformat(timespec="seconds")},
             "anonymized": self.options.anonymize,
-            "columns": [c.as_json() for c in self.columns(fmt)],
+            "columns": [c.as_json() for c in self.columns()],
         }
         if self.pseudonyms is not None:
             meta["anonymization"] = {
                 "dropped_columns": ["true_label", "true_endpoint", "true_model"],
                 "model_codes": len(self.pseudonyms.codes),
-                "scrubbed": ["run_key", "source_ref", "cell", "conditions"],
+                "scrubbed": ["run_key", "source_ref", "cell", "cond__*"],
                 "kept": ["display_name", "series", "text", "source_key"],
             }
         return meta
@@ -357,9 +287,22 @@ class ExportSummary:
     columns: int
     raters: list[str]
     adjudication: str | None
-    kinds: dict[str, int]
+    kinds: dict[str, int]  # messages exported per kind
     bytes: int
     seconds: float
+    layout: Layout = "wide"
+    messages: int = 0  # messages exported (= rows in the wide layout)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as one JSON object (what ``roundtable export --json`` prints)."""
+        return {"path": str(self.path),
+                "meta_path": None if self.meta_path is None else str(self.meta_path),
+                "format": self.format, "layout": self.layout, "schema": SCHEMA,
+                "rows": self.rows, "messages": self.messages, "runs": self.runs,
+                "series": list(self.series), "columns": self.columns,
+                "raters": list(self.raters), "adjudication": self.adjudication,
+                "kinds": dict(self.kinds), "bytes": self.bytes,
+                "seconds": round(self.seconds, 3)}
 
 
 # --------------------------------------------------------------------------- planning
@@ -408,6 +351,8 @@ def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
     their flags, the adjudication, the condition columns. Unknown series, raters or
     adjudication names are :class:`~roundtable.errors.ExportError`."""
     _check_kinds(options.kinds)
+    if options.layout not in LAYOUTS:
+        raise ExportError(f"layout {options.layout!r}: choose {' or '.join(LAYOUTS)}")
     with engine.connect() as conn:
         known = {name: (sid, source, phash) for sid, name, source, phash in conn.execute(
             sa.select(_S.id, _S.name, _S.source, _S.protocol_hash))}
@@ -471,6 +416,7 @@ def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterC
             for r in stored:
                 s.expunge(r)
     counts = {r.name: r for r in list_raters(engine)}
+    prefixes = rater_prefixes([r.name for r in stored])
     with engine.connect() as conn:
         levels = {(rid, flag) for rid, flag in conn.execute(
             sa.select(_C.rater_id, _C.flag).where(_C.level.is_not(None))
@@ -480,7 +426,7 @@ def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterC
         assert r.id is not None
         info = counts[r.name]
         out.append(_RaterCols(
-            id=r.id, name=r.name, flags=info.flags,
+            id=r.id, name=r.name, prefix=prefixes[r.name], flags=info.flags,
             level_flags=tuple(f for f in info.flags if (r.id, f) in levels),
             meta={"name": r.name, "kind": r.kind, "provenance": r.provenance,
                   "definition_hash": r.definition_hash, "prompt_hash": r.prompt_hash,
@@ -496,9 +442,8 @@ def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterC
 def iter_records(engine: sa.Engine, plan: CorpusPlan,
                  progress: Callable[[int, int], None] | None = None
                  ) -> Iterator[dict[str, Any]]:
-    """The rows of the export, run by run, in order. Each row holds the flat columns of
-    :meth:`CorpusPlan.columns` except the condition labels, which are one ``conditions``
-    dict (writers spread them into ``cond.<key>`` columns where the format needs it).
+    """One record per message (the wide layout's rows, whatever ``plan``'s layout), run by
+    run, in order, keyed by the wide columns of :mod:`roundtable.io.columns`.
     ``progress`` is called with ``(runs done, runs total)`` after each run."""
     adj_ids: list[int] = []
     if plan.adjudication is not None:
@@ -555,6 +500,8 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
     status, given = _codes_of(conn, [m[0] for m in messages], rater_ids)
     adj = plan.adjudication
     seats = plan.seats.get(run.id, {})
+    conds = {cond_column(k): condition_cell(run.conditions.get(k), plan.cond_types[k])
+             for k in plan.cond_keys}
     pseudonyms = plan.pseudonyms
     for m in messages:
         mid, seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
@@ -562,7 +509,8 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
         row: dict[str, Any] = {
             "message_id": mid, "series": run.series, "run_ref": run.ref, "run_id": run.id,
             "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
-            "cell": run.cell, "conditions": run.conditions, "replicate": run.replicate,
+            "cell": run.cell,
+            **conds, "replicate": run.replicate,
             "seat_position": seat.position if seat else None,
             "display_name": seat.display_name if seat else None,
         }
@@ -580,20 +528,20 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
         any_code = False
         for r in plan.raters:
             st = status.get((mid, r.id))
-            row[f"{r.name}.status"] = st
+            row[status_column(r.prefix)] = st
             codes = given.get((mid, r.id), {})
             any_code = any_code or st == "valid"
             for flag in r.flags:
                 value, level = codes.get(flag, (None, None))
-                row[f"{r.name}.{flag}"] = value
+                row[code_column(r.prefix, flag)] = value
                 if flag in r.level_flags:
-                    row[f"{r.name}.{flag}_level"] = level
+                    row[level_column(r.prefix, flag)] = level
         if adj is not None:
             for flag in adj.flags:
                 # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
                 final = combine(adj.rule, [given.get((mid, rid), {}).get(flag, (None, None))[0]
                                            for rid in adj_ids])
-                row[f"adj.{flag}"] = final
+                row[final_column(flag)] = final
                 any_code = any_code or final is not None
         if opts.coded and not any_code:
             continue
@@ -627,20 +575,22 @@ def export_corpus(
         raise ExportError(f"{out} is a folder; give a file name such as corpus.{fmt}")
     started = time.perf_counter()
     plan = plan_export(engine, options)
-    columns = plan.columns(fmt)
+    columns = plan.columns()
     exported_at = datetime.now(UTC)
     meta = plan.metadata(fmt, database=database, exported_at=exported_at)
     kinds: Counter[str] = Counter()
     runs: set[int] = set()
     rows = 0
     try:
-        with open_writer(fmt, out, columns, plan.cond_keys, plan.cond_types) as writer:
+        with open_writer(fmt, out, columns) as writer:
             for record in iter_records(engine, plan, progress):
-                writer.write(record)
                 kinds[record["kind"]] += 1
                 runs.add(record["run_id"])
-                rows += 1
+                for row in _layout_rows(record, plan):
+                    writer.write(row)
+                    rows += 1
             meta["rows"] = rows
+            meta["messages"] = sum(kinds.values())
             meta["runs"] = len(runs)
             meta["rows_by_kind"] = dict(sorted(kinds.items()))
             writer.finish(meta)
@@ -658,7 +608,24 @@ def export_corpus(
         raters=[r.name for r in plan.raters],
         adjudication=plan.adjudication.name if plan.adjudication else None,
         kinds=dict(sorted(kinds.items())), bytes=out.stat().st_size,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, layout=options.layout,
+        messages=sum(kinds.values()))
+
+
+def _layout_rows(record: dict[str, Any], plan: CorpusPlan) -> Iterator[dict[str, Any]]:
+    if plan.options.layout == "long":
+        yield from long_rows(record, plan)
+    else:
+        yield record
+
+
+def iter_rows(engine: sa.Engine, plan: CorpusPlan,
+              progress: Callable[[int, int], None] | None = None
+              ) -> Iterator[dict[str, Any]]:
+    """The rows of the export in ``plan``'s layout (wide: :func:`iter_records`; long: one
+    row per message x rater x flag), keyed by :meth:`CorpusPlan.columns`."""
+    for record in iter_records(engine, plan, progress):
+        yield from _layout_rows(record, plan)
 
 
 def condition_cell(value: Any, type_: str) -> Any:
@@ -670,16 +637,3 @@ def condition_cell(value: Any, type_: str) -> Any:
     if type_ == "float":
         return float(value)
     return value
-
-
-def flatten_conditions(record: Mapping[str, Any], cond_keys: Sequence[str],
-                       cond_types: Mapping[str, str]) -> dict[str, Any]:
-    """``record`` with its ``conditions`` dict spread into ``cond.<key>`` values."""
-    out: dict[str, Any] = {}
-    for k, v in record.items():
-        if k == "conditions":
-            for key in cond_keys:
-                out[f"cond.{key}"] = condition_cell(v.get(key), cond_types[key])
-        else:
-            out[k] = v
-    return out

@@ -71,6 +71,13 @@ class WarroomExportSummary:
     bytes: int = 0
     seconds: float = 0.0
 
+    def to_json(self) -> dict[str, object]:
+        """The summary as one JSON object (``roundtable export warroom --json``)."""
+        return {"out": str(self.out), "files": [str(f) for f in self.files],
+                "series": list(self.series), "renamed": dict(self.renamed),
+                "messages": self.messages, "bytes": self.bytes,
+                "seconds": round(self.seconds, 3)}
+
 
 # --------------------------------------------------------------------------- pure helpers
 

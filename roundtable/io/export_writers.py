@@ -7,12 +7,14 @@ Encodings (see docs/export-schema.md):
 
 * CSV: UTF-8, a header row, ``\\n`` line ends, fields quoted when needed (text keeps its
   newlines inside quotes); booleans ``true``/``false``; missing values are empty cells.
-* JSONL: one JSON object per line with the columns in order; ``conditions`` is an object;
-  missing values are ``null``.
-* Parquet (pyarrow): typed columns (int64, float64, bool, string), row groups of
-  :data:`PARQUET_ROW_GROUP` rows, the metadata record as JSON in the file's key-value
-  metadata under ``roundtable.corpus`` (added when the rows are written, with
-  ``ParquetWriter.add_key_value_metadata``: pyarrow >= 17).
+* JSONL: one JSON object per line with the columns in order (the same flat columns as
+  CSV and Parquet); booleans ``true``/``false``; missing values are ``null``.
+* Parquet (pyarrow): typed columns (int64, float64, bool, string; every one nullable), row
+  groups of :data:`PARQUET_ROW_GROUP` rows, the metadata record as JSON in the file's
+  key-value metadata under ``roundtable.corpus`` (added when the rows are written, with
+  ``ParquetWriter.add_key_value_metadata``: pyarrow >= 17). The schema also carries a
+  ``pandas`` record (:func:`pandas_metadata`) so ``pandas.read_parquet`` gives nullable
+  ``boolean`` and ``Int64`` columns instead of object and float ones.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from roundtable.errors import ExportError
-from roundtable.io.export import Column, Format, flatten_conditions
+from roundtable.io.columns import Column
+from roundtable.io.export import Format
 
-__all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "open_writer"]
+__all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "open_writer",
+           "pandas_metadata"]
 
 PARQUET_ROW_GROUP = 5000
 PARQUET_INSTALL_HINT = (
@@ -60,17 +64,13 @@ def _csv_cell(value: Any) -> str:
 
 
 class _CsvWriter:
-    def __init__(self, f: IO[str], columns: Sequence[Column], cond_keys: Sequence[str],
-                 cond_types: Mapping[str, str]) -> None:
+    def __init__(self, f: IO[str], columns: Sequence[Column]) -> None:
         self._names = [c.name for c in columns]
-        self._cond_keys = cond_keys
-        self._cond_types = cond_types
         self._csv = csv.writer(f, lineterminator="\n")
         self._csv.writerow(self._names)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        flat = flatten_conditions(record, self._cond_keys, self._cond_types)
-        self._csv.writerow([_csv_cell(flat[n]) for n in self._names])
+        self._csv.writerow([_csv_cell(record[n]) for n in self._names])
 
     def finish(self, meta: Mapping[str, Any]) -> None:
         pass
@@ -94,23 +94,41 @@ def _arrow_type(pa: Any, type_: str) -> Any:
         type_, pa.string())
 
 
+# column type -> (pandas_type, numpy_type) in pandas' schema metadata; the numpy_type
+# names a pandas dtype, and the nullable extension ones are what to_pandas() builds
+_PANDAS_TYPES = {"int": ("int64", "Int64"), "float": ("float64", "float64"),
+                 "bool": ("bool", "boolean")}
+
+
+def pandas_metadata(columns: Sequence[Column], pyarrow_version: str) -> dict[str, Any]:
+    """The ``pandas`` schema record pyarrow's ``to_pandas`` reads back: no index, and each
+    column's dtype (``boolean`` for flags, ``Int64`` for integers: both keep nulls)."""
+    cols = []
+    for c in columns:
+        pandas_type, numpy_type = _PANDAS_TYPES.get(c.type, ("unicode", "object"))
+        cols.append({"name": c.name, "field_name": c.name, "pandas_type": pandas_type,
+                     "numpy_type": numpy_type, "metadata": None})
+    return {"index_columns": [], "column_indexes": [], "columns": cols,
+            "creator": {"library": "pyarrow", "version": pyarrow_version},
+            "pandas_version": "2.0.0"}
+
+
 class _ParquetWriter:
-    def __init__(self, path: Path, columns: Sequence[Column], cond_keys: Sequence[str],
-                 cond_types: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, columns: Sequence[Column]) -> None:
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
             raise ExportError(PARQUET_INSTALL_HINT) from None
         self._pa = pa
-        self._schema = pa.schema([pa.field(c.name, _arrow_type(pa, c.type)) for c in columns])
+        pandas = json.dumps(pandas_metadata(columns, pa.__version__))
+        self._schema = pa.schema([pa.field(c.name, _arrow_type(pa, c.type)) for c in columns],
+                                 metadata={b"pandas": pandas.encode("utf-8")})
         self._writer = pq.ParquetWriter(str(path), self._schema)
-        self._cond_keys = cond_keys
-        self._cond_types = cond_types
         self._buffer: list[dict[str, Any]] = []
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._buffer.append(flatten_conditions(record, self._cond_keys, self._cond_types))
+        self._buffer.append(dict(record))
         if len(self._buffer) >= PARQUET_ROW_GROUP:
             self._flush()
 
@@ -130,14 +148,13 @@ class _ParquetWriter:
 
 
 @contextmanager
-def open_writer(fmt: Format, out: Path, columns: Sequence[Column], cond_keys: Sequence[str],
-                cond_types: Mapping[str, str]) -> Iterator[RowWriter]:
+def open_writer(fmt: Format, out: Path, columns: Sequence[Column]) -> Iterator[RowWriter]:
     """A writer for ``fmt`` onto ``out``; the file is renamed into place when the block
     exits normally and removed if it raises."""
     partial = out.with_name(out.name + ".partial")
     try:
         if fmt == "parquet":
-            pw = _ParquetWriter(partial, columns, cond_keys, cond_types)
+            pw = _ParquetWriter(partial, columns)
             try:
                 yield pw
             finally:
@@ -145,7 +162,7 @@ def open_writer(fmt: Format, out: Path, columns: Sequence[Column], cond_keys: Se
         else:
             with partial.open("w", encoding="utf-8", newline="") as f:
                 if fmt == "csv":
-                    yield _CsvWriter(f, columns, cond_keys, cond_types)
+                    yield _CsvWriter(f, columns)
                 else:
                     yield _JsonlWriter(f, columns)
     except OSError as exc:

@@ -109,6 +109,17 @@ class ImportSummary:
         """All message rows inserted."""
         return sum(self.messages.values())
 
+    def to_json(self) -> dict[str, object]:
+        """The summary as one JSON object (``roundtable import warroom --json``)."""
+        return {"files": self.files, "series": self.series,
+                "series_names": list(self.series_names), "runs": self.runs,
+                "runs_skipped_existing": self.runs_skipped_existing,
+                "messages": dict(self.messages), "messages_total": self.messages_total,
+                "non_empty_agent_messages": self.non_empty_agent_messages,
+                "empty_agent_messages": self.empty_agent_messages, "errors": self.errors,
+                "events": self.events, "flagged_but_agent_like": self.flagged_but_agent_like,
+                "seconds": round(self.seconds, 3)}
+
     def describe(self) -> str:
         """A few lines for people: what was stored, and what was already there."""
         kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(self.messages.items())) or "none"

@@ -118,6 +118,14 @@ class SampleResult:
     enrich: float
     allocation: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The sample as one JSON object (``roundtable review sample --json``); the
+        allocation holds the strata with their population, quota, drawn and weights."""
+        return {"name": self.name, "created": self.created, "size": self.size,
+                "strata": list(self.strata), "seed": self.seed, "minimum": self.minimum,
+                "judges": list(self.judges), "coded_by": list(self.coded_by),
+                "enrich": self.enrich, "allocation": self.allocation}
+
 
 def _params(req: SampleRequest, judges: Sequence[str],
             coded_by: Sequence[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 
+def _iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True)
 class CoderProgress:
     """One coder on one sample: items committed, skipped (and not committed), remaining,
@@ -52,6 +58,11 @@ class CoderProgress:
     skipped: int
     remaining: int
     last_activity: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The coder's progress as a JSON object (times in ISO 8601, UTC)."""
+        return {"coder": self.coder, "committed": self.committed, "skipped": self.skipped,
+                "remaining": self.remaining, "last_activity": _iso(self.last_activity)}
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,13 @@ class SampleStatus:
     enriched: int
     created_at: datetime | None
     coders: tuple[CoderProgress, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The sample's status as a JSON object (``roundtable review status --json``)."""
+        return {"name": self.name, "items": self.items, "strata": list(self.strata),
+                "seed": self.seed, "enriched": self.enriched,
+                "created_at": _iso(self.created_at),
+                "coders": [c.to_json() for c in self.coders]}
 
 
 def review_status(engine: sa.Engine, sample: str | None = None) -> list[SampleStatus]:
@@ -123,6 +141,13 @@ class DisagreementRow:
     coder_level: str | None
     judges: dict[str, bool | None]
 
+    def to_json(self) -> dict[str, Any]:
+        """The row as a JSON object (``item`` is the 1-based number the review app shows)."""
+        return {"item": self.position + 1, "position": self.position,
+                "message_id": self.message_id, "speaker": self.speaker, "text": self.text,
+                "flag": self.flag, "coder": self.coder, "coder_level": self.coder_level,
+                "judges": dict(self.judges)}
+
 
 @dataclass(frozen=True)
 class FlagCount:
@@ -134,6 +159,11 @@ class FlagCount:
     coder_true: int
     versus: dict[str, int]
     any_judge: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as a JSON object."""
+        return {"flag": self.flag, "items": self.items, "coder_true": self.coder_true,
+                "versus": dict(self.versus), "any_judge": self.any_judge}
 
 
 @dataclass(frozen=True)
@@ -147,6 +177,13 @@ class DisagreementReport:
     committed: int
     rows: tuple[DisagreementRow, ...]
     counts: tuple[FlagCount, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON object (``roundtable review disagreements --json``)."""
+        return {"sample": self.sample, "coder": self.coder, "judges": list(self.judges),
+                "items": self.items, "committed": self.committed,
+                "rows": [r.to_json() for r in self.rows],
+                "counts": [c.to_json() for c in self.counts]}
 
 
 def disagreements(engine: sa.Engine, sample: str, coder: str,
