@@ -29,6 +29,7 @@ from roundtable.report.attrition_section import attrition_section
 from roundtable.report.html import GENERATOR, render_html, render_unfinished
 from roundtable.report.model import ReportHeader, Section
 from roundtable.report.sensitivity_section import sensitivity_report
+from roundtable.report.study_figures import study_section
 from roundtable.report.writer import FigureWriter
 from roundtable.store.tables import Run
 from roundtable.store.tables import Series as SeriesRow
@@ -181,6 +182,7 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     crash = summarise_crashes(messages, events, source=source.label())
     out.append(sections.compensation_section(writer, crash, order))
     out.append(sensitivity_report(writer, engine, source, options.series))
+    out.append(study_section(writer, messages, events, order, baseline))
     step("attrition")
     out.append(attrition_section(writer, attrition(engine, series=list(options.series) or None)))
 
