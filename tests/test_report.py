@@ -153,7 +153,7 @@ def full_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     build_corpus(eng)
     eng.dispose()
     out = folder / "report"
-    report(out, url)
+    report(out, url, "--min-round-messages", "1")
     return out, url
 
 
@@ -164,7 +164,7 @@ def full(full_db: tuple[Path, str]) -> Path:
 
 EXPECTED = {"profile-A", "profile-B", "similarity", "ablation", "agreement",
             "confusion-r1-vs-r2", "rounds", "compensation", "crash-rates",
-            "sensitivity-prevalence", "attrition"}
+            "sensitivity-prevalence", "attrition", "model-change", "compensation-by-model"}
 
 
 def test_report_writes_every_figure_with_png_and_csv(full: Path) -> None:
@@ -187,7 +187,11 @@ def test_report_writes_every_figure_with_png_and_csv(full: Path) -> None:
         assert f'href="#{anchor}"' in html and f'id="{anchor}"' in html  # contents
     ids = re.findall(r' id="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "duplicate anchors"
-    assert 'class="note"' not in html  # nothing is missing in this corpus
+    # nothing is missing in this corpus but an isolation run
+    assert re.findall(r'class="note">([^<]*)<', html) == [
+        "Isolation against group is not drawn: no isolation run among the reported runs "
+        "(isolation = a run spec with isolation = true, or a War Room run in isolated/single "
+        "mode)."]
 
 
 def test_page_references_only_files_that_exist(full: Path) -> None:
@@ -299,13 +303,15 @@ def test_missing_second_rater_and_crashes_are_reported_not_fatal(
         engine: Engine, db_url: str, tmp_path: Path) -> None:
     build_corpus(engine, crash=False, raters=("solo",))
     out = tmp_path / "r"
-    text = report(out, db_url, "--rater", "solo", "--series", "B", "--series", "A")
+    text = report(out, db_url, "--rater", "solo", "--series", "B", "--series", "A",
+                  "--min-round-messages", "1")
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "Agreement needs two raters with codes; found solo" in html
     assert "No run with a crash event" in html
     assert "(not available)" in html  # flagged in the table of contents
     assert {p.stem for p in out.glob("*.png")} == {
-        "profile-A", "profile-B", "similarity", "ablation", "rounds", "attrition"}
+        "profile-A", "profile-B", "similarity", "ablation", "rounds", "attrition",
+        "model-change"}
     assert all((out / r).is_file() for r in references(html))
     # --series order is kept: B first, so B is the baseline
     assert [r["condition"] for r in read_csv(out / "ablation.csv")] == ["B", "A"]
@@ -452,7 +458,8 @@ def test_warroom_corpus_report_renders(db_url: str, tmp_path: Path) -> None:
         *(f"profile-{s}" for s in series), "similarity", "ablation", "agreement",
         "confusion-human-vs-gemini", "confusion-human-vs-sonnet",
         "confusion-gemini-vs-sonnet", "rounds", "compensation", "crash-rates",
-        "sensitivity-prevalence", "attrition"}
+        "sensitivity-prevalence", "attrition", "isolation-vs-group", "model-change",
+        "compensation-by-model"}
     assert all((out / r).is_file() for r in references(html))
     assert "<th>Coded agent messages</th><td>609</td>" in html
     # F is isolation (one agent per run): no pair, no similarity; said so, not hidden

@@ -18,15 +18,17 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from roundtable.analysis.source import CodedMessage
 
-__all__ = ["EQUALISE_DRAWS", "TRAITS", "AgentProfile", "RunSimilarity", "agent_profiles",
-           "common_length", "cosine", "equalised_similarities", "mean_pairwise_cosine",
-           "messages_per_agent", "run_similarities", "series_profiles"]
+__all__ = ["AGENT_INTERVAL", "EQUALISE_DRAWS", "SERIES_INTERVAL", "TRAITS", "AgentProfile",
+           "ProfileRow", "RunSimilarity", "agent_profiles", "common_length", "cosine",
+           "equalised_similarities", "mean_pairwise_cosine", "messages_per_agent",
+           "run_cluster_interval", "run_similarities", "series_profile_rows",
+           "series_profiles", "wilson_interval"]
 
 EQUALISE_DRAWS = 20
 """Draws of m messages per agent averaged into a run's equalised similarity."""
@@ -48,10 +50,21 @@ class AgentProfile:
     n_messages: int
     rates: dict[str, float]
     cell: str = "base"
+    coded: dict[str, int] = field(default_factory=dict)
+    """Trait -> messages with a value for it (the n of that rate)."""
 
     def vector(self) -> list[float]:
         """The rates in :data:`TRAITS` order."""
         return [self.rates[t] for t in TRAITS]
+
+    def interval(self, trait: str, confidence: float = 0.95) -> tuple[float, float]:
+        """Wilson score interval of one rate over the agent's coded messages (NaN, NaN
+        when it has none for that trait)."""
+        n = self.coded.get(trait, 0)
+        rate = self.rates.get(trait, math.nan)
+        if not n or not math.isfinite(rate):
+            return math.nan, math.nan
+        return wilson_interval(round(rate * n), n, confidence)
 
 
 def agent_profiles(messages: Sequence[CodedMessage]) -> list[AgentProfile]:
@@ -63,14 +76,16 @@ def agent_profiles(messages: Sequence[CodedMessage]) -> list[AgentProfile]:
     for (run_id, pos), msgs in sorted(groups.items()):
         first = msgs[0]
         rates = {}
+        coded = {}
         for t in TRAITS:
             vals = [m.codes.get(t) for m in msgs]
             known = [v for v in vals if v is not None]
             rates[t] = sum(1 for v in known if v) / len(known) if known else math.nan
+            coded[t] = len(known)
         out.append(AgentProfile(
             series=first.series, run_id=run_id, run_ref=first.run_ref, seat_position=pos,
             display_name=first.display_name, true_label=first.true_label,
-            n_messages=len(msgs), rates=rates, cell=first.cell))
+            n_messages=len(msgs), rates=rates, cell=first.cell, coded=coded))
     return out
 
 
@@ -87,6 +102,91 @@ def series_profiles(profiles: Sequence[AgentProfile]
     return {s: {label: {t: (sum(v) / len(v) if v else math.nan) for t, v in per.items()}
                 for label, per in sorted(models.items())}
             for s, models in acc.items()}
+
+
+AGENT_INTERVAL = "Wilson score 95% interval over the agent's coded messages"
+"""How :meth:`AgentProfile.interval` is computed (stated in tables and JSON)."""
+
+SERIES_INTERVAL = ("run-cluster 95% t interval: the mean of the agents' rates, its standard "
+                   "error clustered by run (CR1), t with runs - 1 degrees of freedom; where "
+                   "every agent has the same rate (no spread), the Wilson interval of the "
+                   "pooled messages")
+"""How :class:`ProfileRow` intervals are computed (stated in tables and JSON)."""
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials (NaN, NaN when n = 0)."""
+    if n <= 0:
+        return math.nan, math.nan
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def run_cluster_interval(values: Sequence[float], runs: Sequence[int],
+                         confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for the mean of ``values`` (one per agent) whose agents are clustered in
+    ``runs``: CR1 cluster-robust standard error, t with (clusters - 1) df, clipped to
+    [0, 1]. NaN, NaN with fewer than two runs. With one agent per run it is the ordinary
+    t interval of the mean."""
+    pairs = [(v, r) for v, r in zip(values, runs, strict=True) if math.isfinite(v)]
+    clusters = {r for _, r in pairs}
+    if len(clusters) < 2:
+        return math.nan, math.nan
+    from scipy.stats import t as student
+
+    n, g = len(pairs), len(clusters)
+    mean = sum(v for v, _ in pairs) / n
+    resid: dict[int, float] = defaultdict(float)
+    for v, r in pairs:
+        resid[r] += v - mean
+    se = math.sqrt(g / (g - 1) * sum(e * e for e in resid.values())) / n
+    half = float(student.ppf(0.5 + confidence / 2, g - 1)) * se
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One true model in one series: its agents' mean rate per trait with an interval
+    (:data:`SERIES_INTERVAL`), and the n behind it."""
+
+    series: str
+    true_label: str
+    agents: int
+    runs: int
+    messages: int
+    rates: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+
+
+def series_profile_rows(profiles: Sequence[AgentProfile]) -> list[ProfileRow]:
+    """One :class:`ProfileRow` per series and true model (series, then model order); the
+    rates are those of :func:`series_profiles`."""
+    groups: dict[tuple[str, str], list[AgentProfile]] = defaultdict(list)
+    for p in profiles:
+        groups[(p.series, p.true_label)].append(p)
+    out = []
+    for (series, label), agents in sorted(groups.items()):
+        rates, intervals = {}, {}
+        for t in TRAITS:
+            vals = [a.rates[t] for a in agents if not math.isnan(a.rates[t])]
+            rates[t] = sum(vals) / len(vals) if vals else math.nan
+            ci = run_cluster_interval([a.rates[t] for a in agents],
+                                      [a.run_id for a in agents])
+            if math.isfinite(ci[0]) and ci[0] == ci[1]:
+                n = sum(a.coded.get(t, 0) for a in agents)
+                k = sum(round(a.rates[t] * a.coded.get(t, 0)) for a in agents
+                        if a.coded.get(t, 0))
+                ci = wilson_interval(k, n)
+            intervals[t] = ci
+        out.append(ProfileRow(series, label, len(agents), len({a.run_id for a in agents}),
+                              sum(a.n_messages for a in agents), rates, intervals))
+    return out
 
 
 def cosine(u: Sequence[float], v: Sequence[float]) -> float:

@@ -169,7 +169,7 @@ def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | N
     for rater, label in report.weighted.items():
         ui.plain(f"Every figure with {rater} is weighted by {label} (--unweighted for the "
                  f"raw figures).")
-    for pair in report.pairs:
+    for pair in report.shown_pairs:
         if pair.note:
             ui.plain(f"{pair.names[0]} vs {pair.names[1]}: {pair.note}.")
     ui.table(None, ["rater", "kind", "coded", "invalid"],
@@ -181,13 +181,25 @@ def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | N
     if by == "flag":
         _print_by_flag(report, confusion)
     else:
-        for pair in report.pairs:
+        for pair in report.shown_pairs:
             for group in pair.groups:
-                _print_group(pair.names, group, by, confusion, report)
+                if group.n_messages:
+                    _print_group(pair.names, group, by, confusion, report)
+            empty = [str(g.group) for g in pair.groups if not g.n_messages]
+            if by is not None and empty:
+                ui.plain(f"{pair.names[0]} vs {pair.names[1]}: no message in common in "
+                         f"{by} {', '.join(empty)} (not shown).")
             if by is not None:
                 _print_group_summary(pair.names, pair.groups, report.flags, by)
-    if len(report.pairs) > 1:
+    if len(report.shown_pairs) > 1:
         _print_pair_means(report)
+    skipped = report.skipped_pairs
+    if skipped:
+        ui.plain(f"{len(skipped)} rater pair{'s' if len(skipped) != 1 else ''} with no "
+                 f"messages in common {'were' if len(skipped) != 1 else 'was'} skipped: "
+                 + ", ".join(f"{p.names[0]} vs {p.names[1]}" for p in skipped[:6])
+                 + (f" and {len(skipped) - 6} more" if len(skipped) > 6 else "")
+                 + " (--json lists them, marked skipped: no overlap).")
     if report.multi:
         ui.plain(f"All {len(report.raters)} raters together: Krippendorff's alpha (nominal)")
         notes = any(m.reason for m in report.multi)
@@ -298,14 +310,14 @@ def _print_group_summary(names: tuple[str, str], groups: Sequence[GroupAgreement
 def _print_by_flag(report: AgreementReport, confusion: bool) -> None:
     for i, flag in enumerate(report.flags):
         rows = []
-        for pair in report.pairs:
+        for pair in report.shown_pairs:
             fa = pair.groups[0].flags[i]
             a, b = pair.names
             rows.append((f"{a} vs {b}", fa.n, _f(fa.percent), _f(fa.kappa), _ci(fa.kappa_ci),
                          _f(fa.alpha), _f(fa.ac1), _f(fa.pabak)))
         cols = ["raters", "n", "agree", "kappa", "95% CI", "alpha", "AC1", "PABAK"]
         ui.table(f"Flag {flag}", cols, rows, right=cols[1:], keep_whole=cols[1:])
-        for pair in report.pairs:
+        for pair in report.shown_pairs:
             fa = pair.groups[0].flags[i]
             note = _flag_note(fa)
             if note:
@@ -321,7 +333,7 @@ def _print_by_flag(report: AgreementReport, confusion: bool) -> None:
 
 def _print_pair_means(report: AgreementReport) -> None:
     rows = []
-    for pair in report.pairs:
+    for pair in report.shown_pairs:
         g = pair.groups[0] if len(pair.groups) == 1 else None
         if g is None:
             continue

@@ -108,46 +108,81 @@ def profiles(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Per-agent behavioural profiles: the rate of each trait flag.
+    """Per-agent behavioural profiles: the rate of each trait flag, with n and a 95% CI.
 
     A rate is the share of an agent's coded messages with the flag. Per series, each
-    true model's row averages its agents' per-run rates.
+    true model's row averages its agents' per-run rates; its interval is a run-cluster t
+    interval (runs are the unit of replication). Per run, each rate's interval is the
+    Wilson score interval over that agent's messages.
     """
-    from roundtable.analysis.profiles import TRAITS, agent_profiles, series_profiles
+    from roundtable.analysis.profiles import (
+        AGENT_INTERVAL,
+        SERIES_INTERVAL,
+        TRAITS,
+        agent_profiles,
+        series_profile_rows,
+        series_profiles,
+    )
 
     if per not in ("series", "run"):
         raise StoreError(f"--per {per}: choose series or run")
     with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     profs = agent_profiles(msgs)
+    rows_ = series_profile_rows(profs)
     if as_json:
         _echo_json({
             "source": source.label(), "traits": list(TRAITS),
             "series": series_profiles(profs),
-            "agents": [p.__dict__ for p in profs] if per == "run" else None})
+            "rows": [{"series": r.series, "true_model": r.true_label, "agents": r.agents,
+                      "runs": r.runs, "messages": r.messages,
+                      "rates": {t: {"rate": r.rates[t], "ci_low": r.intervals[t][0],
+                                    "ci_high": r.intervals[t][1]} for t in TRAITS}}
+                     for r in rows_],
+            "interval": {"series": SERIES_INTERVAL, "agents": AGENT_INTERVAL},
+            "agents": [{**p.__dict__, "intervals": {t: list(p.interval(t)) for t in TRAITS}}
+                       for p in profs] if per == "run" else None})
         return
     ui.plain(f"Codes: {source.label()}. {len(msgs):,} coded agent messages, "
-             f"{len(profs):,} agents (seat x run). Rates are shares of coded messages.")
-    cols = ["model", "agents", "msgs", *TRAITS]
+             f"{len(profs):,} agents (seat x run). Rates are shares of coded messages; "
+             f"the row under each gives its 95% CI.")
     if per == "series":
-        by_series: dict[str, list[Any]] = {}
+        cols = ["model", "agents", "msgs", *TRAITS]
+        runs_of: dict[str, set[int]] = {}
         for p in profs:
-            by_series.setdefault(p.series, []).append(p)
-        table = series_profiles(profs)
-        for s in _series_order(list(table)):
-            rows = []
-            for label, rates in table[s].items():
-                mine = [p for p in by_series[s] if p.true_label == label]
-                rows.append((label, len(mine), sum(p.n_messages for p in mine),
-                             *(_f(rates[t], 2) for t in TRAITS)))
-            runs = len({p.run_id for p in by_series[s]})
-            ui.table(f"Series {s} ({runs} runs)", cols, rows, right=cols[1:],
+            runs_of.setdefault(p.series, set()).add(p.run_id)
+        for s in _series_order([r.series for r in rows_]):
+            rows: list[Sequence[object]] = []
+            for r in (r for r in rows_ if r.series == s):
+                rows.append((r.true_label, r.agents, r.messages,
+                             *(_f(r.rates[t], 2) for t in TRAITS)))
+                rows.append(("  95% CI", "", "", *(_span(r.intervals[t]) for t in TRAITS)))
+            ui.table(f"Series {s} ({len(runs_of[s])} runs)", cols, rows, right=cols[1:],
                      keep_whole=cols[1:])
+        ui.plain(f"95% CI: {SERIES_INTERVAL}; - where the model's agents are all in "
+                 f"one run.")
         return
     cols = ["run", "seat", "model", "msgs", *TRAITS]
-    rows = [(p.run_ref, p.display_name, p.true_label, p.n_messages,
-             *(_f(p.rates[t], 2) for t in TRAITS)) for p in profs]
+    rows = []
+    for p in profs:
+        rows.append((p.run_ref, p.display_name, p.true_label, p.n_messages,
+                     *(_f(p.rates[t], 2) for t in TRAITS)))
+        rows.append(("", "95% CI", "", "", *(_span(p.interval(t), 1) for t in TRAITS)))
     ui.table(None, cols, rows, right=cols[3:], keep_whole=cols[3:])
+    ui.plain(f"95% CI: {AGENT_INTERVAL} (bounds rounded to 0.1).")
+
+
+def _span(ci: tuple[float, float], digits: int = 2) -> str:
+    """A compact interval for narrow table cells: ``.15-.31`` (``-`` when undefined)."""
+    lo, hi = ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "-"
+    return f"{_short01(lo, digits)}-{_short01(hi, digits)}"
+
+
+def _short01(x: float, digits: int) -> str:
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("0.") else text
 
 
 # -------------------------------------------------------------------------------- compare

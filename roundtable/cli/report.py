@@ -47,6 +47,9 @@ def report(
         "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none).",
         min=0)] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    min_round_messages: Annotated[int, typer.Option(
+        "--min-round-messages", help="Rates by round: hide rounds with fewer coded "
+        "messages than this.", min=1)] = 20,
     title: Annotated[str, typer.Option("--title", help="Title of the page.")] = (
         "roundtable report"),
     db: DbOption = None,
@@ -64,7 +67,7 @@ def report(
     options = ReportOptions(
         out=out, series=tuple(series or ()), rater=rater, adjudication=adjudication,
         agreement=_names(agreement), baseline=baseline, bootstrap=bootstrap, seed=seed,
-        title=title)
+        title=title, min_round_messages=min_round_messages)
     with open_db(db, create=False) as engine:
         result = build_report(engine, options, database=display_url(db_url(db)),
                               progress=lambda s: ui.plain(f"  {s}..."))

@@ -41,11 +41,16 @@ __all__ = [
     "GroupAgreement",
     "MultiRaterAlpha",
     "PairAgreement",
+    "SKIPPED_NO_OVERLAP",
     "ThresholdCheck",
     "agreement_report",
     "check_threshold",
     "rater_pairs",
 ]
+
+
+SKIPPED_NO_OVERLAP = "no overlap"
+"""How a rater pair with no message coded by both is marked (``PairAgreement.skipped``)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,16 @@ class PairAgreement:
     weighted_by: str = ""
     note: str = ""
 
+    @property
+    def overlap(self) -> int:
+        """Messages both raters coded validly (over all groups)."""
+        return sum(g.n_messages for g in self.groups)
+
+    @property
+    def skipped(self) -> str:
+        """Why default outputs leave this pair out (``no overlap``), or '' to show it."""
+        return SKIPPED_NO_OVERLAP if self.overlap == 0 else ""
+
 
 @dataclass(frozen=True)
 class MultiRaterAlpha:
@@ -157,6 +172,16 @@ class AgreementReport:
     thresholds: tuple[Threshold, ...] = ()
 
     @property
+    def shown_pairs(self) -> tuple[PairAgreement, ...]:
+        """The pairs default outputs show: those with at least one message in common."""
+        return tuple(p for p in self.pairs if not p.skipped)
+
+    @property
+    def skipped_pairs(self) -> tuple[PairAgreement, ...]:
+        """The pairs with no message coded by both raters (kept, marked, in the JSON)."""
+        return tuple(p for p in self.pairs if p.skipped)
+
+    @property
     def weighted(self) -> dict[str, str]:
         """Rater -> what its pairs are weighted by, for the raters whose weights were used."""
         used = {n for p in self.pairs if p.weighted_by for n in p.names}
@@ -176,7 +201,7 @@ class AgreementReport:
             "thresholds": [t.model_dump() for t in self.thresholds],
             "pairs": [{
                 "raters": list(p.names), "weighted_by": p.weighted_by or None,
-                "note": p.note,
+                "note": p.note, "skipped": p.skipped or None,
                 "groups": [{
                     "group": g.group, "n_messages": g.n_messages,
                     "mean": {"kappa": g.mean_kappa, "percent": g.mean_percent,
@@ -186,6 +211,7 @@ class AgreementReport:
                 } for g in p.groups],
             } for p in self.pairs],
             "all_raters_alpha": [asdict(m) for m in self.multi],
+            "skipped_pairs": len(self.skipped_pairs),
         })
         return out
 

@@ -29,6 +29,7 @@ from roundtable.report.attrition_section import attrition_section
 from roundtable.report.html import GENERATOR, render_html, render_unfinished
 from roundtable.report.model import ReportHeader, Section
 from roundtable.report.sensitivity_section import sensitivity_report
+from roundtable.report.study_figures import study_section
 from roundtable.report.writer import FigureWriter
 from roundtable.store.tables import Run
 from roundtable.store.tables import Series as SeriesRow
@@ -49,6 +50,7 @@ class ReportOptions:
     bootstrap: int = 2000
     seed: int = 0
     title: str = "roundtable report"
+    min_round_messages: int = sections.MIN_ROUND_MESSAGES
 
 
 @dataclass(frozen=True)
@@ -176,11 +178,12 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
                                          seed=options.seed))
     out.extend(sections.agreement_sections(writer, report, missing))
     step("rounds")
-    out.append(_rounds(writer, messages, order))
+    out.append(_rounds(writer, messages, order, options.min_round_messages))
     step("compensation")
     crash = summarise_crashes(messages, events, source=source.label())
     out.append(sections.compensation_section(writer, crash, order))
     out.append(sensitivity_report(writer, engine, source, options.series))
+    out.append(study_section(writer, messages, events, order, baseline))
     step("attrition")
     out.append(attrition_section(writer, attrition(engine, series=list(options.series) or None)))
 
@@ -212,12 +215,13 @@ def _flags_in(messages: Sequence[CodedMessage]) -> list[str]:
 
 
 def _rounds(writer: FigureWriter, messages: Sequence[CodedMessage],
-            order: Sequence[str]) -> Section:
+            order: Sequence[str], min_messages: int) -> Section:
     from roundtable.analysis.rounds import flag_rates_by_round
 
     flags = _flags_in(messages)
     rates = flag_rates_by_round(messages, flags)
-    return sections.rounds_section(writer, messages, rates, order, flags)
+    return sections.rounds_section(writer, messages, rates, order, flags,
+                                   min_messages=min_messages)
 
 
 def _crash_events(engine: sqlalchemy.Engine, messages: Sequence[CodedMessage]

@@ -32,6 +32,7 @@ __all__ = [
     "interval_plot",
     "line_panels",
     "profile_heatmap",
+    "rate_panels",
     "save_png",
     "stacked_bars",
 ]
@@ -308,6 +309,31 @@ def line_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]
                ncols=_legend_cols(line_names, fig.get_figwidth(), most=8), fontsize=_FONT,
                frameon=False)
     fig.suptitle(title, fontsize=_TITLE, x=0.02, ha="left")
+    return fig
+
+
+def rate_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
+                sizes: Mapping[str, Mapping[int, int]], *, title: str, xlabel: str,
+                ylabel: str, ylim: tuple[float, float] | None = None) -> Figure:
+    """:func:`line_panels` with each panel's n per x drawn as light grey bars on a right
+    axis (``sizes[panel][x]``), so a rate's support is visible next to it."""
+    ncols = 4 if len(panels) > 12 else 3
+    fig = line_panels(panels, title=title, xlabel=xlabel, ylabel=ylabel, ncols=ncols,
+                      ylim=ylim)
+    top = max((n for per in sizes.values() for n in per.values()), default=1)
+    used = [ax for ax in fig.axes if ax.axison and ax.get_title() in panels]
+    for k, ax in enumerate(used):
+        per = sizes.get(ax.get_title(), {})
+        twin = ax.twinx()
+        twin.bar(list(per), list(per.values()), width=0.7, color="#cccccc", alpha=0.45,
+                 zorder=0)
+        twin.set_ylim(0, top * 1.05)
+        twin.tick_params(labelsize=_FONT - 2, colors="#888888")
+        twin.spines["top"].set_visible(False)
+        if k % ncols == min(ncols, len(used)) - 1 or k == len(used) - 1:
+            twin.set_ylabel("messages (grey bars)", fontsize=_FONT - 1, color="#888888")
+        ax.set_zorder(twin.get_zorder() + 1)
+        ax.patch.set_visible(False)
     return fig
 
 

@@ -10,6 +10,7 @@ section carries a note saying so instead of a figure.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -17,9 +18,9 @@ from roundtable.analysis.contrasts import similarity_family
 from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
-from roundtable.coding.reliability import AgreementReport
+from roundtable.coding.reliability import AgreementReport, PairAgreement
 from roundtable.report import figures
-from roundtable.report.model import DataTable, Section
+from roundtable.report.model import DataTable, FigureEntry, Section
 from roundtable.report.writer import FigureWriter
 
 __all__ = [
@@ -266,7 +267,10 @@ def _mean(x: Sequence[float]) -> float:
 def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
                        missing: str) -> tuple[Section, Section]:
     """Kappa per flag with bootstrap CIs for every rater pair, and the confusion matrices;
-    ``missing`` explains an absent report (e.g. only one rater)."""
+    ``missing`` explains an absent report (e.g. only one rater).
+
+    Pairs with no message in common, an agreement figure with no defined kappa, and
+    confusion panels whose counts are all zero are left out, and the notes say so."""
     title_a, title_c = "Agreement between raters", "Confusion matrices"
     if report is None:
         return (Section("sec-agreement", title_a, notes=(missing,)),
@@ -277,65 +281,127 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
     intro_a = (f"Cohen's kappa per flag for each pair of raters ({', '.join(report.raters)}), "
                f"on the messages both coded validly; {ci}. n/a: kappa undefined (both "
                f"raters gave the flag one value on every message).")
-    flags = list(report.flags)
-    pairs = [p for p in report.pairs]
-    est = {f"{p.names[0]} vs {p.names[1]}": [fa.kappa for fa in p.groups[0].flags]
-           for p in pairs}
-    cis = {f"{p.names[0]} vs {p.names[1]}": [fa.kappa_ci for fa in p.groups[0].flags]
-           for p in pairs}
-    rows = tuple((p.names[0], p.names[1], fa.flag, fa.n, fa.percent, fa.kappa, fa.kappa_ci[0],
-                  fa.kappa_ci[1], fa.ci_resamples, fa.kappa_degenerate, fa.alpha, fa.ac1,
-                  fa.pabak)
-                 for p in pairs for fa in p.groups[0].flags)
-    lows = [x for v in cis.values() for c in v for x in c if math.isfinite(x)]
-    lows += [x for v in est.values() for x in v if math.isfinite(x)]
-    fig = figures.interval_plot(
-        flags, est, cis, title="Cohen's kappa per flag (95% bootstrap CI)",
-        xlabel="Cohen's kappa", ylabel="flag", reference=0.0,
-        xlim=(min(-0.1, min(lows, default=0.0) - 0.05), 1.02))
-    sizes = sorted({p.groups[0].n_messages for p in pairs})
-    entry = writer.add("agreement", "Agreement per flag",
-               f"Cohen's kappa with {ci}; messages coded by both raters of a pair: "
-               f"{', '.join(map(str, sizes))}.", fig,
-               DataTable(("rater_a", "rater_b", "flag", "n", "percent_agreement", "kappa",
-                          "ci_low", "ci_high", "ci_resamples", "degenerate", "alpha", "ac1",
-                          "pabak"), rows))
-    agreement = Section("sec-agreement", title_a, intro_a, figures=(entry,))
+    pairs = list(report.shown_pairs)
+    skipped = report.skipped_pairs
+    notes_a: list[str] = []
+    if skipped:
+        notes_a.append(
+            f"{len(skipped)} rater pair{'s' if len(skipped) != 1 else ''} with no messages "
+            f"in common {'are' if len(skipped) != 1 else 'is'} left out of both figures: "
+            + ", ".join(f"{p.names[0]} vs {p.names[1]}" for p in skipped) + ".")
+    defined = any(math.isfinite(fa.kappa) for p in pairs for fa in p.groups[0].flags)
+    entries_a: tuple[FigureEntry, ...] = ()
+    if not pairs:
+        notes_a.append("No pair of raters coded a message in common: no agreement to show.")
+    elif not defined:
+        notes_a.append("The agreement figure is omitted: kappa is undefined (n/a) for every "
+                       "flag and pair (each rater gave each flag one value throughout).")
+    else:
+        entries_a = (_agreement_figure(writer, pairs, list(report.flags), ci),)
+    agreement = Section("sec-agreement", title_a, intro_a, figures=entries_a,
+                        notes=tuple(notes_a))
 
     entries = []
+    omitted: list[str] = []
     for p in pairs:
         a, b = p.names
         group = p.groups[0]
+        kept = [fa for fa in group.flags if any(v for row in fa.confusion for v in row)]
+        omitted += [f"{fa.flag} ({a} vs {b})" for fa in group.flags if fa not in kept]
+        if not kept:
+            continue
         conf_rows = tuple((a, b, fa.flag, va, vb, fa.confusion[i][j])
-                          for fa in group.flags for i, va in enumerate(("no", "yes"))
+                          for fa in kept for i, va in enumerate(("no", "yes"))
                           for j, vb in enumerate(("no", "yes")))
         fig = figures.confusion_grid(
-            [fa.flag for fa in group.flags],
-            [[list(r) for r in fa.confusion] for fa in group.flags], (a, b),
-            title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
+            [fa.flag for fa in kept], [[list(r) for r in fa.confusion] for fa in kept],
+            (a, b), title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
         entries.append(writer.add(f"confusion-{a}-vs-{b}", f"Confusion matrices, {a} vs {b}",
                    f"Counts of messages by the value each rater gave each flag ({a} rows, "
                    f"{b} columns; {group.n_messages} messages coded by both); share of "
                    f"the flag's messages under each count.", fig,
                    DataTable(("rater_a", "rater_b", "flag", "value_a", "value_b", "count"),
                              conf_rows)))
+    notes_c: list[str] = []
+    if omitted:
+        notes_c.append("Panels omitted because every count is zero (no message coded "
+                       "validly by both for that flag): " + ", ".join(omitted) + ".")
+    if skipped:
+        notes_c.append(f"{len(skipped)} pair{'s' if len(skipped) != 1 else ''} with no "
+                       f"messages in common {'have' if len(skipped) != 1 else 'has'} no "
+                       f"confusion figure (see above).")
     confusion = Section("sec-confusion", title_c,
                         "For every pair of raters, one 2 x 2 table per flag.",
-                        figures=tuple(entries))
+                        figures=tuple(entries), notes=tuple(notes_c))
     return agreement, confusion
+
+
+MAX_INTERVAL_PAIRS = 4
+"""Above this many rater pairs the agreement figure is a pair x flag heatmap (the CIs stay
+in the CSV), so it stays a readable size."""
+
+
+def _wrap(label: str, width: int = 28) -> str:
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
+
+
+def _agreement_figure(writer: FigureWriter, pairs: Sequence[PairAgreement],
+                      flags: list[str], ci: str) -> FigureEntry:
+    names = [f"{p.names[0]} vs {p.names[1]}" for p in pairs]
+    rows = tuple((p.names[0], p.names[1], fa.flag, fa.n, fa.percent, fa.kappa, fa.kappa_ci[0],
+                  fa.kappa_ci[1], fa.ci_resamples, fa.kappa_degenerate, fa.alpha, fa.ac1,
+                  fa.pabak)
+                 for p in pairs for fa in p.groups[0].flags)
+    sizes = sorted({p.groups[0].n_messages for p in pairs})
+    if len(pairs) <= MAX_INTERVAL_PAIRS:
+        est = {n: [fa.kappa for fa in p.groups[0].flags] for n, p in zip(names, pairs,
+                                                                          strict=True)}
+        cis = {n: [fa.kappa_ci for fa in p.groups[0].flags] for n, p in zip(names, pairs,
+                                                                            strict=True)}
+        lows = [x for v in cis.values() for c in v for x in c if math.isfinite(x)]
+        lows += [x for v in est.values() for x in v if math.isfinite(x)]
+        fig = figures.interval_plot(
+            flags, est, cis, title="Cohen's kappa per flag (95% bootstrap CI)",
+            xlabel="Cohen's kappa", ylabel="flag", reference=0.0,
+            xlim=(min(-0.1, min(lows, default=0.0) - 0.05), 1.02))
+        how = f"Cohen's kappa with {ci}"
+    else:
+        values = [[fa.kappa for fa in p.groups[0].flags] for p in pairs]
+        fig = figures.profile_heatmap(
+            [_wrap(n) for n in names], flags, values,
+            title="Cohen's kappa per flag and rater pair", vmax=1.0, row_label="rater pair",
+            col_label="flag", value_label="Cohen's kappa",
+            row_notes=[f"n={p.groups[0].n_messages}" for p in pairs])
+        how = (f"Cohen's kappa ({len(pairs)} pairs, so a heatmap: the CIs, {ci}, are in the "
+               f"CSV; grey = n/a)")
+    return writer.add("agreement", "Agreement per flag",
+                      f"{how}; messages coded by both raters of a pair: "
+                      f"{', '.join(map(str, sizes))}.", fig,
+                      DataTable(("rater_a", "rater_b", "flag", "n", "percent_agreement",
+                                 "kappa", "ci_low", "ci_high", "ci_resamples", "degenerate",
+                                 "alpha", "ac1", "pabak"), rows))
 
 
 # -------------------------------------------------------------------------------- rounds
 
 
+MIN_ROUND_MESSAGES = 20
+"""Rounds of a series with fewer coded messages than this are not plotted (nor in the
+CSV): a share from a handful of messages spikes to 0 or 1 and says nothing."""
+
+
 def rounds_section(writer: FigureWriter, messages: Sequence[CodedMessage],
                    rates: dict[str, dict[int, dict[str, float]]],
-                   order: Sequence[str], flags: Sequence[str]) -> Section:
+                   order: Sequence[str], flags: Sequence[str], *,
+                   min_messages: int = MIN_ROUND_MESSAGES) -> Section:
     """Small multiples, one panel per series: the share of coded messages flagged in each
-    round, one line per flag."""
+    round, one line per flag, with the round's number of messages (grey bars, right axis);
+    rounds with fewer than ``min_messages`` messages are hidden."""
     title = "Flag rates by round"
     intro = ("For each series and round: the share of the round's coded agent messages "
-             "(all runs of the series together) flagged with each flag.")
+             "(all runs of the series together) flagged with each flag. Grey bars (right "
+             f"axis): messages in the round. Rounds with fewer than {min_messages} coded "
+             "messages are not shown.")
     counts: dict[tuple[str, int], int] = defaultdict(int)
     for m in messages:
         counts[(m.series, m.round)] += 1
@@ -343,23 +409,45 @@ def rounds_section(writer: FigureWriter, messages: Sequence[CodedMessage],
     if not names:
         return Section("sec-rounds", title, intro, notes=("No coded agent message.",))
     panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    sizes: dict[str, dict[int, int]] = {}
     rows = []
+    hidden: dict[str, int] = {}
     for s in names:
         lines: dict[str, list[tuple[float, float]]] = {f: [] for f in flags}
         for rnd in sorted(rates[s]):
+            if counts[(s, rnd)] < min_messages:
+                hidden[s] = hidden.get(s, 0) + 1
+                continue
+            sizes.setdefault(s, {})[rnd] = counts[(s, rnd)]
             for f in flags:
                 v = rates[s][rnd].get(f, math.nan)
                 if math.isfinite(v):
                     lines[f].append((float(rnd), v))
-                    rows.append((s, rnd, f, v, counts[(s, rnd)]))
-        panels[s] = {f: pts for f, pts in lines.items() if pts}
-    fig = figures.line_panels(panels, title="Share of messages flagged, by round",
+                    rows.append((s, rnd, f, v, counts[(s, rnd)], min_messages))
+        if any(lines.values()):
+            panels[s] = {f: pts for f, pts in lines.items() if pts}
+    notes = []
+    if hidden:
+        notes.append(f"Rounds hidden for having fewer than {min_messages} coded messages: "
+                     + ", ".join(f"{s} {k}" for s, k in hidden.items()) + ".")
+    empty = [s for s in names if s not in panels]
+    if empty:
+        notes.append(f"No panel for {', '.join(empty)}: no round has {min_messages} coded "
+                     f"messages or more (the code source covers {len(messages)} messages; "
+                     f"a denser source, e.g. --rater with a judge that coded every "
+                     f"message, fills them).")
+    if not panels:
+        return Section("sec-rounds", title, intro, notes=tuple(notes))
+    fig = figures.rate_panels(panels, sizes, title="Share of messages flagged, by round",
                               xlabel="round", ylabel="share flagged", ylim=(0, 1))
     entry = writer.add("rounds", "Flag rates by round",
                "Share of each round's coded agent messages flagged, per series (all its "
-               "runs pooled); the CSV gives the number of messages per round.", fig,
-               DataTable(("series", "round", "flag", "rate", "messages"), tuple(rows)))
-    return Section("sec-rounds", title, intro, figures=(entry,))
+               "runs pooled); grey bars and the CSV's messages column: messages in the "
+               f"round; rounds with fewer than {min_messages} messages are left out "
+               "(min_messages in the CSV).", fig,
+               DataTable(("series", "round", "flag", "rate", "messages", "min_messages"),
+                         tuple(rows)))
+    return Section("sec-rounds", title, intro, figures=(entry,), notes=tuple(notes))
 
 
 # -------------------------------------------------------------------------- compensation
