@@ -62,7 +62,9 @@ api_key_env = "FAKE_CANARY_KEY"
     db = tmp_path / "rt.db"
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(protocol), "--db", str(db)])
-    assert result.exit_code == 0, result.output
+    # the server's 400 (echoing the key) is a permanent failure: the run ends incomplete
+    assert result.exit_code == 1, result.output
+    assert "bad_request" in result.output
     assert any(CANARY in r.headers.get("authorization", "") for r in server.requests)
 
     con = sqlite3.connect(db)
