@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import AgreementBy, Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -56,7 +57,7 @@ def agreement(
     coder: Annotated[str | None, typer.Option(
         "--coder", help="Compare this rater (e.g. a human coder) with each of the others "
         "only, instead of every pair.", show_default=False)] = None,
-    by: Annotated[str | None, typer.Option(
+    by: Annotated[AgreementBy | None, typer.Option(
         "--by", help="series or model (the message's true model): the per-flag figures "
         "within each group; flag: one table per flag, rows = rater pairs.",
         show_default=False)] = None,
@@ -103,8 +104,6 @@ def agreement(
     from roundtable.store.codes import list_raters
     from roundtable.store.queries import resolve_run
 
-    if by is not None and by not in ("series", "model", "flag"):
-        raise StoreError(f"--by {by}: choose series, model or flag")
     if sample is not None and unweighted:
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
@@ -342,7 +341,7 @@ def adjudicate(
     judges: Annotated[str, typer.Option(
         "--judges", help="Comma-separated raters to adjudicate (two or more).",
         show_default=False)],
-    rule: Annotated[str, typer.Option(
+    rule: Annotated[Rule, typer.Option(
         "--rule", help="intersection: true only if every rater says true; union: if any "
         "does; majority: if more than half do (ties are false).")] = "intersection",
     name: Annotated[str | None, typer.Option(

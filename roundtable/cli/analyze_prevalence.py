@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -160,9 +161,8 @@ def register(app: typer.Typer) -> None:
     def prevalence(
         human: HumanOption = None,
         judges: JudgesOption = None,
-        rule: Annotated[str, typer.Option(
-            "--rule", help="How several --judges combine: intersection, union, "
-            "majority.")] = "intersection",
+        rule: Annotated[Rule, typer.Option(
+            "--rule", help="How several --judges combine.")] = "intersection",
         rater: Annotated[str | None, typer.Option(
             "--rater", help="Instead of --judges: one rater's codes.",
             show_default=False)] = None,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import ExportFormat
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.errors import ExportError
 
@@ -68,8 +69,8 @@ def corpus(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="File to write (corpus.csv, corpus.jsonl, corpus.parquet).",
         show_default=False)] = None,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", help="csv, jsonl or parquet. Default: from the --out extension.",
+    fmt: Annotated[ExportFormat | None, typer.Option(
+        "--format", "-f", help="Default: from the --out extension.", case_sensitive=False,
         show_default=False)] = None,
     coded: Annotated[bool, typer.Option(
         "--coded", help="Only messages with codes (a valid verdict of an exported rater, or "
@@ -118,7 +119,7 @@ def corpus(
     if out is None:
         raise ExportError("--out FILE is required (e.g. --out corpus.csv); or use "
                           "`roundtable export warroom --out DIR`")
-    chosen: str | None = fmt.lower() if fmt else format_from_path(out)
+    chosen: str | None = fmt or format_from_path(out)
     if chosen is None:
         raise ExportError(f"cannot tell the format from {out.name!r}: add --format "
                           f"{'|'.join(FORMATS)} or use a .csv, .jsonl or .parquet name")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import Stratum
 from roundtable.cli.common import DbOption, handles_errors, open_db
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draw and of the "
                                       "presentation order (same seed, same sample).",
                                       show_default=False)],
-    stratify: Annotated[list[str] | None, typer.Option(
+    stratify: Annotated[list[Stratum] | None, typer.Option(
         "--stratify", help="Stratum key, repeatable: series, model (the seat's true "
         "model), cell, run, round (buckets of 5 rounds). Default: no strata.",
         show_default=False)] = None,
@@ -79,7 +80,7 @@ def sample(
     from roundtable.review.samples import SampleRequest, create_sample
 
     req = SampleRequest(
-        name=name.strip(), size=size, strata=tuple(stratify or ()), seed=seed,
+        name=name.strip(), size=size, strata=tuple(s.value for s in stratify or ()), seed=seed,
         minimum=min_per_stratum, enrich=_fraction(oversample, fraction),
         judges=tuple(_names(judges)),
         coded_by=None if coded_by is None else tuple(_names(coded_by)) or ("none",))
