@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
     app.command("adjudicate")(adjudicate)
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
+def _names(text: str | Sequence[str] | None) -> list[str]:
+    """Names from a comma list, or from a repeated option's comma lists."""
+    items = [text] if isinstance(text, str) else list(text or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -50,9 +52,9 @@ def _short(name: str, tag: str) -> str:
 
 @handles_errors
 def agreement(
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated raters to compare (judges, human coders, or "
-        "adj:NAME for an adjudication). Default: every rater with codes.",
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Raters to compare (judges, human coders, or adj:NAME for an "
+        "adjudication); repeatable, or comma-separated. Default: every rater with codes.",
         show_default=False)] = None,
     coder: Annotated[str | None, typer.Option(
         "--coder", help="Compare this rater (e.g. a human coder) with each of the others "
@@ -69,7 +71,7 @@ def agreement(
         "--series", "-s", help="Only messages of this series (repeatable).",
         show_default=False)] = None,
     run: Annotated[list[str] | None, typer.Option(
-        "--run", help="Only messages of this run: id, SERIES/N or reference id "
+        "--run", "-r", help="Only messages of this run: id, SERIES/N or reference id "
         "(repeatable).", show_default=False)] = None,
     flags: Annotated[str | None, typer.Option(
         "--flags", help="Comma-separated flags. Default: every flag the raters coded.",
@@ -127,7 +129,7 @@ def agreement(
             raise StoreError(f"--coder {coder}: name at least one rater to compare it with "
                              f"in --judges")
         if len(names) < 2:
-            raise StoreError(f"--judges {judges}: name at least two raters, e.g. "
+            raise StoreError(f"--judges {','.join(names)}: name at least two raters, e.g. "
                              f"--judges {','.join(with_codes[:2]) or 'gemini,claude'}")
         run_ids = [resolve_run(engine, ref).id for ref in run or []]
         matrix = load_codes_with_adjudications(
@@ -338,8 +340,9 @@ def _print_pair_means(report: AgreementReport) -> None:
 
 @handles_errors
 def adjudicate(
-    judges: Annotated[str, typer.Option(
-        "--judges", help="Comma-separated raters to adjudicate (two or more).",
+    judges: Annotated[list[str], typer.Option(
+        "--judges", help="Raters to adjudicate (two or more); repeatable, or "
+        "comma-separated.",
         show_default=False)],
     rule: Annotated[Rule, typer.Option(
         "--rule", help="intersection: true only if every rater says true; union: if any "

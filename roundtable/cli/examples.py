@@ -120,8 +120,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable review sample": (
         "roundtable review sample --name s1 --size 609 --stratify series --seed 1",
-        "roundtable review sample --name s2 --size 300 --stratify series --stratify model "
-        "--oversample-disagreements --judges gemini,claude",
+        "roundtable review sample --name s2 --size 300 --seed 2 --stratify series --stratify "
+        "model --oversample-disagreements --judges gemini,claude",
     ),
     "roundtable review status": (
         "roundtable review status",

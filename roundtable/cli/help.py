@@ -82,7 +82,10 @@ def blocks(text: str) -> list[list[tuple[str, str]]]:
             extra = len(raw) - len(raw.lstrip()) - base
             line = raw.strip()
             item = _LIST_ITEM.match(line)
-            if item or extra > 0 or not out:
+            # A line indented by a list item's hanging indent continues that item.
+            if out and not item and extra > 0 and extra == len(out[-1][0]):
+                out[-1] = (out[-1][0], f"{out[-1][1]} {line}")
+            elif item or extra > 0 or not out:
                 lead = " " * max(extra, 0)
                 out.append((lead + " " * (item.end() if item else 0), lead + line))
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,8 +31,10 @@ app = typer.Typer(help="Human validation: stratified samples and blind review.",
 DEFAULT_ENRICH = 0.25
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
+def _names(text: str | Sequence[str] | None) -> list[str]:
+    """Names from a comma list, or from a repeated option's comma lists."""
+    items = [text] if isinstance(text, str) else list(text or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -62,8 +65,9 @@ def sample(
         "--disagreement-fraction", help="Fraction of the sample drawn from judge "
         "disagreements, below 1 (given alone, it turns oversampling on).",
         show_default=False)] = None,
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated judges whose disagreements count. Default: every "
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Judges whose disagreements count (repeatable, or "
+        "comma-separated). Default: every "
         "non-human rater with codes.", show_default=False)] = None,
     coded_by: Annotated[str | None, typer.Option(
         "--coded-by", help="Only messages every one of these raters coded validly "
@@ -207,8 +211,9 @@ def disagreements_cmd(
                                              show_default=False)],
     coder: Annotated[str, typer.Option("--coder", help="The human coder.",
                                        show_default=False)],
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated judges to compare with. Default: the judges the "
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Judges to compare with (repeatable, or comma-separated). "
+        "Default: the judges the "
         "sample was drawn with.", show_default=False)] = None,
     flag: Annotated[str | None, typer.Option("--flag", help="Only this flag.",
                                              show_default=False)] = None,
