@@ -152,6 +152,8 @@ def test_every_command_has_examples_and_every_entry_names_a_command() -> None:
     assert sorted(paths - set(EXAMPLES)) == [], "add these to roundtable/cli/examples.py"
     assert sorted(set(EXAMPLES) - paths) == [], "examples for commands that do not exist"
     assert all(1 <= len(lines) <= 3 for lines in EXAMPLES.values())
+    too_long = [x for lines in EXAMPLES.values() for x in lines if len(x) > WIDTH]
+    assert too_long == [], "examples must fit an 80-column terminal"
 
 
 @pytest.mark.parametrize(("path", "line"), [(p, x) for p, lines in EXAMPLES.items()

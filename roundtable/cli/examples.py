@@ -17,7 +17,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "roundtable run": (
         "roundtable run protocols/demo.toml --dry-run",
         "roundtable run protocols/demo.toml --max-cost 5 --concurrency 32",
-        "roundtable run protocols/demo.toml --db postgresql+psycopg://me@db.example/rt",
+        "roundtable run protocols/demo.toml --db postgresql+psycopg://me@db/rt",
     ),
     "roundtable runs": (
         "roundtable runs",
@@ -36,7 +36,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable adjudicate": (
         "roundtable adjudicate --judges gemini,claude",
-        "roundtable adjudicate --judges gemini,claude,gpt --rule majority --name vote3",
+        "roundtable adjudicate --judges gemini,claude,gpt --rule majority",
     ),
     "roundtable judge": (
         "roundtable judge --judge judges/lexicon.toml --series demo",
@@ -45,7 +45,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable report": (
         "roundtable report --out report",
-        "roundtable report --out report -s A -s F --baseline A --agreement gemini,claude",
+        "roundtable report --out report -s A -s F --agreement gemini,claude",
     ),
     "roundtable view": (
         "roundtable view",
@@ -71,8 +71,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "roundtable import warroom ../shared/corpora/warroom --db warroom.db",
     ),
     "roundtable import codes": (
-        "roundtable import codes human.csv --rater alice=h_ --kind human --blank false",
-        "roundtable import codes coded.csv --rater gemini=gemini_ --rater sonnet=sonnet_",
+        "roundtable import codes human.csv --rater alice=h_ --kind human",
+        "roundtable import codes coded.csv --rater gemini=g_ --rater sonnet=s_",
     ),
     "roundtable analyze": (
         "roundtable analyze profiles",
@@ -85,7 +85,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable analyze compare": (
         "roundtable analyze compare A F",
-        "roundtable analyze compare demo:prompt.scaffold=full demo:prompt.scaffold=isolation",
+        "roundtable analyze compare A '*:isolatedMode=true' --json",
         "roundtable analyze compare A B+C --ci bca --correction bonferroni --json",
     ),
     "roundtable analyze flags": (
@@ -101,13 +101,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "roundtable analyze isolation -s A -s F --correction none --json",
     ),
     "roundtable analyze prevalence": (
-        "roundtable analyze prevalence --human alice --judges gemini,claude --sample s1",
-        "roundtable analyze prevalence --human alice --rater gemini --weights equal "
-        "--contrast A:F",
+        "roundtable analyze prevalence --human alice --judges gemini,claude",
+        "roundtable analyze prevalence --human alice --sample s1 --contrast A:F",
     ),
     "roundtable analyze sensitivity": (
         "roundtable analyze sensitivity --judges gemini,claude",
-        "roundtable analyze sensitivity --judges gemini,claude --human alice --sample s1",
+        "roundtable analyze sensitivity --judges gemini --judges claude --human alice",
     ),
     "roundtable analyze attrition": (
         "roundtable analyze attrition",
@@ -120,8 +119,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable review sample": (
         "roundtable review sample --name s1 --size 609 --stratify series --seed 1",
-        "roundtable review sample --name s2 --size 300 --seed 2 --stratify series --stratify "
-        "model --oversample-disagreements --judges gemini,claude",
+        "roundtable review sample --name s2 --size 90 --seed 2 --stratify model",
     ),
     "roundtable review status": (
         "roundtable review status",
@@ -133,7 +131,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable review code": (
         "roundtable review code --sample s1 --coder alice",
-        "roundtable review code --sample s1 --coder alice --codebook judges/codebook.toml",
+        "roundtable review code --sample s2 --coder bob",
     ),
     "roundtable plan": (
         "roundtable plan power --difference 0.05 --pilot A",
@@ -141,7 +139,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "roundtable plan power": (
         "roundtable plan power --difference 0.05 --pilot A",
-        "roundtable plan power --difference 0.1 --metric prevalence --pilot A --flag lead",
+        "roundtable plan power --difference .1 --sd .1 --mean .3 --metric prevalence",
         "roundtable plan power --difference 0.1 --sd 0.08 --mean 0.6 --json",
     ),
     "roundtable export": (
