@@ -160,4 +160,4 @@ def test_cli_adjudicate(engine: Engine, ids: list[int], db_url: str) -> None:
     result = runner.invoke(app, ["adjudicate", "--judges", "a,b", "--rule", "vote",
                                  "--db", db_url])
     assert result.exit_code == 2
-    assert "'vote' is not one of 'intersection', 'union', 'majority'" in result.output
+    assert "--rule 'vote' is not one of: intersection, union, majority" in result.output

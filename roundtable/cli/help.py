@@ -245,10 +245,22 @@ class _HelpFormatting(_click.Command):
                     formatter.write(" " * formatter.current_indent + line + "\n")
 
 
-def _clean_usage_error(exc: _click.exceptions.UsageError) -> None:
-    """Drop pydantic's "Value error, " from a bad value's message (Typer coerces values
-    with pydantic): "Invalid value for '--by': 'x' is not one of 'series', 'flag'."."""
-    exc.message = exc.message.replace("Value error, ", "")
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?('.*') is not one of (.*)\.$")
+
+
+def usage_error(exc: _click.exceptions.UsageError) -> _click.exceptions.UsageError:
+    """A bad choice said the way every roundtable error says it, naming the option, the
+    value and the choices: "--by 'x' is not one of: series, model, flag" (Typer's own
+    reads "Invalid value for '--by': Value error, 'x' is not one of 'series', ...")."""
+    param = getattr(exc, "param", None)
+    found = _NOT_A_CHOICE.match(exc.message)
+    if param is None or found is None or not param.opts:
+        exc.message = exc.message.replace("Value error, ", "")
+        return exc
+    name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    values = ", ".join(v.strip("'") for v in found.group(2).split(", "))
+    return _click.exceptions.UsageError(f"{name} {found.group(1)} is not one of: {values}",
+                                        ctx=exc.ctx)
 
 
 class HelpCommand(_HelpFormatting, TyperCommand):
@@ -264,12 +276,14 @@ class HelpCommand(_HelpFormatting, TyperCommand):
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: _click.Context | None = None, **extra: Any) -> _click.Context:
-        """Click's context, with bad values reported without pydantic's prefix."""
+        """Click's context; a bad choice is reported by :func:`usage_error`."""
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except _click.exceptions.UsageError as exc:
-            _clean_usage_error(exc)
-            raise
+            better = usage_error(exc)
+            if better is exc:
+                raise
+            raise better from None
 
 
 class HelpGroup(_HelpFormatting, TyperGroup):
@@ -302,12 +316,14 @@ class HelpGroup(_HelpFormatting, TyperGroup):
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: _click.Context | None = None, **extra: Any) -> _click.Context:
-        """Click's context, with bad values reported without pydantic's prefix."""
+        """Click's context; a bad choice is reported by :func:`usage_error`."""
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except _click.exceptions.UsageError as exc:
-            _clean_usage_error(exc)
-            raise
+            better = usage_error(exc)
+            if better is exc:
+                raise
+            raise better from None
 
 
 def walk(command: _click.Command, path: Sequence[str] = ("roundtable",)
