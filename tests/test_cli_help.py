@@ -245,7 +245,7 @@ def test_choice_values_reach_the_command_as_strings() -> None:
 
 
 def test_series_and_judges_are_repeatable_everywhere() -> None:
-    checked = {"--series": 0, "--judges": 0}
+    checked = {"--series": 0, "--judges": 0, "--raters": 0, "--agreement": 0}
     for path, cmd in COMMANDS:
         for param in cmd.params:
             for opt in checked:
@@ -257,6 +257,7 @@ def test_series_and_judges_are_repeatable_everywhere() -> None:
             if "--run" in param.opts:
                 assert "-r" in param.opts, path
     assert checked["--series"] >= 12 and checked["--judges"] >= 6
+    assert checked["--raters"] == checked["--agreement"] == 1
 
 
 def test_series_given_twice(tmp_path: Path) -> None:

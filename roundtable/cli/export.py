@@ -80,8 +80,9 @@ def corpus(
         "for blind sharing; a pseudonym model_code replaces them. Display names and text "
         "are kept: see docs/export-schema.md.")] = False,
     series: SeriesOption = None,
-    raters: Annotated[str | None, typer.Option(
-        "--raters", help="Comma-separated raters whose codes to export. Default: all.",
+    raters: Annotated[list[str] | None, typer.Option(
+        "--raters", help="Raters whose codes to export (repeatable, or comma-separated). "
+        "Default: all.",
         show_default=False)] = None,
     adjudication: Annotated[str, typer.Option(
         "--adjudication", help="Adjudication for the adj.* columns: a recorded name, "
@@ -127,7 +128,7 @@ def corpus(
         raise ExportError(f"--format {fmt}: choose {', '.join(FORMATS)}")
     options = ExportOptions(
         series=_names(series), kinds=ALL_KINDS if all_kinds else ("agent",), coded=coded,
-        anonymize=anonymize, raters=_names([raters]) if raters is not None else None,
+        anonymize=anonymize, raters=_names(raters) if raters is not None else None,
         adjudication=adjudication.removeprefix("adj:"), raw=raw)
     database = display_url(db_url(db))
     if anonymize:  # a path may name a person or project; keep only the file name
