@@ -159,4 +159,5 @@ def test_cli_adjudicate(engine: Engine, ids: list[int], db_url: str) -> None:
     assert "already recorded" in result.output
     result = runner.invoke(app, ["adjudicate", "--judges", "a,b", "--rule", "vote",
                                  "--db", db_url])
-    assert result.exit_code == 2 and "choose intersection, union, majority" in result.output
+    assert result.exit_code == 2
+    assert "--rule 'vote' is not one of: intersection, union, majority" in result.output

@@ -244,7 +244,7 @@ def test_adjudication_as_a_rater(engine: Engine, ids: list[int], db_url: str) ->
 @pytest.mark.parametrize(("args", "message"), [
     (["--judges", "a,zed"], "no rater named 'zed' (known raters: a, b, c)"),
     (["--judges", "a"], "--judges a: name at least two raters"),
-    (["--by", "seat"], "--by seat: choose series, model or flag"),
+    (["--by", "seat"], "--by 'seat' is not one of: series, model, flag"),
     (["--series", "Z"], "no series named 'Z'"),
     (["--judges", "a,adj:nope"], "no adjudication named 'nope'"),
     (["--run", "99"], "no run '99'"),

@@ -121,14 +121,14 @@ def test_compare_user_errors(synth_db: str) -> None:
     for args, needle in [
         (("synth:groups=nope", "synth"), "matches no run"),
         (("Q", "synth"), "no series named 'Q'"),
-        (("synth", "synth", "--metric", "euclid"), "only cosine"),
+        (("synth", "synth", "--metric", "euclid"), "--metric 'euclid' is not one of: cosine"),
         (("synth:", "synth"), "empty condition"),
         (("synth", "synth:groups=clone", "--rater", "nobody"), "no rater named 'nobody'"),
         (("synth", "synth"), "named twice"),
         (("synth",), "at least two run sets"),
-        (("synth", "synth:groups=clone", "--ci", "wide"), "--ci wide: choose t"),
-        (("synth", "synth:groups=clone", "--equalise", "x"), "--equalise x: choose"),
-        (("synth", "synth:groups=clone", "--correction", "fdr"), "choose holm"),
+        (("synth", "synth:groups=clone", "--ci", "wide"), "--ci 'wide' is not one of: t"),
+        (("synth", "synth:groups=clone", "--equalise", "x"), "--equalise 'x' is not one of: auto"),
+        (("synth", "synth:groups=clone", "--correction", "fdr"), "not one of: holm"),
     ]:
         code, out = invoke("analyze", "compare", *args, "--db", synth_db)
         assert code == 2, out
@@ -148,7 +148,7 @@ def test_flags(synth_db: str) -> None:
     assert code == 0 and "Kruskal-Wallis H" in out, out
     code, out = invoke("analyze", "flags", "--rater", "synth", "--test", "t", "--db",
                        synth_db)
-    assert code == 2 and "choose permutation, kruskal" in out
+    assert code == 2 and "--test 't' is not one of: permutation, kruskal" in out
     doc = js("analyze", "flags", "--rater", "synth", "--correction", "bonferroni",
              "--db", synth_db)
     assert doc["correction"] == "bonferroni" and doc["family"] == 5
@@ -157,7 +157,7 @@ def test_flags(synth_db: str) -> None:
     assert meta["p_adjusted"] == pytest.approx(min(1, 5 * meta["p"]))
     code, out = invoke("analyze", "flags", "--correction", "sidak", "--rater", "synth",
                        "--db", synth_db)
-    assert code == 2 and "choose holm or bonferroni" in out
+    assert code == 2 and "--correction 'sidak' is not one of: holm, bonferroni" in out
 
 
 def test_crash(synth_db: str) -> None:

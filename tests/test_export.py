@@ -397,7 +397,7 @@ def test_cli_export_writes_and_reports(corpus: tuple[sa.Engine, dict[str, int]],
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--out", "c.txt"], "cannot tell the format from 'c.txt'"),
-    (["--out", "c.txt", "--format", "xlsx"], "--format xlsx: choose csv, jsonl, parquet"),
+    (["--out", "c.txt", "--format", "xlsx"], "--format 'xlsx' is not one of: csv, jsonl, parquet"),
     (["--coded"], "--out FILE is required"),
     (["--out", "c.csv", "--series", "nope"], "no series named 'nope'"),
     (["--out", "c.csv", "warroom", "--out", "d"], "put --out and --format after `warroom`"),

@@ -240,10 +240,10 @@ def test_cli_import_codes_the_way_a_user_would(tmp_path: Path, codes_file: Path,
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--rater", "g"], "write NAME=PREFIX"),
-    (["--rater", "g=g_", "--blank", "no"], "--blank no: choose false or missing"),
+    (["--rater", "g=g_", "--blank", "no"], "--blank 'no' is not one of: false, missing"),
     (["--rater", "g=g_", "--kind", "robot"], "the kind must be human or external"),
     (["--rater", "g=g_", "--kind", "x=human"], "no --rater named 'x'"),
-    (["--rater", "g=g_", "--key-type", "uuid"], "--key-type uuid: choose source or id"),
+    (["--rater", "g=g_", "--key-type", "uuid"], "--key-type 'uuid' is not one of: source, id"),
 ])
 def test_cli_option_errors(codes_file: Path, db_url: str, args: list[str],
                            message: str) -> None:

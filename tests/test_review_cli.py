@@ -113,8 +113,7 @@ def test_sample_errors_are_one_line(db_url: str, coded: list[int]) -> None:
     code, out = invoke("review", "sample", "--name", "S", "--size", "5", "--stratify",
                        "modle", "--seed", "1", "--db", db_url)
     assert code == 2
-    assert "--stratify modle: unknown stratum key; choose from series, model, cell, run, " \
-           "round" in flat(out)
+    assert "--stratify 'modle' is not one of: series, model, cell, run, round" in flat(out)
     code, out = invoke("review", "sample", "--name", "S", "--size", "5", "--seed", "1",
                        "--judges", "gemini,claude", "--db", db_url)
     assert code == 2 and "no rater named 'claude'" in out

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import AgreementBy, Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -26,8 +27,10 @@ def register(app: typer.Typer) -> None:
     app.command("adjudicate")(adjudicate)
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
+def _names(text: str | Sequence[str] | None) -> list[str]:
+    """Names from a comma list, or from a repeated option's comma lists."""
+    items = [text] if isinstance(text, str) else list(text or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -49,14 +52,14 @@ def _short(name: str, tag: str) -> str:
 
 @handles_errors
 def agreement(
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated raters to compare (judges, human coders, or "
-        "adj:NAME for an adjudication). Default: every rater with codes.",
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Raters to compare (judges, human coders, or adj:NAME for an "
+        "adjudication); repeatable, or comma-separated. Default: every rater with codes.",
         show_default=False)] = None,
     coder: Annotated[str | None, typer.Option(
         "--coder", help="Compare this rater (e.g. a human coder) with each of the others "
         "only, instead of every pair.", show_default=False)] = None,
-    by: Annotated[str | None, typer.Option(
+    by: Annotated[AgreementBy | None, typer.Option(
         "--by", help="series or model (the message's true model): the per-flag figures "
         "within each group; flag: one table per flag, rows = rater pairs.",
         show_default=False)] = None,
@@ -68,7 +71,7 @@ def agreement(
         "--series", "-s", help="Only messages of this series (repeatable).",
         show_default=False)] = None,
     run: Annotated[list[str] | None, typer.Option(
-        "--run", help="Only messages of this run: id, SERIES/N or reference id "
+        "--run", "-r", help="Only messages of this run: id, SERIES/N or reference id "
         "(repeatable).", show_default=False)] = None,
     flags: Annotated[str | None, typer.Option(
         "--flags", help="Comma-separated flags. Default: every flag the raters coded.",
@@ -103,8 +106,6 @@ def agreement(
     from roundtable.store.codes import list_raters
     from roundtable.store.queries import resolve_run
 
-    if by is not None and by not in ("series", "model", "flag"):
-        raise StoreError(f"--by {by}: choose series, model or flag")
     if sample is not None and unweighted:
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
@@ -128,7 +129,7 @@ def agreement(
             raise StoreError(f"--coder {coder}: name at least one rater to compare it with "
                              f"in --judges")
         if len(names) < 2:
-            raise StoreError(f"--judges {judges}: name at least two raters, e.g. "
+            raise StoreError(f"--judges {','.join(names)}: name at least two raters, e.g. "
                              f"--judges {','.join(with_codes[:2]) or 'gemini,claude'}")
         run_ids = [resolve_run(engine, ref).id for ref in run or []]
         matrix = load_codes_with_adjudications(
@@ -351,10 +352,11 @@ def _print_pair_means(report: AgreementReport) -> None:
 
 @handles_errors
 def adjudicate(
-    judges: Annotated[str, typer.Option(
-        "--judges", help="Comma-separated raters to adjudicate (two or more).",
+    judges: Annotated[list[str], typer.Option(
+        "--judges", help="Raters to adjudicate (two or more); repeatable, or "
+        "comma-separated.",
         show_default=False)],
-    rule: Annotated[str, typer.Option(
+    rule: Annotated[Rule, typer.Option(
         "--rule", help="intersection: true only if every rater says true; union: if any "
         "does; majority: if more than half do (ties are false).")] = "intersection",
     name: Annotated[str | None, typer.Option(

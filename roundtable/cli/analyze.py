@@ -12,6 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import (
+    CiMethod,
+    CompareMetric,
+    Correction,
+    CrashOrigin,
+    Equalise,
+    FlagsCorrection,
+    FlagsTest,
+    ProfilesPer,
+)
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -102,7 +112,7 @@ def profiles(
     series: SeriesOption = None,
     rater: RaterOption = None,
     adjudication: AdjOption = None,
-    per: Annotated[str, typer.Option(
+    per: Annotated[ProfilesPer, typer.Option(
         "--per", help="series: one row per true model in each series (mean of its agents' "
         "per-run rates); run: one row per seat of each run.")] = "series",
     as_json: JsonOption = False,
@@ -124,8 +134,6 @@ def profiles(
         series_profiles,
     )
 
-    if per not in ("series", "run"):
-        raise StoreError(f"--per {per}: choose series or run")
     with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     profs = agent_profiles(msgs)
@@ -193,8 +201,8 @@ SELECTOR_HELP = (
     "*:isolatedMode=true, A+C.")
 
 
-CorrectionOption = Annotated[str, typer.Option(
-    "--correction", help="holm, bonferroni or none: how the p-values of the family of "
+CorrectionOption = Annotated[Correction, typer.Option(
+    "--correction", help="How the p-values of the family of "
     "contrasts are adjusted (stated in the output).")]
 
 
@@ -204,20 +212,20 @@ def compare(
     sets: Annotated[list[str], typer.Argument(
         help=SELECTOR_HELP + " The first set is the baseline; every other set is compared "
         "with it.", show_default=False)],
-    metric: Annotated[str, typer.Option(
+    metric: Annotated[CompareMetric, typer.Option(
         "--metric", help="cosine: each run's mean pairwise cosine similarity of its "
         "agents' trait profiles.")] = "cosine",
     rater: RaterOption = None,
     adjudication: AdjOption = None,
-    equalise: Annotated[str, typer.Option(
+    equalise: Annotated[Equalise, typer.Option(
         "--equalise", help="auto: when the sets differ in messages per agent, compare "
         "similarities with every profile drawn from the same number of messages (the raw "
         "figures are shown too); always; never.")] = "auto",
     draws: Annotated[int, typer.Option(
         "--draws", help="Draws averaged per run for equalised similarities.", min=1)] = 20,
     correction: CorrectionOption = "holm",
-    ci: Annotated[str, typer.Option(
-        "--ci", help="Interval for each set's mean: t, bca, percentile or none.")] = "t",
+    ci: Annotated[CiMethod, typer.Option(
+        "--ci", help="Interval for each set's mean (none: no interval).")] = "t",
     bootstrap: Annotated[int, typer.Option(
         "--bootstrap", help="Bootstrap resamples for --ci bca or percentile (0 = no "
         "bootstrap CIs).", min=0)] = 2000,
@@ -239,18 +247,10 @@ def compare(
     a permutation test of the difference of means, Cliff's delta; every p is adjusted over
     the family of contrasts.
     """
-    from roundtable.analysis.contrasts import CORRECTIONS, EQUALISE, similarity_family
+    from roundtable.analysis.contrasts import similarity_family
     from roundtable.analysis.profiles import TRAITS
     from roundtable.analysis.selectors import select_runs
-    from roundtable.stats.compare import CI_METHODS
 
-    if metric != "cosine":
-        raise StoreError(f"--metric {metric}: only cosine is available")
-    for name, value, allowed in (("--equalise", equalise, EQUALISE),
-                                 ("--correction", correction, CORRECTIONS),
-                                 ("--ci", ci, CI_METHODS)):
-        if value not in allowed:
-            raise StoreError(f"{name} {value}: choose {', '.join(allowed)}")
     if len(sets) < 2:
         raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
     if len(set(sets)) != len(sets):
@@ -347,14 +347,14 @@ def flags(
     series: SeriesOption = None,
     rater: RaterOption = None,
     adjudication: AdjOption = None,
-    correction: Annotated[str, typer.Option(
-        "--correction", help="holm or bonferroni, over every test printed.")] = "holm",
+    correction: Annotated[FlagsCorrection, typer.Option(
+        "--correction", help="How p-values are adjusted over every test printed.")] = "holm",
     pooled: Annotated[bool, typer.Option(
         "--pooled", help="One test per flag over all chosen series together, instead of "
         "one per series.")] = False,
     alpha: Annotated[float, typer.Option("--alpha", help="Level for the 'sig' column.",
                                          min=0.0, max=1.0)] = 0.05,
-    test: Annotated[str, typer.Option(
+    test: Annotated[FlagsTest, typer.Option(
         "--test", help="permutation: model labels permuted within runs (respects runs); "
         "kruskal: Kruskal-Wallis over agents as if independent.")] = "permutation",
     permutations: Annotated[int, typer.Option(
@@ -369,13 +369,9 @@ def flags(
     labels are permuted within runs (agents of one run are not independent; see
     docs/compare.md). p-values are adjusted for multiple testing over every test printed.
     """
-    from roundtable.analysis.flagtests import CORRECTIONS, METHODS, flag_tests
+    from roundtable.analysis.flagtests import flag_tests
     from roundtable.analysis.profiles import agent_profiles
 
-    if correction not in CORRECTIONS:
-        raise StoreError(f"--correction {correction}: choose holm or bonferroni")
-    if test not in METHODS:
-        raise StoreError(f"--test {test}: choose {', '.join(METHODS)}")
     with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
@@ -433,7 +429,7 @@ def crash(
     series: SeriesOption = None,
     rater: RaterOption = None,
     adjudication: AdjOption = None,
-    origin: Annotated[str, typer.Option(
+    origin: Annotated[CrashOrigin, typer.Option(
         "--origin", help="Which crash events count: any (injected if the run has any, else "
         "natural), injected or natural.")] = "any",
     controls: Annotated[str | None, typer.Option(
@@ -451,13 +447,10 @@ def crash(
     or dropped seat); survivors are the seats that did not crash then. Compensation
     events are survivors' messages coded comp from the crash round on, by level.
     """
-    from roundtable.analysis.crash import ORIGINS, crash_analysis
+    from roundtable.analysis.crash import crash_analysis
     from roundtable.analysis.selectors import select_runs
     from roundtable.analysis.source import resolve_source
 
-    if origin not in ORIGINS:
-        raise StoreError(f"--origin {origin}: choose any, injected or natural")
-    _check_correction(correction)
     with open_db(db, create=False) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
@@ -543,7 +536,6 @@ def isolation(
     """
     from roundtable.analysis.isolation import isolation_analysis
 
-    _check_correction(correction)
     with open_db(db, create=False) as engine:
         source, msgs = _load(engine, rater, adjudication, series)
     rep = isolation_analysis(msgs, correction=correction)
@@ -572,13 +564,6 @@ def isolation(
              f"Mann-Whitney on per-run shares; {adj}: "
              f"{_correction_text(rep.correction, len(rep.rows))}; delta = Cliff's delta "
              f"(iso vs group).")
-
-
-def _check_correction(correction: str) -> None:
-    from roundtable.stats.compare import CORRECTIONS
-
-    if correction not in CORRECTIONS:
-        raise StoreError(f"--correction {correction}: choose {', '.join(CORRECTIONS)}")
 
 
 def _adj_col(correction: str) -> str:

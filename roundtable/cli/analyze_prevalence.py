@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -23,9 +25,9 @@ __all__ = ["register"]
 ByOption = Annotated[str, typer.Option(
     "--by", help="Groups: series, cell (series/cell), condition:NAME (a run condition) or "
     "all.")]
-JudgesOption = Annotated[str | None, typer.Option(
-    "--judges", help="Comma-separated judges (raters, or adj:NAME); several are combined "
-    "in memory by --rule.", show_default=False)]
+JudgesOption = Annotated[list[str] | None, typer.Option(
+    "--judges", help="Judges (raters, or adj:NAME), repeatable or comma-separated; "
+    "several are combined in memory by --rule.", show_default=False)]
 HumanOption = Annotated[str | None, typer.Option(
     "--human", help="The human coder whose codes correct the judges' errors.",
     show_default=False)]
@@ -48,8 +50,10 @@ LevelOption = Annotated[float, typer.Option("--level", help="Confidence level of
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
 
 
-def _names(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
+def _names(text: str | Sequence[str] | None) -> list[str]:
+    """Names from a comma list, or from a repeated option's comma lists."""
+    items = [text] if isinstance(text, str) else list(text or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -160,9 +164,8 @@ def register(app: typer.Typer) -> None:
     def prevalence(
         human: HumanOption = None,
         judges: JudgesOption = None,
-        rule: Annotated[str, typer.Option(
-            "--rule", help="How several --judges combine: intersection, union, "
-            "majority.")] = "intersection",
+        rule: Annotated[Rule, typer.Option(
+            "--rule", help="How several --judges combine.")] = "intersection",
         rater: Annotated[str | None, typer.Option(
             "--rater", help="Instead of --judges: one rater's codes.",
             show_default=False)] = None,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import ExportFormat
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ExportError
@@ -69,8 +70,8 @@ def corpus(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="File to write (corpus.csv, corpus.jsonl, corpus.parquet).",
         show_default=False)] = None,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", help="csv, jsonl or parquet. Default: from the --out extension.",
+    fmt: Annotated[ExportFormat | None, typer.Option(
+        "--format", "-f", help="Default: from the --out extension.", case_sensitive=False,
         show_default=False)] = None,
     coded: Annotated[bool, typer.Option(
         "--coded", help="Only messages with codes (a valid verdict of an exported rater, or "
@@ -80,8 +81,9 @@ def corpus(
         "for blind sharing; a pseudonym model_code replaces them. Display names and text "
         "are kept: see docs/export-schema.md.")] = False,
     series: SeriesOption = None,
-    raters: Annotated[str | None, typer.Option(
-        "--raters", help="Comma-separated raters whose codes to export. Default: all.",
+    raters: Annotated[list[str] | None, typer.Option(
+        "--raters", help="Raters whose codes to export (repeatable, or comma-separated). "
+        "Default: all.",
         show_default=False)] = None,
     adjudication: Annotated[str, typer.Option(
         "--adjudication", help="Adjudication for the final__* columns: a recorded name, "
@@ -131,7 +133,7 @@ def corpus(
     if out is None:
         raise ExportError("--out FILE is required (e.g. --out corpus.csv); or use "
                           "`roundtable export warroom --out DIR`")
-    chosen: str | None = fmt.lower() if fmt else format_from_path(out)
+    chosen: str | None = fmt or format_from_path(out)
     if chosen is None:
         raise ExportError(f"cannot tell the format from {out.name!r}: add --format "
                           f"{'|'.join(FORMATS)} or use a .csv, .jsonl or .parquet name")
@@ -142,7 +144,7 @@ def corpus(
     layout_: Layout = "long" if layout == "long" else "wide"
     options = ExportOptions(
         series=_names(series), kinds=ALL_KINDS if all_kinds else ("agent",), coded=coded,
-        anonymize=anonymize, raters=_names([raters]) if raters is not None else None,
+        anonymize=anonymize, raters=_names(raters) if raters is not None else None,
         adjudication=adjudication.removeprefix("adj:"), raw=raw, layout=layout_)
     database = display_url(db_url(db))
     if anonymize:  # a path may name a person or project; keep only the file name

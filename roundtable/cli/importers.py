@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import Blank, KeyType
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ImportDataError
@@ -55,14 +56,14 @@ def codes(
         "the file.", show_default=False)],
     key: Annotated[str, typer.Option(
         "--key", help="Column naming the message each row codes.")] = "id",
-    key_type: Annotated[str, typer.Option(
+    key_type: Annotated[KeyType, typer.Option(
         "--key-type", help="What the key holds: 'source' = the message's source key (e.g. "
         "A-run07|Agent-H|R10 after roundtable import warroom); 'id' = its numeric message "
         "id.")] = "source",
     kind: Annotated[list[str] | None, typer.Option(
         "--kind", help="KIND for every rater, or NAME=KIND for one; KIND is human or "
         "external (default). Repeatable.", show_default=False)] = None,
-    blank: Annotated[str, typer.Option(
+    blank: Annotated[Blank, typer.Option(
         "--blank", help="What a blank cell means: 'missing' (the rater gave no value; never "
         "counted as false) or 'false' (the file leaves 'not flagged' blank, as the War "
         "Room's human_coding_results.csv does for its human coder; use --blank false to "
@@ -83,20 +84,8 @@ def codes(
 
     Values are 1/0, true/false or yes/no (any case); importing the same file again adds nothing.
     """
-    from roundtable.io.codes_csv import (
-        BLANK_POLICIES,
-        KEY_TYPES,
-        RATER_KINDS,
-        BlankPolicy,
-        KeyType,
-        import_codes,
-        parse_rater_spec,
-    )
+    from roundtable.io.codes_csv import RATER_KINDS, import_codes, parse_rater_spec
 
-    if blank not in BLANK_POLICIES:
-        raise ImportDataError(f"--blank {blank}: choose {' or '.join(BLANK_POLICIES)}")
-    if key_type not in KEY_TYPES:
-        raise ImportDataError(f"--key-type {key_type}: choose {' or '.join(KEY_TYPES)}")
     specs = [parse_rater_spec(r) for r in rater]
     names = {s.name for s in specs}
     default_kind, kinds = "external", {}
@@ -117,8 +106,8 @@ def codes(
     flag_list = [f.strip() for f in flags.split(",") if f.strip()] if flags else None
     with open_db(db) as engine:
         summary = import_codes(
-            engine, file, specs, key=key, key_type=cast("KeyType", key_type),
-            blank=cast("BlankPolicy", blank), flags=flag_list, skip_unmatched=skip_unmatched,
+            engine, file, specs, key=key, key_type=key_type,
+            blank=blank, flags=flag_list, skip_unmatched=skip_unmatched,
             replace=replace)
     if as_json:
         echo_json(summary.to_json())

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import PowerMetric
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -30,7 +31,7 @@ def power(
     mean: Annotated[float | None, typer.Option(
         "--mean", help="With --sd: the assumed mean of the per-run figure.",
         show_default=False)] = None,
-    metric: Annotated[str, typer.Option(
+    metric: Annotated[PowerMetric, typer.Option(
         "--metric", help="similarity: per-run mean pairwise cosine of agent profiles; "
         "prevalence: per-run share of coded messages with --flag.")] = "similarity",
     flag: Annotated[str | None, typer.Option(
@@ -60,10 +61,8 @@ def power(
     (with replacement), shifts one condition by --difference and applies a two-sided
     Mann-Whitney test; power is the share of experiments that reject. See docs/power.md.
     """
-    from roundtable.analysis.power import DEFAULT_RUNS, METRICS, pilot_values, simulate_power
+    from roundtable.analysis.power import DEFAULT_RUNS, pilot_values, simulate_power
 
-    if metric not in METRICS:
-        raise StoreError(f"--metric {metric}: choose {', '.join(METRICS)}")
     if (pilot is None) == (sd is None):
         raise StoreError("plan power: give --pilot SERIES, or --sd (and --mean) as stated "
                          "assumptions, not both")

@@ -17,10 +17,10 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
+def _names(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
         return None
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    return tuple(n.strip() for text in values for n in text.split(",") if n.strip())
 
 
 @handles_errors
@@ -36,8 +36,9 @@ def report(
     adjudication: Annotated[str | None, typer.Option(
         "--adjudication", help="Analyse this adjudication's final codes. Default: the "
         "most recent adjudication.", show_default=False)] = None,
-    agreement: Annotated[str | None, typer.Option(
-        "--agreement", metavar="RATERS", help="Comma-separated raters for the agreement "
+    agreement: Annotated[list[str] | None, typer.Option(
+        "--agreement", metavar="RATERS", help="Raters (repeatable, or comma-separated) for "
+        "the agreement "
         "figures (adj:NAME for an adjudication). Default: every rater with codes.",
         show_default=False)] = None,
     baseline: Annotated[str | None, typer.Option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import Stratum
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 
@@ -30,8 +32,10 @@ app = typer.Typer(help="Human validation: stratified samples and blind review.",
 DEFAULT_ENRICH = 0.25
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
+def _names(text: str | Sequence[str] | None) -> list[str]:
+    """Names from a comma list, or from a repeated option's comma lists."""
+    items = [text] if isinstance(text, str) else list(text or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -47,7 +51,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draw and of the "
                                       "presentation order (same seed, same sample).",
                                       show_default=False)],
-    stratify: Annotated[list[str] | None, typer.Option(
+    stratify: Annotated[list[Stratum] | None, typer.Option(
         "--stratify", help="Stratum key, repeatable: series, model (the seat's true "
         "model), cell, run, round (buckets of 5 rounds). Default: no strata.",
         show_default=False)] = None,
@@ -62,8 +66,9 @@ def sample(
         "--disagreement-fraction", help="Fraction of the sample drawn from judge "
         "disagreements, below 1 (given alone, it turns oversampling on).",
         show_default=False)] = None,
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated judges whose disagreements count. Default: every "
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Judges whose disagreements count (repeatable, or "
+        "comma-separated). Default: every "
         "non-human rater with codes.", show_default=False)] = None,
     coded_by: Annotated[str | None, typer.Option(
         "--coded-by", help="Only messages every one of these raters coded validly "
@@ -81,7 +86,7 @@ def sample(
     from roundtable.review.samples import SampleRequest, create_sample
 
     req = SampleRequest(
-        name=name.strip(), size=size, strata=tuple(stratify or ()), seed=seed,
+        name=name.strip(), size=size, strata=tuple(s.value for s in stratify or ()), seed=seed,
         minimum=min_per_stratum, enrich=_fraction(oversample, fraction),
         judges=tuple(_names(judges)),
         coded_by=None if coded_by is None else tuple(_names(coded_by)) or ("none",))
@@ -215,8 +220,9 @@ def disagreements_cmd(
                                              show_default=False)],
     coder: Annotated[str, typer.Option("--coder", help="The human coder.",
                                        show_default=False)],
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated judges to compare with. Default: the judges the "
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Judges to compare with (repeatable, or comma-separated). "
+        "Default: the judges the "
         "sample was drawn with.", show_default=False)] = None,
     flag: Annotated[str | None, typer.Option("--flag", help="Only this flag.",
                                              show_default=False)] = None,

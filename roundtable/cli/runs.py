@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def runs(
     db: DbOption = None,
-    series: Annotated[str | None, typer.Option("--series", "-s", help="Only this series.")]
-    = None,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", "-s", help="Only this series (repeatable).", show_default=False)] = None,
     status: Annotated[RunStatus | None, typer.Option(
         "--status", help="Only runs with this status (incomplete: some turn failed).",
         case_sensitive=False)] = None,
@@ -34,8 +34,10 @@ def runs(
     with open_db(db, create=False) as engine:
         from roundtable.store import queries
 
-        rows = queries.list_runs(engine, series=series,
-                                 status=None if status is None else status.value)
+        chosen: list[str | None] = list(dict.fromkeys(series or [])) or [None]
+        rows = [r for name in chosen
+                for r in queries.list_runs(engine, series=name,
+                                           status=None if status is None else status.value)]
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True))
