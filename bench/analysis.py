@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         starts = startup.wall * len(counted)
         verdict = "within" if total <= TARGET_S else "OVER"
         print(f"  total: wall {total:.2f} s, cpu {cpu:.2f} s -- {verdict} the "
-              f"{TARGET_S:.0f} s target; of it {starts:.2f} s is {len(timings)} process "
+              f"{TARGET_S:.0f} s target; of it {starts:.2f} s is {len(counted)} process "
               f"start-ups ({total - starts:.2f} s of work; cpu of the start-ups "
               f"{startup.cpu * len(counted):.2f} s)")
     return 0

@@ -48,8 +48,8 @@ class ReportOptions:
     seed: int = 0
     title: str = "roundtable report"
     workers: int | None = None
-    """Processes rendering the PNGs while the analyses go on (None = one per CPU, at most
-    4; 0 = render in this process)."""
+    """Processes rendering the PNGs while the analyses go on (None = one per CPU but one,
+    at most 4; 0 = render in this process)."""
     cache: bool = True
     """Reuse the PNG of a figure unchanged since the last report in the same folder."""
 

@@ -12,6 +12,7 @@ written at once, in the calling process.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import math
@@ -58,13 +59,14 @@ def csv_cell(value: object) -> object:
 
 
 def default_workers() -> int:
-    """Worker processes for parallel rendering: one per CPU this process may use, at most
-    4 (0 = render in the calling process, when only one CPU is available)."""
+    """Worker processes for parallel rendering: one per CPU this process may use but one
+    (the calling process goes on computing and building figures), at most 4; 0 (render in
+    the calling process) with a single CPU."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return 0 if cpus < 2 else min(cpus, 4)
+    return 0 if cpus < 2 else min(cpus - 1, 4)
 
 
 class _FigurePickler(pickle.Pickler):
@@ -106,6 +108,13 @@ def _render(payload: bytes, path: str) -> str:
     save_png(fig, Path(tmp))
     os.replace(tmp, path)
     return path
+
+
+def _worker_start() -> None:
+    # A forked worker inherits the parent's whole heap (the coded corpus...): without this,
+    # every full garbage collection triggered by matplotlib's many small objects walks it
+    # again (and copies its pages). Frozen objects are never collected or scanned.
+    gc.freeze()
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -183,7 +192,8 @@ class FigureWriter:
             self._store(path, cached)
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=_mp_context())
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_mp_context(),
+                                             initializer=_worker_start)
         self._pending.append((self._pool.submit(_render, payload, str(path)), payload, path,
                               cached))
 
