@@ -49,7 +49,7 @@ class ReportOptions:
     title: str = "roundtable report"
     workers: int | None = None
     """Processes rendering the PNGs while the analyses go on (None = one per CPU but one,
-    at most 4; 0 = render in this process)."""
+    at most 4, none with fewer than 3 CPUs; 0 = render in this process)."""
     cache: bool = True
     """Reuse the PNG of a figure unchanged since the last report in the same folder."""
 

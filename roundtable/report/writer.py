@@ -61,12 +61,13 @@ def csv_cell(value: object) -> object:
 def default_workers() -> int:
     """Worker processes for parallel rendering: one per CPU this process may use but one
     (the calling process goes on computing and building figures), at most 4; 0 (render in
-    the calling process) with a single CPU."""
+    the calling process) with fewer than 3 CPUs, where measured on a shared 2-CPU machine
+    the worker's pickling and unpickling cost more than the overlap gained."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return 0 if cpus < 2 else min(cpus - 1, 4)
+    return 0 if cpus < 3 else min(cpus - 1, 4)
 
 
 class _FigurePickler(pickle.Pickler):
