@@ -30,7 +30,7 @@ from roundtable.report.html import GENERATOR, render_html, render_unfinished
 from roundtable.report.model import ReportHeader, Section
 from roundtable.report.sensitivity_section import sensitivity_report
 from roundtable.report.study_figures import study_section
-from roundtable.report.writer import FigureWriter
+from roundtable.report.writer import FigureWriter, default_workers
 from roundtable.store.tables import Run
 from roundtable.store.tables import Series as SeriesRow
 
@@ -51,6 +51,11 @@ class ReportOptions:
     seed: int = 0
     title: str = "roundtable report"
     min_round_messages: int = sections.MIN_ROUND_MESSAGES
+    workers: int | None = None
+    """Processes rendering the PNGs while the analyses go on (None = one per CPU but one,
+    at most 4, none with fewer than 3 CPUs; 0 = render in this process)."""
+    cache: bool = True
+    """Reuse the PNG of a figure unchanged since the last report in the same folder."""
 
 
 @dataclass(frozen=True)
@@ -165,27 +170,31 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
 
     # everything is read: only now touch the folder, so a bad option leaves it as it was
     prepare_folder(options.out)
-    writer = FigureWriter(options.out)
+    workers = default_workers() if options.workers is None else options.workers
     out: list[Section] = []
-    step("profiles")
-    profiles = agent_profiles(messages)
-    out.append(sections.profiles_section(writer, profiles, order, source_text))
-    step("similarity")
-    sims = run_similarities(profiles)
-    out.append(sections.similarity_section(writer, sims, order))
-    step("ablation")
-    out.append(sections.ablation_section(writer, messages, sims, order, baseline,
-                                         seed=options.seed))
-    out.extend(sections.agreement_sections(writer, report, missing))
-    step("rounds")
-    out.append(_rounds(writer, messages, order, options.min_round_messages))
-    step("compensation")
-    crash = summarise_crashes(messages, events, source=source.label())
-    out.append(sections.compensation_section(writer, crash, order))
-    out.append(sensitivity_report(writer, engine, source, options.series))
-    out.append(study_section(writer, messages, events, order, baseline))
-    step("attrition")
-    out.append(attrition_section(writer, attrition(engine, series=list(options.series) or None)))
+    # PNGs render in worker processes while the next sections compute; leaving the block
+    # waits for the last of them (render_html below reads them)
+    with FigureWriter(options.out, workers=workers, cache=options.cache) as writer:
+        step("profiles")
+        profiles = agent_profiles(messages)
+        out.append(sections.profiles_section(writer, profiles, order, source_text))
+        step("similarity")
+        sims = run_similarities(profiles)
+        out.append(sections.similarity_section(writer, sims, order))
+        step("ablation")
+        out.append(sections.ablation_section(writer, messages, sims, order, baseline,
+                                             seed=options.seed))
+        out.extend(sections.agreement_sections(writer, report, missing))
+        step("rounds")
+        out.append(_rounds(writer, messages, order, options.min_round_messages))
+        step("compensation")
+        crash = summarise_crashes(messages, events, source=source.label())
+        out.append(sections.compensation_section(writer, crash, order))
+        out.append(sensitivity_report(writer, engine, source, options.series))
+        out.append(study_section(writer, messages, events, order, baseline))
+        step("attrition")
+        out.append(attrition_section(writer, attrition(engine,
+                                                       series=list(options.series) or None)))
 
     header = ReportHeader(
         title=options.title, database=database, source=source_text,

@@ -642,9 +642,33 @@ def _cluster_codes(clusters: Sequence[Hashable] | npt.NDArray[Any], n: int) -> I
     if arr.size != n:
         raise ValueError(f"clusters must give one cluster id per item: got {arr.size} for "
                          f"{n} items")
+    fast = _first_appearance_codes(arr)
+    if fast is not None:
+        return fast
     index: dict[Hashable, int] = {}
     return np.fromiter((index.setdefault(c, len(index)) for c in arr.tolist()),
                        dtype=np.int64, count=n)
+
+
+def _first_appearance_codes(arr: npt.NDArray[Any]) -> IntArray | None:
+    """The codes of :func:`_cluster_codes` by sorting (``np.unique``) when the ids are all
+    strings or all integers, where numpy's equality is Python's; None otherwise (mixed
+    types, floats, NaN: the dictionary loop decides)."""
+    if arr.dtype.kind == "O":
+        items = arr.tolist()
+        types = set(map(type, items))
+        if types == {str}:
+            arr = np.array(items, dtype=str)
+        elif types and types <= {int, np.int64}:
+            arr = np.array(items, dtype=np.int64)
+        else:
+            return None
+    if arr.dtype.kind not in "iuU" or arr.size == 0:
+        return None
+    _, first, inverse = np.unique(arr, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    return np.asarray(rank[np.ravel(inverse)], dtype=np.int64)
 
 
 def _cluster_draws(rng: np.random.Generator, n_clusters: int,

@@ -1,0 +1,177 @@
+"""Time the analysis and report sequence on the War Room corpus, command by command.
+
+    python bench/analysis.py --db /tmp/h11/wr.db --repeat 3
+
+Builds the database first when it does not exist (import the transcripts and the coding CSV,
+adjudicate gemini+sonnet, code everything with the lexicon), then runs, as a user would,
+each command of the sequence as its own process, ``--repeat`` times, and prints per command
+the median wall time and the median CPU time (user + system of the child), their sum over
+the sequence against the 10 s target, and how much of it is bare process start-up
+(``roundtable --help``, measured the same way; not a cost of the analysis). The report
+is timed twice: into a new folder each time (every figure drawn; this one counts in the
+total) and again into the same folder (unchanged figures copied from its cache).
+
+Two code sources are measured: the default adjudication (609 messages coded by the
+reference study's judges) and the lexicon rater (all 13,789 messages, the dense case).
+``--save DIR`` keeps every command's JSON/CSV output per source, to diff before and after a
+change (``diff -r``; the report's HTML embeds a timestamp and is left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGET_S = 10.0
+WARM = "report again, same DIR (cached figures)"
+CORPUS = Path(os.environ.get("ROUNDTABLE_WARROOM_DIR", "../shared/corpora/warroom"))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median wall and CPU seconds of one command over the repeats."""
+
+    name: str
+    wall: float
+    cpu: float
+
+
+def _rt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "roundtable", *args]
+
+
+def _run(cmd: Sequence[str], *, stdout: Path | None = None) -> tuple[float, float]:
+    """Run ``cmd``; return (wall, cpu) seconds of that child alone."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(stdout or os.devnull, "w", encoding="utf-8") as out:
+        proc = subprocess.run(list(cmd), stdout=out, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def build(db: Path, corpus: Path) -> None:
+    """Create the War Room database with both code sources (skipped when it exists)."""
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    d = ["--db", str(db)]
+    steps = [
+        _rt("import", "warroom", str(corpus), *d),
+        _rt("import", "codes", str(corpus / "human_coding_results.csv"),
+            "--rater", "human=human_", "--rater", "gemini=gemini_",
+            "--rater", "sonnet=sonnet_", "--kind", "external", "--kind", "human=human",
+            "--blank", "false", *d),
+        _rt("adjudicate", "--judges", "gemini,sonnet", *d),
+        _rt("judge", "--judge", "judges/lexicon.toml", *d),
+    ]
+    for cmd in steps:
+        print("building:", " ".join(cmd[2:]), flush=True)
+        _run(cmd)
+
+
+def sequence(db: Path, work: Path, source: Sequence[str]
+             ) -> list[tuple[str, list[str], str | None]]:
+    """(name, argv, file its output is saved as) of each command of the sequence."""
+    d = ["--db", str(db)]
+    return [
+        ("analyze profiles", _rt("analyze", "profiles", *source, "--json", *d),
+         "profiles.json"),
+        ("analyze compare A B", _rt("analyze", "compare", "A", "B", *source, "--json", *d),
+         "compare-AB.json"),
+        ("analyze compare A B C E G H",
+         _rt("analyze", "compare", "A", "B", "C", "E", "G", "H", *source, "--json", *d),
+         "compare-multi.json"),
+        ("agreement --judges gemini,sonnet,human",
+         _rt("agreement", "--judges", "gemini,sonnet,human", "--json", *d), "agreement.json"),
+        # a new folder each time: every figure drawn (the cold case, counted in the total)
+        ("report --out DIR", _rt("report", "--out", str(work / "report-{i}"), *source, *d),
+         None),
+        # the same folder again: unchanged figures come from its cache (not in the total)
+        (WARM, _rt("report", "--out", str(work / "report-0"), *source, *d), None),
+        ("export --format parquet --coded",
+         _rt("export", "--format", "parquet", "--coded", "--quiet",
+             "--out", str(work / "corpus.parquet"), *d), None),
+    ]
+
+
+def measure(db: Path, source: Sequence[str], repeat: int, save: Path | None
+            ) -> list[Timing]:
+    """Median timings of each command of the sequence under ``source``."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="rt-bench-") as tmp:
+        work = Path(tmp)
+        for name, cmd, saved in sequence(db, work, source):
+            walls, cpus = [], []
+            for i in range(repeat):
+                target = save / saved if save is not None and saved else None
+                wall, cpu = _run([c.replace("{i}", str(i)) for c in cmd], stdout=target)
+                walls.append(wall)
+                cpus.append(cpu)
+            out.append(Timing(name, statistics.median(walls), statistics.median(cpus)))
+            print(f"  {name:<42} wall {out[-1].wall:6.2f} s   cpu {out[-1].cpu:6.2f} s",
+                  flush=True)
+        if save is not None:
+            for csv in sorted((work / "report-0").glob("*.csv")):
+                shutil.copy(csv, save / f"report-{csv.name}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build (or reuse) the database, time the sequence per source, print the totals."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", type=Path, default=Path("/tmp/rt-bench-warroom.db"))
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--source", choices=("adjudication", "lexicon", "both"), default="both")
+    ap.add_argument("--save", type=Path, default=None,
+                    help="keep each command's JSON/CSV output here, one folder per source")
+    args = ap.parse_args(argv)
+    build(args.db, args.corpus)
+
+    walls, cpus = [], []
+    for _ in range(args.repeat):
+        w, c = _run(_rt("--help"))
+        walls.append(w)
+        cpus.append(c)
+    startup = Timing("start-up (roundtable --help)", statistics.median(walls),
+                     statistics.median(cpus))
+    print(f"start-up (roundtable --help): wall {startup.wall:.2f} s, cpu {startup.cpu:.2f} s "
+          f"(median of {args.repeat})")
+
+    sources = {"adjudication": [], "lexicon": ["--rater", "lexicon"]}
+    chosen = list(sources) if args.source == "both" else [args.source]
+    for name in chosen:
+        save = args.save / name if args.save is not None else None
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+        print(f"source {name} (medians of {args.repeat}):", flush=True)
+        timings = measure(args.db, sources[name], args.repeat, save)
+        counted = [t for t in timings if t.name != WARM]
+        total = sum(t.wall for t in counted)
+        cpu = sum(t.cpu for t in counted)
+        starts = startup.wall * len(counted)
+        verdict = "within" if total <= TARGET_S else "OVER"
+        print(f"  total: wall {total:.2f} s, cpu {cpu:.2f} s -- {verdict} the "
+              f"{TARGET_S:.0f} s target; of it {starts:.2f} s is {len(counted)} process "
+              f"start-ups ({total - starts:.2f} s of work; cpu of the start-ups "
+              f"{startup.cpu * len(counted):.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

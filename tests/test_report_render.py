@@ -1,0 +1,125 @@
+"""Parallel and cached rendering of the report's figures: the same files, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+from sqlalchemy import Engine
+
+from roundtable.report.build import ReportOptions, build_report
+from roundtable.report.figures import interval_plot, profile_heatmap
+from roundtable.report.model import DataTable
+from roundtable.report.writer import CACHE_DIR, FigureWriter, figure_bytes
+from roundtable.store.db import open_engine
+from tests.test_report import BOOT, build_corpus
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = open_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def _files(folder: Path, suffix: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob(f"*{suffix}"))}
+
+
+def _report(engine: Engine, out: Path, *, workers: int, cache: bool,
+            series: tuple[str, ...] = ()) -> None:
+    build_report(engine, ReportOptions(out=out, bootstrap=BOOT, workers=workers, cache=cache,
+                                       series=series), database="test")
+
+
+def test_parallel_and_cached_reports_write_the_same_csv_and_png(engine: Engine,
+                                                                tmp_path: Path) -> None:
+    build_corpus(engine)
+    _report(engine, tmp_path / "seq", workers=0, cache=False)
+    _report(engine, tmp_path / "par", workers=2, cache=True)
+    seq_csv, seq_png = _files(tmp_path / "seq", ".csv"), _files(tmp_path / "seq", ".png")
+    assert seq_csv and seq_png
+    assert _files(tmp_path / "par", ".csv") == seq_csv
+    assert _files(tmp_path / "par", ".png") == seq_png
+    assert not (tmp_path / "seq" / CACHE_DIR).exists()
+    cache = tmp_path / "par" / CACHE_DIR
+    assert len(list(cache.glob("*.png"))) == len(seq_png)
+    # again into the same folder: every PNG comes from the cache, still the same bytes
+    _report(engine, tmp_path / "par", workers=2, cache=True)
+    assert _files(tmp_path / "par", ".png") == seq_png
+    assert _files(tmp_path / "par", ".csv") == seq_csv
+    html = (tmp_path / "par" / "index.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == len(seq_png)
+
+
+def test_cache_drops_figures_the_last_report_did_not_use(engine: Engine,
+                                                        tmp_path: Path) -> None:
+    build_corpus(engine)
+    out = tmp_path / "r"
+    _report(engine, out, workers=0, cache=True)
+    full = set((out / CACHE_DIR).iterdir())
+    _report(engine, out, workers=0, cache=True, series=("A",))
+    kept = set((out / CACHE_DIR).iterdir())
+    pngs = {p.read_bytes() for p in out.glob("*.png")}
+    assert kept and kept != full and len(kept) < len(full)
+    # what is left is exactly this report's figures
+    assert {p.read_bytes() for p in kept} == pngs and len(kept) == len(pngs)
+
+
+def test_writer_counts_cache_hits_and_redraws_a_changed_figure(tmp_path: Path) -> None:
+    table = DataTable(("a",), ((1,),))
+
+    def heat(value: float) -> Figure:
+        return profile_heatmap(["m"], ["t"], [[value]], title="t", vmax=1.0)
+
+    with FigureWriter(tmp_path, workers=0, cache=True) as first:
+        first.add("x", "T", "c", heat(0.5), table)
+    assert (first.rendered, first.cached) == (1, 0)
+    with FigureWriter(tmp_path, workers=0, cache=True) as second:
+        second.add("x", "T", "c", heat(0.5), table)
+        second.add("y", "T", "c", heat(0.25), table)
+    assert (second.rendered, second.cached) == (1, 1)
+    assert (tmp_path / "x.png").read_bytes() != (tmp_path / "y.png").read_bytes()
+
+
+def test_parallel_writer_renders_after_close(tmp_path: Path) -> None:
+    fig = interval_plot(["a", "b"], {"g": [0.1, 0.2]}, {"g": [(0.0, 0.2), (0.1, 0.3)]},
+                        title="t", xlabel="x", ylabel="y")
+    (tmp_path / "p").mkdir()
+    with FigureWriter(tmp_path / "p", workers=2) as par:
+        par.add("f", "T", "c", fig, DataTable(("a",), ((1,),)))
+    FigureWriter(tmp_path).add("f", "T", "c", fig, DataTable(("a",), ((1,),)))
+    assert (tmp_path / "p" / "f.png").read_bytes() == (tmp_path / "f.png").read_bytes()
+    assert not list((tmp_path / "p").glob("*.part"))
+
+
+_SCRIPT = """
+import hashlib
+from roundtable.report.figures import profile_heatmap
+from roundtable.report.writer import figure_bytes
+fig = profile_heatmap(["a", "b"], ["t", "u"], [[0.1, 0.2], [0.3, float("nan")]], title="x",
+                      vmax=1.0, row_notes=["1", "2"])
+print(hashlib.sha256(figure_bytes(fig)).hexdigest())
+"""
+
+
+def test_figure_bytes_are_the_same_in_every_process() -> None:
+    """The cache key must not depend on memory addresses or the hash seed."""
+    keys = {subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                           check=True, env={**_env(), "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2")}
+    fig = profile_heatmap(["a", "b"], ["t", "u"], [[0.1, 0.2], [0.3, float("nan")]],
+                          title="x", vmax=1.0, row_notes=["1", "2"])
+    keys.add(hashlib.sha256(figure_bytes(fig)).hexdigest())
+    assert len(keys) == 1
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
