@@ -278,7 +278,7 @@ def test_cli_writes_the_three_files(corpus: tuple[sa.Engine, dict[str, int]],
         "coded_v4_agreed.csv", "coded_v4_gemini.csv", "coded_v4_sonnet.csv"]
     bad = runner.invoke(app, ["export", "warroom-coded", "--out", str(out), "--judges",
                               "gemini", "--rule", "most", "--db", url])
-    assert bad.exit_code == 2 and "--rule most" in bad.output
+    assert bad.exit_code == 2 and "--rule 'most' is not one of" in bad.output
     (tmp_path / "afile").write_text("")
     blocked = runner.invoke(app, ["export", "warroom-coded", "--out",
                                   str(tmp_path / "afile" / "sub"), "--judges", "gemini",

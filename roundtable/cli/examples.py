@@ -151,4 +151,29 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "roundtable export warroom --out warroom-json",
         "roundtable export warroom --out warroom-json -s demo",
     ),
+    "roundtable db metadata": (
+        "roundtable db metadata --out metadata.json",
+        "roundtable db metadata --out metadata.json --name warroom",
+    ),
+    "roundtable db derive": (
+        "roundtable db derive",
+        "roundtable db derive --series A",
+    ),
+    "roundtable export warroom-coded": (
+        "roundtable export warroom-coded --out data --judges gemini,sonnet",
+        "roundtable export warroom-coded --out d --judges gemini --judges sonnet=claude",
+    ),
+    "roundtable coder": (
+        "roundtable coder train --from alice --name tfidf-alice --apply",
+        "roundtable coder apply --name tfidf-alice --series A",
+    ),
+    "roundtable coder train": (
+        "roundtable coder train --from alice --name tfidf-alice",
+        "roundtable coder train --from gemini --name tfidf-gemini --folds 10 --json",
+        "roundtable coder train --from alice --name tfidf-alice --apply",
+    ),
+    "roundtable coder apply": (
+        "roundtable coder apply --name tfidf-alice",
+        "roundtable coder apply --name tfidf-alice --series A --series F",
+    ),
 }

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.choices import ExportFormat
+from roundtable.cli.choices import ExportFormat, Rule
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ExportError
@@ -226,14 +226,13 @@ def warroom_coded(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Folder to write coded_v4_agreed.csv and coded_v4_<judge>.csv "
         "into (created if missing).", show_default=False)],
-    judges: Annotated[str | None, typer.Option(
-        "--judges", help="Comma-separated raters, one file each; NAME=RATER writes rater "
-        "RATER as coded_v4_NAME.csv (e.g. gemini,sonnet=claude). Default: the raters of "
-        "the latest adjudication.", show_default=False)] = None,
-    rule: Annotated[str | None, typer.Option(
-        "--rule", help="intersection, union or majority, for coded_v4_agreed.csv. "
-        "Default: intersection (or the latest adjudication's rule).",
-        show_default=False)] = None,
+    judges: Annotated[list[str] | None, typer.Option(
+        "--judges", help="Raters, one file each (repeatable, or comma-separated); NAME=RATER "
+        "writes rater RATER as coded_v4_NAME.csv (e.g. gemini,sonnet=claude). Default: the "
+        "raters of the latest adjudication.", show_default=False)] = None,
+    rule: Annotated[Rule | None, typer.Option(
+        "--rule", help="The rule for coded_v4_agreed.csv. Default: intersection (or the "
+        "latest adjudication's rule).", show_default=False)] = None,
     series: SeriesOption = None,
     db: DbOption = None,
 ) -> None:
@@ -246,7 +245,7 @@ def warroom_coded(
 
     with open_db(db) as engine:
         summary = export_warroom_coded(
-            engine, out, judges=parse_judges(judges) if judges is not None else None,
+            engine, out, judges=parse_judges(",".join(judges)) if judges else None,
             rule=rule, series=_names(series))
     names = ", ".join(f"{j.filename} ({j.rater})" if j.rater != j.name else j.filename
                       for j in summary.judges)
