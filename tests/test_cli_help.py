@@ -26,7 +26,6 @@ runner = CliRunner()
 #: The formatter's width at COLUMNS=80 (click: columns - 2).
 WIDTH = 78
 #: Commands whose --series is still single, and why.
-SINGLE_SERIES = {"roundtable judge": "coding.selection.Scope holds one series"}
 
 
 def _tree() -> list[tuple[str, _click.Command]]:
@@ -249,7 +248,7 @@ def test_series_and_judges_are_repeatable_everywhere() -> None:
     for path, cmd in COMMANDS:
         for param in cmd.params:
             for opt in checked:
-                if opt in param.opts and path not in SINGLE_SERIES:
+                if opt in param.opts:
                     checked[opt] += 1
                     assert getattr(param, "multiple", False), (path, opt)
                     if opt == "--series":

@@ -117,6 +117,21 @@ def test_filters_and_limit(db: str, tmp_path: Path) -> None:
     assert code == 2 and "no series named 'nope' (known: alpha, beta)" in out
 
 
+def test_series_is_repeatable(db: str, tmp_path: Path) -> None:
+    llm = scripted_judge(tmp_path, "boxed")
+    code, out = invoke("judge", "-j", str(llm), "--series", "beta", "--series", "alpha",
+                       "--db", db, "-q")
+    assert code == 0, out
+    assert f"series beta, alpha ({TOTAL} codable messages)" in out
+    engine = open_engine(db)
+    try:
+        assert len(judgements(engine)) == TOTAL
+    finally:
+        engine.dispose()
+    code, out = invoke("judge", "-j", str(llm), "-s", "alpha,nope", "--db", db, "-q")
+    assert code == 2 and "no series named 'nope'" in out
+
+
 def test_invalid_answers_are_reported_never_false(db: str, tmp_path: Path) -> None:
     llm = scripted_judge(tmp_path, "broken", replies=["I think plan is true"])
     code, out = invoke("judge", "-j", str(llm), "--db", db, "-q", "--limit", "2")

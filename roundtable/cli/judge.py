@@ -34,8 +34,9 @@ def judge(
     judge_files: Annotated[list[Path], typer.Option(
         "--judge", "-j", metavar="FILE", show_default=False,
         help="Judge definition (TOML), e.g. judges/gemini.toml; repeat for several judges.")],
-    series: Annotated[str | None, typer.Option("--series", "-s",
-                      help="Only messages of this series.")] = None,
+    series: Annotated[list[str] | None, typer.Option("--series", "-s",
+                      help="Only messages of these series (repeatable, or comma-separated).")]
+    = None,
     run: Annotated[str | None, typer.Option("--run", "-r", metavar="REF",
                    help="Only messages of this run (id, SERIES/N or reference id).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N",
@@ -77,6 +78,7 @@ def judge(
     from roundtable.coding.plan import plan_coding
     from roundtable.coding.selection import resolve_scope
 
+    series = [v.strip() for item in series or [] for v in item.split(",") if v.strip()] or None
     if not batch and (wait or poll_seconds is not None):
         raise ConfigError("--wait and --poll-seconds only apply with --batch: add --batch, "
                           "or drop them to code online now")
@@ -228,7 +230,7 @@ def _preflight(judges: list[Judge], endpoints: dict[str, EndpointConfig]) -> Non
 
 async def _code(engine: sqlalchemy.Engine, judges: list[Judge],
                 endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                series: str | None, run: str | None, limit: int | None, concurrency: int,
+                series: list[str] | None, run: str | None, limit: int | None, concurrency: int,
                 max_cost: float | None, quiet: bool) -> CodingResult:
     from roundtable.cli.run import _short, _usd
     from roundtable.coding.runner import CodingEvent, code_messages
@@ -318,14 +320,15 @@ def _print_next(judges: list[Judge], db: str | None) -> None:
 # --------------------------------------------------------------------------- --batch
 
 
-def _command(judge_files: list[Path], *, series: str | None, run: str | None,
+def _command(judge_files: list[Path], *, series: list[str] | None, run: str | None,
              limit: int | None, db: str | None, everything: bool = False) -> str:
     """The ``roundtable judge ... --batch`` command to rerun (to collect)."""
     parts = ["roundtable", "judge"]
     for path in judge_files:
         parts += ["--judge", str(path)]
-    for flag, value in (("--series", series), ("--run", run), ("--limit", limit),
-                        ("--db", db)):
+    for name in series or []:
+        parts += ["--series", name]
+    for flag, value in (("--run", run), ("--limit", limit), ("--db", db)):
         if value is not None:
             parts += [flag, str(value)]
     if everything:
@@ -336,7 +339,7 @@ def _command(judge_files: list[Path], *, series: str | None, run: str | None,
 
 def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
                  endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                 rerun: str, series: str | None, run: str | None, limit: int | None,
+                 rerun: str, series: list[str] | None, run: str | None, limit: int | None,
                  concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
                  poll_seconds: float, db: str | None, as_json: bool = False) -> None:
     names = ", ".join(j.spec.name for j in judges)
@@ -375,7 +378,7 @@ def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
 
 async def _code_batch(engine: sqlalchemy.Engine, judges: list[Judge],
                       endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                      series: str | None, run: str | None, limit: int | None,
+                      series: list[str] | None, run: str | None, limit: int | None,
                       concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
                       poll_seconds: float) -> BatchPassResult:
     from roundtable.coding.batching import batch_pass

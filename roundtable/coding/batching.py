@@ -92,6 +92,7 @@ from roundtable.coding.selection import (
     CodingItem,
     Scope,
     Selection,
+    SeriesFilter,
     resolve_scope,
     select_messages,
 )
@@ -272,7 +273,7 @@ async def batch_pass(
     client: ModelClient,
     endpoints: dict[str, EndpointConfig],
     *,
-    series: str | None = None,
+    series: SeriesFilter = None,
     run: str | None = None,
     limit: int | None = None,
     wait: bool = False,

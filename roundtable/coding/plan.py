@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from roundtable import settings
 from roundtable.coding.judge import Judge, user_prompt
-from roundtable.coding.selection import Scope, resolve_scope, select_messages
+from roundtable.coding.selection import Scope, SeriesFilter, resolve_scope, select_messages
 from roundtable.planning import text_tokens
 from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.batch import batch_supported
@@ -135,8 +135,8 @@ def _series_count(engine: sa.Engine, scope: Scope) -> int:
         _R.id.in_(sa.select(_M.run_id).where(_M.kind == "agent")))
     if scope.run_id is not None:
         query = query.where(_R.id == scope.run_id)
-    if scope.series_id is not None:
-        query = query.where(_R.series_id == scope.series_id)
+    if scope.series_ids:
+        query = query.where(_R.series_id.in_(scope.series_ids))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
@@ -173,7 +173,7 @@ def plan_coding(
     engine: sa.Engine,
     judges: Sequence[Judge],
     *,
-    series: str | None = None,
+    series: SeriesFilter = None,
     run: str | None = None,
     limit: int | None = None,
     prices: Mapping[str, Price] | None = None,

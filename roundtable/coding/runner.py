@@ -54,7 +54,7 @@ from roundtable.coding.persist import (
     codes_from_verdict,
     ensure_rater,
 )
-from roundtable.coding.selection import CodingItem, Selection, select_messages
+from roundtable.coding.selection import CodingItem, Selection, SeriesFilter, select_messages
 from roundtable.coding.verdict import InvalidVerdict, verdict_from_completion
 from roundtable.engine.persist import WriterThread
 from roundtable.errors import (
@@ -434,7 +434,7 @@ async def code_messages(
     judges: Sequence[Judge],
     client: ModelClient,
     *,
-    series: str | None = None,
+    series: SeriesFilter = None,
     run: str | None = None,
     limit: int | None = None,
     on_event: Callable[[CodingEvent], None] | None = None,

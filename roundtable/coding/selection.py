@@ -71,11 +71,24 @@ class CodingItem:
         return (*head, *older, *shown)
 
 
+SeriesFilter = str | Sequence[str] | None
+"""``--series``: one series name, several, or None (every series)."""
+
+
+def series_names(series: SeriesFilter) -> tuple[str, ...]:
+    """The series a :data:`SeriesFilter` names, in order, without repeats."""
+    if series is None:
+        return ()
+    if isinstance(series, str):
+        return (series,)
+    return tuple(dict.fromkeys(series))
+
+
 @dataclass(frozen=True)
 class Scope:
-    """A resolved ``--series`` / ``--run`` filter (both None: the whole database)."""
+    """A resolved ``--series`` / ``--run`` filter (both empty: the whole database)."""
 
-    series_id: int | None = None
+    series_ids: tuple[int, ...] = ()
     run_id: int | None = None
     label: str = "all runs"
 
@@ -106,35 +119,41 @@ class Selection:
         return sum(len(ids) for ids in self.pending.values())
 
 
-def resolve_scope(engine: sa.Engine, *, series: str | None = None,
+def resolve_scope(engine: sa.Engine, *, series: SeriesFilter = None,
                   run: str | None = None) -> Scope:
-    """Turn ``--series`` / ``--run`` into ids; a :class:`StoreError` names what is unknown."""
-    series_id: int | None = None
-    if series is not None:
+    """Turn ``--series`` (one or several) / ``--run`` into ids; a :class:`StoreError` names
+    what is unknown."""
+    names = series_names(series)
+    series_ids: list[int] = []
+    if names:
         with engine.connect() as conn:
-            series_id = conn.execute(
-                sa.select(_SERIES.c.id).where(_SERIES.c.name == series)).scalar()
-            if series_id is None:
+            found: dict[str, int] = dict(conn.execute(sa.select(_SERIES.c.name, _SERIES.c.id)
+                                      .where(_SERIES.c.name.in_(names))).all())
+            unknown = [n for n in names if n not in found]
+            if unknown:
                 known = ", ".join(conn.execute(
                     sa.select(_SERIES.c.name).order_by(_SERIES.c.name)).scalars()) or "none yet"
-                raise StoreError(f"no series named '{series}' (known: {known}); see "
+                raise StoreError(f"no series named '{unknown[0]}' (known: {known}); see "
                                  f"`roundtable runs`")
+        series_ids = [found[n] for n in names]
+    label = ("series " + ", ".join(names)) if names else "all runs"
     if run is None:
-        return Scope(series_id=series_id, label=f"series {series}" if series else "all runs")
+        return Scope(series_ids=tuple(series_ids), label=label)
     summary = resolve_run(engine, run)
-    if series is not None and summary.series != series:
-        raise StoreError(f"run '{run}' belongs to series '{summary.series}', not '{series}': "
-                         f"drop --series or give a run of that series")
-    return Scope(series_id=series_id, run_id=summary.id, label=f"run {summary.ref}")
+    if names and summary.series not in names:
+        raise StoreError(f"run '{run}' belongs to series '{summary.series}', not "
+                         f"{', '.join(repr(n) for n in names)}: drop --series or give a run "
+                         f"of that series")
+    return Scope(series_ids=tuple(series_ids), run_id=summary.id, label=f"run {summary.ref}")
 
 
 def _scope_filter(scope: Scope, run_id_col: sa.ColumnElement[int]) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     if scope.run_id is not None:
         where.append(run_id_col == scope.run_id)
-    if scope.series_id is not None:
+    if scope.series_ids:
         where.append(run_id_col.in_(
-            sa.select(_RUN.c.id).where(_RUN.c.series_id == scope.series_id)))
+            sa.select(_RUN.c.id).where(_RUN.c.series_id.in_(scope.series_ids))))
     return where
 
 
@@ -144,7 +163,7 @@ def _view(row: sa.Row[*tuple[Any, ...]], names: dict[int, str]) -> MessageView:
         speaker=None if row.seat_id is None else names.get(row.seat_id), text=row.text)
 
 
-def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: str | None = None,
+def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: SeriesFilter = None,
                     run: str | None = None, limit: int | None = None,
                     scope: Scope | None = None) -> Selection:
     """The messages each judge still has to code, with their context (module docstring).
