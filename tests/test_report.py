@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
 import math
 import re
 import time
@@ -470,3 +471,14 @@ def test_warroom_corpus_report_renders(db_url: str, tmp_path: Path) -> None:
     assert len(kappas) == 3 * 6 and all(0.4 < k <= 1 for k in kappas.values())
     assert f"<th>Series</th><td>{', '.join(series)}</td>" in html
     assert time.monotonic() - start < 120
+
+
+def test_json_lists_the_sections_figures_and_files(full_db: tuple[Path, str],
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    printed = report(out, full_db[1], "--min-round-messages", "1", "--json")
+    written = json.loads(printed)  # stdout holds the one JSON object, no progress lines
+    assert written["index"] == str(out / "index.html")
+    slugs = {f["slug"] for s in written["sections"] for f in s["figures"]}
+    assert slugs == EXPECTED
+    assert {Path(p).name for p in written["files"]} >= {f"{s}.png" for s in EXPECTED}

@@ -54,6 +54,9 @@ def report(
     title: Annotated[str, typer.Option("--title", help="Title of the page.")] = (
         "roundtable report"),
     db: DbOption = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print what was written (sections, figures, notes, files) as one "
+        "JSON object; no progress lines.")] = False,
 ) -> None:
     """Write an HTML report of the coded corpus, with its figures as PNG and CSV.
 
@@ -71,7 +74,12 @@ def report(
         title=title, min_round_messages=min_round_messages)
     with open_db(db, create=False) as engine:
         result = build_report(engine, options, database=display_url(db_url(db)),
-                              progress=lambda s: ui.plain(f"  {s}..."))
+                              progress=None if as_json else lambda s: ui.plain(f"  {s}..."))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, sort_keys=True))
+        return
     n_fig = sum(len(s.figures) for s in result.sections)
     ui.plain(f"Report written: {result.index} ({n_fig} figures, each with its PNG and "
              f"CSV; codes: {result.source.label()}).")

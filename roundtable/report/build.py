@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlmodel import Session, col, func, select
@@ -66,6 +67,18 @@ class ReportResult:
     source: CodeSource
     sections: tuple[Section, ...]
     files: tuple[Path, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The page, the code source, every section with its figures and notes, and every
+        file written (``roundtable report --json`` prints exactly this)."""
+        return {
+            "index": str(self.index), "source": self.source.label(),
+            "sections": [{"anchor": s.anchor, "title": s.title, "notes": list(s.notes),
+                          "figures": [{"slug": f.slug, "title": f.title, "png": f.png,
+                                       "csv": f.csv} for f in s.figures]}
+                         for s in self.sections],
+            "files": [str(p) for p in self.files],
+        }
 
 
 def prepare_folder(folder: Path) -> None:
