@@ -12,6 +12,7 @@ in a clone series (its density plot needs per-seat profiles there).
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,6 +275,12 @@ def test_cli_writes_the_three_files(corpus: tuple[sa.Engine, dict[str, int]],
     text = " ".join(result.output.split())
     assert "Wrote 23 messages" in text and "coded_v4_sonnet.csv (claude)" in text
     assert "generate_figures.py --data-dir" in text
+    as_json = runner.invoke(app, ["export", "warroom-coded", "--out", str(tmp_path / "j"),
+                                  "--judges", "gemini", "--db", url, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    written = json.loads(as_json.output)
+    assert written["rows"] == 24 and [j["file"] for j in written["judges"]] == [
+        "coded_v4_gemini.csv"]
     assert sorted(p.name for p in out.iterdir()) == [
         "coded_v4_agreed.csv", "coded_v4_gemini.csv", "coded_v4_sonnet.csv"]
     bad = runner.invoke(app, ["export", "warroom-coded", "--out", str(out), "--judges",
@@ -295,8 +302,8 @@ def test_db_derive_stores_xref_for_every_agent_message(
     assert first.exit_code == 0, first.output
     assert "12 agent messages newly coded, 4 of them name another agent" in " ".join(
         first.output.split())
-    again = runner.invoke(app, ["db", "derive", "--db", url])
-    assert "xref: 12 agent messages newly coded" in " ".join(again.output.split())  # B only
+    again = runner.invoke(app, ["db", "derive", "--db", url, "--json"])
+    assert json.loads(again.output)["coded"] == 12  # B only
     unknown = runner.invoke(app, ["db", "derive", "--series", "Z", "--db", url])
     assert unknown.exit_code == 2 and "no series named 'Z' (known: A, B)" in unknown.output
 

@@ -203,6 +203,9 @@ def test_db_metadata_command_names_the_database_after_the_file(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "datasette" in result.output and "study.db" in result.output
     assert list(json.loads(out.read_text())["databases"]) == ["study"]
+    quiet = CliRunner().invoke(app, ["db", "metadata", "--out", str(out), "--db",
+                                     str(tmp_path / "study.db"), "--json"])
+    assert json.loads(quiet.output) == {"out": str(out), "database": "study"}
     bad = CliRunner().invoke(app, ["db", "metadata", "--out", str(tmp_path / "no" / "x" /
                                                                   "m.json")])
     assert bad.exit_code == 2 and "cannot write" in bad.output

@@ -55,6 +55,7 @@ def metadata(
         "--name", help="Database name as datasette shows it. Default: the SQLite file's "
         "stem (roundtable.db -> roundtable).", show_default=False)] = None,
     db: DbOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a datasette metadata file: table, view and column descriptions, and full-text
     search on message text.
@@ -76,6 +77,9 @@ def metadata(
     except OSError as exc:
         raise ExportError(f"{out}: cannot write the metadata file ({exc.strerror}); choose "
                           f"a writable --out") from None
+    if as_json:
+        echo_json({"out": str(out), "database": database})
+        return
     ui.say(f"Wrote {out} for database {database!r}. Browse it with:\n"
            f"  pip install datasette\n  datasette {url.database or 'roundtable.db'} -m {out}")
 
@@ -87,6 +91,7 @@ def derive(
         "--series", "-s", help="Only this series (repeatable, or comma-separated). Default: "
         "all.", show_default=False)] = None,
     db: DbOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Store the derived codes (xref: the message names another agent) for every agent
     message not coded yet; safe to rerun.
@@ -99,6 +104,9 @@ def derive(
     names = [v.strip() for item in series or [] for v in item.split(",") if v.strip()]
     with open_db(db) as engine:
         summary = store_xref_codes(engine, series=names)
+    if as_json:
+        echo_json(summary.to_json())
+        return
     ui.say(f"{XREF_RATER}: {summary.coded:,} agent messages newly coded, "
            f"{summary.named_a_peer:,} of them name another agent (rater '{XREF_RATER}', "
            f"kind derived; see codes_v).")

@@ -11,7 +11,7 @@ import typer
 from roundtable.cli import ui
 from roundtable.cli.choices import ExportFormat, Rule
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.cli.jsonout import echo_json
+from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ExportError
 
 app = typer.Typer(
@@ -235,6 +235,7 @@ def warroom_coded(
         "latest adjudication's rule).", show_default=False)] = None,
     series: SeriesOption = None,
     db: DbOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write coded messages in the War Room study's layout (coded_v4_*.csv), which its
     generate_figures.py reads unmodified.
@@ -247,6 +248,9 @@ def warroom_coded(
         summary = export_warroom_coded(
             engine, out, judges=parse_judges(",".join(judges)) if judges else None,
             rule=rule, series=_names(series))
+    if as_json:
+        echo_json(summary.to_json())
+        return
     names = ", ".join(f"{j.filename} ({j.rater})" if j.rater != j.name else j.filename
                       for j in summary.judges)
     ui.plain(f"Wrote {summary.rows:,} messages into {summary.out} in "

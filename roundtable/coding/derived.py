@@ -46,6 +46,11 @@ class XrefSummary:
     coded: int
     named_a_peer: int
 
+    def to_json(self) -> dict[str, int]:
+        """``roundtable db derive --json`` prints exactly this."""
+        return {"rater_id": self.rater_id, "coded": self.coded,
+                "named_a_peer": self.named_a_peer}
+
 
 def ensure_xref_rater(engine: sa.Engine) -> int:
     """The id of the ``xref`` rater (kind ``derived``), created on first use."""

@@ -83,6 +83,15 @@ class WarroomCodedSummary:
     missing_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rater -> flags
     seconds: float = 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types (``export warroom-coded --json`` prints exactly this)."""
+        return {"out": str(self.out), "files": [str(p) for p in self.files],
+                "judges": [{"file": j.filename, "rater": j.rater} for j in self.judges],
+                "rule": self.rule, "rows": self.rows, "series": dict(self.series),
+                "xref_coded": self.xref_coded,
+                "missing_flags": {k: list(v) for k, v in self.missing_flags.items()},
+                "seconds": self.seconds}
+
 
 def parse_judges(text: str) -> tuple[JudgeFile, ...]:
     """``"gemini,sonnet=claude"`` -> judge files ``gemini`` (rater gemini) and ``sonnet``
