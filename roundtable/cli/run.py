@@ -13,7 +13,14 @@ import typer
 from roundtable import planning, settings
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
-from roundtable.protocol import EndpointConfig, Price, Protocol, expand, load_protocol
+from roundtable.protocol import (
+    HUMAN_ENDPOINT,
+    EndpointConfig,
+    Price,
+    Protocol,
+    expand,
+    load_protocol,
+)
 
 if TYPE_CHECKING:
     from roundtable.engine.runner import SeriesResult
@@ -86,7 +93,8 @@ def exit_code(result: SeriesResult) -> int:
 
 def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
-    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
+    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats
+                   if seat.endpoint != HUMAN_ENDPOINT})
     for name in used:
         settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
                                 declare_in="the protocol")
