@@ -216,7 +216,7 @@ def human_context(engine: sa.Engine, run_id: int, seat: int | str,
         series = conn.execute(sa.select(series_t.c.name).where(
             series_t.c.id == run.series_id)).scalar_one()
     if turn_row is None:
-        what = "a pending turn" if round_index is None else f"a turn in round {round_index}"
+        what = "pending turn" if round_index is None else f"turn in round {round_index}"
         raise HumanTurnError(f"run {run_id}: seat {seat_row.display_name} has no {what}; "
                              f"wait for the run to reach it")
     try:
