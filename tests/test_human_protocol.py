@@ -11,7 +11,7 @@ from tests.test_human_support import ROSTER, human_protocol
 
 
 def test_a_human_seat_keeps_its_name_and_is_recorded_as_human() -> None:
-    protocol, _ = human_protocol()
+    protocol, _ = human_protocol(human={})
     (spec,) = expand(protocol)
     assert [s.display_name for s in spec.seats] == ["Agent-A", "Moderator", "Agent-B"]
     seat = spec.seats[1]

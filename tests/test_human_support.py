@@ -25,6 +25,8 @@ ROSTER = ["scripted:m0", {"human": "Moderator"}, "scripted:m1"]
 def human_protocol(*, roster: list[Any] | None = None, **kwargs: Any) -> tuple[Protocol, str]:
     """A scripted protocol whose roster has the human seat ``Moderator`` at position 1."""
     kwargs.setdefault("rounds", 2)
+    # a person thread that dies makes the run skip its turns instead of waiting 15 minutes
+    kwargs.setdefault("human", {"timeout_s": 60})
     return make_protocol(roster={"seats": roster or ROSTER}, **kwargs)
 
 
@@ -37,17 +39,23 @@ class Person:
         self.seat = seat
         self.reply = reply
         self.answered: list[int] = []
+        #: what went wrong in the thread (re-raised on exit, so a test cannot hang silently)
+        self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            for turn in human.pending_turns(self.engine):
-                if turn.seat == self.seat:
-                    human.answer_turn(self.engine, turn.run_id, turn.seat, turn.round,
-                                      self.reply(turn.round), "tester")
-                    self.answered.append(turn.round)
-            time.sleep(0.01)
+        try:
+            while not self._stop.is_set():
+                for turn in human.pending_turns(self.engine):
+                    if turn.seat == self.seat:
+                        human.answer_turn(self.engine, turn.run_id, turn.seat, turn.round,
+                                          self.reply(turn.round), "tester")
+                        self.answered.append(turn.round)
+                time.sleep(0.01)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
 
     def __enter__(self) -> Person:
         self._thread.start()
@@ -57,3 +65,5 @@ class Person:
                  tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.errors and exc is None:
+            raise self.errors[0]

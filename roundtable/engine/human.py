@@ -253,9 +253,12 @@ def answer_turn(engine: sa.Engine, run_id: int, seat: int | str, round_index: in
     if not text.strip():
         raise HumanTurnError("the answer is empty: type something before submitting")
     t = _TURN.c
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         seat_row = _seat_row(conn, run_id, seat)
-        where = (t.run_id == run_id, t.seat_id == seat_row.id, t.round == round_index)
+    where = (t.run_id == run_id, t.seat_id == seat_row.id, t.round == round_index)
+    # the write comes first in its transaction: on SQLite a transaction that read before
+    # writing fails at once ("database is locked") when another writer committed meanwhile
+    with engine.begin() as conn:
         done = conn.execute(sa.update(_TURN).where(*where, t.status == "pending").values(
             status="answered", text=text, answered_by=who, answered_at=utcnow())).rowcount
         if done == 1:
