@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, plan, report, review, run, runs
+from roundtable.cli import sit as sit_cli
 from roundtable.cli import export as export_cli
 from roundtable.cli import view as view_cli
 
@@ -27,3 +28,4 @@ app.add_typer(review.app, name="review")
 app.add_typer(plan.app, name="plan")
 export_cli.register(app)
 view_cli.register(app)
+sit_cli.register(app)
