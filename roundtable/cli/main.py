@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from roundtable.cli import agreement, analyze, db, importers, judge, plan, report, review, run, runs
-from roundtable.cli import sit as sit_cli
 from roundtable.cli import export as export_cli
+from roundtable.cli import sit as sit_cli
 from roundtable.cli import view as view_cli
 
 app = typer.Typer(
