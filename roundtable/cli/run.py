@@ -48,6 +48,11 @@ def run(
         "--lease-ttl", metavar="SECONDS", min=0.1,
         help="How long a worker's claim on a run lasts without renewal (default 30, or "
              "ROUNDTABLE_LEASE_TTL); a killed worker's runs are taken over after it.")] = None,
+    view: Annotated[bool, typer.Option(
+        "--view", help="Serve the web app (on 127.0.0.1) while the series runs: the run "
+        "pages are the live view, /seats is where people take human seats.")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port for --view (0: a free one).")] = 0,
 ) -> None:
     """Run every run of a series; rerun the same command to resume after an interruption
     or to retry the turns that failed. Several processes (or machines sharing a PostgreSQL
@@ -69,6 +74,12 @@ def run(
     with open_db(db) as engine:
         ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                f"{series_plan.calls} calls -> {display_url(db_url(db))}")
+        server = None
+        if view:
+            from roundtable.web import serve_in_background
+
+            server = serve_in_background(engine, port)
+            ui.plain(f"live view: {server.url}/runs (human seats: {server.url}/seats)")
         try:
             result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
                                       concurrency, series_plan.calls, quiet, lease_ttl))
@@ -76,6 +87,9 @@ def run(
             ui.warn("interrupted: every completed call is stored; rerun the same command to "
                     "resume where it stopped.")
             raise typer.Exit(code=130) from None
+        finally:
+            if server is not None:
+                server.stop()
         _print_result(result, db, engine)
     code = exit_code(result)
     if code:
