@@ -409,7 +409,7 @@ class Discussion:
         cfg = self.spec.human or HumanConfig()
         where = {"engine": self.engine, "run_id": self.handle.run_id,
                  "seat_id": self.handle.seat_ids[p], "round_index": r}
-        state = await self._db(human.request_turn, turn=k, **where)
+        state: human.TurnState | None = await self._db(human.request_turn, turn=k, **where)
         while True:
             if state is not None and state.status == "answered" and state.text is not None:
                 msg = MessageRow(slot=persist.agent_slot(r, p), round=r,

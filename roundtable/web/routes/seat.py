@@ -115,12 +115,12 @@ async def _answer(request: Request, run_id: int, position: int) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("round"), int) \
             or not isinstance(body.get("text"), str):
         return JSONResponse({"error": "send {\"round\": N, \"text\": \"...\"}"}, status_code=400)
-    who = body.get("who") if isinstance(body.get("who"), str) and body["who"].strip() \
-        else "web"
+    raw_who = body.get("who")
+    who = raw_who.strip() if isinstance(raw_who, str) and raw_who.strip() else "web"
     try:
         stored = await run_in_threadpool(human.answer_turn, state(request).engine, run_id,
                                          position, body["round"], body["text"],
-                                         f"web:{who.strip()[:80]}")
+                                         f"web:{who[:80]}")
     except RoundtableError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return JSONResponse({"stored": stored, "round": body["round"]})
