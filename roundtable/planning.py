@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from roundtable import settings
-from roundtable.protocol import Price, Protocol, RunSpec, expand
+from roundtable.protocol import HUMAN_ENDPOINT, Price, Protocol, RunSpec, expand
 
 CHARS_PER_TOKEN = 3
 LABEL_TOKENS = 8  # "[Agent-A]: " plus chat-template overhead per turn
@@ -78,6 +78,8 @@ def run_bound(spec: RunSpec) -> tuple[int, int, dict[str, tuple[int, int]]]:
     total_in = 0
     per_model: dict[str, tuple[int, int]] = {}
     for seat in spec.seats:
+        if seat.endpoint == HUMAN_ENDPOINT:  # a person: no call, no tokens
+            continue
         last = crash_round.get(seat.position, spec.rounds)
         key = f"{seat.endpoint}:{seat.model}"
         seat_in = seat_out = 0

@@ -88,15 +88,33 @@ class Price(_Frozen):
     cached_input: Float | None = Field(default=None, ge=0)
 
 
+#: the endpoint recorded for a human seat (it has no model and is never called)
+HUMAN_ENDPOINT = "human"
+
+
 class SeatConfig(_Frozen):
     """One seat: ``model`` is ``endpoint:model-id``; ``label`` is the human-readable true
-    identity (defaults to the model id)."""
+    identity (defaults to the model id). ``human = "Name"`` instead of ``model`` makes the
+    seat a person's (see :class:`HumanConfig`): it keeps that name whatever the naming
+    scheme, and is stored with endpoint ``human``, model = the name and label ``human``."""
 
-    model: str
+    model: str | None = None
+    human: str | None = None
     label: str | None = None
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> SeatConfig:
+        if self.human is not None:
+            if self.model is not None:
+                raise ValueError("a seat is either a model ('model') or a person ('human'), "
+                                 "not both")
+            if not self.human.strip() or self.human != self.human.strip():
+                raise ValueError(f"human seat name must be a non-empty name without "
+                                 f"surrounding spaces, got {self.human!r}")
+            return self
+        if self.model is None:
+            raise ValueError("a seat needs 'model' (e.g. 'groq:llama-3.3-70b') or 'human' "
+                             "(e.g. { human = \"Moderator\" })")
         endpoint, sep, model_id = self.model.partition(":")
         if not sep or not endpoint or not model_id:
             raise ValueError(
@@ -106,12 +124,23 @@ class SeatConfig(_Frozen):
         return self
 
     @property
+    def is_human(self) -> bool:
+        """Whether a person takes this seat."""
+        return self.human is not None
+
+    @property
     def endpoint(self) -> str:
-        return self.model.partition(":")[0]
+        """The endpoint name (``human`` for a person's seat)."""
+        if self.human is not None:
+            return HUMAN_ENDPOINT
+        return (self.model or "").partition(":")[0]
 
     @property
     def model_id(self) -> str:
-        return self.model.partition(":")[2]
+        """The model id (the person's name for a human seat)."""
+        if self.human is not None:
+            return self.human
+        return (self.model or "").partition(":")[2]
 
 
 class CloneConfig(_Frozen):
@@ -154,6 +183,15 @@ class RosterConfig(_Frozen):
             seat = SeatConfig(model=self.clone.model, label=self.clone.label)
             return tuple(seat for _ in range(self.clone.n))
         return self.seats
+
+
+class HumanConfig(_Frozen):
+    """How long the run waits for a person's turn (``timeout_s``, counted from when the
+    turn became pending, across restarts) and what happens then: ``skip`` stores a
+    ``human_skipped`` event and goes on; ``wait`` keeps waiting."""
+
+    timeout_s: float = Field(default=900.0, gt=0)
+    on_timeout: Literal["skip", "wait"] = "skip"
 
 
 class NamingConfig(_Frozen):
@@ -257,6 +295,7 @@ class Protocol(_Frozen):
     sampling: SamplingConfig = SamplingConfig()
     faults: tuple[FaultConfig, ...] = ()
     failures: FailurePolicy = FailurePolicy()
+    human: HumanConfig = HumanConfig()
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
     matrix: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
@@ -270,7 +309,7 @@ class Protocol(_Frozen):
                 raise ValueError(f"matrix '{key}' lists no values")
         _check_run_count(self)
         if not self.matrix:
-            _check_names(self, len(seats))
+            _check_names(self, sum(not s.is_human for s in seats))
             _resolve_faults(self, _names_for(self, seats))
         return self
 
@@ -309,6 +348,8 @@ class RunSpec(_Frozen):
     sampling: SamplingConfig
     faults: tuple[FaultSpec, ...]
     failures: FailurePolicy
+    #: set only when a seat is human (so runs without one keep their stored digest)
+    human: HumanConfig | None = None
 
     @property
     def key(self) -> str:
@@ -319,8 +360,15 @@ class RunSpec(_Frozen):
     def deterministic(self) -> bool:
         return self.turns.scheme != "staggered"
 
+    @property
+    def has_human(self) -> bool:
+        """Whether a person takes a seat of this run."""
+        return any(s.endpoint == HUMAN_ENDPOINT for s in self.seats)
+
     def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        """Identifies the run's specification (unchanged for runs without a human seat)."""
+        exclude = {"human"} if self.human is None else None
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
 def _check_run_count(protocol: Protocol) -> None:
@@ -340,22 +388,33 @@ def _check_run_count(protocol: Protocol) -> None:
 
 
 def _names_for(protocol: Protocol, seats: Sequence[SeatConfig]) -> list[str]:
+    """Display names in roster order: a human seat keeps its own name; the model seats are
+    named by the naming scheme as if the human seats were not there."""
+    models = [s for s in seats if not s.is_human]
     try:
-        return conditions.display_names(
+        scheme_names = conditions.display_names(
             protocol.naming.scheme,
-            len(seats),
-            model_labels=[s.label or s.model_id for s in seats],
+            len(models),
+            model_labels=[s.label or s.model_id for s in models],
             explicit=protocol.naming.names,
             prefix=protocol.naming.prefix,
-        )
+        ) if models else []
     except ValueError as exc:
         raise ValueError(f"naming: {exc}") from None
+    it = iter(scheme_names)
+    names = [s.human if s.human is not None else next(it) for s in seats]
+    for i, seat in enumerate(seats):
+        if seat.is_human and names.count(names[i]) > 1:
+            raise ValueError(f"roster: human seat '{seat.human}' has the same name as another "
+                             f"seat; give it a name of its own")
+    return names
 
 
 def _check_names(protocol: Protocol, n: int) -> None:
     if protocol.naming.scheme == "explicit" and len(protocol.naming.names) != n:
         raise ValueError(
-            f"naming.names must list {n} names (one per seat), got {len(protocol.naming.names)}"
+            f"naming.names must list {n} names (one per model seat; human seats keep their "
+            f"own), got {len(protocol.naming.names)}"
         )
 
 
@@ -547,14 +606,16 @@ def expand(protocol: Protocol) -> list[RunSpec]:
             )
             seats.append(SeatSpec(
                 position=i, endpoint=seat.endpoint, model=seat.model_id,
-                label=seat.label or seat.model_id, display_name=names[i], system_prompt=prompt,
+                label=HUMAN_ENDPOINT if seat.is_human else seat.label or seat.model_id,
+                display_name=names[i], system_prompt=prompt,
             ))
+        human = cell.human if any(s.is_human for s in seats_cfg) else None
         for replicate in range(1, cell.replicates + 1):
             runs.append(RunSpec(
                 series=cell.series, cell=label, conditions=labels, replicate=replicate,
                 seed=conditions.derive_seed(cell.seed, label, replicate),
                 rounds=cell.rounds, brief=cell.prompt.brief, seats=tuple(seats),
                 isolation=isolation, turns=cell.turns, sampling=cell.sampling,
-                faults=faults, failures=cell.failures,
+                faults=faults, failures=cell.failures, human=human,
             ))
     return runs

@@ -1,7 +1,7 @@
 """message.lang, the messages_v / codes_v views and full-text search on message text
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 20:40:00
 
 * ``message.lang``: ISO 639-1 code of the text (nullable); existing rows are backfilled
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

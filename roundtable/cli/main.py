@@ -10,6 +10,7 @@ from roundtable.cli import agreement, analyze, db, importers, judge, plan, repor
 from roundtable.cli import coder as coder_cli
 from roundtable.cli import export as export_cli
 from roundtable.cli import help as help_cli
+from roundtable.cli import sit as sit_cli
 from roundtable.cli import view as view_cli
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.add_typer(plan.app, name="plan")
 export_cli.register(app)
 view_cli.register(app)
 coder_cli.register(app)
+sit_cli.register(app)
 
 # Last, once every command is registered: help classes and examples for the whole tree.
 help_cli.apply(app)

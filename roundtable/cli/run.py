@@ -45,6 +45,11 @@ def run(
         "--json", help="Print the series summary (counts and failed turns) as one JSON "
                        "object instead of the tables; the progress bar stays on stderr.")]
     = False,
+    view: Annotated[bool, typer.Option(
+        "--view", help="Serve the web app (on 127.0.0.1) while the series runs: the run "
+        "pages are the live view, /seats is where people take human seats.")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port for --view (0: a free one).")] = 0,
 ) -> None:
     """Run every run of a series; rerun the same command to resume after an interruption
     or to retry the turns that failed. Several processes (or machines sharing a PostgreSQL
@@ -70,6 +75,13 @@ def run(
         if not as_json:
             ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
                    f"{series_plan.calls} calls -> {display_url(db_url(db))}")
+        server = None
+        if view:
+            from roundtable.web import serve_in_background
+
+            server = serve_in_background(engine, port)
+            if not as_json:
+                ui.plain(f"live view: {server.url}/runs (human seats: {server.url}/seats)")
         try:
             import asyncio  # here, not at the top: --help must start fast
 
@@ -79,6 +91,9 @@ def run(
             ui.warn("interrupted: every completed call is stored; rerun the same command to "
                     "resume where it stopped.")
             raise typer.Exit(code=130) from None
+        finally:
+            if server is not None:
+                server.stop()
         if as_json:
             _print_json(result, engine)
         else:
@@ -100,9 +115,10 @@ def exit_code(result: SeriesResult) -> int:
 def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
     """Fail before any call when an endpoint is unknown or its key is missing."""
     from roundtable import settings
-    from roundtable.protocol import expand
+    from roundtable.protocol import HUMAN_ENDPOINT, expand
 
-    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats})
+    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats
+                   if seat.endpoint != HUMAN_ENDPOINT})
     for name in used:
         settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
                                 declare_in="the protocol")

@@ -33,6 +33,13 @@ policy (skip_turn / drop_seat / abort_run); a run that ends with skipped turns i
 ``incomplete`` too, never ``completed``. An authentication error stops the run ``stopped``
 (detail ``auth``) and is retried once the key is fixed.
 
+Human seats (endpoint ``human``, :mod:`roundtable.engine.human`) never go through the
+client: their turn is stored pending and polled in the database until a person answers
+(the answer is stored as the seat's agent message, with no call), the protocol's
+``[human] timeout_s`` passes (``on_timeout = "skip"``: a ``human_skipped`` event, not a
+failure) or the run stops. Simultaneous rounds wait for the person alongside the model
+calls; sequential ones wait in the speaking order.
+
 With a lease ``owner``, every write renews the run's lease in its own transaction and
 raises :class:`~roundtable.engine.lease.LeaseLost` when another worker took the run over;
 the run then ends ``lost`` in this process without storing anything more.
@@ -44,12 +51,12 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import sqlalchemy as sa
 
 from roundtable import conditions
-from roundtable.engine import lease, persist
+from roundtable.engine import human, lease, persist
 from roundtable.engine.faults import FaultPlan, FaultyCall, PlannedCrash
 from roundtable.engine.lease import LeaseLost
 from roundtable.engine.persist import (
@@ -62,7 +69,7 @@ from roundtable.engine.persist import (
 )
 from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
 from roundtable.errors import AuthError, BudgetExceeded, ProviderError
-from roundtable.protocol import FaultSpec
+from roundtable.protocol import HUMAN_ENDPOINT, FaultSpec, HumanConfig
 from roundtable.providers.base import CompletionRequest
 from roundtable.providers.client import CallRecord, CallResult, ModelClient
 from roundtable.store.tables import TRANSIENT_FAILURE_EVENT, RunStatus
@@ -73,6 +80,7 @@ Sleep = Callable[[float], Awaitable[None]]
 #: asked before each call: None to go on, ``LEASE_LOST`` or a stop reason (e.g. ``auth``)
 Interrupt = Callable[[], str | None]
 LEASE_LOST = "lease_lost"
+_T = TypeVar("_T")
 TRANSIENT_FAILURE = TRANSIENT_FAILURE_EVENT
 
 
@@ -194,7 +202,7 @@ class Discussion:
                 self.aborted = ev.detail
             if ev.position is None or ev.round is None:
                 continue
-            if ev.kind in ("crash", "failure"):
+            if ev.kind in ("crash", "failure", human.HUMAN_SKIPPED_EVENT):
                 self.resolved.add((ev.round, ev.position))
             if ev.kind == "failure":
                 failure_rounds.setdefault(ev.position, set()).add(ev.round)
@@ -366,6 +374,9 @@ class Discussion:
         if reason is not None:
             raise _Stopped(reason)
         seat = self.spec.seats[p]
+        if seat.endpoint == HUMAN_ENDPOINT:
+            await self._human_turn(r, k, p)
+            return
         request = self.request_for(r, k, p)
         try:
             result = await self._calls[p](seat.endpoint, request, round_index=r)
@@ -380,6 +391,53 @@ class Discussion:
                 await self._failed(r, k, p, exc)
         else:
             await self._succeeded(r, k, p, result)
+
+    async def _db(self, fn: Callable[..., _T], /, **kwargs: object) -> _T:
+        if self._thread is None:
+            return fn(**kwargs)
+        return await self._thread.run(fn, **kwargs)
+
+    def _check_interrupt(self) -> None:
+        reason = self._interrupt() or self._stop
+        if reason == LEASE_LOST:
+            raise LeaseLost(f"run {self.handle.run_id} is held by another worker now")
+        if reason is not None:
+            raise _Stopped(reason)
+
+    async def _human_turn(self, r: int, k: int, p: int) -> None:
+        """Wait for a person's answer in the database (or the timeout), then store it."""
+        cfg = self.spec.human or HumanConfig()
+        where = {"engine": self.engine, "run_id": self.handle.run_id,
+                 "seat_id": self.handle.seat_ids[p], "round_index": r}
+        state: human.TurnState | None = await self._db(human.request_turn, turn=k, **where)
+        while True:
+            if state is not None and state.status == "answered" and state.text is not None:
+                msg = MessageRow(slot=persist.agent_slot(r, p), round=r,
+                                 turn=self._turn_index(r, k), kind="agent", text=state.text,
+                                 position=p, raw_text=state.text)
+                await self._store(p, r, messages=[msg])
+                self._add_entry(msg)
+                self.resolved.add((r, p))
+                self.consecutive[p] = 0
+                return
+            skipped = state is not None and state.status == "skipped"
+            if not skipped and state is not None and cfg.on_timeout == "skip" \
+                    and state.age_s() >= cfg.timeout_s:
+                skipped = await self._db(human.skip_turn, **where)
+            if skipped:
+                await self._store(p, r, events=[EventRow(
+                    slot=persist.seat_slot(r, p, human.HUMAN_SKIPPED_EVENT), origin="control",
+                    kind=human.HUMAN_SKIPPED_EVENT,
+                    detail=f"no answer within {cfg.timeout_s:g} s; turn skipped", round=r,
+                    position=p)])
+                self.resolved.add((r, p))
+                if self._on_fault is not None:
+                    self._on_fault(f"{self.spec.key}: {self.names[p]} (human) did not answer "
+                                   f"round {r} within {cfg.timeout_s:g} s; skipped")
+                return
+            self._check_interrupt()
+            await asyncio.sleep(human.POLL_S)
+            state = await self._db(human.turn_state, **where)
 
     # ------------------------------------------------------------------ outcomes
 

@@ -293,3 +293,24 @@ class ReviewEvent(SQLModel, table=True):
 
 ALL_TABLES = (Series, Run, Seat, Message, LlmCall, Event, Rater, Judgement, Code,
               Adjudication, JudgeBatch, Sample, SampleItem, ReviewEvent)
+
+
+class HumanTurn(SQLModel, table=True):
+    """A turn of a seat taken by a person: ``pending`` while the run waits for them, then
+    ``answered`` (the text is also stored as the seat's agent message) or ``skipped`` (the
+    protocol's ``[human] on_timeout = "skip"``). ``turn`` is the speaking position within
+    the round, which decides what the person sees (sequential turns)."""
+
+    __table_args__ = (UniqueConstraint("run_id", "seat_id", "round",
+                                       name="uq_humanturn_run_seat_round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    seat_id: int = Field(foreign_key="seat.id")
+    round: int
+    turn: int = 0
+    status: str = Field(default="pending", index=True)  # pending | answered | skipped
+    text: str | None = Field(default=None, sa_column=Column(Text))
+    answered_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None

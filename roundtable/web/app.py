@@ -17,11 +17,11 @@ from starlette.staticfiles import StaticFiles
 from roundtable.store.db import open_engine
 from roundtable.web.auth import TokenGate
 from roundtable.web.context import HERE, WebState, templates
-from roundtable.web.routes import live, review, runs, series, transcript
+from roundtable.web.routes import live, review, runs, seat, series, transcript
 
 __all__ = ["PAGES", "create_app"]
 
-PAGES: tuple[ModuleType, ...] = (runs, transcript, live, series, review)
+PAGES: tuple[ModuleType, ...] = (runs, transcript, live, series, review, seat)
 """The page modules, each with a ``routes()`` function (add a module to add pages)."""
 
 
