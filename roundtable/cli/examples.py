@@ -176,4 +176,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "roundtable coder apply --name tfidf-alice",
         "roundtable coder apply --name tfidf-alice --series A --series F",
     ),
+    "roundtable sit": (
+        "roundtable sit human-demo/1 --seat Moderator",
+        "roundtable sit 12 --seat Moderator --who alice",
+    ),
 }

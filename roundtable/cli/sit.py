@@ -12,16 +12,17 @@ from __future__ import annotations
 import getpass
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.engine import human
-from roundtable.engine.human import HumanContext, HumanTurnError
-from roundtable.store import queries
+
+if TYPE_CHECKING:  # imported where used: --help must not load the engine or SQLAlchemy
+    import sqlalchemy
+
+    from roundtable.engine.human import HumanContext
 
 #: run statuses after which no turn will come any more (in this invocation of the run)
 _ENDED = frozenset({"completed", "failed", "incomplete", "stopped"})
@@ -67,11 +68,16 @@ def _show(ctx: HumanContext, shown: int) -> int:
 
 
 def _status(engine: sqlalchemy.Engine, run_id: int) -> str:
+    from roundtable.store import queries
+
     return queries.resolve_run(engine, str(run_id)).status
 
 
 def sit_loop(engine: sqlalchemy.Engine, run_id: int, seat: str, who: str) -> str:
     """Serve ``seat``'s turns until the run ends or input ends; returns why it stopped."""
+    from roundtable.engine import human
+    from roundtable.engine.human import HumanTurnError
+
     positions = {name: pos for pos, name in human.human_seats(engine, run_id)}
     if seat not in positions:
         names = ", ".join(positions) or "none"
@@ -120,7 +126,9 @@ def sit(
         "name).")] = None,
 ) -> None:
     """Take a human seat of a run from the terminal: read what it sees, type its turns."""
-    with open_db(db) as engine:
+    from roundtable.store import queries
+
+    with open_db(db, create=False) as engine:
         run_id = queries.resolve_run(engine, run).id
         ui.plain(f"sitting at run {run_id} as {seat}")
         try:
