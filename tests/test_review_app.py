@@ -494,18 +494,16 @@ def test_code_command_errors_are_one_clear_line(db_url: str, tmp_path: Path,
 
 
 def test_code_command_falls_back_to_the_project_codebook(db_url: str,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]
+                                                         monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    from roundtable.cli.review import _sample_codebook
+    from roundtable.review.samples import sample_codebook
 
     eng = open_engine(db_url)
     seed(eng)
     monkeypatch.chdir(REPO)
     try:
-        book = _sample_codebook(eng, "S")
+        book, note = sample_codebook(eng, "S")
     finally:
         eng.dispose()
     assert book.name == "warroom"
-    assert "stored no codebook: using judges/codebook.toml" in " ".join(
-        capsys.readouterr().out.split())
+    assert note is not None and "stored no codebook: using judges/codebook.toml" in note

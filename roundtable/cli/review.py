@@ -19,9 +19,7 @@ from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 
 if TYPE_CHECKING:
-    import sqlalchemy
 
-    from roundtable.coding.codebook import Codebook
     from roundtable.review.samples import SampleResult
     from roundtable.review.sampling import Draw
     from roundtable.review.status import DisagreementReport
@@ -298,13 +296,15 @@ def code(
     r reveal (after commit), ? help, q quit. Every key is saved at once; reopening
     continues where you stopped.
     """
-    from roundtable.coding.codebook import load_codebook
     from roundtable.review.app import ReviewApp
+    from roundtable.review.samples import sample_codebook
     from roundtable.review.session import ReviewSession
 
     with open_db(db) as engine:
-        book = (load_codebook(codebook) if codebook
-                else _sample_codebook(engine, sample_name))
+        book, note = sample_codebook(engine, sample_name,
+                                     Path(codebook) if codebook else None)
+        if note:
+            ui.plain(note)
         session = ReviewSession.open(engine, sample_name, coder, book)
         ReviewApp(session, sample=sample_name, coder=coder.strip(), codebook=book).run()
         committed, skipped, total = session.progress()
@@ -317,31 +317,3 @@ def code(
                  f"--coder {coder.strip()}{db_flag}")
 
 
-DEFAULT_CODEBOOK = Path("judges") / "codebook.toml"
-
-
-def _sample_codebook(engine: sqlalchemy.Engine, sample_name: str) -> Codebook:
-    """The codebook stored with the first of the sample's judges that has one."""
-    from sqlmodel import Session, col, select
-
-    from roundtable.coding.codebook import Codebook, load_codebook
-    from roundtable.errors import StoreError
-    from roundtable.review.samples import get_sample
-    from roundtable.store.tables import Rater
-
-    judges = list(get_sample(engine, sample_name).source.get("judges", []))
-    with Session(engine) as s:
-        raters = {r.name: r for r in s.exec(select(Rater).where(col(Rater.name).in_(judges)))}
-    for name in judges:
-        content = (raters[name].definition.get("codebook") or {}).get("content") \
-            if name in raters else None
-        if content:
-            return Codebook.model_validate(content)
-    if DEFAULT_CODEBOOK.is_file():
-        # codes imported from a CSV carry no codebook; the project's own is the natural one
-        ui.plain(f"The sample's judges ({', '.join(judges)}) stored no codebook: using "
-                 f"{DEFAULT_CODEBOOK} (choose another with --codebook).")
-        return load_codebook(DEFAULT_CODEBOOK)
-    raise StoreError(f"sample {sample_name!r}: its judges ({', '.join(judges) or 'none'}) "
-                     f"stored no codebook; give one with --codebook PATH (e.g. "
-                     f"judges/codebook.toml)")

@@ -24,11 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from roundtable.coding.codebook import Codebook, load_codebook
 from roundtable.errors import StoreError
 from roundtable.review.sampling import Draw, SamplingError, Unit, draw_sample
 from roundtable.store.codes import load_codes, resolve_raters
@@ -51,9 +53,11 @@ __all__ = [
     "SampleResult",
     "SampleWeights",
     "blinded_stratum",
+    "DEFAULT_CODEBOOK",
     "create_sample",
     "default_judges",
     "get_sample",
+    "sample_codebook",
     "list_samples",
     "sample_weights",
     "stratum_values",
@@ -363,3 +367,34 @@ def _result(sample: Sample, *, created: bool) -> SampleResult:
         coded_by=tuple(sample.source.get("coded_by", [])),
         enrich=float(sample.enrichment.get("fraction", 0.0)),
         allocation=dict(sample.allocation))
+
+
+DEFAULT_CODEBOOK = Path("judges") / "codebook.toml"
+"""The project's own codebook, relative to the working directory."""
+
+
+def sample_codebook(engine: sa.Engine, sample: str, chosen: Path | None = None
+                    ) -> tuple[Codebook, str | None]:
+    """The codebook a human codes ``sample`` with, and a note when it is a fallback.
+
+    ``chosen`` (``--codebook``) wins; otherwise the codebook stored with the first of the
+    sample's judges that has one; otherwise (codes imported from a CSV carry none)
+    ``./judges/codebook.toml``, with a note saying so. The terminal review app and the web
+    app both pick it here, so a coder sees the same flags in either.
+    """
+    if chosen is not None:
+        return load_codebook(chosen), None
+    judges = list(get_sample(engine, sample).source.get("judges", []))
+    with Session(engine) as s:
+        raters = {r.name: r for r in s.exec(select(Rater).where(col(Rater.name).in_(judges)))}
+    for name in judges:
+        content = (raters[name].definition.get("codebook") or {}).get("content") \
+            if name in raters else None
+        if content:
+            return Codebook.model_validate(content), None
+    if DEFAULT_CODEBOOK.is_file():
+        return load_codebook(DEFAULT_CODEBOOK), (
+            f"The sample's judges ({', '.join(judges)}) stored no codebook: using "
+            f"{DEFAULT_CODEBOOK} (choose another with --codebook).")
+    raise StoreError(f"sample {sample!r}: its judges ({', '.join(judges) or 'none'}) stored "
+                     f"no codebook; give one with --codebook PATH (e.g. judges/codebook.toml)")

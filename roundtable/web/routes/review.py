@@ -20,36 +20,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from roundtable.coding.codebook import Codebook, load_codebook
+from roundtable.coding.codebook import Codebook
 from roundtable.errors import RoundtableError, StoreError
-from roundtable.review.samples import get_sample
+from roundtable.review import samples
 from roundtable.review.session import ItemState, ReviewSession
-from roundtable.store.tables import Rater, Sample
+from roundtable.store.tables import Sample
 from roundtable.web.context import state, templates
 
-__all__ = ["DEFAULT_CODEBOOK", "routes", "sample_codebook"]
+__all__ = ["routes", "sample_codebook"]
 
-DEFAULT_CODEBOOK = Path("judges") / "codebook.toml"
 CONTEXT_SHOWN = 12
 
 
 def sample_codebook(engine: sa.Engine, sample: str, chosen: Path | None = None) -> Codebook:
-    """``chosen``, else the codebook stored with the first of the sample's judges that has
-    one, else ``./judges/codebook.toml`` (as ``roundtable review code`` picks it)."""
-    if chosen is not None:
-        return load_codebook(chosen)
-    judges = list(get_sample(engine, sample).source.get("judges", []))
-    with Session(engine) as s:
-        raters = {r.name: r for r in s.exec(select(Rater).where(col(Rater.name).in_(judges)))}
-    for name in judges:
-        content = (raters[name].definition.get("codebook") or {}).get("content") \
-            if name in raters else None
-        if content:
-            return Codebook.model_validate(content)
-    if DEFAULT_CODEBOOK.is_file():
-        return load_codebook(DEFAULT_CODEBOOK)
-    raise StoreError(f"sample {sample!r}: its judges ({', '.join(judges) or 'none'}) stored no "
-                     f"codebook; start the viewer with --codebook PATH")
+    """The sample's codebook, chosen as ``roundtable review code`` chooses it
+    (:func:`roundtable.review.samples.sample_codebook`)."""
+    return samples.sample_codebook(engine, sample, chosen)[0]
 
 
 def _samples(engine: sa.Engine) -> list[Sample]:
