@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from roundtable.cli.main import app
 from roundtable.engine.runner import run_series
+from roundtable.providers.client import RetryPolicy
 from roundtable.store.queries import failed_turns, list_runs
 from tests.fakes.responses import openai_chat, openai_error
 from tests.fakes.server import FakeResponse, FakeServer, RecordedRequest
@@ -40,11 +41,13 @@ def _turn_keys(engine: sa.Engine) -> list[tuple[int | None, int | None, int | No
 @pytest.mark.parametrize("scheme", ["simultaneous", "sequential"])
 async def test_transient_failure_halts_incomplete_and_rerun_retries_only_it(
         tmp_path: Path, scheme: str) -> None:
-    # m1's round-1 call fails both attempts of the retry budget, once, in one of the runs
-    fail = [{"model": "m1", "round": 1, "error": "rate_limit", "times": 2}]
+    # m1's round-1 call fails once, in whichever run calls it first, and a one-attempt policy
+    # makes that failure final for this invocation (with two attempts the two runs' first
+    # calls could share the scripted failures and both recover: the test would be flaky)
+    fail = [{"model": "m1", "round": 1, "error": "rate_limit", "times": 1}]
     protocol, text = make_protocol(scheme=scheme, fail=fail, **KW)
     engine = make_engine(tmp_path / "a.db")
-    client = make_client(protocol)
+    client = make_client(protocol, retry=RetryPolicy(max_attempts=1))
     result = await run_series(engine, protocol, text, client)
     assert (result.completed, result.incomplete) == (1, 1)
     [(key, (status, detail))] = [(k, v) for k, v in run_statuses(engine).items()
