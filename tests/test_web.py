@@ -320,7 +320,9 @@ def test_the_served_report_links_each_figure_to_its_runs(tmp_path: Path, web: We
         page = client.get(path).text
         assert page.count('href="/runs?series=demo&amp;cell=base"') == 1
         assert page.index("Runs behind it") < page.index("</figcaption>")
-        assert page.count("Runs behind it") == 1  # the agreement figure has no series
+        # the agreement figure has no series column: it rests on every reported run
+        assert page.count("Runs behind it") == 2
+        assert 'Runs behind it (every reported series): <a href="/runs?series=demo">' in page
     assert client.get("/report/rounds.csv").text.startswith("series")
     assert "1 of 1 runs shown" in client.get("/runs?series=demo&cell=base").text
 

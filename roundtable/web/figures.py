@@ -67,15 +67,23 @@ def link_report(folder: Path) -> str:
     index = {slug: pairs for slug, _, pairs in
              _index(folder.resolve(), (folder / "index.html").stat().st_mtime)}
 
+    # A figure whose data are not per series (agreement, confusion...) rests on every run
+    # the report covers: it links to each reported series.
+    reported = sorted({series for pairs in index.values() for series, _ in pairs})
+
     def add(match: re.Match[str]) -> str:
         pairs = sorted(index.get(unescape(match.group(2)), ()))
+        lead = "Runs behind it"
         if not pairs:
-            return match.group(0)
+            if not reported:
+                return match.group(0)
+            pairs = [(series, "*") for series in reported]
+            lead = "Runs behind it (every reported series)"
         links = []
         for series, cell in pairs:
             query = {"series": series, **({} if cell == "*" else {"cell": cell})}
             label = series if cell == "*" else f"{series}/{cell}"
             links.append(f'<a href="{escape("/runs?" + urlencode(query))}">{escape(label)}</a>')
-        return (f"{match.group(1)}<br>Runs behind it: {', '.join(links)}{match.group(3)}")
+        return f"{match.group(1)}<br>{lead}: {', '.join(links)}{match.group(3)}"
 
     return _CAPTION_END.sub(add, html)
