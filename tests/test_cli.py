@@ -182,3 +182,24 @@ def test_import_warroom_on_a_missing_folder(tmp_path: Path) -> None:
     code, out = invoke("import", "warroom", str(tmp_path / "nope"), "--db",
                        str(tmp_path / "rt.db"))
     assert code == 2 and "not a folder" in out
+
+
+def test_runs_table_leaves_out_empty_columns_and_fits_80_columns(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    protocol = tmp_path / "p.toml"
+    protocol.write_text('series = "quiet"\nrounds = 2\n[roster]\nseats = ["scripted:a", '
+                        '"scripted:b"]\n[prompt]\nbrief = "@all Plan it."\n'
+                        '[matrix]\n"prompt.scaffold" = ["full", "isolation"]\n',
+                        encoding="utf-8")
+    db = str(tmp_path / "rt.db")
+    assert invoke("run", str(protocol), "--db", db, "-q")[0] == 0
+    monkeypatch.setenv("COLUMNS", "80")
+    result = runner.invoke(app, ["runs", "--db", db])
+    out = result.output
+    assert result.exit_code == 0, out
+    header = next(line for line in out.splitlines() if "status" in line)
+    assert header.split() == ["id", "ref", "condition", "status", "rnd", "agent", "tokens"], out
+    assert "isolation #1" in out, "the condition is not folded"
+    assert "err = error lines" not in out and "agent = non-empty agent messages" in out
+    assert max(len(line) for line in out.splitlines()) <= 80

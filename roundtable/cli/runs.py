@@ -51,19 +51,34 @@ def runs(
     print_runs(rows)
 
 
+#: columns left out of the table when no listed run has anything in them, with their legend
+_OPTIONAL = {
+    "failed": "failed = turns lost to failed calls",
+    "retry": "retry = those the next `roundtable run` retries (transient)",
+    "err": "err = error lines",
+    "sys": "sys = system lines",
+    "cost": "",
+}
+
+
 def print_runs(rows: list[queries.RunSummary]) -> None:
-    """The runs table and a one-line status count (shared with ``roundtable run``)."""
-    numeric = ["rnd", "failed", "retry", "agent", "err", "sys", "tokens", "cost"]
-    ui.table(
-        None,
-        ["id", "ref", "condition", "status", *numeric],
-        [(r.id, r.ref, _condition(r), r.status, r.rounds, r.failed_turns or "-",
-          r.outstanding_turns or "-", r.non_empty_agent,
-          r.messages.get("error", 0), r.messages.get("system", 0),
-          _tokens(r.input_tokens + r.output_tokens),
-          f"${r.cost_usd:.3f}" if r.cost_usd else "-") for r in rows],
-        right=["id", *numeric], keep_whole=["id", "ref", "status", *numeric],
-    )
+    """The runs table and a one-line status count (shared with ``roundtable run``).
+
+    Columns that are empty for every listed run (no failures, no error or system lines, no
+    cost) are left out, so the table fits an 80-column terminal; the legend follows."""
+    table = [{
+        "id": r.id, "ref": r.ref, "condition": _condition(r), "status": r.status,
+        "rnd": r.rounds, "failed": r.failed_turns or "-", "retry": r.outstanding_turns or "-",
+        "agent": r.non_empty_agent, "err": r.messages.get("error", 0) or "-",
+        "sys": r.messages.get("system", 0) or "-",
+        "tokens": _tokens(r.input_tokens + r.output_tokens),
+        "cost": f"${r.cost_usd:.3f}" if r.cost_usd else "-",
+    } for r in rows]
+    columns = [c for c in table[0] if c not in _OPTIONAL
+               or any(row[c] != "-" for row in table)] if table else []
+    numeric = [c for c in columns if c not in ("id", "ref", "condition", "status")]
+    ui.table(None, columns, [tuple(row[c] for c in columns) for row in table],
+             right=["id", *numeric], keep_whole=["id", "ref", "status", *numeric])
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r.status] = by_status.get(r.status, 0) + 1
@@ -71,11 +86,12 @@ def print_runs(rows: list[queries.RunSummary]) -> None:
     if factors:
         ui.say("condition = " + ", ".join(factors) + " #replicate")
     empty = sum(r.messages.get("agent", 0) - r.non_empty_agent for r in rows)
+    agent = f"agent = non-empty agent messages ({empty} empty replies not counted)"
+    legend = [text for c, text in _OPTIONAL.items() if c in ("failed", "retry") and c in columns]
+    legend.append(agent)
+    legend += [text for c, text in _OPTIONAL.items() if c in ("err", "sys") and c in columns]
     ui.say(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-           + f". failed = turns lost to failed calls, of which retry = transient ones the "
-           f"next `roundtable run` retries; agent = non-empty agent messages "
-           f"({empty} empty replies not counted); err = error lines; sys = system lines. "
-           "Read one with `roundtable show REF`.")
+           + ". " + "; ".join(legend) + ". Read one with `roundtable show REF`.")
 
 
 def _condition(r: queries.RunSummary) -> str:
