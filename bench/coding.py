@@ -120,7 +120,7 @@ def write_judges(directory: Path, n: int, latency_ms: float) -> list[Judge]:
         path.write_text(
             f'name = "{model}"\nkind = "llm"\nendpoint = "benchbox"\nmodel = "{model}"\n'
             f'codebook = {json.dumps(str(CODEBOOK))}\n\n'
-            f'[endpoints.benchbox]\nkind = "scripted"\nmax_concurrency = 100000\n'
+            f'[endpoints.benchbox]\nkind = "scripted"\nmax_concurrency = 10000\n'
             f'options = {{ latency_ms = {latency_ms}, replies = {{ {replies} }} }}\n',
             encoding="utf-8")
         judges.append(load_judge(path))

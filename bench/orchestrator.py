@@ -57,7 +57,7 @@ max_tokens = 256
 
 [endpoints.scripted]
 kind = "scripted"
-max_concurrency = 100000
+max_concurrency = 10000
 options = {{ latency_ms = {latency_ms} }}
 """
 

@@ -59,7 +59,7 @@ max_tokens = 256
 [endpoints.fake]
 kind = "{kind}"
 base_url = "{base_url}"
-max_concurrency = 100000
+max_concurrency = 10000
 """
 
 BRIEF = "Discuss how to split the work of a small software project between you."
