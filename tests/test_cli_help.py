@@ -244,7 +244,8 @@ def test_choice_values_reach_the_command_as_strings() -> None:
 
 
 def test_series_and_judges_are_repeatable_everywhere() -> None:
-    checked = {"--series": 0, "--judges": 0, "--raters": 0, "--agreement": 0}
+    checked = {"--series": 0, "--judges": 0, "--raters": 0, "--agreement": 0, "--flags": 0,
+               "--coded-by": 0}
     for path, cmd in COMMANDS:
         for param in cmd.params:
             for opt in checked:
@@ -256,7 +257,8 @@ def test_series_and_judges_are_repeatable_everywhere() -> None:
             if "--run" in param.opts:
                 assert "-r" in param.opts, path
     assert checked["--series"] >= 12 and checked["--judges"] >= 6
-    assert checked["--raters"] == checked["--agreement"] == 1
+    assert checked["--raters"] == checked["--agreement"] == checked["--coded-by"] == 1
+    assert checked["--flags"] >= 6
 
 
 def test_series_given_twice(tmp_path: Path) -> None:

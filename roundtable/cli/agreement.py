@@ -73,8 +73,9 @@ def agreement(
     run: Annotated[list[str] | None, typer.Option(
         "--run", "-r", help="Only messages of this run: id, SERIES/N or reference id "
         "(repeatable).", show_default=False)] = None,
-    flags: Annotated[str | None, typer.Option(
-        "--flags", help="Comma-separated flags. Default: every flag the raters coded.",
+    flags: Annotated[list[str] | None, typer.Option(
+        "--flags", help="Flags (repeatable, or comma-separated). Default: every flag the "
+        "raters coded.",
         show_default=False)] = None,
     bootstrap: Annotated[int, typer.Option(
         "--bootstrap", help="Bootstrap resamples for the 95% CIs (0 = none); runs are "
@@ -362,8 +363,9 @@ def adjudicate(
     name: Annotated[str | None, typer.Option(
         "--name", help="Name to record it under. Default: RULE:RATER+RATER...",
         show_default=False)] = None,
-    flags: Annotated[str | None, typer.Option(
-        "--flags", help="Comma-separated flags. Default: every flag all the raters coded.",
+    flags: Annotated[list[str] | None, typer.Option(
+        "--flags", help="Flags (repeatable, or comma-separated). Default: every flag all "
+        "the raters coded.",
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the adjudication as one JSON object.")] = False,

@@ -38,8 +38,8 @@ WeightsOption = Annotated[str | None, typer.Option(
     "--weights", help="Without --sample, say how the human items were drawn: strata:KEY "
     "(a stratified random sample by series, cell or condition:NAME) or equal (a simple "
     "random sample).", show_default=False)]
-FlagsOption = Annotated[str | None, typer.Option(
-    "--flags", help="Comma-separated flags. Default: every flag the judges coded.",
+FlagsOption = Annotated[list[str] | None, typer.Option(
+    "--flags", help="Flags (repeatable, or comma-separated). Default: every flag the judges coded.",
     show_default=False)]
 SeriesOption = Annotated[list[str] | None, typer.Option(
     "--series", "-s", help="Only runs of this series (repeatable).", show_default=False)]

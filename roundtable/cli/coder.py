@@ -25,8 +25,9 @@ def register(app_: typer.Typer) -> None:
     app_.add_typer(app, name="coder")
 
 
-def _names(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+def _names(value: str | list[str] | None) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
 def _f(x: float | None) -> str:
@@ -41,8 +42,9 @@ def train(
         "subset).", show_default=False)],
     name: Annotated[str, typer.Option("--name", help="Name of the new trained rater.",
                                       show_default=False)],
-    flags: Annotated[str | None, typer.Option(
-        "--flags", help="Comma-separated flags to learn. Default: every flag of --from.",
+    flags: Annotated[list[str] | None, typer.Option(
+        "--flags", help="Flags to learn (repeatable, or comma-separated). Default: every "
+        "flag of --from.",
         show_default=False)] = None,
     folds: Annotated[int, typer.Option("--folds", min=2,
                                        help="Cross-validation folds (grouped by run).")] = 5,

@@ -68,8 +68,9 @@ def codes(
         "counted as false) or 'false' (the file leaves 'not flagged' blank, as the War "
         "Room's human_coding_results.csv does for its human coder; use --blank false to "
         "reproduce its published figures).")] = "missing",
-    flags: Annotated[str | None, typer.Option(
-        "--flags", help="Comma-separated flags to import (e.g. phatic,meta). Default: every "
+    flags: Annotated[list[str] | None, typer.Option(
+        "--flags", help="Flags to import (repeatable, or comma-separated, e.g. phatic,meta). "
+        "Default: every "
         "<PREFIX><flag> column found in the header.", show_default=False)] = None,
     skip_unmatched: Annotated[bool, typer.Option(
         "--skip-unmatched", help="Skip rows whose key matches no stored message instead of "
@@ -103,7 +104,8 @@ def codes(
             kinds[name] = value
     specs = [parse_rater_spec(r, kind=kinds.get(s.name, default_kind))
              for r, s in zip(rater, specs, strict=True)]
-    flag_list = [f.strip() for f in flags.split(",") if f.strip()] if flags else None
+    flag_list = [f.strip() for item in flags or [] for f in item.split(",") if f.strip()] \
+        or None
     with open_db(db) as engine:
         summary = import_codes(
             engine, file, specs, key=key, key_type=key_type,

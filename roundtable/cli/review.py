@@ -68,9 +68,9 @@ def sample(
         "--judges", help="Judges whose disagreements count (repeatable, or "
         "comma-separated). Default: every "
         "non-human rater with codes.", show_default=False)] = None,
-    coded_by: Annotated[str | None, typer.Option(
+    coded_by: Annotated[list[str] | None, typer.Option(
         "--coded-by", help="Only messages every one of these raters coded validly "
-        "(comma-separated; 'none': every agent message). Default: the judges.",
+        "(repeatable, or comma-separated; 'none': every agent message). Default: the judges.",
         show_default=False)] = None,
     as_json: JsonFlag = False,
     db: DbOption = None,
