@@ -368,7 +368,7 @@ async def test_latency_measures_the_provider_call_not_the_queue() -> None:
 
 # ------------------------------------------------------------ redaction
 
-CANARY = "sk-canary-0123456789abcdef"
+CANARY = "fake-canary-key-0123456789abcdef"  # obviously fake: not shaped like a real key
 
 
 async def test_keys_are_redacted_from_completions_and_errors(
