@@ -202,6 +202,21 @@ class _HelpFormatting(_click.Command):
     """The formatting shared by :class:`HelpCommand` and :class:`HelpGroup` (a mixin,
     placed before Typer's class)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["rich_markup_mode"] = None
+        super().__init__(*args, **kwargs)
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: _click.Context | None = None, **extra: Any) -> _click.Context:
+        """Click's context; a bad choice is reported by :func:`usage_error`."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _click.exceptions.UsageError as exc:
+            better = usage_error(exc)
+            if better is exc:
+                raise
+            raise better from None
+
     def collect_usage_pieces(self, ctx: _click.Context) -> list[str]:
         """``[OPTIONS] PROTOCOL_FILE`` (required) or ``[RUN]`` (optional); ``...`` when
         an argument takes several values."""
@@ -266,33 +281,14 @@ def usage_error(exc: _click.exceptions.UsageError) -> _click.exceptions.UsageErr
 class HelpCommand(_HelpFormatting, TyperCommand):
     """A command whose help is formatted by :class:`_HelpFormatting`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["rich_markup_mode"] = None
-        super().__init__(*args, **kwargs)
-
     def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """Arguments and options."""
         self.format_params(ctx, formatter)
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: _click.Context | None = None, **extra: Any) -> _click.Context:
-        """Click's context; a bad choice is reported by :func:`usage_error`."""
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except _click.exceptions.UsageError as exc:
-            better = usage_error(exc)
-            if better is exc:
-                raise
-            raise better from None
 
 
 class HelpGroup(_HelpFormatting, TyperGroup):
     """A command group whose help is formatted by :class:`_HelpFormatting`, listing each
     sub-command with the first sentence of its help."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["rich_markup_mode"] = None
-        super().__init__(*args, **kwargs)
 
     def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         """Options, then the sub-commands."""
@@ -313,17 +309,6 @@ class HelpGroup(_HelpFormatting, TyperGroup):
             cmd = self.get_command(ctx, name)
             if cmd is not None and not cmd.hidden:
                 yield name, cmd
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: _click.Context | None = None, **extra: Any) -> _click.Context:
-        """Click's context; a bad choice is reported by :func:`usage_error`."""
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except _click.exceptions.UsageError as exc:
-            better = usage_error(exc)
-            if better is exc:
-                raise
-            raise better from None
 
 
 def walk(command: _click.Command, path: Sequence[str] = ("roundtable",)
