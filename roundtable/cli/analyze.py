@@ -3,8 +3,6 @@ models, compensation after crashes, isolation against group runs."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,6 +21,7 @@ from roundtable.cli.choices import (
     ProfilesPer,
 )
 from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
@@ -66,24 +65,6 @@ def _peq(x: float) -> str:
 def _ci(ci: tuple[float, float]) -> str:
     lo, hi = ci
     return "" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3f}, {hi:.3f}]"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-ready: NaN/inf -> None, tuples -> lists, int keys -> str, dataclasses ->
-    dicts."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _clean(dataclasses.asdict(obj))
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _echo_json(doc: dict[str, Any]) -> None:
-    typer.echo(json.dumps(_clean(doc), indent=2, ensure_ascii=False))
 
 
 def _load(engine: sqlalchemy.Engine, rater: str | None, adjudication: str | None,
@@ -139,7 +120,7 @@ def profiles(
     profs = agent_profiles(msgs)
     rows_ = series_profile_rows(profs)
     if as_json:
-        _echo_json({
+        echo_json({
             "source": source.label(), "traits": list(TRAITS),
             "series": series_profiles(profs),
             "rows": [{"series": r.series, "true_model": r.true_label, "agents": r.agents,
@@ -268,7 +249,7 @@ def compare(
     base_ids = set(chosen[sets[0]][0])
     overlaps = {t: len(base_ids & set(ids)) for t, (ids, _) in list(chosen.items())[1:]}
     if as_json:
-        _echo_json({"source": source.label(), "metric": metric, "traits": list(TRAITS),
+        echo_json({"source": source.label(), "metric": metric, "traits": list(TRAITS),
                     "overlap": overlaps, **fam.to_json()})
         return
     _print_compare(fam, source.label(), overlaps)
@@ -378,7 +359,7 @@ def flags(
                        method=test, n_perm=permutations, seed=seed)
     defined = sum(1 for t in tests if math.isfinite(t.p))
     if as_json:
-        _echo_json({"source": source.label(), "correction": correction, "family": defined,
+        echo_json({"source": source.label(), "correction": correction, "family": defined,
                     "alpha": alpha, "test": test, "permutations": permutations,
                     "seed": seed,
                     "tests": [{**t.__dict__, "highest": t.highest, "lowest": t.lowest}
@@ -457,7 +438,7 @@ def crash(
         report = crash_analysis(engine, source, series=series or None, origin=origin,
                                 control_ids=control_ids, correction=correction)
     if as_json:
-        _echo_json({k: v for k, v in report.__dict__.items() if k != "runs"}
+        echo_json({k: v for k, v in report.__dict__.items() if k != "runs"}
                    | {"runs": [{**r.__dict__, "comp_events": r.comp_events}
                                for r in report.runs]})
         return
@@ -540,7 +521,7 @@ def isolation(
         source, msgs = _load(engine, rater, adjudication, series)
     rep = isolation_analysis(msgs, correction=correction)
     if as_json:
-        _echo_json({"source": source.label(), **{k: v for k, v in rep.__dict__.items()
+        echo_json({"source": source.label(), **{k: v for k, v in rep.__dict__.items()
                                                  if k != "rows"},
                     "rows": [{**r.__dict__, "iso_share": r.iso_share,
                               "group_share": r.group_share} for r in rep.rows]})

@@ -3,16 +3,16 @@ with the human sample, and how prevalence and contrasts change with raters and r
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
 from roundtable.cli.choices import Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
@@ -75,10 +75,6 @@ def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise StoreError(f"--level {level}: give a confidence level between 0 and 1, e.g. "
                          f"0.95")
-
-
-def _echo(doc: dict[str, Any]) -> None:
-    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
 def _print_prevalence(res: PrevalenceResult) -> None:
@@ -204,7 +200,7 @@ def register(app: typer.Typer) -> None:
                 series=list(series or []), contrasts=parse_contrasts(contrast or []),
                 level=level)
         if as_json:
-            _echo(res.to_json())
+            echo_json(res.to_json())
             return
         _print_prevalence(res)
 
@@ -246,6 +242,6 @@ def register(app: typer.Typer) -> None:
                               flags=_names(flags) or None, series=list(series or []),
                               contrasts=parse_contrasts(contrast or []), level=level)
         if as_json:
-            _echo(res.to_json())
+            echo_json(res.to_json())
             return
         _print_sensitivity(res)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -17,7 +18,9 @@ JsonFlag = Annotated[bool, typer.Option(
 
 def clean(value: Any) -> Any:
     """``value`` with NaN and infinities as null (JSON has neither), tuples and sets as
-    lists, recursively."""
+    lists, dataclasses as dicts, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return clean(dataclasses.asdict(value))
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
