@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from roundtable.analysis.attrition import attrition, attrition_summary
 from roundtable.cli.main import app
 from roundtable.engine.runner import run_series
-from roundtable.report.attrition_section import attrition_section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting.attrition_section import attrition_section
+from roundtable.reporting.writer import FigureWriter
 
 
 async def _series(tmp_path: Path) -> Path:

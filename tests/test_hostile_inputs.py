@@ -456,7 +456,7 @@ def test_bad_options_fail_before_anything_is_stored(tmp_path: Path,
 
 def test_report_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     from roundtable.errors import ExportError
-    from roundtable.report.build import prepare_folder
+    from roundtable.reporting.build import prepare_folder
 
     (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(ExportError, match=r"--out .*file/rep: cannot write there"):

@@ -27,8 +27,8 @@ from roundtable.analysis.profiles import (
 from roundtable.analysis.rounds import flag_rates_by_round
 from roundtable.cli.main import app
 from roundtable.coding.reliability import SKIPPED_NO_OVERLAP, agreement_report
-from roundtable.report import sections
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting import sections
+from roundtable.reporting.writer import FigureWriter
 from roundtable.store.codes import CodeMatrix
 from roundtable.store.db import open_engine
 from roundtable.store.tables import Code, Judgement, Message, Rater, Run, Seat, Series

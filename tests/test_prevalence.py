@@ -226,7 +226,7 @@ def test_prevalence_and_report_section_on_postgres(pg_url: str) -> None:
                                    contrasts=[("A", "B")])
         assert {r.group for r in res.rows} == {"A", "B"}
         assert all(r.corrected is not None and r.n_human > 0 for r in res.rows)
-        from roundtable.report.sensitivity_section import human_sample
+        from roundtable.reporting.sensitivity_section import human_sample
 
         assert human_sample(eng) == ("alice", "S")
     finally:

@@ -26,9 +26,9 @@ from roundtable.analysis.source import CodeSource, coded_messages
 from roundtable.cli.main import app
 from roundtable.coding.adjudicate import adjudicate
 from roundtable.coding.reliability import agreement_report
-from roundtable.report.build import ReportOptions, build_report
-from roundtable.report.figures import profile_heatmap
-from roundtable.report.writer import FigureWriter, csv_cell, slugify
+from roundtable.reporting.build import ReportOptions, build_report
+from roundtable.reporting.figures import profile_heatmap
+from roundtable.reporting.writer import FigureWriter, csv_cell, slugify
 from roundtable.store.codes import load_codes
 from roundtable.store.db import open_engine
 from roundtable.store.tables import Code, Event, Judgement, Message, Rater, Run, Seat, Series
@@ -392,7 +392,7 @@ def test_writer_makes_unique_safe_names_and_exact_csv(tmp_path: Path) -> None:
     assert csv_cell(math.nan) == "" and csv_cell(None) == "" and csv_cell(0.1) == "0.1"
     writer = FigureWriter(tmp_path)
     fig = profile_heatmap(["m"], ["t"], [[0.5]], title="t", vmax=1.0)
-    from roundtable.report.model import DataTable
+    from roundtable.reporting.model import DataTable
 
     first = writer.add("x y", "T", "c", fig, DataTable(("a",), ((1 / 3,),)))
     second = writer.add("x-y", "T", "c", fig, DataTable(("a",), ((math.nan,),)))
@@ -407,7 +407,7 @@ def test_ablation_equalises_lengths_and_holm_adjusts_both_tests(tmp_path: Path) 
     import numpy as np
 
     from roundtable.analysis.contrasts import similarity_family
-    from roundtable.report.sections import ablation_section
+    from roundtable.reporting.sections import ablation_section
     from roundtable.stats.compare import holm
     from tests.sim_support import HETERO, SAME, as_messages, run_flags
 

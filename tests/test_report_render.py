@@ -12,10 +12,10 @@ import pytest
 from matplotlib.figure import Figure
 from sqlalchemy import Engine
 
-from roundtable.report.build import ReportOptions, build_report
-from roundtable.report.figures import interval_plot, profile_heatmap
-from roundtable.report.model import DataTable
-from roundtable.report.writer import CACHE_DIR, FigureWriter, figure_bytes
+from roundtable.reporting.build import ReportOptions, build_report
+from roundtable.reporting.figures import interval_plot, profile_heatmap
+from roundtable.reporting.model import DataTable
+from roundtable.reporting.writer import CACHE_DIR, FigureWriter, figure_bytes
 from roundtable.store.db import open_engine
 from tests.test_report import BOOT, build_corpus
 
@@ -100,8 +100,8 @@ def test_parallel_writer_renders_after_close(tmp_path: Path) -> None:
 
 _SCRIPT = """
 import hashlib
-from roundtable.report.figures import profile_heatmap
-from roundtable.report.writer import figure_bytes
+from roundtable.reporting.figures import profile_heatmap
+from roundtable.reporting.writer import figure_bytes
 fig = profile_heatmap(["a", "b"], ["t", "u"], [[0.1, 0.2], [0.3, float("nan")]], title="x",
                       vmax=1.0, row_notes=["1", "2"])
 print(hashlib.sha256(figure_bytes(fig)).hexdigest())

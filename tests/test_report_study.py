@@ -16,9 +16,9 @@ from roundtable.analysis.crash import CrashEvent, summarise_crashes
 from roundtable.analysis.isolation import isolation_analysis
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import CodedMessage
-from roundtable.report.build import ReportOptions, build_report
-from roundtable.report.study_figures import model_changes, study_section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting.build import ReportOptions, build_report
+from roundtable.reporting.study_figures import model_changes, study_section
+from roundtable.reporting.writer import FigureWriter
 from roundtable.store.db import open_engine
 from tests.analysis_support import as_coded, synth_runs, write_synthetic
 

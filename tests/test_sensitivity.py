@@ -19,12 +19,12 @@ from roundtable.analysis.source import CodeSource
 from roundtable.cli.main import app
 from roundtable.coding.adjudicate import adjudicate
 from roundtable.errors import StoreError
-from roundtable.report.sensitivity_section import (
+from roundtable.reporting.sensitivity_section import (
     human_sample,
     sensitivity_report,
     sensitivity_section,
 )
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting.writer import FigureWriter
 from roundtable.review.samples import SampleRequest, create_sample
 from roundtable.stats.ppi import Estimate
 from roundtable.store.db import open_engine

@@ -66,7 +66,7 @@ def report(
 
     A part whose input is missing (no crash, one rater) says so in the page.
     """
-    from roundtable.report.build import ReportOptions, build_report
+    from roundtable.reporting.build import ReportOptions, build_report
 
     options = ReportOptions(
         out=out, series=tuple(series or ()), rater=rater, adjudication=adjudication,

@@ -19,9 +19,9 @@ from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, 
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
 from roundtable.coding.reliability import AgreementReport, PairAgreement
-from roundtable.report import figures
-from roundtable.report.model import DataTable, FigureEntry, Section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting import figures
+from roundtable.reporting.model import DataTable, FigureEntry, Section
+from roundtable.reporting.writer import FigureWriter
 
 __all__ = [
     "ablation_section",

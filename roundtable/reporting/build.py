@@ -25,13 +25,13 @@ from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similaritie
 from roundtable.analysis.source import CodedMessage, CodeSource, coded_messages, resolve_source
 from roundtable.coding.reliability import AgreementReport
 from roundtable.errors import ExportError, StoreError
-from roundtable.report import sections
-from roundtable.report.attrition_section import attrition_section
-from roundtable.report.html import GENERATOR, render_html, render_unfinished
-from roundtable.report.model import ReportHeader, Section
-from roundtable.report.sensitivity_section import sensitivity_report
-from roundtable.report.study_figures import study_section
-from roundtable.report.writer import FigureWriter, default_workers
+from roundtable.reporting import sections
+from roundtable.reporting.attrition_section import attrition_section
+from roundtable.reporting.html import GENERATOR, render_html, render_unfinished
+from roundtable.reporting.model import ReportHeader, Section
+from roundtable.reporting.sensitivity_section import sensitivity_report
+from roundtable.reporting.study_figures import study_section
+from roundtable.reporting.writer import FigureWriter, default_workers
 from roundtable.store.tables import Run
 from roundtable.store.tables import Series as SeriesRow
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from roundtable.report.model import FigureEntry, ReportHeader, Section
+from roundtable.reporting.model import FigureEntry, ReportHeader, Section
 
 __all__ = ["GENERATOR", "render_html", "render_unfinished"]
 

@@ -19,8 +19,8 @@ from sqlmodel import Session, col
 from roundtable.analysis.sensitivity import CORRECTED, SensitivityResult, sensitivity
 from roundtable.analysis.source import CodeSource
 from roundtable.errors import StoreError
-from roundtable.report.model import DataTable, Section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting.model import DataTable, Section
+from roundtable.reporting.writer import FigureWriter
 from roundtable.store.tables import Judgement, Rater, Sample, SampleItem
 
 __all__ = ["human_sample", "sensitivity_report", "sensitivity_section", "sensitivity_table"]

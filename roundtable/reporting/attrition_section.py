@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from roundtable.analysis.attrition import CellAttrition, attrition_summary
-from roundtable.report import figures
-from roundtable.report.model import DataTable, Section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting import figures
+from roundtable.reporting.model import DataTable, Section
+from roundtable.reporting.writer import FigureWriter
 
 __all__ = ["attrition_section"]
 

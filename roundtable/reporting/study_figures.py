@@ -11,7 +11,7 @@
   of that model's post-crash messages they are.
 
 The study's label-aggregation figure (intersection against union prevalence per flag) is
-the sensitivity section's (:mod:`roundtable.report.sensitivity_section`), not drawn twice.
+the sensitivity section's (:mod:`roundtable.reporting.sensitivity_section`), not drawn twice.
 Every figure states its n, leaves out empty panels, and is replaced by a note saying why
 when its inputs are missing.
 """
@@ -33,8 +33,8 @@ from roundtable.analysis.crash import LEVELS, CrashEvent
 from roundtable.analysis.isolation import ANY, isolation_analysis
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage
-from roundtable.report.model import DataTable, FigureEntry, Section
-from roundtable.report.writer import FigureWriter
+from roundtable.reporting.model import DataTable, FigureEntry, Section
+from roundtable.reporting.writer import FigureWriter
 
 __all__ = ["MIN_CHANGE_RUNS", "RateChange", "compensation_by_model", "isolation_by_model",
            "model_changes", "study_section"]

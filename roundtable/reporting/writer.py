@@ -31,8 +31,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.transforms import TransformNode
 
-from roundtable.report.figures import DPI, save_png
-from roundtable.report.model import DataTable, FigureEntry
+from roundtable.reporting.figures import DPI, save_png
+from roundtable.reporting.model import DataTable, FigureEntry
 
 __all__ = ["CACHE_DIR", "FigureWriter", "csv_cell", "default_workers", "figure_bytes",
            "slugify"]
