@@ -289,5 +289,5 @@ def test_series_given_twice(tmp_path: Path) -> None:
             for line in result.output.splitlines()] == ["one", "three"]
     ctx = _parse(["agreement", "--judges", "a,b", "--judges", "c", "-s", "A", "-s", "B"])
     assert ctx.params["series"] == ["A", "B"]
-    assert agreement._names(ctx.params["judges"]) == ["a", "b", "c"]
-    assert agreement._names("a, b") == ["a", "b"]
+    assert agreement.split_names(ctx.params["judges"]) == ["a", "b", "c"]
+    assert agreement.split_names("a, b") == ["a", "b"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.choices import AgreementBy, Rule
+from roundtable.cli.choices import AgreementBy, Rule, split_names
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.errors import StoreError
 
@@ -25,12 +25,6 @@ def register(app: typer.Typer) -> None:
     """Add the ``agreement`` and ``adjudicate`` commands to the main app."""
     app.command("agreement")(agreement)
     app.command("adjudicate")(adjudicate)
-
-
-def _names(text: str | Sequence[str] | None) -> list[str]:
-    """Names from a comma list, or from a repeated option's comma lists."""
-    items = [text] if isinstance(text, str) else list(text or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -111,7 +105,7 @@ def agreement(
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
     thresholds = load_codebook(codebook).thresholds if codebook is not None else ()
-    names = _names(judges)
+    names = split_names(judges)
     with open_db(db, create=False) as engine:
         infos = {r.name: r for r in list_raters(engine)}
         with_codes = [n for n, r in infos.items() if r.valid + r.invalid > 0]
@@ -134,7 +128,7 @@ def agreement(
                              f"--judges {','.join(with_codes[:2]) or 'gemini,claude'}")
         run_ids = [resolve_run(engine, ref).id for ref in run or []]
         matrix = load_codes_with_adjudications(
-            engine, names, flags=_names(flags) or None, series=series or (), runs=run_ids)
+            engine, names, flags=split_names(flags) or None, series=series or (), runs=run_ids)
         humans = [n for n in names if n in infos and infos[n].kind == "human"]
         if sample is not None and not humans:
             raise StoreError(f"--sample {sample}: none of the compared raters "
@@ -383,10 +377,10 @@ def adjudicate(
     from roundtable.coding.adjudicate import adjudicate as run_adjudication
     from roundtable.store.codes import load_codes
 
-    raters = _names(judges)
+    raters = split_names(judges)
     with open_db(db) as engine:
         summary = run_adjudication(engine, raters, rule=rule, name=name,
-                                   flags=_names(flags) or None)
+                                   flags=split_names(flags) or None)
         matrix = load_codes(engine, raters, flags=summary.flags)
     if as_json:
         from roundtable.cli.jsonout import echo_json

@@ -4,13 +4,12 @@ with the human sample, and how prevalence and contrasts change with raters and r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.choices import Rule
+from roundtable.cli.choices import Rule, split_names
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import StoreError
@@ -48,12 +47,6 @@ ContrastOption = Annotated[list[str] | None, typer.Option(
     show_default=False)]
 LevelOption = Annotated[float, typer.Option("--level", help="Confidence level of the CIs.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
-
-
-def _names(text: str | Sequence[str] | None) -> list[str]:
-    """Names from a comma list, or from a repeated option's comma lists."""
-    items = [text] if isinstance(text, str) else list(text or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -195,8 +188,8 @@ def register(app: typer.Typer) -> None:
             source = (resolve_source(engine, rater=rater, adjudication=adjudication)
                       if rater is not None or adjudication is not None else None)
             res = corrected_prevalence(
-                engine, by=by, judges=_names(judges), rule=rule, source=source, human=human,
-                sample=sample, weights=weights, flags=_names(flags) or None,
+                engine, by=by, judges=split_names(judges), rule=rule, source=source, human=human,
+                sample=sample, weights=weights, flags=split_names(flags) or None,
                 series=list(series or []), contrasts=parse_contrasts(contrast or []),
                 level=level)
         if as_json:
@@ -232,14 +225,14 @@ def register(app: typer.Typer) -> None:
         from roundtable.analysis.sensitivity import sensitivity
 
         _check_level(level)
-        names = _names(judges)
+        names = split_names(judges)
         if not names:
             raise StoreError("--judges: name the judges to compare, e.g. --judges "
                              "gemini,sonnet")
         with open_db(db, create=False) as engine:
             res = sensitivity(engine, judges=names, by=by, human=human, sample=sample,
                               weights=weights, correct_rule=correct,
-                              flags=_names(flags) or None, series=list(series or []),
+                              flags=split_names(flags) or None, series=list(series or []),
                               contrasts=parse_contrasts(contrast or []), level=level)
         if as_json:
             echo_json(res.to_json())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import split_names
 from roundtable.cli.common import DbOption, handles_errors, open_db
 
 if TYPE_CHECKING:
@@ -23,11 +24,6 @@ app = typer.Typer(help="Train a supervised offline coder (TF-IDF + logistic regr
 def register(app_: typer.Typer) -> None:
     """Add the ``coder`` group to the main app."""
     app_.add_typer(app, name="coder")
-
-
-def _names(value: str | list[str] | None) -> list[str]:
-    items = [value] if isinstance(value, str) else list(value or ())
-    return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
 def _f(x: float | None) -> str:
@@ -68,7 +64,7 @@ def train(
         resolve_raters(engine, [source])
         if not as_json:
             ui.plain(f"Training {name!r} on {source!r}'s codes ({folds}-fold CV by run) ...")
-        result = train_coder(engine, source, name, flags=_names(flags) or None, folds=folds,
+        result = train_coder(engine, source, name, flags=split_names(flags) or None, folds=folds,
                              seed=seed)
         summary = _apply(engine, name, [], quiet=as_json) if apply else None
     if as_json:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.choices import ExportFormat, Rule
+from roundtable.cli.choices import ExportFormat, Rule, split_names
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ExportError
@@ -30,8 +30,7 @@ def register(app_: typer.Typer) -> None:
 
 
 def _names(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.strip() for item in values or [] for v in item.split(",")
-                               if v.strip()))
+    return tuple(dict.fromkeys(split_names(values)))
 
 
 class _LazyProgress:

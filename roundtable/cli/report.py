@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from roundtable.cli import ui
+from roundtable.cli.choices import split_names
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 
 
@@ -18,9 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
-    if values is None:
-        return None
-    return tuple(n.strip() for text in values for n in text.split(",") if n.strip())
+    return None if values is None else tuple(split_names(values))
 
 
 @handles_errors

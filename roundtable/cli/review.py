@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.choices import Stratum
+from roundtable.cli.choices import Stratum, split_names
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 
@@ -28,12 +27,6 @@ app = typer.Typer(help="Human validation: stratified samples and blind review.",
                   no_args_is_help=True)
 
 DEFAULT_ENRICH = 0.25
-
-
-def _names(text: str | Sequence[str] | None) -> list[str]:
-    """Names from a comma list, or from a repeated option's comma lists."""
-    items = [text] if isinstance(text, str) else list(text or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -86,8 +79,8 @@ def sample(
     req = SampleRequest(
         name=name.strip(), size=size, strata=tuple(s.value for s in stratify or ()), seed=seed,
         minimum=min_per_stratum, enrich=_fraction(oversample, fraction),
-        judges=tuple(_names(judges)),
-        coded_by=None if coded_by is None else tuple(_names(coded_by)) or ("none",))
+        judges=tuple(split_names(judges)),
+        coded_by=None if coded_by is None else tuple(split_names(coded_by)) or ("none",))
     with open_db(db) as engine:
         result, draw = create_sample(engine, req)
     if as_json:
@@ -234,7 +227,7 @@ def disagreements_cmd(
     from roundtable.review.status import disagreements
 
     with open_db(db, create=False) as engine:
-        report = disagreements(engine, sample_name, coder, _names(judges), flag)
+        report = disagreements(engine, sample_name, coder, split_names(judges), flag)
     if as_json:
         echo_json(report.to_json())
         return
