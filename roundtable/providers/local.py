@@ -60,7 +60,6 @@ from roundtable.errors import (
     ProviderTimeout,
     ServerError,
 )
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -68,6 +67,8 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
+from roundtable.providers.options import LocalOptions
 
 INSTALL_HINT = "pip install 'roundtable[local]'"
 SMOLLM2_NAMES = ("smollm2", "SmolLM2-135M-Instruct")
@@ -188,6 +189,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class LocalProvider(Provider):
     """Runs GGUF chat models in-process with llama.cpp (see the module docstring)."""
 
+    kind = "local"
+    options_model = LocalOptions
     accepts_temperature = True
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:

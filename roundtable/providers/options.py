@@ -1,12 +1,16 @@
-"""Endpoint ``options`` described per adapter kind and checked before anything is stored.
+"""Endpoint ``options``: one pydantic model per adapter kind, checked before anything is stored.
 
 Each adapter reads its own options when it is built, which is after a series has been
 registered; :func:`validate_options` checks the same options up front (names, types and
-allowed values) so ``roundtable run`` and ``roundtable judge`` fail on a typo before any
-row is written. The models mirror the options documented in the adapter modules
+allowed values) against the kind's model so ``roundtable run`` and ``roundtable judge`` fail
+on a typo before any row is written. The models of the built-in kinds live here, not in
+the adapter modules, so checking them imports no SDK; each adapter class names its model as
+``options_model``. They mirror the options documented in the adapter modules
 (:mod:`roundtable.providers.openai`, ``anthropic``, ``google``, ``local``, ``scripted``,
-``batch_scripted``) plus the batch options every kind shares (:mod:`roundtable.providers.
-batch`). An option added to an adapter needs a field here too.
+``batch_scripted``); :class:`ProviderOptions` holds the ones every kind shares (batching,
+:mod:`roundtable.providers.batch`; replica cool-down, :mod:`roundtable.providers.replicas`).
+An option added to an adapter needs a field here too. A registered (third-party) kind's
+model is its class's ``options_model`` (:mod:`roundtable.providers.registry`).
 """
 
 from __future__ import annotations
@@ -18,21 +22,25 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from roundtable.errors import ConfigError
 
-__all__ = ["OPTION_MODELS", "known_options", "validate_options"]
+__all__ = ["OPTION_MODELS", "ProviderOptions", "known_options", "validate_options"]
 
 _Int = Annotated[int, Strict()]
 _Float = Annotated[float, Strict()]
 _Bool = Annotated[bool, Strict()]
 
 
-class _Options(BaseModel):
+class ProviderOptions(BaseModel):
+    """The options every kind understands; a kind's model subclasses it. Unknown names are
+    refused (``extra="forbid"``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     batch: _Bool | None = None
     batch_discount: _Float | None = Field(default=None, ge=0, le=1)
+    replica_cooldown_s: _Float | None = Field(default=None, ge=0)
 
 
-class OpenAIOptions(_Options):
+class OpenAIOptions(ProviderOptions):
     """Options of ``kind = "openai"`` endpoints."""
 
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
@@ -41,21 +49,21 @@ class OpenAIOptions(_Options):
     extra_body: dict[str, Any] | None = None
 
 
-class AnthropicOptions(_Options):
+class AnthropicOptions(ProviderOptions):
     """Options of ``kind = "anthropic"`` endpoints."""
 
     prompt_cache: _Bool = True
     structured_output: Literal["output_format", "tool"] = "output_format"
 
 
-class GoogleOptions(_Options):
+class GoogleOptions(ProviderOptions):
     """Options of ``kind = "google"`` endpoints."""
 
     include_thoughts: _Bool = False
     api_version: str | None = None
 
 
-class LocalOptions(_Options):
+class LocalOptions(ProviderOptions):
     """Options of ``kind = "local"`` endpoints (llama.cpp in process)."""
 
     model_path: str | None = None
@@ -86,7 +94,7 @@ class ScriptedFailureOption(BaseModel):
     message: str | None = None
 
 
-class ScriptedOptions(_Options):
+class ScriptedOptions(ProviderOptions):
     """Options of ``kind = "scripted"`` endpoints, including the scripted batch ones."""
 
     latency_ms: _Float = Field(default=0, ge=0)
@@ -99,8 +107,8 @@ class ScriptedOptions(_Options):
     batch_dir: str | None = None
 
 
-#: The options model of each endpoint kind.
-OPTION_MODELS: dict[str, type[_Options]] = {
+#: The options model of each built-in endpoint kind.
+OPTION_MODELS: dict[str, type[ProviderOptions]] = {
     "openai": OpenAIOptions,
     "anthropic": AnthropicOptions,
     "google": GoogleOptions,
@@ -111,17 +119,21 @@ OPTION_MODELS: dict[str, type[_Options]] = {
 
 def known_options(kind: str) -> list[str]:
     """The option names endpoints of ``kind`` understand, sorted."""
-    model = OPTION_MODELS.get(kind)
-    return sorted(model.model_fields) if model is not None else []
+    return sorted(_model(kind).model_fields)
+
+
+def _model(kind: str) -> type[BaseModel]:
+    # the registry imports this module's models, so it is imported when first needed
+    from roundtable.providers import registry
+
+    return registry.options_model(kind)
 
 
 def validate_options(kind: str, options: Mapping[str, Any], *, where: str) -> None:
     """Check an endpoint's ``options`` for its ``kind``; one :class:`ConfigError` naming
     ``where`` (e.g. ``"protocol.toml: endpoint 'box'"``), the option and the fix.
     Unknown names are errors listing the known ones."""
-    model = OPTION_MODELS.get(kind)
-    if model is None:
-        return  # the kind itself is checked by EndpointConfig
+    model = _model(kind)
     try:
         model.model_validate(dict(options))
     except ValidationError as exc:
