@@ -75,7 +75,7 @@ def _entry_points() -> dict[str, list[EntryPoint]]:
 
         found: dict[str, list[EntryPoint]] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name not in _BUILTINS and ep not in found.get(ep.name, []):
+            if ep.name not in _BUILTINS:
                 found.setdefault(ep.name, []).append(ep)
         _scanned = found
     return _scanned
