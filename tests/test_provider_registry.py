@@ -271,3 +271,20 @@ def test_roundtable_run_uses_a_registered_provider_end_to_end(tmp_path: Path) ->
     assert "bad.toml: endpoint 'box': unknown option 'shoot' for a echo endpoint" in (
         " ".join(done.stdout.split()) + " ".join(done.stderr.split()))
 
+
+
+def test_the_local_adapter_reads_its_options_through_its_model() -> None:
+    """No second, hand-written check: the adapter parses what the preflight checked, and a
+    library user building it directly gets the preflight's message."""
+    from roundtable.providers.local import LocalProvider
+
+    built = LocalProvider("box", EndpointConfig(kind="local", options={
+        "top_k": 40, "top_p": 1, "n_threads": 2, "models": {"qwen": "/m/qwen.gguf"}}), None)
+    assert built.available_models()[-1] == "qwen"
+    assert built._sampling == {"top_k": 40, "top_p": 1.0}
+    assert built._n_ctx == 8192 and built._n_threads == 2
+    with pytest.raises(ConfigError) as info:
+        LocalProvider("box", EndpointConfig(kind="local", options={"top_p": True}), None)
+    assert str(info.value) == "endpoint 'box': options.top_p: expected a number, not true"
+    with pytest.raises(ConfigError, match="endpoint 'box': options.models: .*dictionary"):
+        LocalProvider("box", EndpointConfig(kind="local", options={"models": "x"}), None)

@@ -16,13 +16,16 @@ model is its class's ``options_model`` (:mod:`roundtable.providers.registry`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from roundtable.errors import ConfigError
 
-__all__ = ["OPTION_MODELS", "ProviderOptions", "known_options", "validate_options"]
+__all__ = ["OPTION_MODELS", "ProviderOptions", "known_options", "parse_options",
+           "validate_options"]
+
+M = TypeVar("M", bound=BaseModel)
 
 _Int = Annotated[int, Strict()]
 _Float = Annotated[float, Strict()]
@@ -68,7 +71,7 @@ class LocalOptions(ProviderOptions):
 
     model_path: str | None = None
     models: dict[str, str] = Field(default_factory=dict)
-    n_ctx: _Int = Field(default=8192, ge=16)
+    n_ctx: _Int = Field(default=8192, ge=16)  # SmolLM2's trained context length
     n_threads: _Int | None = Field(default=None, ge=1)
     repeat_penalty: _Float | None = None
     top_p: _Float | None = None
@@ -129,29 +132,36 @@ def _model(kind: str) -> type[BaseModel]:
     return registry.options_model(kind)
 
 
-def validate_options(kind: str, options: Mapping[str, Any], *, where: str) -> None:
-    """Check an endpoint's ``options`` for its ``kind``; one :class:`ConfigError` naming
-    ``where`` (e.g. ``"protocol.toml: endpoint 'box'"``), the option and the fix.
-    Unknown names are errors listing the known ones."""
-    model = _model(kind)
+def validate_options(kind: str, options: Mapping[str, Any], *, where: str) -> BaseModel:
+    """Check an endpoint's ``options`` for its ``kind`` and return them parsed; one
+    :class:`ConfigError` naming ``where`` (e.g. ``"protocol.toml: endpoint 'box'"``), the
+    option and the fix. Unknown names are errors listing the known ones."""
+    return parse_options(_model(kind), options, kind=kind, where=where)
+
+
+def parse_options(model: type[M], options: Mapping[str, Any], *, kind: str, where: str) -> M:
+    """``options`` parsed by ``model`` (an adapter's own ``options_model``), with the error
+    :func:`validate_options` gives; ``kind`` names the endpoint kind in that error."""
     try:
-        model.model_validate(dict(options))
+        return model.model_validate(dict(options))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        name = str(first["loc"][0]) if first["loc"] else ""
-        if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
-            raise ConfigError(
-                f"{where}: unknown option '{name}' for a {kind} endpoint; known options: "
-                f"{', '.join(known_options(kind))}"
-            ) from None
-        got = first.get("input")
-        if isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
-            msg = f"expected a number, not {str(got).lower()}"
-        else:
-            msg = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "extra_forbidden":
-                msg = "unknown field"
-            elif got is not None and not isinstance(got, dict | list):
-                msg += f" (got {got!r})"
-        raise ConfigError(f"{where}: options.{loc}: {msg}") from None
+        raise ConfigError(_message(exc, model, kind, where)) from None
+
+
+def _message(exc: ValidationError, model: type[BaseModel], kind: str, where: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    name = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+        return (f"{where}: unknown option '{name}' for a {kind} endpoint; known options: "
+                f"{', '.join(sorted(model.model_fields))}")
+    got = first.get("input")
+    if isinstance(got, bool) and first["type"] in ("int_type", "float_type"):
+        msg = f"expected a number, not {str(got).lower()}"
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif got is not None and not isinstance(got, dict | list):
+            msg += f" (got {got!r})"
+    return f"{where}: options.{loc}: {msg}"
