@@ -139,6 +139,20 @@ def test_unknown_kind_through_the_cli_is_one_line(tmp_path: Path, site: Path,
     assert not (tmp_path / "rt.db").exists()
 
 
+def test_unknown_kind_in_a_judge_file_is_one_line(tmp_path: Path, site: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "codebook.toml").write_bytes((REPO / "judges" / "codebook.toml").read_bytes())
+    (tmp_path / "j.toml").write_text(
+        'name = "j"\nkind = "llm"\nendpoint = "box"\nmodel = "m"\n'
+        'codebook = "codebook.toml"\n[endpoints.box]\nkind = "ecko"\n', encoding="utf-8")
+    result = runner.invoke(app, ["judge", "--judge", "j.toml", "--db", str(tmp_path / "rt.db")])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert line.startswith("error: j.toml: field 'endpoints.box.kind': unknown provider kind "
+                           "'ecko': use one of anthropic, google"), line
+
+
 # --------------------------------------------------------------------------- entry points
 
 
