@@ -210,6 +210,21 @@ def test_a_broken_plugin_is_one_config_error(site: Path, entry: str, expect: str
     assert expect in message and "package roundtable-echo" in message
 
 
+def test_a_broken_plugin_stops_the_run_before_anything_is_stored(
+        tmp_path: Path, site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    echo_provider.install(site, entry_points="echo = tests.fakes.no_such_module:Echo")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text(ECHO_PROTOCOL.format(options=""), encoding="utf-8")
+    result = runner.invoke(app, ["run", "p.toml", "--db", str(tmp_path / "rt.db")])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert line.startswith("error: p.toml: endpoint 'box': provider kind 'echo' (entry point "
+                           "'tests.fakes.no_such_module:Echo' of package roundtable-echo) "
+                           "cannot be loaded: ModuleNotFoundError"), line
+    assert "reinstall or fix that package" in line
+    assert not (tmp_path / "rt.db").exists()
+
+
 def test_a_plugin_whose_class_names_another_kind_is_refused(site: Path) -> None:
     echo_provider.install(site, entry_points="parrot = tests.fakes.echo_provider:EchoProvider")
     with pytest.raises(ConfigError, match="declares kind = 'echo'; the entry point's name"):

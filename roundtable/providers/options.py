@@ -136,7 +136,11 @@ def validate_options(kind: str, options: Mapping[str, Any], *, where: str) -> Ba
     """Check an endpoint's ``options`` for its ``kind`` and return them parsed; one
     :class:`ConfigError` naming ``where`` (e.g. ``"protocol.toml: endpoint 'box'"``), the
     option and the fix. Unknown names are errors listing the known ones."""
-    return parse_options(_model(kind), options, kind=kind, where=where)
+    try:
+        model = _model(kind)
+    except ConfigError as exc:  # a registered kind whose package is broken
+        raise ConfigError(f"{where}: {exc}") from None
+    return parse_options(model, options, kind=kind, where=where)
 
 
 def parse_options(model: type[M], options: Mapping[str, Any], *, kind: str, where: str) -> M:
