@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from roundtable import tomlfile
 from roundtable.errors import ConfigError, MissingKeyError
-from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers.config import EndpointConfig, Price
 from roundtable.providers.options import validate_options
 
 DEFAULT_DB_URL = "sqlite:///roundtable.db"

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     ChatMessage,
     Completion,
@@ -31,10 +30,12 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
+from roundtable.providers.options import AnthropicOptions
 from roundtable.providers.sdk_models import sdk_model
 from roundtable.providers.transport import lean_transport
 
@@ -84,6 +85,8 @@ def split_system_and_turns(messages: tuple[ChatMessage, ...], *,
 class AnthropicProvider(Provider):
     """Claude models through ``AsyncAnthropic.messages.create``."""
 
+    kind = "anthropic"
+    options_model = AnthropicOptions
     accepts_temperature = False
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:

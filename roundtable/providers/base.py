@@ -12,9 +12,14 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from roundtable.providers.config import EndpointConfig
 
 Role = Literal["system", "user", "assistant"]
 
@@ -111,8 +116,17 @@ def split_reasoning(text: str, separate: Sequence[str] = ()) -> tuple[str, str |
 
 
 class Provider(ABC):
-    """An LLM API reachable through one endpoint."""
+    """An LLM API reachable through one endpoint.
 
+    A class that serves endpoints of a ``kind`` declares it (``kind = "echo"``), with
+    ``options_model``, the pydantic model its endpoints' ``options`` must fit (``None``:
+    only the options every kind shares); :meth:`from_config` builds it. See
+    :mod:`roundtable.providers.registry` for registering one from another package."""
+
+    #: the endpoint ``kind`` this class serves ("" for wrappers that serve none)
+    kind: ClassVar[str] = ""
+    #: model of the endpoint's ``options``, checked before anything is stored
+    options_model: ClassVar[type[BaseModel] | None] = None
     #: endpoint name this provider serves (``groq``, ``anthropic``, ``local`` ...)
     endpoint: str = "provider"
     #: whether the provider accepts ``temperature``
@@ -122,6 +136,16 @@ class Provider(ABC):
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one call. Raise a :class:`roundtable.errors.ProviderError` subclass on
         failure; never retry here."""
+
+    @classmethod
+    def from_config(cls, endpoint: str, config: EndpointConfig,
+                    api_key: str | None) -> Provider:
+        """Build the adapter for the endpoint named ``endpoint``; ``api_key`` is the value
+        of its ``api_key_env`` variable (``None`` when it has none). Default:
+        ``cls(endpoint, config, api_key)``."""
+        # The base declares no __init__ (test doubles are built bare), so say the shape here.
+        build = cast(Callable[[str, "EndpointConfig", "str | None"], Provider], cls)
+        return build(endpoint, config, api_key)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections. Default: nothing to release."""

@@ -43,8 +43,8 @@ from roundtable.errors import (
     ProviderTimeout,
     RateLimitError,
 )
-from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.base import Completion, CompletionRequest, Provider, Usage
+from roundtable.providers.config import EndpointConfig, Price
 from roundtable.providers.redact import Redactor
 
 Sleep = Callable[[float], Awaitable[None]]

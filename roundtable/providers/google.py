@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.anthropic import split_system_and_turns
 from roundtable.providers.base import (
     Completion,
@@ -31,6 +30,7 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     classify_status,
     classify_transport,
@@ -39,6 +39,7 @@ from roundtable.providers.errors_map import (
     shorten,
     timeout_error,
 )
+from roundtable.providers.options import GoogleOptions
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ DUMMY_KEY = "not-needed"
 
 class GoogleProvider(Provider):
     """Gemini models through ``Client.aio.models.generate_content``."""
+
+    kind = "google"
+    options_model = GoogleOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:

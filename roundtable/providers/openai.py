@@ -23,7 +23,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import ConfigError, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -31,12 +30,14 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     classify_status,
     error_text,
     malformed,
     sdk_errors,
 )
+from roundtable.providers.options import OpenAIOptions
 from roundtable.providers.sdk_models import sdk_model
 from roundtable.providers.transport import lean_transport
 
@@ -50,6 +51,9 @@ _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 class OpenAIProvider(Provider):
     """Chat Completions through the official ``openai`` SDK."""
+
+    kind = "openai"
+    options_model = OpenAIOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:

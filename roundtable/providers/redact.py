@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 
 from roundtable import settings
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion
+from roundtable.providers.config import EndpointConfig
 
 #: shorter values are not treated as secrets: replacing "1" or "abc" everywhere would
 #: mangle ordinary text, and no real API key is that short

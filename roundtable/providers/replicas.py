@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from roundtable.errors import ConfigError, ProviderError, ProviderTimeout, ServerError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest, Provider
+from roundtable.providers.config import EndpointConfig
 
 Routing = Literal["affinity", "least_loaded", "round_robin"]
 
