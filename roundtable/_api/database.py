@@ -13,7 +13,8 @@ from roundtable.errors import RoundtableError
 if TYPE_CHECKING:
     import sqlalchemy
 
-__all__ = ["Database", "database_origin", "database_url", "open_database", "run_sync"]
+__all__ = ["Database", "database_origin", "database_url", "display_database", "open_database",
+           "run_sync"]
 
 T = TypeVar("T")
 
@@ -36,6 +37,19 @@ def database_origin(db: str | Path | None) -> str:
     if os.environ.get("ROUNDTABLE_DB"):
         return "ROUNDTABLE_DB"
     return "the default; pass --db or set ROUNDTABLE_DB"
+
+
+def display_database(db: Database) -> str:
+    """The database as shown to people: its URL without the password."""
+    import sqlalchemy
+
+    if isinstance(db, sqlalchemy.Engine):
+        return db.url.render_as_string(hide_password=True)
+    url = database_url(db)
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported by open_engine, not here
+        return url
 
 
 @contextmanager

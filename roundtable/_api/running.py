@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.database import Database, database_url, open_database, run_sync
+from roundtable._api.database import Database, display_database, open_database, run_sync
 from roundtable._api.result import TableResult, jsonable
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from roundtable.providers.client import ModelClient
     from roundtable.store.queries import FailedTurn, RunSummary
 
-__all__ = ["RunProgress", "RunResult", "check_endpoints", "exit_code", "run", "run_async",
-           "runs_in_flight"]
+__all__ = ["RunProgress", "RunResult", "check_endpoints", "exit_code", "run",
+           "run_async", "runs_in_flight"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ async def run_async(protocol: str | Path, *, db: Database = None,
     text = path.read_text(encoding="utf-8-sig")
     prices = settings.load_prices(proto.prices)
     series_plan = planning.plan(proto, prices)
-    where = _display(db)
+    where = display_database(db)
     if dry_run:
         return RunResult(protocol_file=path, plan=series_plan, database=where, dry_run=True)
     endpoints = settings.endpoints(proto.endpoints)
@@ -192,19 +192,6 @@ async def run_async(protocol: str | Path, *, db: Database = None,
         turns = failed_turns(engine, [r.id for r in runs])
     return RunResult(protocol_file=path, plan=series_plan, database=where, summary=summary,
                      runs=runs, failed_turns=turns)
-
-
-def _display(db: Database) -> str:
-    """The database as shown to people: the URL without its password."""
-    import sqlalchemy
-
-    if isinstance(db, sqlalchemy.Engine):
-        return db.url.render_as_string(hide_password=True)
-    url = database_url(db)
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is reported by open_engine, not here
-        return url
 
 
 async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
