@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.database import Database, open_database
+from roundtable._api.database import Database, open_database, threaded_twin
 from roundtable._api.result import TableResult
 
 if TYPE_CHECKING:
@@ -75,12 +74,7 @@ def adjudicate(raters: str | Sequence[str], *, rule: str = "intersection",
     return AdjudicateResult(summary=summary, rater_prevalence=prevalence)
 
 
-async def adjudicate_async(raters: str | Sequence[str], *, rule: str = "intersection",
-                           name: str | None = None, flags: str | Sequence[str] | None = None,
-                           db: Database = None) -> AdjudicateResult:
-    """:func:`adjudicate` for code inside an event loop (runs in a worker thread)."""
-    return await asyncio.to_thread(adjudicate, raters, rule=rule, name=name, flags=flags,
-                                   db=db)
+adjudicate_async = threaded_twin(adjudicate)
 
 
 def _names(values: str | Sequence[str] | None) -> list[str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from roundtable.errors import RoundtableError
 
@@ -14,9 +15,10 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 __all__ = ["Database", "database_origin", "database_url", "display_database", "open_database",
-           "run_sync"]
+           "run_sync", "threaded_twin"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 Database: TypeAlias = "str | Path | sqlalchemy.Engine | None"
 """A database URL, a SQLite file path, an open engine, or None: ``$ROUNDTABLE_DB``, else
@@ -88,3 +90,20 @@ def run_sync(coro: Coroutine[Any, Any, T], name: str) -> T:
     raise EventLoopRunningError(
         f"roundtable.{name}() cannot block inside a running event loop (a notebook cell, "
         f"an async function): use `await roundtable.{name}_async(...)` instead")
+
+
+def threaded_twin(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The ``async`` twin of a blocking library call: the same arguments, run in a worker
+    thread so the event loop (a notebook's) keeps serving while it works."""
+
+    @functools.wraps(func)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        import asyncio
+
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = f"{func.__name__}_async"
+    twin.__doc__ = (f":func:`{func.__name__}` for code inside an event loop: ``await "
+                    f"roundtable.{func.__name__}_async(...)`` takes the same arguments and "
+                    f"runs it in a worker thread.")
+    return twin
