@@ -98,8 +98,8 @@ def test_run_returns_the_series_and_its_runs(tmp_path: Path) -> None:
     frame = result.to_pandas()
     assert len(frame) == RUNS and {"ref", "status", "cell", "cost_usd"} <= set(frame.columns)
     assert set(frame["status"]) == {"completed"}
-    # the progress callback: one start, then every event; one advance per stored reply
-    assert seen[0].kind == "start" and seen[0].calls_total == CALLS
+    # the progress callback: one begin, then every event; one advance per stored reply
+    assert seen[0].kind == "begin" and seen[0].calls_total == CALLS
     assert seen[0].database == f"sqlite:///{db}"
     assert sum(p.advance for p in seen) == CALLS
     assert seen[-1].runs_done == RUNS and seen[-1].calls_done == CALLS
@@ -166,9 +166,25 @@ def test_judge_codes_a_new_database_and_reports_progress(tmp_path: Path) -> None
     seen: list[roundtable.JudgeProgress] = []
     result = roundtable.judge([judge], db=db, series="lib", progress=seen.append)
     assert result.coding is not None and result.coding.coded == CALLS
-    assert seen[0].kind == "start" and seen[0].judges == ("boxed",)
+    assert seen[0].kind == "begin" and seen[0].judges == ("boxed",)
     assert sum(p.advance for p in seen) == CALLS
     assert result.to_pandas().loc[0, "valid"] == CALLS
+
+
+def test_progress_true_shows_the_commands_bars_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lib.toml").write_text(PROTOCOL, encoding="utf-8")
+    db = tmp_path / "rt.db"
+    roundtable.run(tmp_path / "lib.toml", db=db, progress=True)
+    err = capsys.readouterr().err
+    assert f"{CALLS}/{CALLS}" in err and f"runs {RUNS}/{RUNS}" in err
+    judge = scripted_judge(tmp_path, "boxed")  # one judge file, not in a list
+    roundtable.judge(judge, db=db, series="lib", progress=True)
+    assert f"{CALLS}/{CALLS} coded" in capsys.readouterr().err
+    roundtable.export(tmp_path / "c.csv", db=db, progress=True)
+    assert f"{RUNS}/{RUNS} runs" in capsys.readouterr().err
+    roundtable.run(tmp_path / "lib.toml", db=db)  # no bar unless asked
+    assert capsys.readouterr().err == ""
 
 
 def test_judge_dry_run_is_the_cli_plan(work: Path) -> None:

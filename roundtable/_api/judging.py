@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from roundtable._api.database import Database, display_database, open_database, run_sync
 from roundtable._api.result import TableResult
@@ -28,11 +28,15 @@ __all__ = ["JudgeProgress", "JudgeResult", "check_judge_endpoints", "judge", "ju
            "judge_settings"]
 
 
+JudgeFiles: TypeAlias = "str | Path | Judge | Sequence[str | Path | Judge]"
+"""One judge or several: judge file paths (``judges/gemini.toml``) or loaded judges."""
+
+
 @dataclass(frozen=True)
 class JudgeProgress:
     """Where a coding pass stands, given to ``judge(progress=callback)``.
 
-    ``kind`` is ``"start"`` once (judges registered, about to code), then the kind of each
+    ``kind`` is ``"begin"`` once (judges registered, about to code), then the kind of each
     :class:`~roundtable.coding.runner.CodingEvent` of the online pass; ``advance`` is 1 per
     message coded or failed; ``total`` the messages to code once known (else None)."""
 
@@ -140,7 +144,7 @@ def check_judge_endpoints(judges: Sequence[Judge],
                                     field="endpoint", declare_in="the judge file")
 
 
-def judge(judges: Sequence[str | Path | Judge], *, db: Database = None,
+def judge(judges: JudgeFiles, *, db: Database = None,
           series: str | Sequence[str] | None = None, run: str | None = None,
           limit: int | None = None, concurrency: int = 32, max_cost: float | None = None,
           batch: bool = False, wait: bool = False, poll_seconds: float | None = None,
@@ -173,7 +177,7 @@ def judge(judges: Sequence[str | Path | Judge], *, db: Database = None,
         log=log), "judge")
 
 
-async def judge_async(judges: Sequence[str | Path | Judge], *, db: Database = None,
+async def judge_async(judges: JudgeFiles, *, db: Database = None,
                       series: str | Sequence[str] | None = None, run: str | None = None,
                       limit: int | None = None, concurrency: int = 32,
                       max_cost: float | None = None, batch: bool = False, wait: bool = False,
@@ -192,7 +196,8 @@ async def judge_async(judges: Sequence[str | Path | Judge], *, db: Database = No
     if not batch and (wait or poll_seconds is not None):
         raise ConfigError("--wait and --poll-seconds only apply with --batch: add --batch, "
                           "or drop them to code online now")
-    loaded = [j if isinstance(j, Judge) else load_judge(j) for j in judges]
+    given = [judges] if isinstance(judges, str | Path | Judge) else list(judges)
+    loaded = [j if isinstance(j, Judge) else load_judge(j) for j in given]
     if not loaded:
         raise ConfigError("no judge given: pass at least one judge file (e.g. "
                           "judges/gemini.toml)")
@@ -217,7 +222,7 @@ async def judge_async(judges: Sequence[str | Path | Judge], *, db: Database = No
         for j in loaded:
             ensure_rater(engine, j)
         with _reporter(progress) as report:
-            start = JudgeProgress(kind="start", judges=tuple(j.spec.name for j in loaded),
+            start = JudgeProgress(kind="begin", judges=tuple(j.spec.name for j in loaded),
                                   database=where, batch=batch)
             report(start)
             if batch:

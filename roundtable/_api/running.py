@@ -30,7 +30,7 @@ __all__ = ["RunProgress", "RunResult", "check_endpoints", "exit_code", "run",
 class RunProgress:
     """Where a series stands, given to ``run(progress=callback)`` after every event.
 
-    ``kind`` is ``"start"`` once (the database is open, the live view serving), then the
+    ``kind`` is ``"begin"`` once (the database is open, the live view serving), then the
     kind of each :class:`~roundtable.engine.runner.RunnerEvent`; ``advance`` is 1 when the
     event was a stored reply (one call done); ``calls_total`` is the current upper bound of
     the calls this invocation makes; ``waiting_runs`` counts runs held by other workers.
@@ -179,7 +179,7 @@ async def run_async(protocol: str | Path, *, db: Database = None,
 
             server = serve_in_background(engine, port)
         try:
-            start = RunProgress(kind="start", series=proto.series, plan=series_plan,
+            start = RunProgress(kind="begin", series=proto.series, plan=series_plan,
                                 database=where, view_url=server.url if server else None,
                                 calls_total=series_plan.calls)
             summary = await _run(engine, proto, text, endpoints, prices, max_cost=max_cost,

@@ -140,7 +140,7 @@ class JudgeBar:
     def __call__(self, p: JudgeProgress) -> None:
         from roundtable.cli.run import _short, _usd
 
-        if p.kind == "start":
+        if p.kind == "begin":
             names = ", ".join(p.judges)
             how = " through the providers' batch APIs" if p.batch else ""
             if self._announce:

@@ -104,7 +104,7 @@ class RunBar:
         self._stack.close()
 
     def __call__(self, p: RunProgress) -> None:
-        if p.kind == "start":
+        if p.kind == "begin":
             if self._announce:
                 ui.say(f"Series [bold]{p.series}[/]: {p.plan.runs} runs, up to "
                        f"{p.plan.calls} calls -> {p.database}")
