@@ -251,6 +251,19 @@ def test_adjudicate_json_is_the_cli_json_and_a_row_per_flag(work: Path) -> None:
     assert frame.set_index("flag").loc["plan", "p_boxed"] == 1.0
 
 
+def test_an_open_engine_is_used_and_left_open(work: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = roundtable.open_engine(f"sqlite:///{work / 'rt.db'}")
+    disposed: list[bool] = []
+    monkeypatch.setattr(engine, "dispose", lambda *a, **k: disposed.append(True))
+    try:
+        assert roundtable.adjudicate(["boxed", "lex"], db=engine).summary.created
+        assert roundtable.export(work / "e.csv", db=engine).summary.rows == CALLS
+        assert disposed == []  # the caller's engine: the calls leave it open
+    finally:
+        type(engine).dispose(engine)
+
+
 async def test_adjudicate_async(work: Path) -> None:
     result = await roundtable.adjudicate_async(["boxed", "lex"], rule="union",
                                                db=work / "rt.db")
