@@ -1,13 +1,20 @@
 """roundtable: controlled experiments on groups of LLMs talking together.
 
-The public API, for scripts and notebooks (the CLI is built on the same names)::
+The public API, for scripts and notebooks; every CLI command is a thin shell over one of
+these calls, and each returns a result with ``.to_json()`` (what the command's ``--json``
+prints) and, for tables, ``.to_pandas()``::
 
-    from roundtable import load_protocol, expand, open_engine, ModelClient, run_series
+    import roundtable
 
-    protocol = load_protocol("protocols/demo.toml")
-    engine = open_engine("sqlite:///roundtable.db")
-    client = ModelClient(endpoints(protocol.endpoints), max_in_flight=16)
-    result = asyncio.run(run_series(engine, protocol, text, client))
+    result = roundtable.run("protocols/demo.toml", db="demo.db")
+    print(result.summary.completed, "of", result.summary.total_runs, "runs completed")
+    runs = result.to_pandas()  # one row per run
+    coded = roundtable.judge(["judges/gemini.toml"], db="demo.db", series="demo")
+    roundtable.export("corpus.csv", db="demo.db")
+
+Inside a running event loop (a notebook cell, an async function) use the ``_async`` twins:
+``await roundtable.run_async(...)``. The building blocks (``load_protocol``,
+``open_engine``, ``ModelClient``, ``run_series`` ...) stay available for finer control.
 
 Heavy modules (SQLAlchemy, the engine) load on first use, so ``import roundtable`` is cheap.
 """
@@ -17,9 +24,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from roundtable._version import __version__ as __version__
 
 _EXPORTS: dict[str, str] = {
+    # the library calls (one per command) and their results
+    "run": "roundtable._api.running",
+    "run_async": "roundtable._api.running",
+    "RunResult": "roundtable._api.running",
+    "RunProgress": "roundtable._api.running",
+    "judge": "roundtable._api.judging",
+    "judge_async": "roundtable._api.judging",
+    "JudgeResult": "roundtable._api.judging",
+    "JudgeProgress": "roundtable._api.judging",
+    "adjudicate": "roundtable._api.adjudicating",
+    "adjudicate_async": "roundtable._api.adjudicating",
+    "AdjudicateResult": "roundtable._api.adjudicating",
+    "export": "roundtable._api.exporting",
+    "export_async": "roundtable._api.exporting",
+    "export_warroom": "roundtable._api.exporting",
+    "export_warroom_async": "roundtable._api.exporting",
+    "export_warroom_coded": "roundtable._api.exporting",
+    "export_warroom_coded_async": "roundtable._api.exporting",
+    "ExportResult": "roundtable._api.exporting",
+    "WarroomExportResult": "roundtable._api.exporting",
+    "WarroomCodedResult": "roundtable._api.exporting",
+    "review": "roundtable.review",  # a subpackage: roundtable.review.sample(...)
+    "Result": "roundtable._api.result",
+    "TableResult": "roundtable._api.result",
     # protocol files
     "Protocol": "roundtable.protocol",
     "RunSpec": "roundtable.protocol",
@@ -51,22 +82,42 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdjudicateResult",
     "ChatMessage",
     "Completion",
     "CompletionRequest",
     "ConfigError",
+    "ExportResult",
+    "JudgeProgress",
+    "JudgeResult",
     "ModelClient",
     "Protocol",
     "ProtocolError",
     "Provider",
     "ProviderError",
+    "Result",
     "RetryPolicy",
     "RoundtableError",
+    "RunProgress",
+    "RunResult",
     "RunSpec",
+    "TableResult",
     "Usage",
+    "WarroomCodedResult",
+    "WarroomExportResult",
+    "adjudicate",
+    "adjudicate_async",
     "endpoints",
     "expand",
+    "export",
+    "export_async",
+    "export_warroom",
+    "export_warroom_async",
+    "export_warroom_coded",
+    "export_warroom_coded_async",
     "import_warroom",
+    "judge",
+    "judge_async",
     "list_runs",
     "load_prices",
     "load_protocol",
@@ -74,10 +125,29 @@ __all__ = [
     "open_engine",
     "parse_protocol",
     "plan",
+    "review",
+    "run",
+    "run_async",
     "run_series",
 ]
 
 if TYPE_CHECKING:
+    from roundtable import review
+    from roundtable._api.adjudicating import AdjudicateResult, adjudicate, adjudicate_async
+    from roundtable._api.exporting import (
+        ExportResult,
+        WarroomCodedResult,
+        WarroomExportResult,
+        export,
+        export_async,
+        export_warroom,
+        export_warroom_async,
+        export_warroom_coded,
+        export_warroom_coded_async,
+    )
+    from roundtable._api.judging import JudgeProgress, JudgeResult, judge, judge_async
+    from roundtable._api.result import Result, TableResult
+    from roundtable._api.running import RunProgress, RunResult, run, run_async
     from roundtable.engine.runner import run_series
     from roundtable.errors import ConfigError, ProtocolError, ProviderError, RoundtableError
     from roundtable.io.warroom import import_warroom
@@ -100,7 +170,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'roundtable' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if module == f"roundtable.{name}":  # a subpackage (roundtable.review)
+        value = importlib.import_module(module)
+    else:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -373,20 +373,17 @@ def adjudicate(
 
     Compare them with other raters as adj:NAME: roundtable agreement --judges human,adj:NAME
     """
+    from roundtable._api.adjudicating import adjudicate as run_adjudication
     from roundtable.coding.adjudicate import ADJ_PREFIX
-    from roundtable.coding.adjudicate import adjudicate as run_adjudication
-    from roundtable.store.codes import load_codes
 
-    raters = split_names(judges)
-    with open_db(db) as engine:
-        summary = run_adjudication(engine, raters, rule=rule, name=name,
-                                   flags=split_names(flags) or None)
-        matrix = load_codes(engine, raters, flags=summary.flags)
+    result = run_adjudication(split_names(judges), rule=rule, name=name,
+                              flags=split_names(flags) or None, db=db)
     if as_json:
         from roundtable.cli.jsonout import echo_json
 
-        echo_json(summary.to_json())
+        echo_json(result.to_json())
         return
+    summary = result.summary
     verb = "recorded" if summary.created else "already recorded"
     ui.plain(f"Adjudication {summary.name!r} {verb}: {summary.rule} of "
              f"{', '.join(summary.raters)}.")
@@ -401,8 +398,8 @@ def adjudicate(
     for out in summary.outcomes:
         per = []
         for r, _ in shown:
-            vals = [v for v in matrix.values[out.flag][r] if v is not None]
-            per.append(_f(sum(vals) / len(vals)) if vals else "n/a")
+            p = result.rater_prevalence[out.flag][r]
+            per.append("n/a" if p is None else _f(p))
         rows.append((out.flag, out.n_true, out.n_false, out.n_missing, _f(out.prevalence),
                      *per))
     legend = ", ".join(f"{h} = {r}" for r, h in shown if h != r)
