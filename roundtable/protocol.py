@@ -30,6 +30,7 @@ from pydantic import (
 
 from roundtable import conditions, tomlfile
 from roundtable.errors import ProtocolError
+from roundtable.providers.generate import GenerateConfig
 
 # Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
 # used to run one round), and ``"3"`` or ``2.5`` is never an integer.
@@ -246,11 +247,11 @@ class TurnConfig(_Frozen):
         return peer_format
 
 
-class SamplingConfig(_Frozen):
+class SamplingConfig(GenerateConfig):
+    """A protocol's ``[sampling]`` table: the :class:`~roundtable.providers.generate.
+    GenerateConfig` of every seat, with a temperature of 0.8 unless it says otherwise."""
+
     temperature: Float | None = Field(default=0.8, ge=0, le=2)
-    max_tokens: Int = Field(default=1024, ge=1, le=1_000_000)
-    timeout_s: Float = Field(default=120.0, gt=0, le=86_400)
-    seed: Int | None = None
 
 
 class FaultConfig(_Frozen):

@@ -361,11 +361,9 @@ class Discussion:
                           isolation=spec.isolation)
         seed = None if spec.sampling.seed is None else \
             conditions.derive_seed(spec.sampling.seed, spec.seed, r, p)
-        return CompletionRequest(
-            model=seat.model, messages=messages, max_tokens=spec.sampling.max_tokens,
-            temperature=spec.sampling.temperature, timeout_s=spec.sampling.timeout_s,
-            seed=seed, metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)},
-        )
+        return spec.sampling.request(
+            seat.model, messages, seed=seed,
+            metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)})
 
     async def _turn(self, r: int, k: int, p: int) -> None:
         reason = self._interrupt() or self._stop

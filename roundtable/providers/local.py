@@ -188,12 +188,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class LocalProvider(Provider):
     """Runs GGUF chat models in-process with llama.cpp (see the module docstring)."""
 
-    accepts_temperature = True
-
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         del api_key  # a local model needs no key
         opts = config.options
         self._n_ctx = int(opts.get("n_ctx", DEFAULT_N_CTX))
@@ -290,7 +287,7 @@ class LocalProvider(Provider):
             "model": request.model,
             **self._sampling,
         }
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
