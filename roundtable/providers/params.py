@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from roundtable.providers.base import CompletionRequest
+from roundtable.providers.generate import OPTIONAL_PARAMS, GenerateConfig
 
 if TYPE_CHECKING:
     from roundtable.protocol import EndpointConfig
-    from roundtable.providers.generate import GenerateConfig
 
 #: per kind, the optional parameters (see :data:`~roundtable.providers.generate.
 #: OPTIONAL_PARAMS`) it refuses by default, and why
@@ -53,12 +53,14 @@ class DroppedParam:
     """A parameter a request had that its endpoint does not get, and why."""
 
     name: str
+    #: the value dropped, or a tuple of them when a series gives it several
     value: object
     reason: str
 
     def describe(self) -> str:
-        """``temperature 0.8 (why)``."""
-        return f"{self.name} {self.value} ({self.reason})"
+        """``temperature 0.8 (why)``; several values are listed ``0.2, 0.95``."""
+        values = self.value if isinstance(self.value, tuple) else (self.value,)
+        return f"{self.name} {', '.join(str(v) for v in values)} ({self.reason})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,7 @@ def dropped(endpoint: str, config: EndpointConfig, model: str,
     dry runs print them)."""
     allowed = support(endpoint, config, model)
     out = []
-    for name in ("temperature", "seed"):
+    for name in OPTIONAL_PARAMS:
         value = getattr(generate, name)
         if value is not None and not getattr(allowed, name):
             out.append(DroppedParam(name, value, allowed.reason(name)))
