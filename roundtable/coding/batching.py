@@ -57,6 +57,15 @@ longer knows it; all pending again) and ``lost`` are final. Two batch passes for
 judge at the same time are not supported (the second would see the first's ``submitting``
 rows as lost).
 
+Every call to a batch API goes through the pass's :class:`~roundtable.providers.client.
+ModelClient`, like the online calls: :meth:`~roundtable.providers.client.ModelClient.retrying`
+gives polls, downloads and submits the endpoint's adaptive slot, cooldown and rate limit and
+the client's retry policy and time budget (a submit is repeated only after a 429: after a
+timeout or a server error it may have been received), and each answer is priced and counted
+by :meth:`~roundtable.providers.client.ModelClient.charge`; the requests are the ones the
+client would send online (:meth:`~roundtable.providers.client.ModelClient.prepare` removes
+what the endpoint refuses).
+
 The spending cap (``max_cost_usd`` of the client) counts what the pass spends: online calls
 (retries, judges coded online) and the batch answers it collects (added to the client's
 totals). Once it is reached, no new batch is submitted and invalid answers are not retried

@@ -24,7 +24,7 @@ An endpoint's ``accepts_temperature`` counts only when its table sets it (a new
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from roundtable.providers.base import CompletionRequest
@@ -87,9 +87,12 @@ class ParamSupport:
             return request, ()
         dropped = (("temperature",) if drop_temperature else ()) + \
             (("seed",) if drop_seed else ())
-        return replace(request,
-                       temperature=None if drop_temperature else request.temperature,
-                       seed=None if drop_seed else request.seed), dropped
+        # built directly: dataclasses.replace introspects the fields on every call
+        return CompletionRequest(
+            model=request.model, messages=request.messages, max_tokens=request.max_tokens,
+            temperature=None if drop_temperature else request.temperature,
+            timeout_s=request.timeout_s, seed=None if drop_seed else request.seed,
+            json_schema=request.json_schema, metadata=request.metadata), dropped
 
     def reason(self, name: str) -> str:
         """Why ``name`` is dropped (empty when it is not)."""
