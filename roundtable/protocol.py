@@ -253,6 +253,13 @@ class SamplingConfig(GenerateConfig):
 
     temperature: Float | None = Field(default=0.8, ge=0, le=2)
 
+    def seat_seed(self, run_seed: int, round_index: int, position: int) -> int | None:
+        """The seed of one seat's call in one round: derived from :attr:`seed`, the run's
+        seed, the round and the roster position (``None`` when :attr:`seed` is unset)."""
+        if self.seed is None:
+            return None
+        return conditions.derive_seed(self.seed, run_seed, round_index, position)
+
 
 class FaultConfig(_Frozen):
     """Crash ``seat`` (1-based roster position or display name) from ``round`` on.
