@@ -165,3 +165,20 @@ async def test_retrying_stops_where_retry_if_says_and_at_the_budget() -> None:
     with pytest.raises(ServerError, match="down"):
         await client.retrying("e", always_down)
     assert 2 < attempts < 60  # retried, then stopped by the 50 s budget
+
+
+def test_no_adapter_decides_what_to_send() -> None:
+    """The decision lives in providers/params.py alone (it used to be repeated in the
+    adapters, the client and the batch pass)."""
+    from pathlib import Path
+
+    import roundtable
+
+    package = Path(roundtable.__file__).parent
+    adapters = [package / "providers" / f"{name}.py" for name in (
+        "base", "openai", "anthropic", "google", "local", "scripted", "replicas",
+        "batch", "batch_openai", "batch_anthropic", "batch_google", "batch_scripted")]
+    adapters.append(package / "coding" / "batching.py")
+    deciding = [p.name for p in adapters
+                if "accepts_temperature" in p.read_text(encoding="utf-8")]
+    assert deciding == []
