@@ -1,5 +1,6 @@
 """The dry runs list every sampling parameter a seat's or a judge's endpoint will not get,
-decided exactly as the client decides it (roundtable.providers.params)."""
+decided exactly as the client decides it (roundtable.providers.params); the calls record
+what was dropped (``llmcall.dropped``)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,49 @@ def test_judge_dry_run_prints_and_returns_the_dropped_parameters(db: str,
     code, out = invoke("judge", "-j", str(scripted), "--db", db, "--dry-run")
     assert code == 0, out
     assert "scripted-judge" in out and "drops" not in out
+
+
+COLD = """\
+series = "cold"
+rounds = 2
+
+[roster]
+seats = ["cold:m1", "scripted:m2"]
+
+[prompt]
+brief = "Plan."
+
+[endpoints.cold]
+kind = "scripted"
+accepts_temperature = false
+"""
+
+
+def test_each_call_row_records_what_was_dropped(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from roundtable.store.db import open_engine
+    from roundtable.store.tables import LlmCall
+
+    path = tmp_path / "cold.toml"
+    path.write_text(COLD, encoding="utf-8")
+    db = tmp_path / "rt.db"
+    code, out = invoke("run", str(path), "--dry-run", "--db", str(db))
+    assert "seat Agent-A (cold:m1): drops temperature 0.8 (endpoint 'cold' sets " \
+           "accepts_temperature = false" in out
+    code, out = invoke("run", str(path), "--db", str(db), "-q")
+    assert code == 0, out
+    judge = write_judge(tmp_path, "cold-judge", endpoint="icy", extra={"endpoints": {
+        "icy": {"kind": "scripted", "accepts_temperature": False, "options": {
+            "replies": {"rule-model": ['{"plan": false}']}}}}})
+    code, out = invoke("judge", "-j", str(judge), "--db", str(db), "--all", "-q")
+    c = LlmCall.__table__.c  # type: ignore[attr-defined]
+    engine = open_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(c.purpose, c.endpoint, c.dropped)).all()
+    finally:
+        engine.dispose()
+    assert {(p, e, d) for p, e, d in rows} == {
+        ("turn", "cold", "temperature"), ("turn", "scripted", ""),
+        ("judge", "icy", "temperature")}
