@@ -14,6 +14,12 @@ new calls to that endpoint until then. A call takes its endpoint's slot, cooldow
 limiter first and the process-wide ``max_in_flight`` slot last, so calls queued on a slow
 endpoint never hold global slots; ``latency_ms`` measures the provider call alone.
 
+What each endpoint accepts of a request (a temperature, a seed) is decided by
+:mod:`roundtable.providers.params`, once per (endpoint, model); the client removes what is
+refused before hashing and sending, and names it on the :class:`CallRecord`. Batch API
+operations go through :meth:`ModelClient.retrying`, answers through
+:meth:`ModelClient.charge`, so they share the retries, limits, pricing and totals.
+
 Every completion returned and every error raised or logged passes through a
 :class:`~roundtable.providers.redact.Redactor`, so API keys never reach storage or screens.
 
