@@ -4,10 +4,10 @@ The client (:class:`~roundtable.providers.client.ModelClient`) asks :func:`suppo
 (endpoint, model), caches the answer, and applies it to every request
 (:meth:`ParamSupport.apply`): a parameter the endpoint refuses is removed before the request
 is hashed and sent, and the removal is recorded on the call record
-(:attr:`~roundtable.providers.client.CallRecord.dropped`, stored as ``llmcall.dropped``). Adapters do not decide: they send
-what the request holds. The dry runs list every dropped parameter per seat and judge
-(:func:`dropped`), so a temperature factor that never reaches a model is visible before
-anything is spent.
+(:attr:`~roundtable.providers.client.CallRecord.dropped`, stored as ``llmcall.dropped``).
+Adapters do not decide: they send what the request holds. The dry runs list every dropped
+parameter per seat and judge (:func:`dropped`), so a temperature factor that never reaches a
+model is visible before anything is spent.
 
 Defaults per endpoint kind (:data:`KIND_REFUSES`), overridden by the endpoint's own
 configuration:
