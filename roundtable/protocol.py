@@ -34,6 +34,7 @@ from roundtable.errors import ProtocolError
 # Endpoint and price models belong to the providers; re-exported for existing imports.
 from roundtable.providers.config import EndpointConfig as EndpointConfig
 from roundtable.providers.config import Price as Price
+from roundtable.providers.generate import GenerateConfig
 
 # Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
 # used to run one round), and ``"3"`` or ``2.5`` is never an integer.
@@ -211,11 +212,18 @@ class TurnConfig(_Frozen):
         return peer_format
 
 
-class SamplingConfig(_Frozen):
+class SamplingConfig(GenerateConfig):
+    """A protocol's ``[sampling]`` table: the :class:`~roundtable.providers.generate.
+    GenerateConfig` of every seat, with a temperature of 0.8 unless it says otherwise."""
+
     temperature: Float | None = Field(default=0.8, ge=0, le=2)
-    max_tokens: Int = Field(default=1024, ge=1, le=1_000_000)
-    timeout_s: Float = Field(default=120.0, gt=0, le=86_400)
-    seed: Int | None = None
+
+    def seat_seed(self, run_seed: int, round_index: int, position: int) -> int | None:
+        """The seed of one seat's call in one round: derived from :attr:`seed`, the run's
+        seed, the round and the roster position (``None`` when :attr:`seed` is unset)."""
+        if self.seed is None:
+            return None
+        return conditions.derive_seed(self.seed, run_seed, round_index, position)
 
 
 class FaultConfig(_Frozen):

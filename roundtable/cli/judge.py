@@ -185,6 +185,8 @@ def _print_plan(plan: CodingPlan, batch: bool) -> None:
     for j in plan.judges:
         if j.conflict:
             ui.warn(f"without --dry-run this judge is refused: {j.conflict}")
+        for d in j.dropped:
+            ui.warn(f"judge {j.name} ({j.endpoint}:{j.model}): drops {d.describe()}")
     unpriced = [j.name for j in plan.judges if not j.priced]
     if unpriced:
         ui.warn(f"no price for {', '.join(unpriced)}: add a [prices] entry to the judge "

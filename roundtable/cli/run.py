@@ -141,6 +141,9 @@ def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
     if plan.unpriced:
         ui.warn("no price known for " + ", ".join(plan.unpriced)
                 + " (counted as $0; add them to a [prices] table)")
+    for seat in plan.dropped:
+        for line in seat.lines():
+            ui.warn(line)
 
 
 def _usd(x: float) -> str:

@@ -177,7 +177,7 @@ class JudgementWriter:
             "cached_tokens": record.usage.cached_tokens,
             "output_tokens": record.usage.output_tokens,
             "latency_ms": record.latency_ms, "cost_usd": record.cost_usd,
-            "created_at": utcnow(),
+            "dropped": ",".join(record.dropped), "created_at": utcnow(),
         }
 
     def write(self, items: Sequence[Writable],

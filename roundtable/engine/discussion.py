@@ -359,13 +359,9 @@ class Discussion:
         messages = render(position=p, system_prompt=seat.system_prompt, brief=spec.brief,
                           entries=view, names=self.names, peer_format=spec.turns.peer_format,
                           isolation=spec.isolation)
-        seed = None if spec.sampling.seed is None else \
-            conditions.derive_seed(spec.sampling.seed, spec.seed, r, p)
-        return CompletionRequest(
-            model=seat.model, messages=messages, max_tokens=spec.sampling.max_tokens,
-            temperature=spec.sampling.temperature, timeout_s=spec.sampling.timeout_s,
-            seed=seed, metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)},
-        )
+        return spec.sampling.request(
+            seat.model, messages, seed=spec.sampling.seat_seed(spec.seed, r, p),
+            metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)})
 
     async def _turn(self, r: int, k: int, p: int) -> None:
         reason = self._interrupt() or self._stop

@@ -4,7 +4,9 @@ Leading system messages become the top-level ``system``; a system message later 
 conversation (a notice from the orchestrator) is sent as user text at its position, since
 the API has no mid-conversation system turn. Consecutive turns of one role are merged into
 one message with several text blocks, so roles alternate and the first turn is a user turn.
-Temperature is never sent (the current models refuse it).
+A temperature is sent when the request holds one: by default the client removes it for
+anthropic endpoints (the current models refuse it; see :mod:`roundtable.providers.params`),
+as it removes a seed, which the API does not have.
 
 Endpoint ``options`` understood here:
 
@@ -87,7 +89,6 @@ class AnthropicProvider(Provider):
 
     kind = "anthropic"
     options_model = AnthropicOptions
-    accepts_temperature = False
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:
@@ -135,6 +136,8 @@ class AnthropicProvider(Provider):
         }
         if system is not None:
             params["system"] = system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
         if self._prompt_cache:
             params["cache_control"] = {"type": "ephemeral"}
         if request.json_schema is not None:

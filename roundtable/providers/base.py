@@ -37,7 +37,9 @@ class CompletionRequest:
     """Everything an adapter needs to make one call.
 
     ``json_schema`` asks for structured output (used by judges); adapters use their SDK's
-    own mechanism for it. ``temperature`` is ``None`` when the provider must not get one.
+    own mechanism for it. Adapters send what it holds: ``temperature`` and ``seed`` are
+    ``None`` when the provider must not get one (the client decides that, in
+    :mod:`roundtable.providers.params`).
     """
 
     model: str
@@ -129,8 +131,6 @@ class Provider(ABC):
     options_model: ClassVar[type[BaseModel] | None] = None
     #: endpoint name this provider serves (``groq``, ``anthropic``, ``local`` ...)
     endpoint: str = "provider"
-    #: whether the provider accepts ``temperature``
-    accepts_temperature: bool = True
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -65,7 +65,6 @@ class GoogleProvider(Provider):
             ) from None
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
         self._include_thoughts = bool(config.options.get("include_thoughts", False))
         api_version = config.options.get("api_version")
@@ -97,7 +96,7 @@ class GoogleProvider(Provider):
         }
         if system is not None:
             config["system_instruction"] = system
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             config["temperature"] = request.temperature
         if request.seed is not None:
             config["seed"] = request.seed
@@ -117,7 +116,7 @@ class GoogleProvider(Provider):
                 f"{self.endpoint} model '{request.model}': nothing to send (the prompt has no "
                 f"non-empty user or assistant message)")
         generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             generation["temperature"] = request.temperature
         if request.seed is not None:
             generation["seed"] = request.seed

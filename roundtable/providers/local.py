@@ -190,12 +190,10 @@ class LocalProvider(Provider):
 
     kind = "local"
     options_model = LocalOptions
-    accepts_temperature = True
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         del api_key  # a local model needs no key
         opts = parse_options(LocalOptions, config.options, kind="local",
                              where=f"endpoint '{endpoint}'")
@@ -281,7 +279,7 @@ class LocalProvider(Provider):
             "model": request.model,
             **self._sampling,
         }
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}

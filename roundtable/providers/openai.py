@@ -64,7 +64,6 @@ class OpenAIProvider(Provider):
             ) from None
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
         transport = lean_transport(config.base_url or "https://api.openai.com/v1")
         self._client: AsyncOpenAI = openai.AsyncOpenAI(
@@ -106,7 +105,7 @@ class OpenAIProvider(Provider):
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             self._max_tokens_field: request.max_tokens,
         }
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             params["temperature"] = request.temperature
         if request.seed is not None:
             params["seed"] = request.seed

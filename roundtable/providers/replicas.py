@@ -180,7 +180,6 @@ class ReplicaSet(Provider):
             raise ConfigError(f"endpoint '{endpoint}': base_urls lists no replica")
         self.endpoint = endpoint
         self.routing: Routing = routing
-        self.accepts_temperature = all(p.accepts_temperature for _, p in members)
         self._replicas = [_Replica(i, url, provider)
                           for i, (url, provider) in enumerate(members)]
         self._cooldown = cooldown_s
