@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "Usage": "roundtable.providers.base",
     "ModelClient": "roundtable.providers.client",
     "RetryPolicy": "roundtable.providers.client",
+    "GenerateConfig": "roundtable.providers.generate",
     "endpoints": "roundtable.settings",
     "load_prices": "roundtable.settings",
     # running and storing
@@ -88,6 +89,7 @@ __all__ = [
     "CompletionRequest",
     "ConfigError",
     "ExportResult",
+    "GenerateConfig",
     "JudgeProgress",
     "JudgeResult",
     "ModelClient",
@@ -161,6 +163,7 @@ if TYPE_CHECKING:
         Usage,
     )
     from roundtable.providers.client import ModelClient, RetryPolicy
+    from roundtable.providers.generate import GenerateConfig
     from roundtable.settings import endpoints, load_prices
     from roundtable.store.db import open_engine
     from roundtable.store.queries import list_runs, load_transcript
