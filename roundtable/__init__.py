@@ -43,6 +43,12 @@ _EXPORTS: dict[str, str] = {
     "list_runs": "roundtable.store.queries",
     "load_transcript": "roundtable.store.queries",
     "import_warroom": "roundtable.io.warroom",
+    # analysing (library calls behind agreement, analyze *, report)
+    "agreement": "roundtable._api.agreeing",
+    "agreement_async": "roundtable._api.agreeing",
+    "analyze": "roundtable.analyze",
+    "report": "roundtable._api.reporting",
+    "report_async": "roundtable._api.reporting",
     # errors
     "RoundtableError": "roundtable.errors",
     "ProtocolError": "roundtable.errors",
@@ -64,6 +70,9 @@ __all__ = [
     "RoundtableError",
     "RunSpec",
     "Usage",
+    "agreement",
+    "agreement_async",
+    "analyze",
     "endpoints",
     "expand",
     "import_warroom",
@@ -74,10 +83,15 @@ __all__ = [
     "open_engine",
     "parse_protocol",
     "plan",
+    "report",
+    "report_async",
     "run_series",
 ]
 
 if TYPE_CHECKING:
+    from roundtable import analyze
+    from roundtable._api.agreeing import agreement, agreement_async
+    from roundtable._api.reporting import report, report_async
     from roundtable.engine.runner import run_series
     from roundtable.errors import ConfigError, ProtocolError, ProviderError, RoundtableError
     from roundtable.io.warroom import import_warroom
@@ -100,7 +114,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'roundtable' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    # a submodule (roundtable.analyze) is exported as itself
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

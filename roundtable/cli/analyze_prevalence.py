@@ -12,7 +12,6 @@ from roundtable.cli import ui
 from roundtable.cli.choices import Rule, split_names
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
-from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
     from roundtable.analysis.prevalence import PrevalenceResult
@@ -62,12 +61,6 @@ def _p(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return "< 0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def _check_level(level: float) -> None:
-    if not 0.0 < level < 1.0:
-        raise StoreError(f"--level {level}: give a confidence level between 0 and 1, e.g. "
-                         f"0.95")
 
 
 def _print_prevalence(res: PrevalenceResult) -> None:
@@ -177,25 +170,17 @@ def register(app: typer.Typer) -> None:
         plus the weighted mean of (human - judges) over the human-coded ones; CIs
         clustered by run. See docs/prevalence.md.
         """
-        from roundtable.analysis.prevalence import corrected_prevalence, parse_contrasts
-        from roundtable.analysis.source import resolve_source
+        from roundtable._api.analyzing import prevalence as compute
 
-        _check_level(level)
-        if human is None:
-            raise StoreError("--human: name the human coder whose codes correct the judges, "
-                             "e.g. --human alice")
         with open_db(db, create=False) as engine:
-            source = (resolve_source(engine, rater=rater, adjudication=adjudication)
-                      if rater is not None or adjudication is not None else None)
-            res = corrected_prevalence(
-                engine, by=by, judges=split_names(judges), rule=rule, source=source, human=human,
-                sample=sample, weights=weights, flags=split_names(flags) or None,
-                series=list(series or []), contrasts=parse_contrasts(contrast or []),
-                level=level)
+            result = compute(human, judges=split_names(judges), rule=rule, rater=rater,
+                             adjudication=adjudication, by=by, sample=sample, weights=weights,
+                             flags=split_names(flags) or None, series=series or (),
+                             contrasts=contrast or (), level=level, db=engine)
         if as_json:
-            echo_json(res.to_json())
+            echo_json(result.to_json())
             return
-        _print_prevalence(res)
+        _print_prevalence(result.estimates)
 
     @app.command("sensitivity")
     @handles_errors
@@ -221,20 +206,14 @@ def register(app: typer.Typer) -> None:
         Sources: each judge alone, intersection, union, majority (derived in memory) and,
         with --human, the corrected estimate. See docs/sensitivity.md.
         """
-        from roundtable.analysis.prevalence import parse_contrasts
-        from roundtable.analysis.sensitivity import sensitivity
+        from roundtable._api.analyzing import sensitivity as compute
 
-        _check_level(level)
-        names = split_names(judges)
-        if not names:
-            raise StoreError("--judges: name the judges to compare, e.g. --judges "
-                             "gemini,sonnet")
         with open_db(db, create=False) as engine:
-            res = sensitivity(engine, judges=names, by=by, human=human, sample=sample,
-                              weights=weights, correct_rule=correct,
-                              flags=split_names(flags) or None, series=list(series or []),
-                              contrasts=parse_contrasts(contrast or []), level=level)
+            result = compute(split_names(judges), human=human, correct=correct, by=by,
+                             sample=sample, weights=weights, flags=split_names(flags) or None,
+                             series=series or (), contrasts=contrast or (), level=level,
+                             db=engine)
         if as_json:
-            echo_json(res.to_json())
+            echo_json(result.to_json())
             return
-        _print_sensitivity(res)
+        _print_sensitivity(result.estimates)
