@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,8 +20,8 @@ def async_twin(func: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.to_thread(func, *args, **kwargs)
 
+    functools.update_wrapper(twin, func)  # help() and inspect.signature show func's
     twin.__name__ = twin.__qualname__ = f"{func.__name__}_async"
-    twin.__module__ = func.__module__
     twin.__doc__ = (f"Async twin of :func:`{func.__name__}`: the same arguments and result, "
                     f"computed in a worker thread so a running event loop is not blocked.")
     return twin
