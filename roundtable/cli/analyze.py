@@ -26,6 +26,7 @@ from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
     from roundtable._api.analyzing import CompareResult, CrashResult, ProfilesResult
+    from roundtable.analysis.contrasts import SimilarityFamily
 
 app = typer.Typer(
     help="Analyse coded runs: profiles, comparisons, flag tests, crashes, isolation.",
@@ -250,6 +251,11 @@ def _print_compare(result: CompareResult) -> None:
     elif fam.equalise == "never" and fam.lengths_differ:
         ui.warn("the sets differ in messages per agent and --equalise never: similarity "
                 "depends on run length, so the difference may be an artefact")
+    _print_contrasts(fam)
+
+
+def _print_contrasts(fam: SimilarityFamily) -> None:
+    f = fam.family
     name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
     k = len(f.contrasts)
     ui.plain(f"Against the baseline {f.baseline}; {name} correction over {k} "
