@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -18,6 +17,8 @@ def async_twin(func: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     (``asyncio.to_thread``) so a notebook's running event loop is not blocked."""
 
     async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        import asyncio  # loaded already when a coroutine runs; not at import time
+
         return await asyncio.to_thread(func, *args, **kwargs)
 
     functools.update_wrapper(twin, func)  # help() and inspect.signature show func's
