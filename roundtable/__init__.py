@@ -75,6 +75,12 @@ _EXPORTS: dict[str, str] = {
     "list_runs": "roundtable.store.queries",
     "load_transcript": "roundtable.store.queries",
     "import_warroom": "roundtable.io.warroom",
+    # analysing (library calls behind agreement, analyze *, report)
+    "agreement": "roundtable._api.agreeing",
+    "agreement_async": "roundtable._api.agreeing",
+    "analyze": "roundtable.analyze",
+    "report": "roundtable._api.reporting",
+    "report_async": "roundtable._api.reporting",
     # errors
     "RoundtableError": "roundtable.errors",
     "ProtocolError": "roundtable.errors",
@@ -109,6 +115,9 @@ __all__ = [
     "WarroomExportResult",
     "adjudicate",
     "adjudicate_async",
+    "agreement",
+    "agreement_async",
+    "analyze",
     "endpoints",
     "expand",
     "export",
@@ -127,6 +136,8 @@ __all__ = [
     "open_engine",
     "parse_protocol",
     "plan",
+    "report",
+    "report_async",
     "review",
     "run",
     "run_async",
@@ -134,8 +145,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from roundtable import review
+    from roundtable import analyze, review
     from roundtable._api.adjudicating import AdjudicateResult, adjudicate, adjudicate_async
+    from roundtable._api.agreeing import agreement, agreement_async
     from roundtable._api.exporting import (
         ExportResult,
         WarroomCodedResult,
@@ -148,6 +160,7 @@ if TYPE_CHECKING:
         export_warroom_coded_async,
     )
     from roundtable._api.judging import JudgeProgress, JudgeResult, judge, judge_async
+    from roundtable._api.reporting import report, report_async
     from roundtable._api.result import Result, TableResult
     from roundtable._api.running import RunProgress, RunResult, run, run_async
     from roundtable.engine.runner import run_series
@@ -173,10 +186,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'roundtable' has no attribute {name!r}")
-    if module == f"roundtable.{name}":  # a subpackage (roundtable.review)
-        value = importlib.import_module(module)
-    else:
-        value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    # a submodule (roundtable.analyze) is exported as itself
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 
