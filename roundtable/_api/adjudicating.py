@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.database import Database, open_database, threaded_twin
+from roundtable._api.database import Database, open_database, split_names, threaded_twin
 from roundtable._api.result import TableResult
 
 if TYPE_CHECKING:
@@ -60,9 +60,9 @@ def adjudicate(raters: str | Sequence[str], *, rule: str = "intersection",
     from roundtable.coding.adjudicate import adjudicate as record
     from roundtable.store.codes import load_codes
 
-    chosen = _names(raters)
+    chosen = split_names(raters)
     with open_database(db) as engine:
-        summary = record(engine, chosen, rule=rule, name=name, flags=_names(flags) or None)
+        summary = record(engine, chosen, rule=rule, name=name, flags=split_names(flags) or None)
         matrix = load_codes(engine, chosen, flags=summary.flags)
     prevalence: dict[str, dict[str, float | None]] = {}
     for flag in summary.flags:
@@ -75,9 +75,3 @@ def adjudicate(raters: str | Sequence[str], *, rule: str = "intersection",
 
 
 adjudicate_async = threaded_twin(adjudicate)
-
-
-def _names(values: str | Sequence[str] | None) -> list[str]:
-    """Names from a comma list or a sequence of comma lists, blanks dropped."""
-    items = [values] if isinstance(values, str) else list(values or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.dbopen import Db, names, opened
+from roundtable._api.database import (
+    Database,
+    open_database,
+    split_names,
+    threaded_twin,
+)
 from roundtable._api.result import TableResult
-from roundtable._api.twins import async_twin
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
@@ -98,7 +102,7 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
               runs: Sequence[str] = (), flags: str | Sequence[str] | None = None,
               bootstrap: int = 2000, seed: int = 0, codebook: str | Path | None = None,
               sample: str | None = None, unweighted: bool = False,
-              db: Db = None) -> AgreementResult:
+              db: Database = None) -> AgreementResult:
     """How far raters agree: per flag n, prevalence, kappa, alpha, % agreement, AC1, PABAK.
 
     ``judges``: the raters (judges, human coders, ``adj:NAME`` adjudications; a list or a
@@ -125,12 +129,12 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
     thresholds = load_codebook(Path(codebook)).thresholds if codebook is not None else ()
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         infos = {r.name: r for r in list_raters(engine)}
-        chosen = default_raters(infos, names(judges), coder)
+        chosen = default_raters(infos, split_names(judges), coder)
         run_ids = [resolve_run(engine, ref).id for ref in runs]
         matrix = load_codes_with_adjudications(
-            engine, chosen, flags=names(flags) or None, series=series, runs=run_ids)
+            engine, chosen, flags=split_names(flags) or None, series=series, runs=run_ids)
         humans = [n for n in chosen if n in infos and infos[n].kind == "human"]
         if sample is not None and not humans:
             raise StoreError(f"--sample {sample}: none of the compared raters "
@@ -154,4 +158,4 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
                            codebook=str(codebook) if codebook is not None else None)
 
 
-agreement_async = async_twin(agreement)
+agreement_async = threaded_twin(agreement)

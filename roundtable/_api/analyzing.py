@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.dbopen import Db, names, opened
+from roundtable._api.database import (
+    Database,
+    open_database,
+    split_names,
+    threaded_twin,
+)
 from roundtable._api.result import TableResult
-from roundtable._api.twins import async_twin
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
@@ -145,7 +149,7 @@ class ProfilesResult(TableResult):
 
 def profiles(series: Series = None, *, rater: str | None = None,
              adjudication: str | None = None, per: str = "series",
-             db: Db = None) -> ProfilesResult:
+             db: Database = None) -> ProfilesResult:
     """Per-agent behavioural profiles: the rate of each trait flag, with n and a 95% CI.
 
     Codes of ``rater`` or ``adjudication`` (default: the latest adjudication). ``per``:
@@ -155,7 +159,7 @@ def profiles(series: Series = None, *, rater: str | None = None,
     from roundtable.analysis.profiles import agent_profiles, series_profile_rows
 
     _choice("per", per, ("series", "run"))
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     profs = agent_profiles(msgs)
     return ProfilesResult(source=source.label(), per=per, messages=len(msgs),
@@ -218,7 +222,7 @@ class CompareResult(TableResult):
 def compare(sets: Sequence[str], *, metric: str = "cosine", rater: str | None = None,
             adjudication: str | None = None, equalise: str = "auto", draws: int = 20,
             correction: str = "holm", ci: str = "t", bootstrap: int = 2000,
-            permutations: int = 10000, seed: int = 0, db: Db = None) -> CompareResult:
+            permutations: int = 10000, seed: int = 0, db: Database = None) -> CompareResult:
     """Compare sets of runs on how alike their agents behave; the first set is the
     baseline.
 
@@ -237,7 +241,7 @@ def compare(sets: Sequence[str], *, metric: str = "cosine", rater: str | None = 
         raise StoreError("analyze compare: a run set is named twice")
     _choice("metric", metric, ("cosine",))
     _check_contrast_options(correction, ci, equalise)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         chosen = {text: select_runs(engine, text) for text in sets}
         series = sorted({x for _, found in chosen.values() for x in found})
         source, msgs = coded(engine, rater, adjudication, series)
@@ -282,7 +286,7 @@ def baseline(baseline: str | None = None, *, series: Series = None,
              rater: str | None = None, adjudication: str | None = None,
              equalise: str = "auto", draws: int = 20, correction: str = "holm",
              ci: str = "t", bootstrap: int = 0, permutations: int = 10000, seed: int = 0,
-             db: Db = None) -> BaselineResult:
+             db: Database = None) -> BaselineResult:
     """Every condition against a baseline on per-run profile similarity (the report's
     "Conditions against the baseline").
 
@@ -296,7 +300,7 @@ def baseline(baseline: str | None = None, *, series: Series = None,
 
     _check_contrast_options(correction, ci, equalise)
     chosen = list(dict.fromkeys(_series(series)))
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source, msgs = coded(engine, rater, adjudication, chosen)
     order = chosen or sorted({m.series for m in msgs})
     base = baseline or order[0]
@@ -351,7 +355,7 @@ class FlagsResult(TableResult):
 def flags(series: Series = None, *, rater: str | None = None,
           adjudication: str | None = None, correction: str = "holm", pooled: bool = False,
           alpha: float = 0.05, test: str = "permutation", permutations: int = 2000,
-          seed: int = 0, db: Db = None) -> FlagsResult:
+          seed: int = 0, db: Database = None) -> FlagsResult:
     """Do models differ in how often they show each trait? One test per flag (and per
     series unless ``pooled``) over agents' per-run rates: ``test`` permutation (model
     labels permuted within runs) or kruskal; p adjusted by ``correction`` (holm,
@@ -361,7 +365,7 @@ def flags(series: Series = None, *, rater: str | None = None,
 
     _choice("correction", correction, CORRECTIONS)
     _choice("test", test, METHODS)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
                        method=test, n_perm=permutations, seed=seed)
@@ -398,7 +402,7 @@ class CrashResult(TableResult):
 
 def crash(series: Series = None, *, rater: str | None = None,
           adjudication: str | None = None, origin: str = "any", controls: str | None = None,
-          correction: str = "holm", db: Db = None) -> CrashResult:
+          correction: str = "holm", db: Database = None) -> CrashResult:
     """Compensation after crashes, against runs without a crash.
 
     ``origin``: which crash events count (any, injected, natural). ``controls``: a run
@@ -411,7 +415,7 @@ def crash(series: Series = None, *, rater: str | None = None,
 
     _choice("origin", origin, ORIGINS)
     _check_contrast_options(correction)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=_series(series) or None,
@@ -454,14 +458,14 @@ class IsolationResult(TableResult):
 
 def isolation(series: Series = None, *, rater: str | None = None,
               adjudication: str | None = None, correction: str = "holm",
-              db: Db = None) -> IsolationResult:
+              db: Database = None) -> IsolationResult:
     """Share of flagged messages in isolation runs (agents answer without seeing one
     another) against group runs; Mann-Whitney over per-run shares, adjusted over the
     flags by ``correction``. As ``roundtable analyze isolation``."""
     from roundtable.analysis.isolation import isolation_analysis
 
     _check_contrast_options(correction)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     return IsolationResult(source=source.label(),
                            report=isolation_analysis(msgs, correction=correction))
@@ -512,7 +516,7 @@ def prevalence(human: str | None = None, *, judges: str | Sequence[str] | None =
                sample: str | None = None, weights: str | None = None,
                flags: str | Sequence[str] | None = None, series: Series = None,
                contrasts: Sequence[str | tuple[str, str]] = (), level: float = 0.95,
-               db: Db = None) -> PrevalenceTable:
+               db: Database = None) -> PrevalenceTable:
     """Flag prevalence per group (``by``: series, cell, condition:NAME, all) corrected for
     the judges' errors with ``human``'s codes (design-based prediction-powered inference;
     docs/prevalence.md).
@@ -529,12 +533,12 @@ def prevalence(human: str | None = None, *, judges: str | Sequence[str] | None =
         raise StoreError("--human: name the human coder whose codes correct the judges, "
                          "e.g. --human alice")
     pairs = _contrasts(contrasts)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         source = (resolve_source(engine, rater=rater, adjudication=adjudication)
                   if rater is not None or adjudication is not None else None)
         res = corrected_prevalence(
-            engine, by=by, judges=names(judges), rule=rule, source=source, human=human,
-            sample=sample, weights=weights, flags=names(flags) or None,
+            engine, by=by, judges=split_names(judges), rule=rule, source=source, human=human,
+            sample=sample, weights=weights, flags=split_names(flags) or None,
             series=_series(series), contrasts=pairs, level=level)
     return PrevalenceTable(estimates=res)
 
@@ -560,7 +564,7 @@ def sensitivity(judges: str | Sequence[str] | None = None, *, human: str | None 
                 correct: str | None = None, by: str = "series", sample: str | None = None,
                 weights: str | None = None, flags: str | Sequence[str] | None = None,
                 series: Series = None, contrasts: Sequence[str | tuple[str, str]] = (),
-                level: float = 0.95, db: Db = None) -> SensitivityTable:
+                level: float = 0.95, db: Database = None) -> SensitivityTable:
     """Prevalence and contrasts under each judge alone, intersection, union, majority
     and, with ``human``, the corrected estimate (starting from ``correct``): does a
     conclusion survive the choice of judge? docs/sensitivity.md. As ``roundtable analyze
@@ -568,14 +572,14 @@ def sensitivity(judges: str | Sequence[str] | None = None, *, human: str | None 
     from roundtable.analysis.sensitivity import sensitivity as compute
 
     _check_level(level)
-    chosen = names(judges)
+    chosen = split_names(judges)
     if not chosen:
         raise StoreError("--judges: name the judges to compare, e.g. --judges "
                          "gemini,sonnet")
     pairs = _contrasts(contrasts)
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         res = compute(engine, judges=chosen, by=by, human=human, sample=sample,
-                      weights=weights, correct_rule=correct, flags=names(flags) or None,
+                      weights=weights, correct_rule=correct, flags=split_names(flags) or None,
                       series=_series(series), contrasts=pairs, level=level)
     return SensitivityTable(estimates=res)
 
@@ -606,13 +610,13 @@ class AttritionResult(TableResult):
         return attrition_summary(self.cells)
 
 
-def attrition(series: Series = None, *, db: Db = None) -> AttritionResult:
+def attrition(series: Series = None, *, db: Database = None) -> AttritionResult:
     """Incomplete runs and missing turns, per series and condition cell: differential
     attrition biases every comparison between conditions. As ``roundtable analyze
     attrition``."""
     from roundtable.analysis.attrition import attrition as compute
 
-    with opened(db) as engine:
+    with open_database(db, create=False) as engine:
         return AttritionResult(cells=tuple(compute(engine, series=_series(series) or None)))
 
 
@@ -641,7 +645,7 @@ def power(difference: float, *, pilot: str | None = None, sd: float | None = Non
           mean: float | None = None, metric: str = "similarity", flag: str | None = None,
           target: float = 0.8, alpha: float = 0.05, simulations: int = 1000,
           max_runs: int = 100, seed: int = 0, rater: str | None = None,
-          adjudication: str | None = None, db: Db = None) -> PowerResult:
+          adjudication: str | None = None, db: Database = None) -> PowerResult:
     """Runs per condition needed to detect ``difference`` with the test :func:`compare`
     uses (two-sided Mann-Whitney at ``alpha``), by simulation: from ``pilot`` runs (a run
     selector; their per-run ``metric``, with ``flag`` for prevalence) or from ``sd`` (and
@@ -658,7 +662,7 @@ def power(difference: float, *, pilot: str | None = None, sd: float | None = Non
     if pilot is not None:
         from roundtable.analysis.selectors import select_runs
 
-        with opened(db) as engine:
+        with open_database(db, create=False) as engine:
             ids, series = select_runs(engine, pilot)
             _, msgs = coded(engine, rater, adjudication, series)
         try:
@@ -676,13 +680,13 @@ def power(difference: float, *, pilot: str | None = None, sd: float | None = Non
     return PowerResult(pilot=pilot, flag=flag, curve=result, max_runs=max_runs)
 
 
-profiles_async = async_twin(profiles)
-compare_async = async_twin(compare)
-baseline_async = async_twin(baseline)
-flags_async = async_twin(flags)
-crash_async = async_twin(crash)
-isolation_async = async_twin(isolation)
-prevalence_async = async_twin(prevalence)
-sensitivity_async = async_twin(sensitivity)
-attrition_async = async_twin(attrition)
-power_async = async_twin(power)
+profiles_async = threaded_twin(profiles)
+compare_async = threaded_twin(compare)
+baseline_async = threaded_twin(baseline)
+flags_async = threaded_twin(flags)
+crash_async = threaded_twin(crash)
+isolation_async = threaded_twin(isolation)
+prevalence_async = threaded_twin(prevalence)
+sensitivity_async = threaded_twin(sensitivity)
+attrition_async = threaded_twin(attrition)
+power_async = threaded_twin(power)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 __all__ = ["Database", "database_origin", "database_url", "display_database", "open_database",
-           "run_sync", "threaded_twin"]
+           "run_sync", "split_names", "threaded_twin"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -71,6 +71,14 @@ def open_database(db: Database, *, create: bool = True) -> Iterator[sqlalchemy.E
         yield engine
     finally:
         engine.dispose()
+
+
+def split_names(values: str | Sequence[str] | None) -> list[str]:
+    """Names given as one comma-separated string or a sequence of them (each may itself be
+    comma-separated, as on the command line: ``--judges a,b --judges c``), blanks dropped,
+    order and duplicates kept as given."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
 
 
 class EventLoopRunningError(RoundtableError):

@@ -9,9 +9,14 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.dbopen import Db, database_label, names, opened
+from roundtable._api.database import (
+    Database,
+    display_database,
+    open_database,
+    split_names,
+    threaded_twin,
+)
 from roundtable._api.result import TableResult
-from roundtable._api.twins import async_twin
 
 if TYPE_CHECKING:
     from roundtable.reporting.build import ReportResult
@@ -57,7 +62,7 @@ def report(out: str | PathLike[str], *, series: str | Sequence[str] = (),
            agreement: str | Sequence[str] | None = None, baseline: str | None = None,
            bootstrap: int = 2000, seed: int = 0, min_round_messages: int = 20,
            title: str = "roundtable report",
-           progress: Callable[[str], None] | None = None, db: Db = None) -> ReportWritten:
+           progress: Callable[[str], None] | None = None, db: Database = None) -> ReportWritten:
     """Write an HTML report of the coded corpus into the folder ``out`` (created; an
     earlier report there is replaced, any other content refused), each figure with its
     PNG and CSV.
@@ -73,13 +78,13 @@ def report(out: str | PathLike[str], *, series: str | Sequence[str] = (),
     options = ReportOptions(
         out=Path(out), series=tuple([series] if isinstance(series, str) else series),
         rater=rater, adjudication=adjudication,
-        agreement=None if agreement is None else tuple(names(agreement)),
+        agreement=None if agreement is None else tuple(split_names(agreement)),
         baseline=baseline, bootstrap=bootstrap, seed=seed, title=title,
         min_round_messages=min_round_messages)
-    with opened(db) as engine:
-        written = build_report(engine, options, database=database_label(engine),
+    with open_database(db, create=False) as engine:
+        written = build_report(engine, options, database=display_database(engine),
                                progress=progress)
     return ReportWritten(written=written)
 
 
-report_async = async_twin(report)
+report_async = threaded_twin(report)

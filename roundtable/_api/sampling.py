@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.database import Database, open_database, threaded_twin
+from roundtable._api.database import Database, open_database, split_names, threaded_twin
 from roundtable._api.result import TableResult
 
 if TYPE_CHECKING:
@@ -79,19 +79,14 @@ def sample(name: str, *, size: int, seed: int, stratify: str | Sequence[str] = (
     from roundtable.review.samples import SampleRequest, create_sample
 
     req = SampleRequest(
-        name=name.strip(), size=size, strata=tuple(_names(stratify)), seed=seed,
+        name=name.strip(), size=size, strata=tuple(split_names(stratify)), seed=seed,
         minimum=min_per_stratum,
         enrich=enrich_fraction(oversample_disagreements, disagreement_fraction),
-        judges=tuple(_names(judges)),
-        coded_by=None if coded_by is None else tuple(_names(coded_by)) or ("none",))
+        judges=tuple(split_names(judges)),
+        coded_by=None if coded_by is None else tuple(split_names(coded_by)) or ("none",))
     with open_database(db) as engine:
         result, draw = create_sample(engine, req)
     return SampleDrawResult(sample=result, draw=draw)
 
 
 sample_async = threaded_twin(sample)
-
-
-def _names(values: str | Sequence[str] | None) -> list[str]:
-    items = [values] if isinstance(values, str) else list(values or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]

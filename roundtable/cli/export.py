@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.choices import ExportFormat, Rule, split_names
+from roundtable.cli.choices import ExportFormat, Rule
 from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ExportError
