@@ -147,7 +147,7 @@ class Discussion:
         self.owner = owner
         self._interrupt = interrupt or (lambda: None)
         self.writer = TurnWriter(engine, handle.run_id, handle.seat_ids, owner=owner,
-                                 lease_ttl=lease_ttl)
+                                 lease_ttl=lease_ttl, thread=writer_thread)
         self.names = {s.position: s.display_name for s in self.spec.seats}
         plan = FaultPlan(self.spec.faults)
         self._calls = {s.position: FaultyCall(client.complete, plan, s.position)

@@ -13,8 +13,9 @@ SQLAlchemy's too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -47,25 +48,67 @@ class DriverStatement:
         self._fixed.update(defaults)  # scalar column defaults, as SQLAlchemy fills them in
         self._dialect = dialect
 
-    def execute(self, conn: sa.Connection, values: Mapping[str, Any] | None = None) -> Any:
-        """Run on ``conn``'s DBAPI connection (inside its transaction); returns the DBAPI
-        cursor (for ``rowcount`` and RETURNING rows); the caller closes it."""
+    def execute(self, conn: Any, values: Mapping[str, Any] | None = None) -> Any:
+        """Run on the DBAPI connection ``conn`` (inside a transaction: see
+        :func:`transaction`); returns the DBAPI cursor (for ``rowcount`` and RETURNING
+        rows); the caller closes it."""
         params = {**self._fixed, **values} if values else dict(self._fixed)
         for name, process in self._processors.items():
             if name in params:
                 params[name] = process(params[name])
         args: Any = params if self._order is None else [params[n] for n in self._order]
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = conn.cursor()
         try:
             cursor.execute(self.sql, args)
         except self._dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            # the exception classes SQLAlchemy raises for the same failure (IntegrityError,
-            # OperationalError ...), so callers see what Connection.execute would raise
-            raise sa.exc.DBAPIError.instance(
-                self.sql, args, exc, self._dialect.loaded_dbapi.Error,
-                dialect=self._dialect) from exc
+            raise _wrapped(self.sql, args, exc, self._dialect) from exc
         except BaseException:
             cursor.close()
             raise
         return cursor
+
+
+def _wrapped(sql: str, args: Any, exc: Exception, dialect: sa.Dialect) -> sa.exc.DBAPIError:
+    """The exception SQLAlchemy raises for the same DBAPI failure (IntegrityError,
+    OperationalError ...), so callers see what ``Connection.execute`` would raise."""
+    wrapped = sa.exc.DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error,
+                                         dialect=dialect)
+    return cast(sa.exc.DBAPIError, wrapped)
+
+
+@contextmanager
+def transaction(engine: sa.Engine, held: sa.Connection | None = None) -> Iterator[Any]:
+    """A write transaction; yields its DBAPI connection.
+
+    Without ``held``: ``engine.begin()`` (a pooled connection, SQLAlchemy's BEGIN hook and
+    commit). With ``held``, an idle connection the calling thread keeps checked out (see
+    :class:`~roundtable.engine.persist.WriterThread`): BEGIN (SQLite: as the engine's
+    ``sqlite_begin`` option says, like ``store.db``'s hook), COMMIT or ROLLBACK straight on
+    its DBAPI connection, skipping the pool checkout and SQLAlchemy's transaction objects.
+    """
+    if held is None:
+        with engine.begin() as conn:
+            yield conn.connection.dbapi_connection
+        return
+    dbapi = held.connection.dbapi_connection
+    assert dbapi is not None
+    dialect = engine.dialect
+    if dialect.name == "sqlite":
+        mode = str(engine.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
+        try:
+            dbapi.execute(f"BEGIN {mode}")
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrapped("BEGIN", (), exc, dialect) from exc
+    try:
+        yield dbapi
+        try:
+            dbapi.commit()
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrapped("COMMIT", (), exc, dialect) from exc
+    except BaseException:
+        try:
+            dbapi.rollback()
+        except dialect.loaded_dbapi.Error:
+            held.invalidate()  # a broken connection (server gone): the next write reconnects
+        raise

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,7 +27,7 @@ from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
 from roundtable.coding.lang import detect_lang
-from roundtable.engine import lease
+from roundtable.engine import driver_sql, lease
 from roundtable.engine.driver_sql import DriverStatement
 from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError, StoreError
@@ -343,8 +345,11 @@ class TurnWriter:
     without SQLAlchemy's per-execute overhead, which was most of the writer thread's CPU."""
 
     def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int], *,
-                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S) -> None:
+                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S,
+                 thread: WriterThread | None = None) -> None:
         self.engine = engine
+        #: writes that run on this thread use the connection it keeps (no pool round trip)
+        self._thread = thread
         self.run_id = run_id
         self.seat_ids = seat_ids
         self.lease_ttl = lease_ttl
@@ -380,12 +385,16 @@ class TurnWriter:
             "created_at": utcnow(),
         }
 
+    def _transaction(self) -> AbstractContextManager[Any]:
+        held = None if self._thread is None else self._thread.held_connection(self.engine)
+        return driver_sql.transaction(self.engine, held)
+
     def renew(self) -> bool:
         """Renew the run's lease in its own transaction; False when another worker holds
         it now (True without an owner)."""
         if self._renew is None:
             return True
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             cursor = self._renew.execute(conn)
             renewed = bool(cursor.rowcount == 1)
             cursor.close()
@@ -406,7 +415,7 @@ class TurnWriter:
         Raises :class:`LeaseLost` (storing nothing) when the run's lease is not ours."""
         now = utcnow()
         new = 0
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             if self._renew is not None:
                 cursor = self._renew.execute(conn)
                 renewed = cursor.rowcount == 1
@@ -467,14 +476,37 @@ class WriterThread:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="roundtable-writer")
+        self._ident: int | None = None
+        #: per engine, the connection the thread keeps checked out between writes
+        self._held: dict[int, tuple[sa.Engine, sa.Connection]] = {}
+
+    def held_connection(self, engine: sa.Engine) -> sa.Connection | None:
+        """On the writer thread, the idle connection to ``engine`` it keeps between writes
+        (checked out on first use, returned by :meth:`close`); None on any other thread."""
+        if threading.get_ident() != self._ident:
+            return None
+        entry = self._held.get(id(engine))
+        if entry is None or entry[1].closed or entry[1].invalidated:
+            entry = (engine, engine.connect())
+            self._held[id(engine)] = entry
+        return entry[1]
+
+    def _release(self) -> None:
+        for _, conn in self._held.values():
+            conn.close()
+        self._held.clear()
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run ``fn(**kwargs)`` on the writer thread and wait for its result."""
         loop = asyncio.get_running_loop()
+        if self._ident is None:
+            self._ident = await loop.run_in_executor(self._executor, threading.get_ident)
         future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
         # shield: cancelling the waiter must not leave a finished call unwritten.
         return await asyncio.shield(future)
 
     def close(self) -> None:
-        """Wait for submitted writes, then stop the thread."""
+        """Wait for submitted writes, return the held connections, stop the thread."""
+        if self._held:
+            self._executor.submit(self._release).result()
         self._executor.shutdown(wait=True)
