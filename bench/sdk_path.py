@@ -2,7 +2,7 @@
 
     python bench/sdk_path.py --runs 100 --seats 8 --rounds 11 --latency-ms 200 \
         --concurrency 64 [--rounds-list 11,21] [--concurrency-list 64,512] [--repeat 3] \
-        [--systems roundtable,plain,anthropic,google] [--baseline ../main]
+        [--systems roundtable,plain,anthropic,google] [--baseline DIR]
 
 One invocation starts ``bench/fake_llm_server.py`` (raw asyncio, fixed latency) in its own
 process, then runs every requested system in a fresh subprocess per measurement:

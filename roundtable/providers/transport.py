@@ -308,8 +308,9 @@ class PreparedPost:
                  body: bytes, reason: bytes = b"", *, raw: bool = False) -> httpx2.Response:
         """An httpx response for an answer to ``body`` (for the SDK's error classes);
         ``raw``: ``content`` is still content-encoded."""
-        request = httpx2.Request("POST", self.request.url, headers=self.request.headers,
-                                 content=body, extensions=self.request.extensions)
+        sent = [(n, v) for n, v in self.request.headers.raw if n.lower() != b"content-length"]
+        request = httpx2.Request("POST", self.request.url, headers=sent, content=body,
+                                 extensions=self.request.extensions)
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
         if raw:
             return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content),
