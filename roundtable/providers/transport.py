@@ -162,8 +162,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
                         ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
         try:
             conn.writer.write(payload)
-            async with asyncio.timeout(timeouts.get("write")):
-                await conn.writer.drain()
+            if conn.writer.transport.get_write_buffer_size() == 0:
+                await conn.writer.drain()  # all sent at once: no wait to time (the usual case)
+            else:
+                async with asyncio.timeout(timeouts.get("write")):
+                    await conn.writer.drain()
         except TimeoutError:
             raise httpx2.WriteTimeout("sending the request timed out") from None
         except OSError:
