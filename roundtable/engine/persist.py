@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,7 +27,8 @@ from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
 from roundtable.coding.lang import detect_lang
-from roundtable.engine import lease
+from roundtable.engine import driver_sql, lease
+from roundtable.engine.driver_sql import DriverStatement
 from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError, StoreError
 from roundtable.protocol import Protocol, RunSpec
@@ -335,23 +338,34 @@ def _ignore_conflicts(table: sa.Table, dialect: str, cols: list[str]) -> Any:
 
 
 class TurnWriter:
-    """Writes one turn (calls + message + events) per transaction for one run."""
+    """Writes one turn (calls + message + events) per transaction for one run.
+
+    The statements are compiled once per writer and run on the transaction's DBAPI cursor
+    (:class:`~roundtable.engine.driver_sql.DriverStatement`): same SQL, same stored values,
+    without SQLAlchemy's per-execute overhead, which was most of the writer thread's CPU."""
 
     def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int], *,
-                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S) -> None:
+                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S,
+                 thread: WriterThread | None = None) -> None:
         self.engine = engine
+        #: writes that run on this thread use the connection it keeps (no pool round trip)
+        self._thread = thread
         self.run_id = run_id
         self.seat_ids = seat_ids
         self.lease_ttl = lease_ttl
-        dialect = engine.dialect.name
-        # with an owner, every write first renews the lease in its own transaction, and
+        dialect = engine.dialect
+        # with an owner, every write first renews the lease in the same transaction, and
         # refuses (LeaseLost) when another worker took the run over
-        self._renew = None if owner is None else \
-            lease.renew_stmt(dialect, run_id, owner, lease_ttl)
+        self._renew = None if owner is None else DriverStatement(
+            lease.renew_stmt(dialect.name, run_id, owner, lease_ttl), dialect)
+        self._call_stmt = DriverStatement(_LLMCALL.insert().returning(_LLMCALL.c.id),
+                                          dialect, _CALL_KEYS)
         # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
-        self._msg_stmt = _ignore_conflicts(_MESSAGE, dialect, ["run_id", "slot"]) \
-            .returning(_MESSAGE.c.id)
-        self._event_stmt = _ignore_conflicts(_EVENT, dialect, ["run_id", "slot"])
+        self._msg_stmt = DriverStatement(
+            _ignore_conflicts(_MESSAGE, dialect.name, ["run_id", "slot"])
+            .returning(_MESSAGE.c.id), dialect, _MESSAGE_KEYS)
+        self._event_stmt = DriverStatement(
+            _ignore_conflicts(_EVENT, dialect.name, ["run_id", "slot"]), dialect, _EVENT_KEYS)
         #: rows actually inserted (conflicts excluded), for the series summary
         self.messages_written = 0
 
@@ -371,6 +385,21 @@ class TurnWriter:
             "dropped": ",".join(record.dropped), "created_at": utcnow(),
         }
 
+    def _transaction(self) -> AbstractContextManager[Any]:
+        held = None if self._thread is None else self._thread.held_connection(self.engine)
+        return driver_sql.transaction(self.engine, held)
+
+    def renew(self) -> bool:
+        """Renew the run's lease in its own transaction; False when another worker holds
+        it now (True without an owner)."""
+        if self._renew is None:
+            return True
+        with self._transaction() as conn:
+            cursor = self._renew.execute(conn)
+            renewed = bool(cursor.rowcount == 1)
+            cursor.close()
+        return renewed
+
     def write(
         self,
         *,
@@ -386,20 +415,25 @@ class TurnWriter:
         Raises :class:`LeaseLost` (storing nothing) when the run's lease is not ours."""
         now = utcnow()
         new = 0
-        with self.engine.begin() as conn:
-            if self._renew is not None and conn.execute(self._renew).rowcount != 1:
-                raise LeaseLost(f"run {self.run_id} is held by another worker now")
-            if failures:
-                conn.execute(_CALL_INSERT, [
-                    self._call_row(r, position, round_index, "turn") for r in failures])
+        with self._transaction() as conn:
+            if self._renew is not None:
+                cursor = self._renew.execute(conn)
+                renewed = cursor.rowcount == 1
+                cursor.close()
+                if not renewed:
+                    raise LeaseLost(f"run {self.run_id} is held by another worker now")
+            for record in failures:
+                self._call_stmt.execute(
+                    conn, self._call_row(record, position, round_index, "turn")).close()
             call_id: int | None = None
             if success is not None:
-                result = conn.execute(_CALL_INSERT,
-                                      self._call_row(success, position, round_index, "turn"))
-                pk = result.inserted_primary_key
-                call_id = None if pk is None else int(pk[0])
+                cursor = self._call_stmt.execute(
+                    conn, self._call_row(success, position, round_index, "turn"))
+                row = cursor.fetchone()
+                cursor.close()
+                call_id = None if row is None else int(row[0])
             for i, msg in enumerate(messages):
-                result = conn.execute(self._msg_stmt, {
+                cursor = self._msg_stmt.execute(conn, {
                     "run_id": self.run_id,
                     "seat_id": None if msg.position is None else self.seat_ids.get(msg.position),
                     "slot": msg.slot, "round": msg.round, "turn": msg.turn, "kind": msg.kind,
@@ -408,16 +442,25 @@ class TurnWriter:
                     "visible": msg.visible, "llm_call_id": call_id if i == 0 else None,
                     "created_at": now,
                 })
-                new += len(result.all())
+                new += len(cursor.fetchall())
+                cursor.close()
             for ev in events:
-                conn.execute(self._event_stmt, {
+                self._event_stmt.execute(conn, {
                     "run_id": self.run_id,
                     "seat_id": None if ev.position is None else self.seat_ids.get(ev.position),
                     "slot": ev.slot, "round": ev.round, "origin": ev.origin, "kind": ev.kind,
                     "detail": ev.detail, "created_at": now,
-                })
+                }).close()
         self.messages_written += new
         return new
+
+
+_CALL_KEYS = ("run_id", "seat_id", "purpose", "round", "endpoint", "model", "request_hash",
+              "attempt", "ok", "error_kind", "error_message", "input_tokens", "cached_tokens",
+              "output_tokens", "latency_ms", "cost_usd", "created_at")
+_MESSAGE_KEYS = ("run_id", "seat_id", "slot", "round", "turn", "kind", "text", "raw_text",
+                 "reasoning", "lang", "visible", "llm_call_id", "created_at")
+_EVENT_KEYS = ("run_id", "seat_id", "slot", "round", "origin", "kind", "detail", "created_at")
 
 
 class WriterThread:
@@ -433,14 +476,37 @@ class WriterThread:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="roundtable-writer")
+        self._ident: int | None = None
+        #: per engine, the connection the thread keeps checked out between writes
+        self._held: dict[int, tuple[sa.Engine, sa.Connection]] = {}
+
+    def held_connection(self, engine: sa.Engine) -> sa.Connection | None:
+        """On the writer thread, the idle connection to ``engine`` it keeps between writes
+        (checked out on first use, returned by :meth:`close`); None on any other thread."""
+        if threading.get_ident() != self._ident:
+            return None
+        entry = self._held.get(id(engine))
+        if entry is None or entry[1].closed or entry[1].invalidated:
+            entry = (engine, engine.connect())
+            self._held[id(engine)] = entry
+        return entry[1]
+
+    def _release(self) -> None:
+        for _, conn in self._held.values():
+            conn.close()
+        self._held.clear()
 
     async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run ``fn(**kwargs)`` on the writer thread and wait for its result."""
         loop = asyncio.get_running_loop()
+        if self._ident is None:
+            self._ident = await loop.run_in_executor(self._executor, threading.get_ident)
         future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
         # shield: cancelling the waiter must not leave a finished call unwritten.
         return await asyncio.shield(future)
 
     def close(self) -> None:
-        """Wait for submitted writes, then stop the thread."""
+        """Wait for submitted writes, return the held connections, stop the thread."""
+        if self._held:
+            self._executor.submit(self._release).result()
         self._executor.shutdown(wait=True)

@@ -38,7 +38,8 @@ from roundtable.providers.errors_map import (
     sdk_errors,
 )
 from roundtable.providers.options import AnthropicOptions
-from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.sdk_models import sdk_model_from
+from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class AnthropicProvider(Provider):
             http_client=anthropic.DefaultAsyncHttpxClient(transport=transport)
             if transport is not None else None,
         )
+        self._poster = SdkPoster(anthropic, self._client, transport, "/v1/messages")
         mode = config.options.get("structured_output", "output_format")
         if mode not in ("output_format", "tool"):
             raise ConfigError(
@@ -156,7 +158,6 @@ class AnthropicProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One message; failures raise :mod:`roundtable.errors` classes."""
         import anthropic
-        import httpx2
         from anthropic.types import Message
 
         params = self.build_params(request)
@@ -164,12 +165,11 @@ class AnthropicProvider(Provider):
                         timeout_s=request.timeout_s, api_key=self._api_key):
             # The body is plain JSON already: posting it through the SDK's request API skips
             # ``messages.create``'s per-call argument handling while auth, headers, SDK
-            # exceptions and the Message type stay the SDK's.
+            # exceptions and the Message type stay the SDK's (on the lean transport, later
+            # calls reuse the head of the first: SdkPoster).
             async with asyncio.timeout(request.timeout_s):
-                raw = await self._client.post(
-                    "/v1/messages", body=params, cast_to=httpx2.Response,
-                    options={"timeout": request.timeout_s})
-            response = sdk_model(raw, Message)
+                content_type, content = await self._poster.post(params, request.timeout_s)
+            response = sdk_model_from(content_type, content, Message)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

@@ -8,6 +8,7 @@ Retries, rate limits, cost and call logging are *not* the adapter's job: they li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -52,20 +53,26 @@ class CompletionRequest:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def digest(self) -> str:
-        """A stable hash of the request (metadata excluded), for the call log."""
-        # Built by hand rather than with dataclasses.asdict (which deep-copies every
-        # message and dominated the orchestrator's CPU time); the JSON is identical.
-        payload = {
-            "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "timeout_s": self.timeout_s,
-            "seed": self.seed,
-            "json_schema": self.json_schema,
-        }
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        """A stable hash of the request (metadata excluded), for the call log: the SHA-256
+        of ``json.dumps(payload, sort_keys=True, ensure_ascii=False)`` over the model, the
+        messages (``{"content", "role"}`` objects), max_tokens, temperature, timeout_s,
+        seed and json_schema."""
+        # Assembled from per-message JSON cached across calls (every turn resends the
+        # whole conversation; encoding it again was ~0.15 ms per call at 160 messages)
+        # rather than with one json.dumps of the whole payload; the text is identical.
+        head = json.dumps({"json_schema": self.json_schema, "max_tokens": self.max_tokens},
+                          sort_keys=True, ensure_ascii=False)
+        tail = json.dumps({"model": self.model, "seed": self.seed,
+                           "temperature": self.temperature, "timeout_s": self.timeout_s},
+                          sort_keys=True, ensure_ascii=False)
+        messages = ", ".join([_message_json(m) for m in self.messages])
+        blob = f'{head[:-1]}, "messages": [{messages}], {tail[1:]}'
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _message_json(message: ChatMessage) -> str:
+    return json.dumps({"content": message.content, "role": message.role}, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,8 +386,9 @@ class ModelClient:
             async with self._slot(endpoint, gate) as ticket:
                 started = self._now()
                 try:
-                    completion = await asyncio.wait_for(
-                        provider.complete(request), request.timeout_s + self._grace)
+                    # asyncio.timeout, not wait_for: no extra task per call
+                    async with asyncio.timeout(request.timeout_s + self._grace):
+                        completion = await provider.complete(request)
                 except ProviderError as raw_exc:
                     exc = raw_exc
                 except TimeoutError:

@@ -38,7 +38,8 @@ from roundtable.providers.errors_map import (
     sdk_errors,
 )
 from roundtable.providers.options import OpenAIOptions
-from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.sdk_models import sdk_model_from
+from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class OpenAIProvider(Provider):
             http_client=openai.DefaultAsyncHttpxClient(transport=transport)
             if transport is not None else None,
         )
+        self._poster = SdkPoster(openai, self._client, transport, "/chat/completions",
+                                 {"security": {"bearer_auth": True}})
         field = config.options.get("max_tokens_field")
         if field is None:
             field = ("max_completion_tokens" if "api.openai.com" in str(self._client.base_url)
@@ -133,7 +136,6 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One chat completion; failures raise :mod:`roundtable.errors` classes."""
-        import httpx2
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -143,13 +145,12 @@ class OpenAIProvider(Provider):
             # The body is plain JSON already: posting it through the SDK's request API
             # skips ``chat.completions.create``'s parameter transform, which walked every
             # message against the TypedDicts and cost ~6 ms per call at 40 messages, while
-            # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's.
+            # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's
+            # (on the lean transport, later calls reuse the head of the first: SdkPoster).
             # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                raw = await self._client.post(
-                    "/chat/completions", body=body, cast_to=httpx2.Response,
-                    options={"timeout": request.timeout_s, "security": {"bearer_auth": True}})
-            response = sdk_model(raw, ChatCompletion)
+                content_type, content = await self._poster.post(body, request.timeout_s)
+            response = sdk_model_from(content_type, content, ChatCompletion)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:
