@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from roundtable.store import db as store_db
+from roundtable.store import sqlfast
 
 #: top-level packages no ``--help`` needs (each costs 50-500 ms to import)
 HEAVY = ("alembic", "sqlalchemy", "sqlmodel", "numpy", "scipy", "matplotlib", "openai",
@@ -46,8 +47,8 @@ def test_import_roundtable_is_light() -> None:
 def test_file_name_head_matches_alembic() -> None:
     """The fast path's head (the highest-numbered migration file) must be Alembic's head:
     migration files are named after their revision id, as ``db.revision`` writes them."""
-    store_db._fast_head.cache_clear()
-    assert store_db._fast_head() == store_db.head_revision()
+    sqlfast.fast_head.cache_clear()
+    assert sqlfast.fast_head() == store_db.head_revision()
 
 
 def test_opening_a_database_at_head_skips_alembic(tmp_path: Path) -> None:
@@ -66,18 +67,18 @@ def test_opening_a_database_at_head_skips_alembic(tmp_path: Path) -> None:
 def test_unreadable_migrations_fall_back_to_alembic(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a readable versions directory the fast path is off and Alembic decides."""
-    real = store_db._installed_migrations()
+    real = sqlfast.installed_migrations()
     url = f"sqlite:///{tmp_path / 'rt.db'}"
     store_db.open_engine(url).dispose()
-    monkeypatch.setattr(store_db, "_installed_migrations", lambda: tmp_path / "nowhere")
-    store_db._fast_head.cache_clear()
+    monkeypatch.setattr(sqlfast, "installed_migrations", lambda: tmp_path / "nowhere")
+    sqlfast.fast_head.cache_clear()
     try:
-        assert store_db._fast_head() is None
-        monkeypatch.setattr(store_db, "_installed_migrations", lambda: real)
+        assert sqlfast.fast_head() is None
+        monkeypatch.setattr(sqlfast, "installed_migrations", lambda: real)
         store_db.open_engine(url).dispose()  # the slow path, still correct
         assert store_db.current_revision(url) == store_db.head_revision()
     finally:
-        store_db._fast_head.cache_clear()
+        sqlfast.fast_head.cache_clear()
 
 
 def test_database_behind_head_is_still_migrated(tmp_path: Path) -> None:
