@@ -149,4 +149,4 @@ def revision(
     if as_json:
         echo_json({"path": str(path)})
         return
-    ui.say(f"Wrote {path}; review it, then run `roundtable db upgrade`.")
+    typer.echo(f"Wrote {path}; review it, then run `roundtable db upgrade`.")  # path unfolded
