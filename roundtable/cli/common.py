@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.errors import RoundtableError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.cli.common import DbOption, db_origin, db_url, handles_errors
 from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ExportError

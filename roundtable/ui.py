@@ -120,3 +120,16 @@ def series_progress(description: str, total: int, *, enabled: bool = True,
         task = progress.add_task(description, total=total, runs="", tokens="", cost="",
                                  unit=unit, counter=counter)
         yield SeriesProgress(progress, task)
+
+
+def usd(x: float) -> str:
+    """Dollars: cents from $1 up, four decimals below."""
+    return f"${x:,.2f}" if x >= 1 or x == 0 else f"${x:.4f}"
+
+
+def short_count(n: int) -> str:
+    """12_345_678 -> '12.3M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
