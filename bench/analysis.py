@@ -77,7 +77,7 @@ def build(db: Path, corpus: Path) -> None:
             "--rater", "sonnet=sonnet_", "--kind", "external", "--kind", "human=human",
             "--blank", "false", *d),
         _rt("adjudicate", "--judges", "gemini,sonnet", *d),
-        _rt("judge", "--judge", "judges/lexicon.toml", *d),
+        _rt("judge", "--judge", "judges/lexicon.toml", "--all", *d),
     ]
     for cmd in steps:
         print("building:", " ".join(cmd[2:]), flush=True)

@@ -118,9 +118,9 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     """Wilson score interval for ``k`` successes in ``n`` trials (NaN, NaN when n = 0)."""
     if n <= 0:
         return math.nan, math.nan
-    from scipy.stats import norm
+    from roundtable.stats.dist import norm_ppf
 
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = norm_ppf(0.5 + confidence / 2)
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -138,7 +138,7 @@ def run_cluster_interval(values: Sequence[float], runs: Sequence[int],
     clusters = {r for _, r in pairs}
     if len(clusters) < 2:
         return math.nan, math.nan
-    from scipy.stats import t as student
+    from roundtable.stats.dist import t_ppf
 
     n, g = len(pairs), len(clusters)
     mean = sum(v for v, _ in pairs) / n
@@ -146,7 +146,7 @@ def run_cluster_interval(values: Sequence[float], runs: Sequence[int],
     for v, r in pairs:
         resid[r] += v - mean
     se = math.sqrt(g / (g - 1) * sum(e * e for e in resid.values())) / n
-    half = float(student.ppf(0.5 + confidence / 2, g - 1)) * se
+    half = t_ppf(0.5 + confidence / 2, g - 1) * se
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
