@@ -1,5 +1,5 @@
 """The analysis and report path computes without importing ``scipy.stats`` (most of a
-second of CPU per command), and the replacements give scipy's numbers exactly."""
+second of CPU per command) and computes shared inputs once; the results are unchanged."""
 
 from __future__ import annotations
 
@@ -43,3 +43,20 @@ def test_analyses_do_not_import_scipy_stats() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_equalised_similarities_from_shared_codes_and_chosen_runs() -> None:
+    """One :func:`agent_codes` serves every length, and computing only some runs gives
+    those runs' values unchanged (each run is seeded on its own)."""
+    from roundtable.analysis.profiles import agent_codes, equalised_similarities
+    from tests.sim_support import HETERO, as_messages, run_flags
+
+    rng = np.random.default_rng(4)
+    msgs = as_messages(run_flags(rng, HETERO, 5, 9)) + as_messages(
+        run_flags(rng, HETERO, 4, 3), first_run=5)
+    codes = agent_codes(msgs)
+    for m in (2, 3, 9):
+        full = equalised_similarities(msgs, m, draws=6, seed=2)
+        assert equalised_similarities(msgs, m, draws=6, seed=2, codes=codes) == full
+        some = equalised_similarities(msgs, m, draws=6, seed=2, codes=codes, runs=[7, 1, 3])
+        assert some == [s for s in full if s.run_id in (1, 3, 7)]
