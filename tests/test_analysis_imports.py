@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import stats as sps
 
+from roundtable.errors import StoreError
 from roundtable.stats import dist
 
 
@@ -60,3 +63,41 @@ def test_equalised_similarities_from_shared_codes_and_chosen_runs() -> None:
         assert equalised_similarities(msgs, m, draws=6, seed=2, codes=codes) == full
         some = equalised_similarities(msgs, m, draws=6, seed=2, codes=codes, runs=[7, 1, 3])
         assert some == [s for s in full if s.run_id in (1, 3, 7)]
+
+
+def test_rater_codes_match_the_code_matrix(tmp_path: Path) -> None:
+    """The one-select reading of a rater's codes gives what ``load_codes`` gives: flags in
+    first-stored order (None where not coded), a valid verdict without codes, invalid
+    verdicts left out, comp levels only where comp is true, the series filter."""
+    from sqlmodel import Session, select
+
+    from roundtable.analysis.source import _levels, _rater_codes
+    from roundtable.store.codes import load_codes
+    from roundtable.store.db import open_engine
+    from roundtable.store.tables import Code
+    from tests.codes_support import add_codes, add_invalid, seed_messages
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    keys = seed_messages(engine, {"S": 6, "T": 4})
+    ids = sorted(keys.values())
+    add_codes(engine, "r", {ids[0]: {"lead": True, "comp": True},
+                            ids[1]: {"meta": False, "comp": False},
+                            ids[2]: {}, ids[7]: {"lead": None, "comp": True}})
+    add_invalid(engine, "r", ids[3])
+    with Session(engine) as s:
+        for c in s.exec(select(Code).where(Code.flag == "comp")).all():
+            c.level = "L2" if c.message_id == ids[0] else "L1"
+            s.add(c)
+        s.commit()
+    for series in ([], ["T"], ["S", "T"]):
+        matrix = load_codes(engine, ["r"], series=series)
+        want = {mid: {f: matrix.values[f]["r"][i] for f in matrix.flags}
+                for i, mid in enumerate(matrix.message_ids) if matrix.coded["r"][i]}
+        levels = {mid: per["r"] for mid, per in _levels(engine, ["r"], series).items()
+                  if want.get(mid, {}).get("comp")}
+        got = _rater_codes(engine, "r", series)
+        assert got == (want, levels)
+        assert all(list(v) == list(matrix.flags) for v in got[0].values())
+    assert _rater_codes(engine, "r", [])[1] == {ids[0]: "L2", ids[7]: "L1"}
+    with pytest.raises(StoreError, match="no series named 'U'"):
+        _rater_codes(engine, "r", ["U"])
