@@ -301,12 +301,20 @@ def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
         checks=tuple(check_threshold(fa, t) for fa in flags for t in thresholds))
 
 
-def _multi(matrix: CodeMatrix) -> tuple[MultiRaterAlpha, ...]:
+def _multi(matrix: CodeMatrix, columns: _Columns | None = None
+           ) -> tuple[MultiRaterAlpha, ...]:
+    cols = columns if columns is not None and columns.matrix is matrix else _Columns(matrix)
     out = []
     for f in matrix.flags:
-        rows = [matrix.values[f][r] for r in matrix.raters]
-        units = sum(1 for vals in zip(*rows, strict=True)
-                    if sum(v is not None for v in vals) >= 2)
+        arrays = [cols.values(f, r) for r in matrix.raters]
+        rows: Any
+        if all(isinstance(a, np.ndarray) for a in arrays) and arrays:
+            rows = np.stack(arrays)
+            units = int(((~np.isnan(rows)).sum(axis=0) >= 2).sum())
+        else:
+            rows = [matrix.values[f][r] for r in matrix.raters]
+            units = sum(1 for vals in zip(*rows, strict=True)
+                        if sum(v is not None for v in vals) >= 2)
         alpha = krippendorff_alpha(rows, "nominal") if units else math.nan
         reason = ("no message was coded by two raters" if not units
                   else "" if math.isfinite(alpha)
@@ -360,7 +368,7 @@ def agreement_report(
         raters=matrix.raters, flags=matrix.flags, by=by, messages=len(matrix),
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
-        multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
+        multi=_multi(matrix, columns) if len(matrix.raters) >= 3 else (),
         bootstrap=bootstrap, seed=seed,
         ci_method=_overall_method(results, bootstrap, seed, by,
                                   len(set(matrix.labels.get("run", [])))),
