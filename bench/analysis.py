@@ -37,6 +37,7 @@ from pathlib import Path
 
 TARGET_S = 10.0
 WARM = "report again, same DIR (cached figures)"
+ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("ROUNDTABLE_WARROOM_DIR", "../shared/corpora/warroom"))
 
 
@@ -57,9 +58,9 @@ def _run(cmd: Sequence[str], *, stdout: Path | None = None,
          code: Path | None = None) -> tuple[float, float]:
     """Run ``cmd`` (with the package imported from ``code`` when given); return (wall,
     cpu) seconds of that child alone."""
-    env = None
-    if code is not None:
-        env = {**os.environ, "PYTHONPATH": str(code)}
+    # the package from ``code`` or this checkout, never from the current directory (which
+    # ``python -m`` would put first on sys.path) nor another editable install
+    env = {**os.environ, "PYTHONPATH": str(code or ROOT), "PYTHONSAFEPATH": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(stdout or os.devnull, "w", encoding="utf-8") as out:
@@ -86,7 +87,7 @@ def build(db: Path, corpus: Path) -> None:
             "--rater", "sonnet=sonnet_", "--kind", "external", "--kind", "human=human",
             "--blank", "false", *d),
         _rt("adjudicate", "--judges", "gemini,sonnet", *d),
-        _rt("judge", "--judge", "judges/lexicon.toml", "--all", *d),
+        _rt("judge", "--judge", str(ROOT / "judges" / "lexicon.toml"), "--all", *d),
     ]
     for cmd in steps:
         print("building:", " ".join(cmd[2:]), flush=True)
