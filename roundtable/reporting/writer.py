@@ -99,8 +99,8 @@ class _FigurePickler(pickle.Pickler):
         return (*reduced[:2], state, *reduced[3:])
 
 
-def _subclasses(cls: type) -> set[type]:
-    out = {cls}
+def _subclasses(cls: type[Any]) -> set[type[Any]]:
+    out: set[type[Any]] = {cls}
     for sub in cls.__subclasses__():
         out |= _subclasses(sub)
     return out
