@@ -14,7 +14,10 @@ total) and again into the same folder (unchanged figures copied from its cache).
 Two code sources are measured: the default adjudication (609 messages coded by the
 reference study's judges) and the lexicon rater (all 13,789 messages, the dense case).
 ``--save DIR`` keeps every command's JSON/CSV output per source, to diff before and after a
-change (``diff -r``; the report's HTML embeds a timestamp and is left out).
+change (``diff -r``; the report's HTML embeds a timestamp and is left out). ``--against
+CHECKOUT`` runs every command under that other code too, right after each run of this code,
+and prints the CPU ratio: on a shared machine only such interleaved comparisons mean much.
+The load average is printed at the start and the end.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 
 TARGET_S = 10.0
 WARM = "report again, same DIR (cached figures)"
+ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("ROUNDTABLE_WARROOM_DIR", "../shared/corpora/warroom"))
 
 
@@ -50,12 +54,18 @@ def _rt(*args: str) -> list[str]:
     return [sys.executable, "-m", "roundtable", *args]
 
 
-def _run(cmd: Sequence[str], *, stdout: Path | None = None) -> tuple[float, float]:
-    """Run ``cmd``; return (wall, cpu) seconds of that child alone."""
+def _run(cmd: Sequence[str], *, stdout: Path | None = None,
+         code: Path | None = None) -> tuple[float, float]:
+    """Run ``cmd`` (with the package imported from ``code`` when given); return (wall,
+    cpu) seconds of that child alone."""
+    # the package from ``code`` or this checkout, never from the current directory (which
+    # ``python -m`` would put first on sys.path) nor another editable install
+    env = {**os.environ, "PYTHONPATH": str(code or ROOT), "PYTHONSAFEPATH": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(stdout or os.devnull, "w", encoding="utf-8") as out:
-        proc = subprocess.run(list(cmd), stdout=out, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(list(cmd), stdout=out, stderr=subprocess.PIPE, text=True,
+                              env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -77,7 +87,7 @@ def build(db: Path, corpus: Path) -> None:
             "--rater", "sonnet=sonnet_", "--kind", "external", "--kind", "human=human",
             "--blank", "false", *d),
         _rt("adjudicate", "--judges", "gemini,sonnet", *d),
-        _rt("judge", "--judge", "judges/lexicon.toml", *d),
+        _rt("judge", "--judge", str(ROOT / "judges" / "lexicon.toml"), "--all", *d),
     ]
     for cmd in steps:
         print("building:", " ".join(cmd[2:]), flush=True)
@@ -109,22 +119,35 @@ def sequence(db: Path, work: Path, source: Sequence[str]
     ]
 
 
-def measure(db: Path, source: Sequence[str], repeat: int, save: Path | None
-            ) -> list[Timing]:
-    """Median timings of each command of the sequence under ``source``."""
+def measure(db: Path, source: Sequence[str], repeat: int, save: Path | None,
+            against: Path | None = None) -> list[Timing]:
+    """Median timings of each command of the sequence under ``source``. With ``against``
+    (a checkout of other code), each repeat runs the command under that code too, right
+    after this code's run, and the baseline's medians are returned as well (named
+    ``"<command> [against]"``)."""
     out = []
     with tempfile.TemporaryDirectory(prefix="rt-bench-") as tmp:
         work = Path(tmp)
         for name, cmd, saved in sequence(db, work, source):
-            walls, cpus = [], []
+            walls, cpus, base_walls, base_cpus = [], [], [], []
             for i in range(repeat):
                 target = save / saved if save is not None and saved else None
                 wall, cpu = _run([c.replace("{i}", str(i)) for c in cmd], stdout=target)
                 walls.append(wall)
                 cpus.append(cpu)
+                if against is not None:
+                    wall, cpu = _run([c.replace("{i}", f"b{i}") for c in cmd], code=against)
+                    base_walls.append(wall)
+                    base_cpus.append(cpu)
             out.append(Timing(name, statistics.median(walls), statistics.median(cpus)))
-            print(f"  {name:<42} wall {out[-1].wall:6.2f} s   cpu {out[-1].cpu:6.2f} s",
-                  flush=True)
+            line = f"  {name:<42} wall {out[-1].wall:6.2f} s   cpu {out[-1].cpu:6.2f} s"
+            if against is not None:
+                base = Timing(f"{name} [against]", statistics.median(base_walls),
+                              statistics.median(base_cpus))
+                out.append(base)
+                line += (f"   | against: wall {base.wall:6.2f} s   cpu {base.cpu:6.2f} s   "
+                         f"cpu ratio {out[-2].cpu / base.cpu:4.2f}")
+            print(line, flush=True)
         if save is not None:
             for csv in sorted((work / "report-0").glob("*.csv")):
                 shutil.copy(csv, save / f"report-{csv.name}")
@@ -140,8 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--source", choices=("adjudication", "lexicon", "both"), default="both")
     ap.add_argument("--save", type=Path, default=None,
                     help="keep each command's JSON/CSV output here, one folder per source")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="a checkout of other code (e.g. `git worktree add /tmp/base "
+                         "COMMIT`): each command also runs under it, interleaved, and the "
+                         "CPU ratio is printed")
     args = ap.parse_args(argv)
+    if args.against is not None and not (args.against / "roundtable").is_dir():
+        ap.error(f"--against {args.against}: no roundtable package in that folder")
     build(args.db, args.corpus)
+    print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     walls, cpus = [], []
     for _ in range(args.repeat):
@@ -160,8 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
         print(f"source {name} (medians of {args.repeat}):", flush=True)
-        timings = measure(args.db, sources[name], args.repeat, save)
-        counted = [t for t in timings if t.name != WARM]
+        timings = measure(args.db, sources[name], args.repeat, save, args.against)
+        if args.against is not None:
+            base = [t for t in timings if t.name.endswith(" [against]")
+                    and not t.name.startswith(WARM)]
+            print(f"  against: total wall {sum(t.wall for t in base):.2f} s, cpu "
+                  f"{sum(t.cpu for t in base):.2f} s")
+        counted = [t for t in timings if t.name != WARM and not t.name.endswith(" [against]")]
         total = sum(t.wall for t in counted)
         cpu = sum(t.cpu for t in counted)
         starts = startup.wall * len(counted)
@@ -170,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{TARGET_S:.0f} s target; of it {starts:.2f} s is {len(counted)} process "
               f"start-ups ({total - starts:.2f} s of work; cpu of the start-ups "
               f"{startup.cpu * len(counted):.2f} s)")
+    print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
 

@@ -30,7 +30,9 @@ import numpy as np
 
 from roundtable.analysis.profiles import (
     EQUALISE_DRAWS,
+    AgentCodes,
     RunSimilarity,
+    agent_codes,
     agent_profiles,
     common_length,
     equalised_similarities,
@@ -295,12 +297,19 @@ def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Seque
             median=float(np.median(vals))))
     base_label, base_ids = next(iter(sets.items()))
     cache: dict[int, dict[int, RunSimilarity]] = {}
+    codes: list[AgentCodes] = []
 
-    def equalised(m: int) -> dict[int, RunSimilarity]:
-        if m not in cache:
-            cache[m] = {s.run_id: s for s in equalised_similarities(msgs, m, draws=draws,
-                                                                    seed=seed)}
-        return cache[m]
+    def equalised(m: int, runs: Sequence[int]) -> dict[int, RunSimilarity]:
+        # per length, only the runs a contrast needs, each once (a run's value does not
+        # depend on the other runs); the agents' code matrices are built once for all
+        if not codes:
+            codes.append(agent_codes(msgs))
+        done = cache.setdefault(m, {})
+        todo = [i for i in dict.fromkeys(runs) if i not in done]
+        if todo:
+            done.update((s.run_id, s) for s in equalised_similarities(
+                msgs, m, draws=draws, seed=seed, codes=codes[0], runs=todo))
+        return done
 
     def defined(sims: dict[int, RunSimilarity], ids: Sequence[int]) -> tuple[float, ...]:
         return tuple(sims[i].mean_cosine for i in ids
@@ -313,7 +322,7 @@ def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Seque
                                  [n for i in ids if i in counts for n in counts[i]]])
         if equalise == "always" or (equalise == "auto" and differ):
             m = common_length(both)
-            eq = equalised(m)
+            eq = equalised(m, list(both))
             pair = PairFigures(label, differ, m, defined(eq, ids), defined(eq, base_ids),
                                sum(eq[i].too_short for i in both if i in eq))
             if not pair.values or not pair.baseline_values:

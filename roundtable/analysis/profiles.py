@@ -24,8 +24,9 @@ import numpy as np
 
 from roundtable.analysis.source import CodedMessage
 
-__all__ = ["AGENT_INTERVAL", "EQUALISE_DRAWS", "SERIES_INTERVAL", "TRAITS", "AgentProfile",
-           "ProfileRow", "RunSimilarity", "agent_profiles", "common_length", "cosine",
+__all__ = ["AGENT_INTERVAL", "EQUALISE_DRAWS", "SERIES_INTERVAL", "TRAITS", "AgentCodes",
+           "AgentProfile", "ProfileRow", "RunSimilarity", "agent_codes", "agent_profiles",
+           "common_length", "cosine",
            "equalised_similarities", "mean_pairwise_cosine", "messages_per_agent",
            "run_cluster_interval", "run_similarities", "series_profile_rows",
            "series_profiles", "wilson_interval"]
@@ -118,9 +119,9 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     """Wilson score interval for ``k`` successes in ``n`` trials (NaN, NaN when n = 0)."""
     if n <= 0:
         return math.nan, math.nan
-    from scipy.stats import norm
+    from roundtable.stats.dist import norm_ppf
 
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = norm_ppf(0.5 + confidence / 2)
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -138,7 +139,7 @@ def run_cluster_interval(values: Sequence[float], runs: Sequence[int],
     clusters = {r for _, r in pairs}
     if len(clusters) < 2:
         return math.nan, math.nan
-    from scipy.stats import t as student
+    from roundtable.stats.dist import t_ppf
 
     n, g = len(pairs), len(clusters)
     mean = sum(v for v, _ in pairs) / n
@@ -146,7 +147,7 @@ def run_cluster_interval(values: Sequence[float], runs: Sequence[int],
     for v, r in pairs:
         resid[r] += v - mean
     se = math.sqrt(g / (g - 1) * sum(e * e for e in resid.values())) / n
-    half = float(student.ppf(0.5 + confidence / 2, g - 1)) * se
+    half = t_ppf(0.5 + confidence / 2, g - 1) * se
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
@@ -270,14 +271,32 @@ def common_length(counts: dict[int, list[int]]) -> int:
     return max(min(medians, default=1), 1)
 
 
-def _code_matrix(msgs: Sequence[CodedMessage]) -> np.ndarray:
-    out = np.full((len(msgs), len(TRAITS)), np.nan)
-    for i, m in enumerate(msgs):
+@dataclass(frozen=True)
+class AgentCodes:
+    """Each run's agents' trait codes, as :func:`equalised_similarities` draws from them:
+    run id -> seat -> one row per coded message (in the messages' order), one column per
+    trait of :data:`TRAITS` (1.0, 0.0, NaN = no value); and each run's first message (its
+    labels). Built once, it serves every equalisation length."""
+
+    codes: dict[int, dict[int, np.ndarray]]
+    first: dict[int, CodedMessage]
+
+
+def agent_codes(messages: Sequence[CodedMessage]) -> AgentCodes:
+    """The :class:`AgentCodes` of ``messages``."""
+    table = np.full((len(messages), len(TRAITS)), np.nan)
+    rows: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    first: dict[int, CodedMessage] = {}
+    for i, msg in enumerate(messages):
+        codes = msg.codes
         for j, t in enumerate(TRAITS):
-            v = m.codes.get(t)
+            v = codes.get(t)
             if v is not None:
-                out[i, j] = float(v)
-    return out
+                table[i, j] = float(v)
+        rows[msg.run_id][msg.seat_position].append(i)
+        first.setdefault(msg.run_id, msg)
+    return AgentCodes({run: {seat: table[idx] for seat, idx in seats.items()}
+                       for run, seats in rows.items()}, first)
 
 
 def _draw_cosines(agents: Sequence[np.ndarray], m: int, draws: int,
@@ -305,23 +324,26 @@ def _draw_cosines(agents: Sequence[np.ndarray], m: int, draws: int,
 
 
 def equalised_similarities(messages: Sequence[CodedMessage], m: int, *,
-                           draws: int = EQUALISE_DRAWS, seed: int = 0
-                           ) -> list[RunSimilarity]:
+                           draws: int = EQUALISE_DRAWS, seed: int = 0,
+                           codes: AgentCodes | None = None,
+                           runs: Sequence[int] | None = None) -> list[RunSimilarity]:
     """Each run's mean pairwise cosine with every agent's profile from ``m`` of its
     messages drawn without replacement, averaged over ``draws`` draws (seeded per run, so
     a run's value does not depend on which other runs are analysed). Agents with fewer
     than ``m`` coded messages are left out and counted in ``too_short``. Under identical
-    behaviour every run's value then has the same expectation whatever its length."""
+    behaviour every run's value then has the same expectation whatever its length.
+
+    ``codes`` (the :func:`agent_codes` of ``messages``, to compute it once for several
+    lengths) and ``runs`` (only these run ids) give the same values, for less work."""
     if m < 1 or draws < 1:
         raise ValueError("equalised_similarities needs m >= 1 and draws >= 1")
-    by_agent: dict[int, dict[int, list[CodedMessage]]] = defaultdict(lambda: defaultdict(list))
-    for msg in messages:
-        by_agent[msg.run_id][msg.seat_position].append(msg)
+    ac = codes if codes is not None else agent_codes(messages)
+    chosen = sorted(ac.codes) if runs is None else sorted(set(runs) & set(ac.codes))
     out = []
-    for run_id in sorted(by_agent):
-        seats = by_agent[run_id]
-        long_enough = [_code_matrix(v) for _, v in sorted(seats.items()) if len(v) >= m]
-        first = next(iter(seats.values()))[0]
+    for run_id in chosen:
+        seats = ac.codes[run_id]
+        long_enough = [v for _, v in sorted(seats.items()) if len(v) >= m]
+        first = ac.first[run_id]
         values = (_draw_cosines(long_enough, m, draws, np.random.default_rng([seed, run_id]))
                   if len(long_enough) >= 2 else np.array([np.nan]))
         finite = values[np.isfinite(values)]

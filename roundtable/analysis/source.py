@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from roundtable.coding.adjudicate import ADJ_PREFIX, adjudicated_codes, get_adjudication
 from roundtable.errors import StoreError
-from roundtable.store.codes import load_codes, resolve_raters
+from roundtable.store.codes import resolve_raters
 from roundtable.store.tables import Adjudication, Code, Judgement, Message, Rater, Run, Seat
 from roundtable.store.tables import Series as SeriesRow
 
@@ -145,14 +145,53 @@ def _codes(engine: sqlalchemy.Engine, source: CodeSource, series: Sequence[str]
         matrix_coded = {mid: c for mid, c in codes.items()
                         if any(v is not None for v in c.values())}
         return matrix_coded, levels
-    matrix = load_codes(engine, [source.name], series=series)
-    out: dict[int, dict[str, bool | None]] = {}
-    for i, mid in enumerate(matrix.message_ids):
-        if matrix.coded[source.name][i]:
-            out[mid] = {f: matrix.values[f][source.name][i] for f in matrix.flags}
-    lv = _levels(engine, [source.name], series)
-    return out, {mid: per[source.name] for mid, per in lv.items()
-                 if out.get(mid, {}).get(COMP_FLAG)}
+    return _rater_codes(engine, source.name, series)
+
+
+def _check_series(engine: sqlalchemy.Engine, series: Sequence[str]) -> None:
+    """The error ``load_codes`` gives for a series name that is not stored."""
+    with engine.connect() as conn:
+        known = {str(n) for (n,) in conn.execute(sqlalchemy.select(col(SeriesRow.name)))}
+    unknown = [x for x in series if x not in known]
+    if unknown:
+        raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
+                         f"(known: {', '.join(sorted(known)) or 'none yet'})")
+
+
+def _rater_codes(engine: sqlalchemy.Engine, name: str, series: Sequence[str]
+                 ) -> tuple[dict[int, dict[str, bool | None]], dict[int, str | None]]:
+    """One rater's codes and comp levels, as ``load_codes`` and :func:`_levels` give them
+    (every message it judged validly, with every flag it ever coded, None where it gave
+    none; a later code row wins), in one select of plain tuples: with a rater that coded
+    the whole corpus, most of a command's reading time went into building the full code
+    matrix of which only this is used."""
+    rater_id = resolve_raters(engine, [name])[0].id
+    if series:
+        _check_series(engine, series)
+    q = (sqlalchemy.select(col(Judgement.message_id), col(Code.flag), col(Code.value),
+                           col(Code.level))
+         .select_from(Judgement)
+         .outerjoin(Code, col(Code.judgement_id) == col(Judgement.id))
+         .where(col(Judgement.rater_id) == rater_id, col(Judgement.status) == "valid"))
+    if series:
+        q = (q.join(Message, col(Message.id) == col(Judgement.message_id))
+             .join(Run, col(Run.id) == col(Message.run_id))
+             .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
+             .where(col(SeriesRow.name).in_(list(series))))
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(col(Code.id))).all()
+    flags = list(dict.fromkeys(str(f) for _, f, _, _ in rows if f is not None))
+    given: dict[int, dict[str, bool | None]] = {}
+    levels: dict[int, str] = {}
+    for mid, flag, value, level in rows:
+        per = given.setdefault(int(mid), {})
+        if flag is None:  # a valid verdict without code rows
+            continue
+        per[flag] = None if value is None else bool(value)
+        if flag == COMP_FLAG and level is not None:
+            levels[int(mid)] = str(level)
+    out = {mid: {f: per.get(f) for f in flags} for mid, per in sorted(given.items())}
+    return out, {mid: lv for mid, lv in levels.items() if out.get(mid, {}).get(COMP_FLAG)}
 
 
 def coded_messages(engine: sqlalchemy.Engine, source: CodeSource, *,

@@ -26,10 +26,13 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
 
+import numpy as np
+
 from roundtable.coding.codebook import Threshold
 from roundtable.stats.agreement import (
     CiMethod,
     FlagAgreement,
+    _cluster_codes,
     flag_agreement,
     krippendorff_alpha,
 )
@@ -251,14 +254,40 @@ def rater_pairs(raters: Sequence[str], coder: str | None = None) -> list[tuple[s
     return list(combinations(raters, 2))
 
 
+class _Columns:
+    """A matrix's code columns as float arrays (NaN = no code) and its run ids as integer
+    codes, each converted once however many pairs and flags read it: what
+    :func:`flag_agreement` would derive from the lists on every call, the same values."""
+
+    def __init__(self, matrix: CodeMatrix) -> None:
+        self.matrix = matrix
+        self._values: dict[tuple[str, str], Any] = {}
+        runs = matrix.labels.get("run")
+        self.clusters: Any = (None if runs is None
+                              else _cluster_codes(runs, len(matrix.message_ids)))
+
+    def values(self, flag: str, rater: str) -> Any:
+        key = (flag, rater)
+        if key not in self._values:
+            raw = self.matrix.values[flag][rater]
+            if all(v is None or type(v) is bool for v in raw):
+                self._values[key] = np.array([math.nan if v is None else float(v)
+                                              for v in raw], dtype=np.float64)
+            else:  # anything else: flag_agreement decides what is invalid
+                self._values[key] = raw
+        return self._values[key]
+
+
 def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
            bootstrap: int, seed: int, weights: Sequence[float] | None,
-           thresholds: Sequence[Threshold]) -> GroupAgreement:
+           thresholds: Sequence[Threshold], columns: _Columns | None = None
+           ) -> GroupAgreement:
     a, b = pair
-    clusters = matrix.labels.get("run")
+    cols = columns if columns is not None and columns.matrix is matrix else _Columns(matrix)
     flags = tuple(
-        flag_agreement(f, matrix.values[f][a], matrix.values[f][b], names=pair,
-                       bootstrap=bootstrap, seed=seed, clusters=clusters, weights=weights)
+        flag_agreement(f, cols.values(f, a), cols.values(f, b), names=pair,
+                       bootstrap=bootstrap, seed=seed, clusters=cols.clusters,
+                       weights=weights)
         for f in matrix.flags)
     both = sum(1 for x, y in zip(matrix.coded[a], matrix.coded[b], strict=True) if x and y)
     return GroupAgreement(
@@ -272,12 +301,20 @@ def _group(matrix: CodeMatrix, pair: tuple[str, str], group: str | None,
         checks=tuple(check_threshold(fa, t) for fa in flags for t in thresholds))
 
 
-def _multi(matrix: CodeMatrix) -> tuple[MultiRaterAlpha, ...]:
+def _multi(matrix: CodeMatrix, columns: _Columns | None = None
+           ) -> tuple[MultiRaterAlpha, ...]:
+    cols = columns if columns is not None and columns.matrix is matrix else _Columns(matrix)
     out = []
     for f in matrix.flags:
-        rows = [matrix.values[f][r] for r in matrix.raters]
-        units = sum(1 for vals in zip(*rows, strict=True)
-                    if sum(v is not None for v in vals) >= 2)
+        arrays = [cols.values(f, r) for r in matrix.raters]
+        rows: Any
+        if all(isinstance(a, np.ndarray) for a in arrays) and arrays:
+            rows = np.stack(arrays)
+            units = int(((~np.isnan(rows)).sum(axis=0) >= 2).sum())
+        else:
+            rows = [matrix.values[f][r] for r in matrix.raters]
+            units = sum(1 for vals in zip(*rows, strict=True)
+                        if sum(v is not None for v in vals) >= 2)
         alpha = krippendorff_alpha(rows, "nominal") if units else math.nan
         reason = ("no message was coded by two raters" if not units
                   else "" if math.isfinite(alpha)
@@ -311,13 +348,14 @@ def agreement_report(
             raise ValueError(f"weights of {given.rater!r} must give one weight per message "
                              f"({len(matrix)}), got {len(given.weights)}")
     chosen = list(pairs) if pairs is not None else rater_pairs(matrix.raters)
+    columns = _Columns(matrix)
     results = []
     for pair in chosen:
         dw, note = _pair_weights(pair, weights)
         w = None if dw is None else list(dw.weights)
         groups: tuple[GroupAgreement, ...]
         if by is None:
-            groups = (_group(matrix, pair, None, bootstrap, seed, w, thresholds),)
+            groups = (_group(matrix, pair, None, bootstrap, seed, w, thresholds, columns),)
         else:
             groups = tuple(
                 _group(matrix.subset(mask), pair, label, bootstrap, seed,
@@ -330,7 +368,7 @@ def agreement_report(
         raters=matrix.raters, flags=matrix.flags, by=by, messages=len(matrix),
         coded={r: matrix.n_coded(r) for r in matrix.raters}, invalid=matrix.invalid,
         pairs=tuple(results),
-        multi=_multi(matrix) if len(matrix.raters) >= 3 else (),
+        multi=_multi(matrix, columns) if len(matrix.raters) >= 3 else (),
         bootstrap=bootstrap, seed=seed,
         ci_method=_overall_method(results, bootstrap, seed, by,
                                   len(set(matrix.labels.get("run", [])))),

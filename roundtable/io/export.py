@@ -494,6 +494,14 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
     conds = {cond_column(k): condition_cell(run.conditions.get(k), plan.cond_types[k])
              for k in plan.cond_keys}
     pseudonyms = plan.pseudonyms
+    # column names once per run, not once per message and flag
+    rater_cols = [(r.id, status_column(r.prefix),
+                   [(flag, code_column(r.prefix, flag),
+                     level_column(r.prefix, flag) if flag in r.level_flags else None)
+                    for flag in r.flags])
+                  for r in plan.raters]
+    final_cols = [(flag, final_column(flag)) for flag in adj.flags] if adj is not None else []
+    no_code: dict[str, tuple[bool | None, str | None]] = {}
     for m in messages:
         mid, seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
         seat = seats.get(seat_id) if seat_id is not None else None
@@ -517,22 +525,22 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
             row["raw_text"], row["reasoning"] = m[8], m[9]
         row["source_key"] = source_key
         any_code = False
-        for r in plan.raters:
-            st = status.get((mid, r.id))
-            row[status_column(r.prefix)] = st
-            codes = given.get((mid, r.id), {})
+        for rid, st_col, flag_cols in rater_cols:
+            st = status.get((mid, rid))
+            row[st_col] = st
+            codes = given.get((mid, rid), no_code)
             any_code = any_code or st == "valid"
-            for flag in r.flags:
+            for flag, code_col, lv_col in flag_cols:
                 value, level = codes.get(flag, (None, None))
-                row[code_column(r.prefix, flag)] = value
-                if flag in r.level_flags:
-                    row[level_column(r.prefix, flag)] = level
+                row[code_col] = value
+                if lv_col is not None:
+                    row[lv_col] = level
         if adj is not None:
-            for flag in adj.flags:
+            per_rater = [given.get((mid, rid), no_code) for rid in adj_ids]
+            for flag, fin_col in final_cols:
                 # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
-                final = combine(adj.rule, [given.get((mid, rid), {}).get(flag, (None, None))[0]
-                                           for rid in adj_ids])
-                row[final_column(flag)] = final
+                final = combine(adj.rule, [c.get(flag, (None, None))[0] for c in per_rater])
+                row[fin_col] = final
                 any_code = any_code or final is not None
         if opts.coded and not any_code:
             continue

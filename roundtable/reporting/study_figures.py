@@ -198,7 +198,7 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """95% Welch t CI of mean(a) - mean(b)."""
     if min(len(a), len(b)) < MIN_CHANGE_RUNS:
         return math.nan, math.nan
-    from scipy.stats import t as student
+    from roundtable.stats.dist import t_ppf
 
     va, vb = float(np.var(a, ddof=1)), float(np.var(b, ddof=1))
     d = float(np.mean(a) - np.mean(b))
@@ -206,7 +206,7 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     if se2 == 0:
         return d, d
     df = se2 ** 2 / ((va / len(a)) ** 2 / (len(a) - 1) + (vb / len(b)) ** 2 / (len(b) - 1))
-    half = float(student.ppf(0.975, df)) * math.sqrt(se2)
+    half = t_ppf(0.975, df) * math.sqrt(se2)
     return d - half, d + half
 
 

@@ -36,6 +36,7 @@ K. L. Gwet (2008), Br. J. Math. Stat. Psychol. 61:29-48; T. Byrt, J. Bishop, J. 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -686,6 +687,29 @@ def _cluster_draws(rng: np.random.Generator, n_clusters: int,
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _seeded_cluster_draws(seed: int, n_clusters: int, n_resamples: int
+                          ) -> tuple[FloatArray, ...]:
+    """:func:`_cluster_draws` of a fresh generator seeded with ``seed``, kept for the next
+    call with the same arguments: every flag of a rater pair resamples the same runs, so
+    the draws are made once per pair instead of once per flag (the arrays are read-only)."""
+    blocks = tuple(_cluster_draws(np.random.default_rng(seed), n_clusters, n_resamples))
+    for b in blocks:
+        b.flags.writeable = False
+    return blocks
+
+
+def _seeded_resampled_tables(cell_tables: FloatArray, seed: int,
+                             n_resamples: int) -> FloatArray:
+    """:func:`_resampled_tables` with ``np.random.default_rng(seed)``, the same numbers."""
+    if not isinstance(seed, int):  # e.g. a sequence seed: not a cache key
+        return _resampled_tables(cell_tables, np.random.default_rng(seed), n_resamples)
+    n_clusters, k, _ = cell_tables.shape
+    flat = cell_tables.reshape(n_clusters, k * k)
+    blocks = [counts @ flat for counts in _seeded_cluster_draws(seed, n_clusters, n_resamples)]
+    return np.concatenate(blocks).reshape(n_resamples, k, k)
+
+
 def _resampled_tables(cell_tables: FloatArray, rng: np.random.Generator,
                       n_resamples: int) -> FloatArray:
     """Bootstrap tables: per resample, the sum of the drawn clusters' k x k tables."""
@@ -989,8 +1013,7 @@ def flag_agreement(
             cluster = np.arange(n, dtype=np.int64)
             method = CiMethod("messages", bootstrap, n, confidence, seed, reason)
         cell_tables = _cluster_tables(pa, pb, cluster, 2, w)
-        boot = _all_from_tables(_resampled_tables(cell_tables, np.random.default_rng(seed),
-                                                  bootstrap))
+        boot = _all_from_tables(_seeded_resampled_tables(cell_tables, seed, bootstrap))
         widen = math.sqrt(n_clusters / (n_clusters - 1)) if method.unit == "runs" else 1.0
         for stat in STATISTICS:
             lo, hi, got = _percentile_interval(boot[stat], confidence)

@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as sps
+
+from roundtable.stats.dist import t_ppf, t_sf
 
 __all__ = [
     "METHOD",
@@ -87,7 +88,7 @@ class PPIEstimate:
 def _interval(value: float, se: float, df: float, level: float) -> tuple[float, float]:
     if not (math.isfinite(se) and math.isfinite(df)) or df <= 0:
         return (math.nan, math.nan)
-    q = float(sps.t.ppf(0.5 + level / 2, df))
+    q = t_ppf(0.5 + level / 2, df)
     return (value - q * se, value + q * se)
 
 
@@ -176,7 +177,7 @@ def p_value(e: Estimate, null: float = 0.0) -> float:
         return math.nan
     if e.se == 0:
         return 1.0 if e.value == null else 0.0
-    return float(2 * sps.t.sf(abs(e.value - null) / e.se, e.df))
+    return 2 * t_sf(abs(e.value - null) / e.se, e.df)
 
 
 def difference(x: Estimate, y: Estimate, *, level: float = 0.95) -> Estimate:
