@@ -108,7 +108,14 @@ from roundtable.providers.batch import (
     build_batch_provider,
 )
 from roundtable.providers.client import CallRecord, ModelClient, RetryPolicy, cost_usd
-from roundtable.store.tables import JudgeBatch, utcnow
+from roundtable.store.insert import insert_batch
+from roundtable.store.tables import (
+    FINAL_BATCH_STATUSES,
+    JudgeBatch,
+    JudgeBatchStatus,
+    table_of,
+    utcnow,
+)
 
 __all__ = ["FINAL", "UNFINISHED", "BatchPassResult", "BatchReport", "batch_pass",
            "custom_id", "unfinished_messages"]
@@ -118,13 +125,13 @@ ProviderFactory = Callable[[str, EndpointConfig], BatchProvider]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: statuses of a JudgeBatch row whose messages are still out at the provider
-UNFINISHED = ("submitting", "submitted")
+UNFINISHED = (JudgeBatchStatus.SUBMITTING, JudgeBatchStatus.SUBMITTED)
 #: statuses after which a batch never changes
-FINAL = ("collected", "expired", "cancelled", "failed", "lost")
+FINAL = FINAL_BATCH_STATUSES
 #: attempts at a poll or download when the policy sets no cap (the next poll tries again)
 _READ_ATTEMPTS = 5
 
-_BATCH = JudgeBatch.__table__  # type: ignore[attr-defined]
+_BATCH = table_of(JudgeBatch)
 _NO_BATCH_FIX = re.compile(r"[;,]?\s*(or )?run without --batch\s*$")
 
 
@@ -375,10 +382,10 @@ def _release_lost(engine: sa.Engine, seat: _Seat, result: BatchPassResult,
     b = _BATCH.c
     with engine.begin() as conn:
         rows = conn.execute(sa.select(b.id, b.message_ids, b.submitted_at).where(
-            b.rater_id == seat.rater_id, b.status == "submitting")).all()
+            b.rater_id == seat.rater_id, b.status == JudgeBatchStatus.SUBMITTING)).all()
         for row in rows:
             conn.execute(sa.update(_BATCH).where(b.id == row.id).values(
-                status="lost", finished_at=utcnow(),
+                status=JudgeBatchStatus.LOST, finished_at=utcnow(),
                 detail="interrupted during the submit call; the provider may have "
                        "received it"))
     for row in rows:
@@ -393,11 +400,11 @@ def _release_lost(engine: sa.Engine, seat: _Seat, result: BatchPassResult,
 
 def _insert_intent(engine: sa.Engine, seat: _Seat, message_ids: list[int]) -> int:
     with engine.begin() as conn:
-        return int(conn.execute(sa.insert(_BATCH).values(
-            rater_id=seat.rater_id, endpoint=seat.endpoint,
-            provider_batch_id=f"submitting-{uuid.uuid4().hex}", status="submitting",
-            message_ids=message_ids, detail="", submitted_at=utcnow(),
-        ).returning(_BATCH.c.id)).scalar_one())
+        return insert_batch(conn, {
+            "rater_id": seat.rater_id, "endpoint": seat.endpoint,
+            "provider_batch_id": f"submitting-{uuid.uuid4().hex}",
+            "status": JudgeBatchStatus.SUBMITTING, "message_ids": message_ids, "detail": "",
+            "submitted_at": utcnow()})
 
 
 def _update(conn: sa.Connection, row_id: int, **values: object) -> None:
@@ -476,8 +483,8 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
         batch_id = await seat.provider.submit(requests)
     except ProviderError as exc:
         lost = isinstance(exc, ProviderTimeout)
-        _set(engine, row_id, status="lost" if lost else "failed", finished_at=utcnow(),
-             detail=f"submit failed: {exc.kind}: {exc}")
+        _set(engine, row_id, status=JudgeBatchStatus.LOST if lost else JudgeBatchStatus.FAILED,
+             finished_at=utcnow(), detail=f"submit failed: {exc.kind}: {exc}")
         line = (f"judge '{name}': submitting a batch of {len(chunk)} message(s) to endpoint "
                 f"'{seat.endpoint}' failed: {exc.kind}: {exc}")
         if lost:
@@ -487,7 +494,7 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
         say(line)
         return False
     # Persisted at once: from here on a crash leaves a batch the next pass collects.
-    _set(engine, row_id, provider_batch_id=batch_id, status="submitted",
+    _set(engine, row_id, provider_batch_id=batch_id, status=JudgeBatchStatus.SUBMITTED,
          submitted_at=utcnow())
     result.submitted[name] += len(chunk)
     result.back.difference_update((name, i) for i in message_ids)
@@ -514,7 +521,8 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
     with engine.connect() as conn:
         rows = conn.execute(sa.select(b.id, b.rater_id, b.endpoint, b.provider_batch_id,
                                       b.message_ids)
-                            .where(b.rater_id.in_(list(by_rater)), b.status == "submitted")
+                            .where(b.rater_id.in_(list(by_rater)),
+                                   b.status == JudgeBatchStatus.SUBMITTED)
                             .order_by(b.id)).all()
     selection: Selection | None = None
     finished = False
@@ -542,7 +550,7 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
             _set(engine, row.id, detail=f"{status.state}: {report.progress}")
             continue
         if not status.collectable:
-            _set(engine, row.id, status="failed", finished_at=utcnow(),
+            _set(engine, row.id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
                  detail=f"the batch failed at the provider: {status.detail}")
             report.state, report.returned = "failed", len(ids)
             result.back.update((report.judge, i) for i in ids)
@@ -593,7 +601,7 @@ def _finish_unknown(engine: sa.Engine, report: BatchReport, exc: ProviderError,
                     result: BatchPassResult, say: Callable[[str], None]) -> None:
     """The provider does not know the batch (deleted, another account): give its messages
     back instead of waiting for it forever."""
-    _set(engine, report.id, status="failed", finished_at=utcnow(),
+    _set(engine, report.id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
          detail=f"the provider does not know this batch: {exc}")
     report.state, report.returned = "failed", report.messages
     line = (f"judge '{report.judge}': endpoint '{report.endpoint}' does not know batch "
@@ -659,7 +667,7 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
     report.invalid += seat.tally.invalid - invalid
     back += [u.message_id for u in deferred if u.message_id is not None]
     report.returned += len(back)
-    final = "collected" if status.state == "completed" else status.state
+    final = JudgeBatchStatus.COLLECTED if status.state == "completed" else status.state
     detail = (f"{status.state}: {report.valid} valid, {report.invalid} invalid, "
               f"{report.returned} without a judgement (pending again)")
 

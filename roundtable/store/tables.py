@@ -27,11 +27,11 @@ from roundtable.store.vocab import FAILURE_EVENT as FAILURE_EVENT
 from roundtable.store.vocab import FINAL_BATCH_STATUSES as FINAL_BATCH_STATUSES
 from roundtable.store.vocab import FINAL_RUN_STATUSES as FINAL_RUN_STATUSES
 from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT as TRANSIENT_FAILURE_EVENT
-from roundtable.store.vocab import BatchStatus as BatchStatus
 from roundtable.store.vocab import CallPurpose as CallPurpose
 from roundtable.store.vocab import EventKind as EventKind
 from roundtable.store.vocab import EventOrigin as EventOrigin
 from roundtable.store.vocab import HumanTurnStatus as HumanTurnStatus
+from roundtable.store.vocab import JudgeBatchStatus as JudgeBatchStatus
 from roundtable.store.vocab import JudgementStatus as JudgementStatus
 from roundtable.store.vocab import MessageKind as MessageKind
 from roundtable.store.vocab import RaterKind as RaterKind
@@ -260,7 +260,7 @@ class JudgeBatch(SQLModel, table=True):
     rater_id: int = Field(foreign_key="rater.id", index=True)
     endpoint: str
     provider_batch_id: str
-    status: str = BatchStatus.SUBMITTED  # a BatchStatus value
+    status: str = JudgeBatchStatus.SUBMITTED  # a JudgeBatchStatus value
 
     message_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))

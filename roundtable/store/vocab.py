@@ -14,9 +14,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = ["FAILURE_EVENT", "FINAL_BATCH_STATUSES", "FINAL_RUN_STATUSES",
-           "TRANSIENT_FAILURE_EVENT", "VOCABULARY", "BatchStatus", "CallPurpose", "EventKind",
-           "EventOrigin", "HumanTurnStatus", "JudgementStatus", "MessageKind", "RaterKind",
-           "ReviewAction", "RunStatus", "SeriesSource"]
+           "TRANSIENT_FAILURE_EVENT", "VOCABULARY", "CallPurpose", "EventKind", "EventOrigin",
+           "HumanTurnStatus", "JudgeBatchStatus", "JudgementStatus", "MessageKind",
+           "RaterKind", "ReviewAction", "RunStatus", "SeriesSource"]
 
 
 class RunStatus(StrEnum):
@@ -84,12 +84,15 @@ class CallPurpose(StrEnum):
 
 class RaterKind(StrEnum):
     """Who produces codes: an LLM judge, the lexicon coder, a human coder in the review
-    app, or codes imported from elsewhere."""
+    app, codes imported from elsewhere, a deterministic function of the text (the
+    ``xref`` flag) or a classifier trained on another rater's codes."""
 
     LLM = "llm"
     LEXICON = "lexicon"
     HUMAN = "human"
     EXTERNAL = "external"
+    DERIVED = "derived"
+    TRAINED = "trained"
 
 
 class JudgementStatus(StrEnum):
@@ -101,7 +104,7 @@ class JudgementStatus(StrEnum):
     DRAFT = "draft"
 
 
-class BatchStatus(StrEnum):
+class JudgeBatchStatus(StrEnum):
     """A provider batch job; see :mod:`roundtable.coding.batching`. ``submitting`` is the
     intent written before the submit call, ``lost`` a submit that was interrupted."""
 
@@ -137,8 +140,9 @@ class ReviewAction(StrEnum):
 #: statuses a later invocation never touches again
 FINAL_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})
 #: batch statuses no later poll changes
-FINAL_BATCH_STATUSES = (BatchStatus.COLLECTED, BatchStatus.EXPIRED, BatchStatus.CANCELLED,
-                        BatchStatus.FAILED, BatchStatus.LOST)
+FINAL_BATCH_STATUSES = (JudgeBatchStatus.COLLECTED, JudgeBatchStatus.EXPIRED,
+                        JudgeBatchStatus.CANCELLED, JudgeBatchStatus.FAILED,
+                        JudgeBatchStatus.LOST)
 #: event kinds of a turn whose call failed: permanent (not retried) and transient (retried
 #: by the next invocation while no agent message fills its seat-round)
 FAILURE_EVENT = EventKind.FAILURE
@@ -154,7 +158,7 @@ VOCABULARY: dict[tuple[str, str], type[StrEnum]] = {
     ("llmcall", "purpose"): CallPurpose,
     ("rater", "kind"): RaterKind,
     ("judgement", "status"): JudgementStatus,
-    ("judgebatch", "status"): BatchStatus,
+    ("judgebatch", "status"): JudgeBatchStatus,
     ("humanturn", "status"): HumanTurnStatus,
     ("reviewevent", "action"): ReviewAction,
 }
