@@ -36,17 +36,17 @@ from roundtable.coding.selection import Scope, SeriesFilter, resolve_scope, sele
 from roundtable.planning import text_tokens
 from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.batch import batch_supported
-from roundtable.store.tables import Judgement, Message, Rater, Run
+from roundtable.store.tables import Judgement, Message, Rater, Run, table_of
 
 __all__ = ["DEFAULT_BATCH_DISCOUNT", "CodingPlan", "JudgePlan", "plan_coding"]
 
 DEFAULT_BATCH_DISCOUNT = 0.5
 """Batch price factor when the endpoint sets no ``options.batch_discount``."""
 
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_R = Run.__table__.c  # type: ignore[attr-defined]
-_RATER = Rater.__table__.c  # type: ignore[attr-defined]
-_J = Judgement.__table__.c  # type: ignore[attr-defined]
+_M = table_of(Message).c
+_R = table_of(Run).c
+_RATER = table_of(Rater).c
+_J = table_of(Judgement).c
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class CodingPlan:
 
 def _series_count(engine: sa.Engine, scope: Scope) -> int:
     query = sa.select(sa.func.count(sa.distinct(_R.series_id))).select_from(
-        Run.__table__).where(  # type: ignore[attr-defined]
+        table_of(Run)).where(
         _R.id.in_(sa.select(_M.run_id).where(_M.kind == "agent")))
     if scope.run_id is not None:
         query = query.where(_R.id == scope.run_id)

@@ -27,16 +27,16 @@ from roundtable.coding.judge import Judge
 from roundtable.coding.views import MessageView
 from roundtable.errors import StoreError
 from roundtable.store.queries import resolve_run
-from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series
+from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series, table_of
 
 __all__ = ["CodingItem", "Scope", "Selection", "resolve_scope", "select_messages"]
 
-_MESSAGE = Message.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
-_SERIES = Series.__table__  # type: ignore[attr-defined]
-_JUDGEMENT = Judgement.__table__  # type: ignore[attr-defined]
-_RATER = Rater.__table__  # type: ignore[attr-defined]
+_MESSAGE = table_of(Message)
+_SEAT = table_of(Seat)
+_RUN = table_of(Run)
+_SERIES = table_of(Series)
+_JUDGEMENT = table_of(Judgement)
+_RATER = table_of(Rater)
 
 
 @dataclass(frozen=True)

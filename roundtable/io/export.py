@@ -68,6 +68,7 @@ from roundtable.store.tables import (
     Run,
     Seat,
     Series,
+    table_of,
 )
 
 __all__ = [
@@ -110,12 +111,12 @@ NO_ADJUDICATION = "none"
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                                   ".parquet": "parquet", ".pq": "parquet"}
 
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_J = Judgement.__table__.c  # type: ignore[attr-defined]
-_C = Code.__table__.c  # type: ignore[attr-defined]
-_R = Run.__table__.c  # type: ignore[attr-defined]
-_S = Series.__table__.c  # type: ignore[attr-defined]
-_SEAT = Seat.__table__.c  # type: ignore[attr-defined]
+_M = table_of(Message).c
+_J = table_of(Judgement).c
+_C = table_of(Code).c
+_R = table_of(Run).c
+_S = table_of(Series).c
+_SEAT = table_of(Seat).c
 
 
 def format_from_path(path: Path) -> Format | None:
@@ -365,13 +366,13 @@ def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
         run_rows = conn.execute(
             sa.select(_R.id, _S.name, _R.key, _R.source_ref, _R.status, _R.cell,
                       _R.conditions, _R.replicate)
-            .join_from(Run.__table__, Series.__table__,  # type: ignore[attr-defined]
+            .join_from(table_of(Run), table_of(Series),
                        _R.series_id == _S.id)
             .where(_R.series_id.in_(ids)).order_by(_S.name, _R.id)).all()
         seat_rows = conn.execute(
             sa.select(_SEAT.run_id, _SEAT.id, _SEAT.position, _SEAT.display_name,
                       _SEAT.label, _SEAT.endpoint, _SEAT.model)
-            .join_from(Seat.__table__, Run.__table__,  # type: ignore[attr-defined]
+            .join_from(table_of(Seat), table_of(Run),
                        _SEAT.run_id == _R.id)
             .where(_R.series_id.in_(ids)).order_by(_SEAT.run_id, _SEAT.position)).all()
     seats: dict[int, dict[int, _SeatInfo]] = {}

@@ -21,6 +21,7 @@ from roundtable.store.tables import (
     Run,
     Seat,
     Series,
+    table_of,
 )
 
 
@@ -88,9 +89,9 @@ def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
     """Every failed turn still missing from a run (all runs, or ``run_ids``), by run, round
     and seat. A transient failure whose seat-round later got its agent message is not
     listed."""
-    ev = Event.__table__.c  # type: ignore[attr-defined]
-    msg = Message.__table__.c  # type: ignore[attr-defined]
-    seat = Seat.__table__.c  # type: ignore[attr-defined]
+    ev = table_of(Event).c
+    msg = table_of(Message).c
+    seat = table_of(Seat).c
     with engine.connect() as conn:
         q = sqlalchemy.select(ev.run_id, ev.round, ev.seat_id, ev.kind, ev.detail).where(
             ev.kind.in_(_FAILURE_KINDS)).order_by(ev.id)
