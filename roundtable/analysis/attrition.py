@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from roundtable.store.queries import failed_turns
-from roundtable.store.tables import Message, Run, RunStatus, Seat, Series, table_of
+from roundtable.store.tables import Message, MessageKind, Run, RunStatus, Seat, Series, table_of
 
 __all__ = ["CellAttrition", "attrition", "attrition_summary"]
 
@@ -92,7 +92,7 @@ def attrition(engine: sa.Engine, *, series: Sequence[str] | None = None
         seats: dict[int, int] = dict(conn.execute(sa.select(st.run_id, sa.func.count())
                                   .where(st.run_id.in_(ids)).group_by(st.run_id)).all())
         stored: dict[int, int] = dict(conn.execute(sa.select(m.run_id, sa.func.count())
-                                   .where(m.run_id.in_(ids), m.kind == "agent")
+                                   .where(m.run_id.in_(ids), m.kind == MessageKind.AGENT)
                                    .group_by(m.run_id)).all())
     failed: Counter[int] = Counter()
     outstanding: Counter[int] = Counter()

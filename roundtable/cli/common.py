@@ -13,6 +13,7 @@ import typer
 
 from roundtable.cli import ui
 from roundtable.errors import RoundtableError
+from roundtable.store.vocab import RunStatus
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -62,7 +63,7 @@ def open_db(db: str | None, create: bool = True) -> Iterator[sqlalchemy.Engine]:
 
 
 #: The statuses a run can have (``roundtable runs --status``).
-RUN_STATUSES = ("pending", "running", "completed", "incomplete", "failed", "stopped")
+RUN_STATUSES = tuple(RunStatus)
 
 
 class ChoiceError(RoundtableError):

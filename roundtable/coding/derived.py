@@ -25,6 +25,7 @@ from roundtable.store.tables import (
     Judgement,
     JudgementStatus,
     Message,
+    MessageKind,
     Rater,
     RaterKind,
     Run,
@@ -96,7 +97,7 @@ def store_xref_codes(engine: sa.Engine, *, series: Sequence[str] = (),
     done = sa.select(_JUDGEMENT.c.message_id).where(_JUDGEMENT.c.rater_id == rater_id)
     query = (sa.select(m.id, m.run_id, m.round, m.text, s.display_name)
              .select_from(_MESSAGE.outerjoin(_SEAT, s.id == m.seat_id))
-             .where(m.kind == "agent", m.id.not_in(done)).order_by(m.run_id, m.id))
+             .where(m.kind == MessageKind.AGENT, m.id.not_in(done)).order_by(m.run_id, m.id))
     if series:
         query = query.join(_RUN, _RUN.c.id == m.run_id).join(
             _SERIES, _SERIES.c.id == _RUN.c.series_id).where(_SERIES.c.name.in_(list(series)))

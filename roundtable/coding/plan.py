@@ -36,7 +36,7 @@ from roundtable.coding.selection import Scope, SeriesFilter, resolve_scope, sele
 from roundtable.planning import text_tokens
 from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.batch import batch_supported
-from roundtable.store.tables import Judgement, Message, Rater, Run, table_of
+from roundtable.store.tables import Judgement, Message, MessageKind, Rater, RaterKind, Run, table_of
 
 __all__ = ["DEFAULT_BATCH_DISCOUNT", "CodingPlan", "JudgePlan", "plan_coding"]
 
@@ -132,7 +132,7 @@ class CodingPlan:
 def _series_count(engine: sa.Engine, scope: Scope) -> int:
     query = sa.select(sa.func.count(sa.distinct(_R.series_id))).select_from(
         table_of(Run)).where(
-        _R.id.in_(sa.select(_M.run_id).where(_M.kind == "agent")))
+        _R.id.in_(sa.select(_M.run_id).where(_M.kind == MessageKind.AGENT)))
     if scope.run_id is not None:
         query = query.where(_R.id == scope.run_id)
     if scope.series_ids:
@@ -149,7 +149,7 @@ def _conflict(engine: sa.Engine, judge: Judge) -> str | None:
                            .where(_RATER.name == name)).first()
         if row is None or row.definition_hash == judge.definition_hash():
             return None
-        if row.kind not in ("llm", "lexicon"):
+        if row.kind not in (RaterKind.LLM, RaterKind.LEXICON):
             return (f"a rater named '{name}' already exists (kind {row.kind}, e.g. imported "
                     f"codes): set another `name` in the judge file {judge.path}")
         judged = conn.execute(sa.select(sa.func.count()).where(

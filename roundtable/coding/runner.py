@@ -284,7 +284,7 @@ class _Pass:
         await self.commit.store(records)
         for rec in records:
             tally.add_calls(rec.calls)
-            if rec.status == "valid":
+            if rec.status == JudgementStatus.VALID:
                 tally.valid += 1
             else:
                 tally.invalid += 1

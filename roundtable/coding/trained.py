@@ -45,6 +45,7 @@ from roundtable.store.tables import (
     Judgement,
     JudgementStatus,
     Message,
+    MessageKind,
     Rater,
     RaterKind,
     Run,
@@ -224,7 +225,7 @@ def _messages(engine: sa.Engine, *, ids: Sequence[int] | None = None,
          .select_from(_MESSAGE.join(_RUN, r.id == m.run_id)
                       .join(_SERIES, se.id == r.series_id)
                       .outerjoin(_SEAT, st.id == m.seat_id))
-         .where(m.kind == "agent", m.text != "").order_by(m.id))
+         .where(m.kind == MessageKind.AGENT, m.text != "").order_by(m.id))
     if series:
         q = q.where(se.name.in_(list(series)))
     if exclude_rater is not None:

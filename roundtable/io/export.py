@@ -63,6 +63,7 @@ from roundtable.store.tables import (
     Adjudication,
     Code,
     Judgement,
+    JudgementStatus,
     Message,
     Rater,
     Run,
@@ -480,7 +481,7 @@ def _codes_of(conn: sa.Connection, message_ids: list[int], rater_ids: list[int]
     for mid, rid, flag, value, level in conn.execute(
             sa.select(_C.message_id, _C.rater_id, _C.flag, _C.value, _C.level)
             .where(_C.message_id.in_(message_ids))):
-        if status.get((mid, rid)) == "valid":
+        if status.get((mid, rid)) == JudgementStatus.VALID:
             given.setdefault((mid, rid), {})[flag] = (
                 None if value is None else bool(value), level)
     return status, given

@@ -43,7 +43,17 @@ from roundtable.coding.adjudicate import RULES, combine
 from roundtable.coding.derived import XREF_FLAG, XREF_RATER, store_xref_codes
 from roundtable.errors import ExportError
 from roundtable.store.codes import load_codes, rater_flags
-from roundtable.store.tables import Adjudication, Code, Message, Rater, Run, Seat, Series, table_of
+from roundtable.store.tables import (
+    Adjudication,
+    Code,
+    Message,
+    MessageKind,
+    Rater,
+    Run,
+    Seat,
+    Series,
+    table_of,
+)
 
 __all__ = ["AGREED_FILE", "COLUMNS", "FLAGS", "JudgeFile", "WarroomCodedSummary",
            "adjudicated_level", "export_warroom_coded", "parse_judges"]
@@ -252,7 +262,7 @@ def _message_info(engine: sa.Engine, ids: Sequence[int]) -> dict[int, dict[str, 
                           run.c.key, run.c.cell, run.c.replicate, run.c.spec)
                 .join(run, run.c.id == m.run_id).join(ser, ser.c.id == run.c.series_id)
                 .outerjoin(seat, seat.c.id == m.seat_id)
-                .where(m.id.in_(list(chunk)), m.kind == "agent")).all()
+                .where(m.id.in_(list(chunk)), m.kind == MessageKind.AGENT)).all()
         run_ids = sorted({row.run_id for row in rows})
         clone_runs: set[int] = set()
         for chunk in _chunks(run_ids):

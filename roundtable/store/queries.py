@@ -18,6 +18,7 @@ from roundtable.store.tables import (
     Event,
     LlmCall,
     Message,
+    MessageKind,
     Run,
     Seat,
     Series,
@@ -103,7 +104,7 @@ def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
             return []
         spoken = {(r, rnd, sid) for r, rnd, sid in conn.execute(
             sqlalchemy.select(msg.run_id, msg.round, msg.seat_id)
-            .where(msg.run_id.in_(runs), msg.kind == "agent"))}
+            .where(msg.run_id.in_(runs), msg.kind == MessageKind.AGENT))}
         names = {sid: name for sid, name in conn.execute(
             sqlalchemy.select(seat.id, seat.display_name).where(seat.run_id.in_(runs)))}
     turns: dict[tuple[int, int | None, int | None], FailedTurn] = {}
@@ -145,7 +146,7 @@ def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
         ).all():
             if run_id in counts:
                 counts[run_id][kind] = n
-                if kind == "agent":
+                if kind == MessageKind.AGENT:
                     nonempty[run_id] = int(filled or 0)
         seats: Counter[int] = Counter(dict(s.exec(
             select(Seat.run_id, func.count()).group_by(col(Seat.run_id))).all()))
