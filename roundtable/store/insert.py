@@ -302,7 +302,7 @@ def call_values(record: CallRecord, *, purpose: CallPurpose, run_id: int | None,
 
 def insert_run(conn: sa.Connection, row: RunValues) -> int:
     """Insert one run; its id."""
-    result = conn.execute(insert_statement(Run), dict(row))
+    result = conn.execute(insert_statement(Run), row)
     assert result.inserted_primary_key is not None
     return int(result.inserted_primary_key[0])
 
@@ -312,7 +312,7 @@ def insert_runs(conn: sa.Connection, rows: Sequence[RunValues], *,
     """Insert runs in one statement; ``skip_existing``: leave a stored (series, key)."""
     if rows:
         conn.execute(insert_statement(Run, _dialect(conn), RUN_KEY if skip_existing else ()),
-                     [dict(r) for r in rows])
+                     rows)
 
 
 def insert_seats(conn: sa.Connection, rows: Sequence[SeatValues], *,
@@ -320,7 +320,7 @@ def insert_seats(conn: sa.Connection, rows: Sequence[SeatValues], *,
     """Insert seats; ``skip_existing``: leave a stored (run, position)."""
     if rows:
         conn.execute(insert_statement(Seat, _dialect(conn), SEAT_KEY if skip_existing else ()),
-                     [dict(r) for r in rows])
+                     rows)
 
 
 def insert_messages(conn: sa.Connection, rows: Sequence[MessageValues], *,
@@ -329,11 +329,10 @@ def insert_messages(conn: sa.Connection, rows: Sequence[MessageValues], *,
     if not rows:
         return 0
     if not skip_existing:
-        conn.execute(insert_statement(Message), [dict(r) for r in rows])
+        conn.execute(insert_statement(Message), rows)
         return len(rows)
     stmt = _returning(Message, _dialect(conn), MESSAGE_KEY, ("id",), False)
-    params = [dict(r) for r in rows]
-    return len(conn.execute(stmt, params[0] if len(params) == 1 else params).all())
+    return len(conn.execute(stmt, rows[0] if len(rows) == 1 else rows).all())
 
 
 def insert_events(conn: sa.Connection, rows: Sequence[EventValues], *,
@@ -341,7 +340,7 @@ def insert_events(conn: sa.Connection, rows: Sequence[EventValues], *,
     """Insert events; ``skip_existing``: leave a stored (run, slot)."""
     if rows:
         conn.execute(insert_statement(Event, _dialect(conn), EVENT_KEY if skip_existing else ()),
-                     [dict(r) for r in rows])
+                     rows)
 
 
 def insert_calls(conn: sa.Connection, rows: Sequence[LlmCallValues], *,
@@ -349,16 +348,15 @@ def insert_calls(conn: sa.Connection, rows: Sequence[LlmCallValues], *,
     """Insert provider calls; with ``ids``, their ids in the order of ``rows`` (else [])."""
     if not rows:
         return []
-    params = [dict(r) for r in rows]
     if not ids:
-        conn.execute(insert_statement(LlmCall), params)
+        conn.execute(insert_statement(LlmCall), rows)
         return []
-    if len(params) == 1:
-        pk = conn.execute(insert_statement(LlmCall), params[0]).inserted_primary_key
+    if len(rows) == 1:
+        pk = conn.execute(insert_statement(LlmCall), rows[0]).inserted_primary_key
         assert pk is not None
         return [int(pk[0])]
     stmt = _returning(LlmCall, _dialect(conn), (), ("id",), True)
-    return [int(i) for i in conn.execute(stmt, params).scalars()]
+    return [int(i) for i in conn.execute(stmt, rows).scalars()]
 
 
 def insert_judgements(conn: sa.Connection, rows: Sequence[JudgementValues], *,
@@ -370,13 +368,13 @@ def insert_judgements(conn: sa.Connection, rows: Sequence[JudgementValues], *,
     stmt = _returning(Judgement, _dialect(conn), JUDGEMENT_KEY if skip_existing else (),
                       ("id", "rater_id", "message_id"), False)
     return {(int(rater), int(message)): int(jid)
-            for jid, rater, message in conn.execute(stmt, [dict(r) for r in rows])}
+            for jid, rater, message in conn.execute(stmt, rows)}
 
 
 def insert_codes(conn: sa.Connection, rows: Sequence[CodeValues]) -> None:
     """Insert codes (one flag of one judgement each)."""
     if rows:
-        conn.execute(insert_statement(Code), [dict(r) for r in rows])
+        conn.execute(insert_statement(Code), rows)
 
 
 def insert_rater(conn: sa.Connection, values: dict[str, Any], *,
