@@ -58,9 +58,7 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.En
 
 
 def _series(conn: sa.Connection) -> int:
-    t = table_of(Series)
-    return int(conn.execute(sa.insert(t).values(name="s", protocol_text="", created_at=utcnow())
-                            .returning(t.c.id)).scalar_one())
+    return insert.insert_series(conn, Series(name="s", source=vocab.SeriesSource.WARROOM))
 
 
 def _run(series_id: int, key: str = "base#1") -> insert.RunValues:
@@ -114,6 +112,12 @@ def test_insert_helpers_round_trip_every_column(any_engine: sa.Engine) -> None:
         calls = conn.execute(sa.select(table_of(LlmCall)).order_by(table_of(LlmCall).c.id)
                              ).all()
     assert {k: run[k] for k in _run(series_id)} == _run(series_id)
+    with any_engine.connect() as conn:
+        series = conn.execute(sa.select(table_of(Series))).one()._mapping
+    # columns the row leaves out take the model's defaults, as an ORM insert would
+    assert (series["id"], series["name"], series["source"], series["protocol_text"],
+            series["description"]) == (series_id, "s", "warroom", "", "")
+    assert series["created_at"] is not None
     assert (msg["kind"], msg["text"], msg["raw_text"], msg["reasoning"], msg["lang"],
             msg["source_key"], msg["llm_call_id"], msg["visible"]) == (
         "agent", "hi", "<think>x</think>hi", "x", "en", "A-run01|Agent-A|R0", call_ids[1],
@@ -145,7 +149,7 @@ def test_duplicates_are_ignored_the_same_way_on_both_backends(any_engine: sa.Eng
                                     kind="failure")
         insert.insert_events(conn, [event])
         insert.insert_events(conn, [event, event], skip_existing=True)
-        rater = {"name": "r", "kind": vocab.RaterKind.LLM, "definition": {}}
+        rater = Rater(name="r", kind=vocab.RaterKind.LLM)
         rater_id = insert.insert_rater(conn, rater, skip_existing=True)
         assert rater_id is not None
         assert insert.insert_rater(conn, rater, skip_existing=True) is None

@@ -400,11 +400,10 @@ def _release_lost(engine: sa.Engine, seat: _Seat, result: BatchPassResult,
 
 def _insert_intent(engine: sa.Engine, seat: _Seat, message_ids: list[int]) -> int:
     with engine.begin() as conn:
-        return insert_batch(conn, {
-            "rater_id": seat.rater_id, "endpoint": seat.endpoint,
-            "provider_batch_id": f"submitting-{uuid.uuid4().hex}",
-            "status": JudgeBatchStatus.SUBMITTING, "message_ids": message_ids, "detail": "",
-            "submitted_at": utcnow()})
+        return insert_batch(conn, JudgeBatch(
+            rater_id=seat.rater_id, endpoint=seat.endpoint,
+            provider_batch_id=f"submitting-{uuid.uuid4().hex}",
+            status=JudgeBatchStatus.SUBMITTING, message_ids=message_ids))
 
 
 def _update(conn: sa.Connection, row_id: int, **values: object) -> None:

@@ -66,11 +66,9 @@ class XrefSummary:
 def ensure_xref_rater(engine: sa.Engine) -> int:
     """The id of the ``xref`` rater (kind ``derived``), created on first use."""
     with engine.begin() as conn:
-        insert_rater(conn, {
-            "name": XREF_RATER, "kind": RaterKind.DERIVED, "definition": _DEFINITION,
-            "definition_hash": "", "prompt_hash": "", "codebook_name": "",
-            "codebook_version": "", "codebook_hash": "",
-            "provenance": "computed by roundtable.coding.xref (deterministic)"},
+        insert_rater(conn, Rater(
+            name=XREF_RATER, kind=RaterKind.DERIVED, definition=_DEFINITION,
+            provenance="computed by roundtable.coding.xref (deterministic)"),
             skip_existing=True)
         row = conn.execute(sa.select(_RATER.c.id, _RATER.c.kind)
                            .where(_RATER.c.name == XREF_RATER)).one()

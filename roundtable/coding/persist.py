@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -121,7 +122,7 @@ def ensure_rater(engine: sa.Engine, judge: Judge) -> int:
     """
     spec = judge.spec
     digest = judge.definition_hash()
-    values = {
+    values: dict[str, Any] = {
         "name": spec.name, "kind": spec.kind, "definition": judge.definition(),
         "definition_hash": digest, "prompt_hash": spec.prompt_hash(),
         "codebook_name": judge.codebook.name, "codebook_version": judge.codebook.version,
@@ -130,7 +131,7 @@ def ensure_rater(engine: sa.Engine, judge: Judge) -> int:
     r = _RATER.c
     where = f"in the judge file {judge.path}"
     with engine.begin() as conn:
-        insert.insert_rater(conn, values, skip_existing=True)
+        insert.insert_rater(conn, Rater(**values), skip_existing=True)
         row = conn.execute(sa.select(r.id, r.kind, r.definition_hash)
                            .where(r.name == spec.name)).one()
         if row.definition_hash == digest:

@@ -496,11 +496,10 @@ def _store_rater(engine: sa.Engine, name: str, definition: dict[str, Any], src: 
             raise StoreError(
                 f"a rater named {name!r} already exists (kind {row.kind}) with other codes "
                 f"or another model: choose another --name (e.g. {name}-v2)")
-        rid = insert_rater(conn, {
-            "name": name, "kind": KIND, "definition": definition, "definition_hash": digest,
-            "prompt_hash": "", "codebook_name": src.codebook_name,
-            "codebook_version": src.codebook_version, "codebook_hash": src.codebook_hash,
-            "provenance": provenance})
+        rid = insert_rater(conn, Rater(
+            name=name, kind=KIND, definition=definition, definition_hash=digest,
+            codebook_name=src.codebook_name, codebook_version=src.codebook_version,
+            codebook_hash=src.codebook_hash, provenance=provenance))
     assert rid is not None
     return True, rid
 

@@ -123,9 +123,8 @@ def request_turn(engine: sa.Engine, run_id: int, seat_id: int, round_index: int,
                  turn: int) -> TurnState:
     """Store the turn as pending unless it is stored already; return its state."""
     with engine.begin() as conn:
-        insert_human_turn(conn, {"run_id": run_id, "seat_id": seat_id, "round": round_index,
-                                 "turn": turn, "status": HumanTurnStatus.PENDING,
-                                 "created_at": utcnow()})
+        insert_human_turn(conn, HumanTurn(run_id=run_id, seat_id=seat_id, round=round_index,
+                                          turn=turn, status=HumanTurnStatus.PENDING))
     state = turn_state(engine, run_id, seat_id, round_index)
     assert state is not None
     return state

@@ -426,13 +426,12 @@ def _prepare_rater(session: Session, f: CodesFile, rc: RaterColumns, key_type: K
                   f"blank={f.blank} key={f.key_column}")
     existing = session.exec(select(Rater).where(Rater.name == rc.spec.name)).first()
     if existing is None:
-        rater = Rater(name=rc.spec.name, kind=rc.spec.kind, definition=definition,
-                      definition_hash=digest, provenance=provenance)
-        session.add(rater)
-        session.flush()
+        rater_id = insert.insert_rater(session.connection(), Rater(
+            name=rc.spec.name, kind=rc.spec.kind, definition=definition,
+            definition_hash=digest, provenance=provenance))
+        assert rater_id is not None
         stats.created = True
-        assert rater.id is not None
-        return rater.id
+        return rater_id
     assert existing.id is not None
     if existing.definition_hash == digest and existing.kind == rc.spec.kind:
         return existing.id

@@ -555,16 +555,13 @@ def _ensure_series(session: Session, name: str, protocols: Path, summary: Import
         return existing.id
     toml = protocols / f"{name}.toml"
     text = tomlfile.read_text(toml, "protocol", ImportDataError) if toml.is_file() else ""
-    series = Series(
+    # committed with the series' first run: a bad first file stores nothing
+    series_id = insert.insert_series(session.connection(), Series(
         name=name, description=SERIES_DESCRIPTIONS.get(name, ""), protocol_text=text,
-        protocol_hash=protocol_hash(text) if text else "", source=SeriesSource.WARROOM,
-    )
-    session.add(series)
-    session.flush()  # committed with the series' first run: a bad first file stores nothing
+        protocol_hash=protocol_hash(text) if text else "", source=SeriesSource.WARROOM))
     summary.series += 1
     summary.series_names.append(name)
-    assert series.id is not None
-    return series.id
+    return series_id
 
 
 def _store_run(

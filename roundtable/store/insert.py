@@ -40,6 +40,7 @@ from roundtable.store.tables import (
     Rater,
     Run,
     Seat,
+    Series,
     table_of,
     utcnow,
 )
@@ -54,7 +55,8 @@ __all__ = [
     "MessageValues", "RunValues", "SeatValues", "call_values", "event_values",
     "get_or_create", "insert_batch", "insert_calls", "insert_codes", "insert_events",
     "insert_human_turn", "insert_ignore", "insert_judgements", "insert_messages",
-    "insert_rater", "insert_run", "insert_runs", "insert_seats", "insert_statement",
+    "insert_rater", "insert_run", "insert_runs", "insert_seats", "insert_series",
+    "insert_statement",
     "message_values", "table_of",
 ]
 
@@ -115,11 +117,7 @@ def insert_ignore(s: Session, row: SQLModel, conflict_cols: Sequence[str]) -> in
     unknown = [c for c in conflict_cols if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column(s) {unknown}")
-    values = {
-        c.name: getattr(row, c.name)
-        for c in table.c
-        if not (c.primary_key and getattr(row, c.name) is None)
-    }
+    values = _model_values(row)
     s.flush()
     pk = next(iter(table.primary_key.columns))
     stmt = insert_statement(model, s.get_bind().dialect.name, tuple(conflict_cols))
@@ -300,6 +298,20 @@ def call_values(record: CallRecord, *, purpose: CallPurpose, run_id: int | None,
 # --------------------------------------------------------------------------- inserts
 
 
+def _model_values(row: SQLModel) -> dict[str, Any]:
+    """A model instance's column values, its defaults included (the primary key left out
+    while unset), as an ORM insert would write them."""
+    return {c.name: getattr(row, c.name) for c in table_of(type(row)).c
+            if not (c.primary_key and getattr(row, c.name) is None)}
+
+
+def insert_series(conn: sa.Connection, row: Series) -> int:
+    """Insert a series (``source`` a :class:`~roundtable.store.vocab.SeriesSource`); its
+    id."""
+    stmt = _returning(Series, _dialect(conn), (), ("id",), False)
+    return int(conn.execute(stmt, _model_values(row)).scalar_one())
+
+
 def insert_run(conn: sa.Connection, row: RunValues) -> int:
     """Insert one run; its id."""
     result = conn.execute(insert_statement(Run), row)
@@ -377,24 +389,24 @@ def insert_codes(conn: sa.Connection, rows: Sequence[CodeValues]) -> None:
         conn.execute(insert_statement(Code), rows)
 
 
-def insert_rater(conn: sa.Connection, values: dict[str, Any], *,
-                 skip_existing: bool = False) -> int | None:
-    """Insert a rater (``values``: its columns, ``kind`` a
-    :class:`~roundtable.store.vocab.RaterKind`); its id, or None when ``skip_existing``
-    left a stored rater of that name."""
+def insert_rater(conn: sa.Connection, row: Rater, *, skip_existing: bool = False
+                 ) -> int | None:
+    """Insert a rater (``kind`` a :class:`~roundtable.store.vocab.RaterKind`); its id, or
+    None when ``skip_existing`` left a stored rater of that name."""
     stmt = _returning(Rater, _dialect(conn), RATER_KEY if skip_existing else (), ("id",),
                       False)
-    found = conn.execute(stmt, {"created_at": utcnow(), **values}).scalar()
+    found = conn.execute(stmt, _model_values(row)).scalar()
     return None if found is None else int(found)
 
 
-def insert_batch(conn: sa.Connection, values: dict[str, Any]) -> int:
-    """Insert a provider batch job (``values``: its columns); its id."""
+def insert_batch(conn: sa.Connection, row: JudgeBatch) -> int:
+    """Insert a provider batch job (``status`` a
+    :class:`~roundtable.store.vocab.JudgeBatchStatus`); its id."""
     stmt = _returning(JudgeBatch, _dialect(conn), (), ("id",), False)
-    return int(conn.execute(stmt, values).scalar_one())
+    return int(conn.execute(stmt, _model_values(row)).scalar_one())
 
 
-def insert_human_turn(conn: sa.Connection, values: dict[str, Any]) -> bool:
+def insert_human_turn(conn: sa.Connection, row: HumanTurn) -> bool:
     """Insert a human turn unless its (run, seat, round) is stored; whether it was new."""
     stmt = _returning(HumanTurn, _dialect(conn), HUMAN_TURN_KEY, ("id",), False)
-    return conn.execute(stmt, values).first() is not None
+    return conn.execute(stmt, _model_values(row)).first() is not None
