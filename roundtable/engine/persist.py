@@ -6,8 +6,11 @@ anything downstream may see it. Messages and events have deterministic ``slot`` 
 (unique per run), written with ``INSERT ... ON CONFLICT DO NOTHING``, so a resumed run
 never stores a line twice.
 
-The hot path (:func:`write_turn`) uses SQLAlchemy Core rather than the ORM: it runs once per
-provider call on the event-loop thread and is several times cheaper that way.
+The rows and statements are the store's (:mod:`roundtable.store.insert`, SQLAlchemy Core
+built once, shared with the coding pass and the importers): the hot path
+(:meth:`TurnWriter.write`) runs once per provider call and is several times cheaper that
+way than through the ORM. Writes run on the store's
+:class:`~roundtable.store.writer.WriterThread` (re-exported here).
 """
 
 from __future__ import annotations
