@@ -248,6 +248,21 @@ async def test_every_value_a_run_and_a_judge_pass_write_is_in_the_vocabulary(
     engine.dispose()
 
 
+async def test_a_batch_pass_writes_only_vocabulary_values(tmp_path: Path) -> None:
+    from test_coding_batch import bpass
+
+    engine = await prepare_db(tmp_path / "batch.db", beta=False)
+    judge = load_judge(write_judge(tmp_path, "judge-a"))
+    rule = RuleJudge()
+    await bpass(engine, [judge], rule)  # submit
+    await bpass(engine, [judge], rule)  # collect (invalid answers retried online)
+    values = _stored_values(engine)
+    _check_members(values)
+    assert "collected" in values[("judgebatch", "status")]
+    assert {"judge-batch", "turn"} <= values[("llmcall", "purpose")]
+    engine.dispose()
+
+
 @pytest.mark.corpus
 def test_the_importers_write_only_vocabulary_values(tmp_path: Path,
                                                     warroom_dir: Path) -> None:
@@ -281,6 +296,9 @@ def test_vocabulary_names_every_status_and_kind_column() -> None:
     columns = {(t.name, c.name) for t in SQLModel.metadata.tables.values() for c in t.c
                if words.match(c.name) and not isinstance(c.type, sa.JSON)}
     assert columns == set(vocab.VOCABULARY)
+    # and the scan above does reject a word outside its vocabulary
+    with pytest.raises(AssertionError, match="run.status holds {'done'}"):
+        _check_members({("run", "status"): {"done", "completed"}})
 
 
 # --------------------------------------------------------------------------- ownership
