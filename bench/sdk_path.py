@@ -2,7 +2,7 @@
 
     python bench/sdk_path.py --runs 100 --seats 8 --rounds 11 --latency-ms 200 \
         --concurrency 64 [--rounds-list 11,21] [--concurrency-list 64,512] [--repeat 3] \
-        [--systems roundtable,plain,anthropic,google]
+        [--systems roundtable,plain,anthropic,google] [--baseline DIR]
 
 One invocation starts ``bench/fake_llm_server.py`` (raw asyncio, fixed latency) in its own
 process, then runs every requested system in a fresh subprocess per measurement:
@@ -19,7 +19,9 @@ For each it prints the makespan, its ratio to the lower bound
 ``max(rounds * latency, calls * latency / concurrency)`` and the CPU per call of the
 client process only (``RUSAGE_SELF``: every thread, database writer included), plus the
 CPU of the event-loop thread alone (``time.thread_time``). The server's CPU is reported
-separately. See bench/README.md.
+separately. ``--baseline DIR`` also runs each roundtable system on the code of another
+checkout (rows ``SYSTEM@base``), in the same invocation, so the two can be compared on
+the same machine load. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -160,13 +162,15 @@ def _server_cpu(pid: int) -> float:
 
 
 def _measure(system: str, args: argparse.Namespace, rounds: int, concurrency: int,
-             port: int) -> dict[str, Any]:
+             port: int, root: Path = ROOT) -> dict[str, Any]:
     kind = {"roundtable": "openai", "plain": "openai"}.get(system, system)
     worker = "plain" if system == "plain" else "roundtable"
-    cmd = [sys.executable, __file__, "--worker", worker, "--kind", kind, "--port", str(port),
+    # the worker of ``root``'s own copy of this script, on ``root``'s code
+    cmd = [sys.executable, str(root / "bench" / "sdk_path.py"), "--worker", worker,
+           "--kind", kind, "--port", str(port),
            "--runs", str(args.runs), "--seats", str(args.seats), "--rounds", str(rounds),
            "--concurrency", str(concurrency)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="roundtable,plain",
                         help="comma-separated: roundtable, plain, anthropic, google")
     parser.add_argument("--repeat", type=int, default=1, help="report the median of N")
+    parser.add_argument("--baseline", type=Path,
+                        help="also run every roundtable system on the code of this checkout "
+                             "(e.g. the main branch), alternating with this one")
     parser.add_argument("--worker", choices=["roundtable", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="openai", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -207,18 +214,24 @@ def main(argv: list[str] | None = None) -> int:
         latency = args.latency_ms / 1000
         print(f"runs={args.runs} seats={args.seats} latency={args.latency_ms:g}ms "
               f"repeat={args.repeat} (medians)  fake server pid {server.pid} port {port}")
-        print(f"{'system':<11} {'rounds':>6} {'conc':>5} {'calls':>6} {'makespan':>9} "
+        print(f"{'system':<16} {'rounds':>6} {'conc':>5} {'calls':>6} {'makespan':>9} "
               f"{'bound':>7} {'ratio':>6} {'cpu/call':>9} {'loop/call':>10} {'srv/call':>9}")
         failed = False
         for rounds in rounds_list:
             for conc in conc_list:
                 calls = args.runs * args.seats * rounds
                 bound = max(rounds * latency, calls * latency / conc)
-                for system in systems:
+                variants = [(system, ROOT) for system in systems]
+                if args.baseline is not None:
+                    variants = [v for system in systems for v in (
+                        [(system, ROOT)] if system == "plain"
+                        else [(system, ROOT), (f"{system}@base", args.baseline.resolve())])]
+                for system, root in variants:
                     samples = []
                     for _ in range(args.repeat):
                         srv0 = _server_cpu(server.pid)
-                        sample = _measure(system, args, rounds, conc, port)
+                        sample = _measure(system.split("@")[0], args, rounds, conc, port,
+                                          root)
                         sample["srv"] = _server_cpu(server.pid) - srv0
                         samples.append(sample)
                         failed |= not sample["ok"]
@@ -226,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     def med(key: str, samples: list[dict[str, Any]] = samples) -> float:
                         return float(statistics.median(s[key] for s in samples))
 
-                    print(f"{system:<11} {rounds:>6} {conc:>5} {calls:>6} "
+                    print(f"{system:<16} {rounds:>6} {conc:>5} {calls:>6} "
                           f"{med('makespan'):>8.2f}s {bound:>6.2f}s "
                           f"{med('makespan') / bound:>6.3f} "
                           f"{1000 * med('cpu') / calls:>7.3f}ms "

@@ -5,16 +5,22 @@ three characters (real tokenizers average about four for English, so this over-c
 Each seat in round r sees at most the brief, its system prompt and every earlier message
 (plus same-round ones under sequential/staggered turns), each message at most
 ``max_tokens`` plus a few tokens for its ``[Name]:`` label.
+
+The plan also lists, per seat, every sampling parameter its endpoint will not get
+(:attr:`SeriesPlan.dropped`, decided by :mod:`roundtable.providers.params` exactly as the
+client decides it), so a temperature factor that never reaches some seats is seen before
+anything is spent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from roundtable import settings
-from roundtable.protocol import HUMAN_ENDPOINT, Price, Protocol, RunSpec, expand
+from roundtable.protocol import HUMAN_ENDPOINT, EndpointConfig, Price, Protocol, RunSpec, expand
+from roundtable.providers import params
 
 CHARS_PER_TOKEN = 3
 LABEL_TOKENS = 8  # "[Agent-A]: " plus chat-template overhead per turn
@@ -41,10 +47,38 @@ class CellPlan:
 
 
 @dataclass(frozen=True)
+class DroppedParams:
+    """The parameters one seat's calls will not carry: ``seat`` is its display name (in
+    the first cell it appears in), ``model`` its ``endpoint:model``, ``params`` one entry
+    per parameter, its ``value`` every value the series gives it (in cell order)."""
+
+    position: int
+    seat: str
+    model: str
+    params: tuple[params.DroppedParam, ...]
+
+    def lines(self) -> list[str]:
+        """One line per parameter: ``seat Agent-B (anthropic:claude-x): drops temperature
+        0.8 (why)``."""
+        return [f"seat {self.seat} ({self.model}): drops {p.describe()}" for p in self.params]
+
+    def to_json(self) -> dict[str, object]:
+        """The seat's dropped parameters as a JSON object."""
+        return {"position": self.position, "seat": self.seat, "model": self.model,
+                "dropped": [{"param": p.name, "values": list(p.value)
+                             if isinstance(p.value, tuple) else [p.value],
+                             "reason": p.reason} for p in self.params]}
+
+
+@dataclass(frozen=True)
 class SeriesPlan:
+    """The dry run of a series: one :class:`CellPlan` per cell, the models without a price,
+    and what each seat's endpoint drops (:class:`DroppedParams`)."""
+
     series: str
     cells: tuple[CellPlan, ...]
     unpriced: tuple[str, ...] = field(default=())
+    dropped: tuple[DroppedParams, ...] = field(default=())
 
     @property
     def runs(self) -> int:
@@ -96,11 +130,15 @@ def run_bound(spec: RunSpec) -> tuple[int, int, dict[str, tuple[int, int]]]:
     return calls, total_in, per_model
 
 
-def plan(protocol: Protocol, prices: Mapping[str, Price] | None = None) -> SeriesPlan:
-    """The run matrix of a protocol, one :class:`CellPlan` per cell, with cost bounds."""
+def plan(protocol: Protocol, prices: Mapping[str, Price] | None = None,
+         endpoints: Mapping[str, EndpointConfig] | None = None) -> SeriesPlan:
+    """The run matrix of a protocol, one :class:`CellPlan` per cell, with cost bounds, and
+    the parameters each seat's endpoint drops (``endpoints``: the built-in ones extended
+    by the protocol's, unless given)."""
     table = prices if prices is not None else settings.load_prices(protocol.prices)
     by_cell: dict[str, list[RunSpec]] = {}
-    for spec in expand(protocol):
+    specs_all = expand(protocol)
+    for spec in specs_all:
         by_cell.setdefault(spec.cell, []).append(spec)
     cells = []
     unpriced: set[str] = set()
@@ -125,4 +163,34 @@ def plan(protocol: Protocol, prices: Mapping[str, Price] | None = None) -> Serie
             calls=calls, input_tokens=tin, output_tokens=tout, cost_usd=cost,
             models=tuple(sorted({f"{s.endpoint}:{s.model}" for s in first.seats})),
         ))
-    return SeriesPlan(series=protocol.series, cells=tuple(cells), unpriced=tuple(sorted(unpriced)))
+    known = endpoints if endpoints is not None else settings.endpoints(protocol.endpoints)
+    return SeriesPlan(series=protocol.series, cells=tuple(cells), unpriced=tuple(sorted(unpriced)),
+                      dropped=dropped_params([s[0] for s in by_cell.values()], known))
+
+
+def dropped_params(specs: Sequence[RunSpec],
+                   endpoints: Mapping[str, EndpointConfig]) -> tuple[DroppedParams, ...]:
+    """Per seat position and model, what its endpoint drops in any of ``specs`` (one run
+    per cell is enough: replicates share the sampling). Seats on an endpoint ``endpoints``
+    does not know are skipped (the run itself refuses them)."""
+    found: dict[tuple[int, str], tuple[str, dict[str, tuple[list[object], str]]]] = {}
+    for spec in specs:
+        for seat in spec.seats:
+            config = endpoints.get(seat.endpoint)
+            if seat.endpoint == HUMAN_ENDPOINT or config is None:
+                continue
+            key = (seat.position, f"{seat.endpoint}:{seat.model}")
+            name, by_param = found.setdefault(key, (seat.display_name, {}))
+            for drop in params.dropped(seat.endpoint, config, seat.model, spec.sampling):
+                values, _ = by_param.setdefault(drop.name, ([], drop.reason))
+                if drop.value not in values:
+                    values.append(drop.value)
+    return tuple(
+        DroppedParams(position, name, model, tuple(
+            params.DroppedParam(p, _values(values), reason)
+            for p, (values, reason) in by_param.items()))
+        for (position, model), (name, by_param) in sorted(found.items()) if by_param)
+
+
+def _values(values: list[object]) -> object:
+    return values[0] if len(values) == 1 else tuple(values)

@@ -31,6 +31,11 @@ from pydantic import (
 from roundtable import conditions, tomlfile
 from roundtable.errors import ProtocolError
 
+# Endpoint and price models belong to the providers; re-exported for existing imports.
+from roundtable.providers.config import EndpointConfig as EndpointConfig
+from roundtable.providers.config import Price as Price
+from roundtable.providers.generate import GenerateConfig
+
 # Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
 # used to run one round), and ``"3"`` or ``2.5`` is never an integer.
 Int = Annotated[int, Strict()]
@@ -47,45 +52,6 @@ PEER_FORMAT_FIELDS = ("name", "text")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class EndpointConfig(_Frozen):
-    """How to reach one named endpoint. Built-ins live in :mod:`roundtable.settings`; a
-    protocol may add endpoints or override fields of built-in ones."""
-
-    kind: Literal["openai", "anthropic", "google", "local", "scripted"]
-    base_url: str | None = None
-    #: replicas of one self-hosted deployment (instead of ``base_url``); calls are routed
-    #: by ``routing`` (see :mod:`roundtable.providers.replicas`). ``max_concurrency`` and
-    #: ``requests_per_minute`` then apply to the whole set.
-    base_urls: tuple[str, ...] = ()
-    routing: Literal["affinity", "least_loaded", "round_robin"] = "affinity"
-    api_key_env: str | None = None
-    max_concurrency: Int = Field(default=8, ge=1, le=10_000)
-    requests_per_minute: Float | None = Field(default=None, gt=0)
-    #: seconds a call may keep retrying transient failures (None: the client's default)
-    retry_budget_s: Float | None = Field(default=None, gt=0)
-    accepts_temperature: Bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_way_to_reach(self) -> EndpointConfig:
-        if self.base_urls and self.base_url:
-            raise ValueError("give either 'base_url' or 'base_urls' (a list of replicas), "
-                             "not both")
-        if any(not url.strip() for url in self.base_urls):
-            raise ValueError("'base_urls' lists an empty URL")
-        if len(set(self.base_urls)) != len(self.base_urls):
-            raise ValueError("'base_urls' lists the same URL twice")
-        return self
-
-
-class Price(_Frozen):
-    """USD per million tokens."""
-
-    input: Float = Field(ge=0)
-    output: Float = Field(ge=0)
-    cached_input: Float | None = Field(default=None, ge=0)
 
 
 #: the endpoint recorded for a human seat (it has no model and is never called)
@@ -246,11 +212,18 @@ class TurnConfig(_Frozen):
         return peer_format
 
 
-class SamplingConfig(_Frozen):
+class SamplingConfig(GenerateConfig):
+    """A protocol's ``[sampling]`` table: the :class:`~roundtable.providers.generate.
+    GenerateConfig` of every seat, with a temperature of 0.8 unless it says otherwise."""
+
     temperature: Float | None = Field(default=0.8, ge=0, le=2)
-    max_tokens: Int = Field(default=1024, ge=1, le=1_000_000)
-    timeout_s: Float = Field(default=120.0, gt=0, le=86_400)
-    seed: Int | None = None
+
+    def seat_seed(self, run_seed: int, round_index: int, position: int) -> int | None:
+        """The seed of one seat's call in one round: derived from :attr:`seed`, the run's
+        seed, the round and the roster position (``None`` when :attr:`seed` is unset)."""
+        if self.seed is None:
+            return None
+        return conditions.derive_seed(self.seed, run_seed, round_index, position)
 
 
 class FaultConfig(_Frozen):

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from roundtable import tomlfile
 from roundtable.errors import ConfigError, MissingKeyError
-from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers.config import EndpointConfig, Price
 from roundtable.providers.options import validate_options
 
 DEFAULT_DB_URL = "sqlite:///roundtable.db"
@@ -43,7 +43,7 @@ BUILTIN_ENDPOINTS: dict[str, EndpointConfig] = {
     "llamacpp": EndpointConfig(kind="openai", base_url="http://127.0.0.1:8080/v1",
                                max_concurrency=1),
     "anthropic": EndpointConfig(kind="anthropic", api_key_env="ANTHROPIC_API_KEY",
-                                max_concurrency=8, accepts_temperature=False),
+                                max_concurrency=8),
     "google": EndpointConfig(kind="google", api_key_env="GEMINI_API_KEY", max_concurrency=8),
     "local": EndpointConfig(kind="local", max_concurrency=1),
     "scripted": EndpointConfig(kind="scripted", max_concurrency=1000),

@@ -505,3 +505,49 @@ async def test_the_spending_cap_counts_batch_answers_and_stops_new_submissions(
     # ...and, the cap being reached, the alpha messages are not submitted
     assert result.budget_stopped and result.submitted == {"judge-a": 0}
     assert len(batches(engine)) == 1
+
+
+# --------------------------------------------------------------------------- one client
+
+
+async def test_batch_calls_go_through_the_clients_retry_and_limits(
+        engine: sa.Engine, judge: Judge) -> None:
+    """Submits refused with a 429 and polls are retried by the client (its policy, its
+    budget, its adaptive limit and cooldown), not by a loop of their own; answers are
+    priced and counted by the client as well."""
+    from roundtable.errors import RateLimitError
+
+    refusals = {"submit": 1, "poll": 1}
+
+    class Busy(ScriptedBatchProvider):
+        async def _submit(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
+            if refusals["submit"]:
+                refusals["submit"] -= 1
+                raise RateLimitError("busy", status=429, retry_after=5.0)
+            return await super()._submit(items)
+
+        async def poll(self, batch_id: str) -> BatchStatus:
+            if refusals["poll"]:
+                refusals["poll"] -= 1
+                raise RateLimitError("busy", status=429)
+            return await super().poll(batch_id)
+
+    endpoints = {"rules": EndpointConfig(kind="scripted", max_concurrency=100,
+                                         options={"batch_polls": 0})}
+    client = rule_client(RuleJudge(), prices={"rules:*": PRICE})
+    rule = RuleJudge()
+    try:
+        sent = await batch_pass(engine, [judge], client, endpoints,
+                                providers=rule_batches(rule, Busy), sleep=no_sleep)
+        assert sent.errors == [] and sent.submitted == {"judge-a": TOTAL}
+        got = await batch_pass(engine, [judge], client, endpoints,
+                               providers=rule_batches(rule, Busy), sleep=no_sleep)
+    finally:
+        await client.aclose()
+    assert got.errors == [] and got.batches[0].state == "collected"
+    assert client.totals.rate_limited == 2 and client.totals.retries == 2
+    assert client.limit("rules").limit <= 50  # the 429s cut the endpoint's limit
+    logged = calls(engine)
+    assert any(c["purpose"] == "judge-batch" and c["ok"] for c in logged)
+    assert client.totals.calls == sum(c["ok"] for c in logged)
+    assert client.totals.cost_usd == pytest.approx(sum(c["cost_usd"] for c in logged))

@@ -212,3 +212,23 @@ async def test_bad_peer_format_fails_before_any_call(tmp_path: Path) -> None:
     # the protocol itself no longer validates, so nothing can reach a provider
     with pytest.raises(ProtocolError, match=r"turns\.peer_format.*\{name\} and \{text\}"):
         make_protocol(turns={"peer_format": "<{speaker}> {text}"})
+
+
+async def test_long_lived_objects_are_frozen_during_a_series_only(tmp_path: Path) -> None:
+    import gc
+
+    protocol, text = make_protocol(rounds=2, seats=2, replicates=1)
+    engine = make_engine(tmp_path / "gc.db")
+    client = make_client(protocol)
+    seen: list[int] = []
+    original = client.complete
+
+    async def complete(endpoint: str, request: CompletionRequest) -> Any:
+        seen.append(gc.get_freeze_count())
+        return await original(endpoint, request)
+
+    client.complete = complete  # type: ignore[method-assign]
+    result = await run_series(engine, protocol, text, client)
+    assert result.completed == 1 and len(seen) == 4
+    assert min(seen) > 10_000  # the modules' objects are out of the collector's way
+    assert gc.get_freeze_count() == 0  # and given back once the series ends

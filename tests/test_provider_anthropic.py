@@ -96,8 +96,8 @@ async def test_success_maps_text_usage_and_request_body(
         {"role": "assistant", "content": "I propose we start."},
         {"role": "user", "content": "Round 2."},
     ]
-    # never a temperature, even when the endpoint config claims to accept one
-    assert "temperature" not in body
+    # the adapter sends what the request holds (the client decides what it holds: below)
+    assert body["temperature"] == 0.7
     assert body["cache_control"] == {"type": "ephemeral"}
     assert "output_config" not in body and "tools" not in body
 
@@ -267,3 +267,33 @@ async def test_body_goes_through_the_sdk_request_api(
     assert sent.path == "/v1/messages"
     assert KEY in (sent.headers.get("x-api-key"), sent.headers.get("authorization", "")[7:])
     assert sent.json() == provider.build_params(req())
+
+
+async def test_the_client_decides_temperature_and_seed_for_anthropic(
+        server: FakeServer) -> None:
+    """By default an anthropic endpoint gets neither temperature nor seed (the removal is
+    on the call record); ``accepts_temperature = true`` on the endpoint sends the
+    temperature (it used to be ignored)."""
+    from roundtable.providers.client import ModelClient
+
+    endpoints = {
+        "claude": EndpointConfig(kind="anthropic", base_url=server.url),
+        "warm": EndpointConfig(kind="anthropic", base_url=server.url,
+                               accepts_temperature=True),
+    }
+    client = ModelClient(endpoints, factory=lambda name, cfg: AnthropicProvider(
+        name, cfg, KEY))
+    try:
+        for _ in endpoints:
+            server.enqueue(anthropic_message("ok"))
+        default = await client.complete("claude", req(seed=11))
+        warm = await client.complete("warm", req(seed=11))
+    finally:
+        await client.aclose()
+    plain, hot = (r.json() for r in server.requests)
+    assert "temperature" not in plain and "seed" not in plain
+    assert default.record.dropped == ("temperature", "seed")
+    assert hot["temperature"] == 0.7 and "seed" not in hot
+    assert warm.record.dropped == ("seed",)
+    # the hash is of the request as sent
+    assert default.record.request_hash == req(seed=None, temperature=None).digest()

@@ -21,6 +21,7 @@ from roundtable.errors import (
 from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.google import GoogleProvider
+from roundtable.providers.params import support
 from tests.fakes import FakeResponse, FakeServer, gemini_error, gemini_response, refused_url
 
 KEY = "AIza-test-secret-0123456789"
@@ -98,9 +99,11 @@ async def test_success_maps_text_usage_and_request_body(
 async def test_merged_turns_and_no_temperature(server: FakeServer) -> None:
     server.enqueue(gemini_response("ok"))
     prov = make(server.url, accepts_temperature=False)
+    # the client decides (roundtable.providers.params); the adapter sends what it gets
+    drop = support("google", prov.config).apply
     try:
-        await prov.complete(req(messages=(ChatMessage("user", "A said hi."),
-                                          ChatMessage("user", "B said hello."))))
+        await prov.complete(drop(req(messages=(ChatMessage("user", "A said hi."),
+                                               ChatMessage("user", "B said hello."))))[0])
     finally:
         await prov.aclose()
     body = server.requests[0].json()

@@ -23,6 +23,7 @@ from roundtable.errors import (
 from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.openai import OpenAIProvider
+from roundtable.providers.params import support
 from tests.fakes import FakeResponse, FakeServer, openai_chat, openai_error, refused_url
 
 KEY = "fake-openai-test-secret-0123456789"
@@ -104,7 +105,8 @@ async def test_temperature_omitted_when_none_or_not_accepted(server: FakeServer)
     no_temp = make(server.url + "/v1", accepts_temperature=False)
     plain = make(server.url + "/v1")
     try:
-        await no_temp.complete(req(temperature=0.9))
+        # the client decides (roundtable.providers.params); the adapter sends what it gets
+        await no_temp.complete(support("fake", no_temp.config).apply(req(temperature=0.9))[0])
         await plain.complete(req(temperature=None))
     finally:
         await no_temp.aclose()

@@ -306,7 +306,7 @@ def test_vocabulary_names_every_status_and_kind_column() -> None:
 
 _INSERT_BUILDERS = re.compile(
     r"\b(sa|sqlalchemy|sqlite|postgresql)\.insert\(|^from sqlalchemy(\.dialects\.\w+)? "
-    r"import [^\n]*\binsert\b|on_conflict_do_nothing|\binsert\(\w+\.__table__")
+    r"import [^\n]*\binsert\b|on_conflict_do_nothing|\binsert\(\w+\.__table__|\.insert\(\)")
 
 
 def _sources() -> Iterator[tuple[str, str]]:
@@ -323,6 +323,8 @@ def test_no_module_outside_store_builds_insert_statements() -> None:
     # the pattern does catch what it forbids
     assert _INSERT_BUILDERS.search("conn.execute(sa.insert(_RATER).values(")
     assert _INSERT_BUILDERS.search("from sqlalchemy import delete, insert")
+    assert _INSERT_BUILDERS.search("_LLMCALL.insert().returning(_LLMCALL.c.id)")
+    assert not _INSERT_BUILDERS.search("turns.insert(0, first)")
 
 
 def test_no_untyped_table_access_remains() -> None:

@@ -13,11 +13,16 @@ contrasts are kept beside them (their own corrected family) so both figures can 
 Equalising per pair, not over the whole family, keeps one very short set (e.g. isolation
 runs with one message per agent) from reducing every other contrast to that length.
 ``roundtable analyze compare`` and the report's ablation section both call it.
+
+:func:`baseline_family` compares every condition (a series, or ``series/cell`` for series
+with several cells) with a baseline condition on that figure, Holm-adjusted over the
+conditions: ``roundtable.analyze.baseline`` and the report's ablation section.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,9 +46,9 @@ from roundtable.stats.compare import (
     mean_interval,
 )
 
-__all__ = ["CORRECTIONS", "EQUALISE", "Contrast", "Family", "PairFigures",
-           "SetSimilarity", "SimilarityFamily", "adjust", "compare_family", "compare_pairs",
-           "lengths_differ", "similarity_family"]
+__all__ = ["CORRECTIONS", "EQUALISE", "BaselineFamily", "Contrast", "Family", "PairFigures",
+           "SetSimilarity", "SimilarityFamily", "adjust", "baseline_family", "compare_family",
+           "compare_pairs", "condition_groups", "lengths_differ", "similarity_family"]
 
 EQUALISE = ("auto", "always", "never")
 
@@ -330,3 +335,85 @@ def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Seque
     return SimilarityFamily(sets=tuple(out), pairs=tuple(pairs), family=family,
                             raw_family=raw_family, equalise=equalise, draws=draws,
                             notes=tuple(notes))
+
+
+def condition_groups(sims: Sequence[RunSimilarity], order: Sequence[str]
+                     ) -> list[tuple[str, list[RunSimilarity]]]:
+    """Runs with a defined mean cosine grouped by condition: the series, or ``series/cell``
+    for series with several cells, in ``order`` (series names)."""
+    cells: dict[str, set[str]] = defaultdict(set)
+    for s in sims:
+        cells[s.series].add(s.cell)
+    groups: dict[str, list[RunSimilarity]] = {}
+    for name in order:
+        for cell in sorted(cells.get(name, ())):
+            label = name if len(cells[name]) == 1 else f"{name}/{cell}"
+            groups[label] = [s for s in sims if s.series == name and s.cell == cell
+                             and math.isfinite(s.mean_cosine)]
+    return list(groups.items())
+
+
+#: Why :func:`baseline_family` compared nothing (``BaselineFamily.status``).
+BASELINE_STATUSES = ("ok", "no_similarity", "no_baseline", "baseline_only", "undefined")
+
+
+@dataclass(frozen=True)
+class BaselineFamily:
+    """Every condition against the baseline's condition on per-run similarity.
+
+    ``family`` is None when nothing could be compared; ``status`` then says why (one of
+    :data:`BASELINE_STATUSES`) and ``message`` says it in a sentence. ``left_out`` are
+    conditions without a run with a defined similarity."""
+
+    baseline: str
+    base_label: str | None
+    conditions: tuple[str, ...]
+    left_out: tuple[str, ...]
+    family: SimilarityFamily | None
+    status: str = "ok"
+    message: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The comparison as a JSON-ready dict (the family's figures when there is one)."""
+        return {"baseline": self.baseline, "baseline_condition": self.base_label,
+                "conditions": list(self.conditions), "left_out": list(self.left_out),
+                "status": self.status, "message": self.message or None,
+                **(self.family.to_json() if self.family is not None else {})}
+
+
+def baseline_family(messages: Sequence[CodedMessage], sims: Sequence[RunSimilarity],
+                    order: Sequence[str], baseline: str, *, equalise: str = "auto",
+                    draws: int = EQUALISE_DRAWS, correction: str = "holm", n_boot: int = 0,
+                    n_perm: int = 10000, seed: int = 0, ci: str = "t") -> BaselineFamily:
+    """Every condition of the series in ``order`` against ``baseline``'s condition (the
+    series, or its first cell), through :func:`similarity_family`: p-values adjusted by
+    ``correction`` (Holm) over the conditions compared. ``sims`` are the raw per-run
+    similarities of ``messages``. Conditions without a defined similarity are left out;
+    when nothing can be compared the result says why instead of raising."""
+    groups = dict(condition_groups(sims, order))
+    conditions = tuple(groups)
+
+    def nothing(status: str, message: str, base: str | None = None,
+                left: Sequence[str] = ()) -> BaselineFamily:
+        return BaselineFamily(baseline, base, conditions, tuple(left), None, status, message)
+
+    if not any(groups.values()):
+        return nothing("no_similarity", "no run has a defined similarity: nothing to compare")
+    base_label = next((g for g in groups if g == baseline or g.startswith(f"{baseline}/")),
+                      None)
+    if base_label is None or not groups[base_label]:
+        return nothing("no_baseline", f"the baseline {baseline} has no run with a defined "
+                       f"similarity", base_label)
+    empty = [g for g, runs in groups.items() if not runs and g != base_label]
+    labels_in = [base_label] + [g for g, runs in groups.items() if runs and g != base_label]
+    if len(labels_in) < 2:
+        return nothing("baseline_only", "only the baseline has runs with a defined "
+                       "similarity: nothing to compare it with", base_label, empty)
+    try:
+        fam = similarity_family(
+            messages, {g: [r.run_id for r in groups[g]] for g in labels_in},
+            equalise=equalise, draws=draws, correction=correction, seed=seed, n_boot=n_boot,
+            n_perm=n_perm, ci=ci)
+    except ValueError as exc:
+        return nothing("undefined", str(exc), base_label, empty)
+    return BaselineFamily(baseline, base_label, conditions, tuple(empty), fam)

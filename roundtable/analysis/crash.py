@@ -172,48 +172,20 @@ def summarise_crashes(messages: Sequence[CodedMessage], events: Sequence[CrashEv
     by_run: dict[int, list[CodedMessage]] = defaultdict(list)
     for m in messages:
         by_run[m.run_id].append(m)
-    ev_by_run: dict[int, list[CrashEvent]] = defaultdict(list)
-    for e in events:
-        if origin == "any" or e.origin == origin:
-            ev_by_run[e.run_id].append(e)
-    notes: list[str] = []
+    ev_by_run = _events_by_run(events, origin)
+    wanted = set(control_ids) if control_ids is not None else set()
     runs: list[CompensationSummary] = []
-    per_run_windows = []
-    crash_rounds: list[int] = []
     by_level: Counter[str] = Counter({lv: 0 for lv in LEVELS})
     by_model: Counter[str] = Counter()
-    wanted = set(control_ids) if control_ids is not None else set()
     for run_id, msgs in sorted(by_run.items()):
         evs = ev_by_run.get(run_id)
         if not evs or run_id in wanted:
             continue
-        injected = [e for e in evs if e.origin == EventOrigin.INJECTED]
-        used = injected or evs
-        c = min(e.round for e in used)
-        crashed_pos = {e.seat_position for e in used if e.round == c}
-        survivors = [m for m in msgs if m.seat_position not in crashed_pos]
-        names = {m.seat_position: m.display_name for m in msgs}
-        before_msgs = [m for m in survivors if m.round < c]
-        after_msgs = [m for m in survivors if m.round >= c]
-        comp = [m for m in after_msgs if m.codes.get(COMP_FLAG)]
-        levels = Counter(m.comp_level or "none" for m in comp)
-        seats = Counter(m.display_name for m in comp)
-        by_level.update(levels)
+        summary, comp = _crashed_run(run_id, msgs, evs)
+        runs.append(summary)
+        by_level.update(m.comp_level or "none" for m in comp)
         by_model.update(m.true_label for m in comp)
-        before, nb = _rates(before_msgs)
-        after, na = _rates(after_msgs)
-        per_run_windows.append((before, after, nb, na))
-        crash_rounds.append(c)
-        first = msgs[0]
-        runs.append(CompensationSummary(
-            run_id=run_id, run_ref=first.run_ref, series=first.series, crash_round=c,
-            origin=used[0].origin,
-            crashed=tuple(sorted(names.get(p, f"seat {p}") if p is not None else "?"
-                                 for p in crashed_pos)),
-            survivors=len({m.seat_position for m in survivors}),
-            comp_by_level={lv: levels.get(lv, 0) for lv in LEVELS},
-            comp_seats=dict(seats.most_common()), before=before, after=after,
-            messages_before=nb, messages_after=na))
+    notes: list[str] = []
     candidates = [r for r in by_run if r not in ev_by_run]
     if control_ids is not None:
         excluded = [r for r in wanted if r in ev_by_run]
@@ -221,46 +193,107 @@ def summarise_crashes(messages: Sequence[CodedMessage], events: Sequence[CrashEv
             notes.append(f"{len(excluded)} chosen control runs have crash events and were "
                          f"left out")
         candidates = [r for r in candidates if r in wanted]
-    control_windows = []
-    control_after: list[dict[str, float]] = []
-    control_comp = 0
-    for run_id in sorted(candidates):
-        msgs = by_run[run_id]
-        per_c = [(_rates([m for m in msgs if m.round < c]),
-                  _rates([m for m in msgs if m.round >= c])) for c in crash_rounds]
-        if not per_c:
-            continue
-        before = {f: _mean([b[f] for (b, nb), _ in per_c if nb]) for f in CRASH_FLAGS}
-        after = {f: _mean([a[f] for _, (a, na) in per_c if na]) for f in CRASH_FLAGS}
-        nb = round(sum(nb for (_, nb), _ in per_c) / len(per_c))
-        na = round(sum(na for _, (_, na) in per_c) / len(per_c))
-        control_windows.append((before, after, nb, na))
-        if na:
-            control_after.append(after)
-        control_comp += sum(1 for m in msgs if m.codes.get(COMP_FLAG)
-                            and m.round >= min(crash_rounds))
+    crash_rounds = [r.crash_round for r in runs]
+    control_windows = [w for run_id in sorted(candidates)
+                       if (w := _control_window(by_run[run_id], crash_rounds)) is not None]
+    control_after = [after for _, after, _, na in control_windows if na]
+    control_comp = sum(_comp_from(by_run[run_id], min(crash_rounds))
+                       for run_id in candidates) if crash_rounds else 0
+    p_after = _p_after(runs, control_after)
+    notes.extend(_coverage_notes(runs, control_windows, control_after))
+    return CrashReport(
+        source=source, origin=origin, runs=runs, control_runs=len(control_windows),
+        crashed=_window([(r.before, r.after, r.messages_before, r.messages_after)
+                         for r in runs]),
+        controls=_window(control_windows),
+        p_after=p_after, comp_by_level=dict(by_level), comp_by_model=dict(by_model.most_common()),
+        control_comp=control_comp, notes=notes, correction=correction,
+        p_after_adjusted=dict(zip(p_after, adjust_pvalues(list(p_after.values()), correction),
+                                  strict=True)))
+
+
+def _events_by_run(events: Sequence[CrashEvent], origin: str) -> dict[int, list[CrashEvent]]:
+    """The crash events of ``origin`` (``any``: every one), per run."""
+    out: dict[int, list[CrashEvent]] = defaultdict(list)
+    for e in events:
+        if origin == "any" or e.origin == origin:
+            out[e.run_id].append(e)
+    return out
+
+
+def _crashed_run(run_id: int, msgs: Sequence[CodedMessage], evs: Sequence[CrashEvent]
+                 ) -> tuple[CompensationSummary, list[CodedMessage]]:
+    """One crashed run's summary, and its survivors' comp messages from the crash round on.
+
+    Injected crashes win over natural ones; the crash round is the earliest event's."""
+    used = [e for e in evs if e.origin == EventOrigin.INJECTED] or list(evs)
+    c = min(e.round for e in used)
+    crashed_pos = {e.seat_position for e in used if e.round == c}
+    survivors = [m for m in msgs if m.seat_position not in crashed_pos]
+    names = {m.seat_position: m.display_name for m in msgs}
+    after_msgs = [m for m in survivors if m.round >= c]
+    comp = [m for m in after_msgs if m.codes.get(COMP_FLAG)]
+    levels = Counter(m.comp_level or "none" for m in comp)
+    before, nb = _rates([m for m in survivors if m.round < c])
+    after, na = _rates(after_msgs)
+    first = msgs[0]
+    summary = CompensationSummary(
+        run_id=run_id, run_ref=first.run_ref, series=first.series, crash_round=c,
+        origin=used[0].origin,
+        crashed=tuple(sorted(names.get(p, f"seat {p}") if p is not None else "?"
+                             for p in crashed_pos)),
+        survivors=len({m.seat_position for m in survivors}),
+        comp_by_level={lv: levels.get(lv, 0) for lv in LEVELS},
+        comp_seats=dict(Counter(m.display_name for m in comp).most_common()),
+        before=before, after=after, messages_before=nb, messages_after=na)
+    return summary, comp
+
+
+def _control_window(msgs: Sequence[CodedMessage], crash_rounds: Sequence[int]
+                    ) -> tuple[dict[str, float], dict[str, float], int, int] | None:
+    """A control run's rates before / after each crashed run's crash round, averaged (and
+    its mean message counts); None when there is no crashed run to match."""
+    per_c = [(_rates([m for m in msgs if m.round < c]),
+              _rates([m for m in msgs if m.round >= c])) for c in crash_rounds]
+    if not per_c:
+        return None
+    before = {f: _mean([b[f] for (b, nb), _ in per_c if nb]) for f in CRASH_FLAGS}
+    after = {f: _mean([a[f] for _, (a, na) in per_c if na]) for f in CRASH_FLAGS}
+    nb = round(sum(nb for (_, nb), _ in per_c) / len(per_c))
+    na = round(sum(na for _, (_, na) in per_c) / len(per_c))
+    return before, after, nb, na
+
+
+def _comp_from(msgs: Sequence[CodedMessage], first_round: int) -> int:
+    """Messages coded comp from ``first_round`` on (a control run's comparison count)."""
+    return sum(1 for m in msgs if m.codes.get(COMP_FLAG) and m.round >= first_round)
+
+
+def _p_after(runs: Sequence[CompensationSummary], control_after: Sequence[dict[str, float]]
+             ) -> dict[str, float]:
+    """Per flag, Mann-Whitney p of crashed runs' after rates against the controls' (NaN
+    when either side has fewer than :data:`MIN_TEST_RUNS` runs)."""
     p_after = {}
     for f in CRASH_FLAGS:
         a = [r.after[f] for r in runs if r.messages_after and not math.isnan(r.after[f])]
         b = [w[f] for w in control_after if not math.isnan(w[f])]
         p_after[f] = mann_whitney(a, b)[1] if min(len(a), len(b)) >= MIN_TEST_RUNS \
             else math.nan
+    return p_after
+
+
+def _coverage_notes(runs: Sequence[CompensationSummary], control_windows: Sequence[object],
+                    control_after: Sequence[object]) -> list[str]:
+    """Why the comparison is missing or untested, if it is."""
     if not runs:
-        notes.append("no run with a crash event among the chosen runs")
-    elif not control_windows:
-        notes.append("no control run (every chosen run has a crash event): choose some "
-                     "with --controls")
-    elif len(control_after) < MIN_TEST_RUNS:
-        notes.append(f"only {len(control_after)} control run(s) with messages after the "
-                     f"crash round: no test (needs {MIN_TEST_RUNS}); choose more with "
-                     f"--controls")
-    return CrashReport(
-        source=source, origin=origin, runs=runs, control_runs=len(control_windows),
-        crashed=_window(per_run_windows), controls=_window(control_windows),
-        p_after=p_after, comp_by_level=dict(by_level), comp_by_model=dict(by_model.most_common()),
-        control_comp=control_comp, notes=notes, correction=correction,
-        p_after_adjusted=dict(zip(p_after, adjust_pvalues(list(p_after.values()), correction),
-                                  strict=True)))
+        return ["no run with a crash event among the chosen runs"]
+    if not control_windows:
+        return ["no control run (every chosen run has a crash event): choose some with "
+                "--controls"]
+    if len(control_after) < MIN_TEST_RUNS:
+        return [f"only {len(control_after)} control run(s) with messages after the crash "
+                f"round: no test (needs {MIN_TEST_RUNS}); choose more with --controls"]
+    return []
 
 
 def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,

@@ -3,7 +3,6 @@ codes derived from several of them."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.choices import AgreementBy, Rule, split_names
+from roundtable.cli.choices import AgreementBy, Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.errors import StoreError
+from roundtable.cli.jsonout import echo_json
 
 if TYPE_CHECKING:
     from roundtable.coding.reliability import AgreementReport, GroupAgreement
@@ -94,68 +94,17 @@ def agreement(
 
     Invalid verdicts count as missing, never as false, and are reported per rater.
     """
-    from roundtable.coding.adjudicate import ADJ_PREFIX, load_codes_with_adjudications
-    from roundtable.coding.codebook import load_codebook
-    from roundtable.coding.reliability import DesignWeights, agreement_report, rater_pairs
-    from roundtable.review.samples import sample_weights
-    from roundtable.store.codes import list_raters
-    from roundtable.store.queries import resolve_run
+    from roundtable._api.agreeing import agreement as compute
 
-    if sample is not None and unweighted:
-        raise StoreError("--sample names the weights to use and --unweighted ignores them; "
-                         "give one of the two")
-    thresholds = load_codebook(codebook).thresholds if codebook is not None else ()
-    names = split_names(judges)
     with open_db(db, create=False) as engine:
-        infos = {r.name: r for r in list_raters(engine)}
-        with_codes = [n for n, r in infos.items() if r.valid + r.invalid > 0]
-        if not names:
-            names = with_codes
-            if coder is not None and coder not in names and coder in infos:
-                names.append(coder)
-            if len(names) < 2:
-                raise StoreError(
-                    "agreement needs two raters with codes; found "
-                    f"{', '.join(with_codes) or 'none'}: code messages with roundtable judge "
-                    f"or load codes with roundtable import codes")
-        elif coder is not None and coder not in names:
-            names.append(coder)
-        if coder is not None and len(names) < 2:
-            raise StoreError(f"--coder {coder}: name at least one rater to compare it with "
-                             f"in --judges")
-        if len(names) < 2:
-            raise StoreError(f"--judges {','.join(names)}: name at least two raters, e.g. "
-                             f"--judges {','.join(with_codes[:2]) or 'gemini,claude'}")
-        run_ids = [resolve_run(engine, ref).id for ref in run or []]
-        matrix = load_codes_with_adjudications(
-            engine, names, flags=split_names(flags) or None, series=series or (), runs=run_ids)
-        humans = [n for n in names if n in infos and infos[n].kind == "human"]
-        if sample is not None and not humans:
-            raise StoreError(f"--sample {sample}: none of the compared raters "
-                             f"({', '.join(names)}) is a human coder; the sample's weights "
-                             f"apply to human codes")
-        found = {} if unweighted else {h: sample_weights(engine, h, sample) for h in humans}
-    if not matrix.flags:
-        raise StoreError(f"raters {', '.join(names)} have no codes"
-                         + (" in the chosen series/runs" if series or run_ids else ""))
-    report = agreement_report(
-        matrix, pairs=rater_pairs(matrix.raters, coder),
-        by=by if by in ("series", "model") else None, bootstrap=bootstrap, seed=seed,
-        weights=[DesignWeights(h, f"the inclusion weights of sample {sw.sample!r}",
-                               sw.aligned(matrix.message_ids))
-                 for h, sw in found.items() if sw is not None],
-        thresholds=thresholds)
+        result = compute(split_names(judges), coder=coder, by=by, series=series or (),
+                         runs=run or (), flags=split_names(flags) or None,
+                         bootstrap=bootstrap, seed=seed, codebook=codebook, sample=sample,
+                         unweighted=unweighted, db=engine)
     if as_json:
-        doc = report.as_json()
-        doc["filters"] = {"series": list(series or []), "runs": run_ids}
-        doc["codebook"] = str(codebook) if codebook is not None else None
-        doc["kinds"] = {n: ("adjudication" if n.startswith(ADJ_PREFIX) else infos[n].kind)
-                        for n in names}
-        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        echo_json(result.to_json())
         return
-    kinds = {n: ("adjudication" if n.startswith(ADJ_PREFIX) else infos[n].kind)
-             for n in names}
-    _print_report(report, kinds, by=by, confusion=confusion)
+    _print_report(result.report, result.kinds, by=by, confusion=confusion)
 
 
 def _print_report(report: AgreementReport, kinds: dict[str, str], *, by: str | None,
@@ -373,20 +322,17 @@ def adjudicate(
 
     Compare them with other raters as adj:NAME: roundtable agreement --judges human,adj:NAME
     """
+    from roundtable._api.adjudicating import adjudicate as run_adjudication
     from roundtable.coding.adjudicate import ADJ_PREFIX
-    from roundtable.coding.adjudicate import adjudicate as run_adjudication
-    from roundtable.store.codes import load_codes
 
-    raters = split_names(judges)
-    with open_db(db) as engine:
-        summary = run_adjudication(engine, raters, rule=rule, name=name,
-                                   flags=split_names(flags) or None)
-        matrix = load_codes(engine, raters, flags=summary.flags)
+    result = run_adjudication(split_names(judges), rule=rule, name=name,
+                              flags=split_names(flags) or None, db=db)
     if as_json:
         from roundtable.cli.jsonout import echo_json
 
-        echo_json(summary.to_json())
+        echo_json(result.to_json())
         return
+    summary = result.summary
     verb = "recorded" if summary.created else "already recorded"
     ui.plain(f"Adjudication {summary.name!r} {verb}: {summary.rule} of "
              f"{', '.join(summary.raters)}.")
@@ -401,8 +347,8 @@ def adjudicate(
     for out in summary.outcomes:
         per = []
         for r, _ in shown:
-            vals = [v for v in matrix.values[out.flag][r] if v is not None]
-            per.append(_f(sum(vals) / len(vals)) if vals else "n/a")
+            p = result.rater_prevalence[out.flag][r]
+            per.append("n/a" if p is None else _f(p))
         rows.append((out.flag, out.n_true, out.n_false, out.n_missing, _f(out.prevalence),
                      *per))
     legend = ", ".join(f"{h} = {r}" for r, h in shown if h != r)

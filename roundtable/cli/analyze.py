@@ -25,10 +25,8 @@ from roundtable.cli.jsonout import echo_json
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
-    import sqlalchemy
-
-    from roundtable.analysis.crash import CrashReport
-    from roundtable.analysis.source import CodedMessage, CodeSource
+    from roundtable._api.analyzing import CompareResult, CrashResult, ProfilesResult
+    from roundtable.analysis.contrasts import SimilarityFamily
 
 app = typer.Typer(
     help="Analyse coded runs: profiles, comparisons, flag tests, crashes, isolation.",
@@ -67,19 +65,6 @@ def _ci(ci: tuple[float, float]) -> str:
     return "" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3f}, {hi:.3f}]"
 
 
-def _load(engine: sqlalchemy.Engine, rater: str | None, adjudication: str | None,
-          series: Sequence[str] | None) -> tuple[CodeSource, list[CodedMessage]]:
-    from roundtable.analysis.source import coded_messages, resolve_source
-
-    source = resolve_source(engine, rater=rater, adjudication=adjudication)
-    msgs = coded_messages(engine, source, series=series or None)
-    if not msgs:
-        where = f" in series {', '.join(series)}" if series else ""
-        raise StoreError(f"no agent message has codes under {source.label()}{where}: code "
-                         f"them with roundtable judge, or choose another --rater")
-    return source, msgs
-
-
 def _series_order(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=lambda s: (len(s) > 2, s))
 
@@ -106,36 +91,24 @@ def profiles(
     interval (runs are the unit of replication). Per run, each rate's interval is the
     Wilson score interval over that agent's messages.
     """
-    from roundtable.analysis.profiles import (
-        AGENT_INTERVAL,
-        SERIES_INTERVAL,
-        TRAITS,
-        agent_profiles,
-        series_profile_rows,
-        series_profiles,
-    )
+    from roundtable._api.analyzing import profiles as compute
 
     with open_db(db, create=False) as engine:
-        source, msgs = _load(engine, rater, adjudication, series)
-    profs = agent_profiles(msgs)
-    rows_ = series_profile_rows(profs)
+        result = compute(series, rater=rater, adjudication=adjudication, per=per, db=engine)
     if as_json:
-        echo_json({
-            "source": source.label(), "traits": list(TRAITS),
-            "series": series_profiles(profs),
-            "rows": [{"series": r.series, "true_model": r.true_label, "agents": r.agents,
-                      "runs": r.runs, "messages": r.messages,
-                      "rates": {t: {"rate": r.rates[t], "ci_low": r.intervals[t][0],
-                                    "ci_high": r.intervals[t][1]} for t in TRAITS}}
-                     for r in rows_],
-            "interval": {"series": SERIES_INTERVAL, "agents": AGENT_INTERVAL},
-            "agents": [{**p.__dict__, "intervals": {t: list(p.interval(t)) for t in TRAITS}}
-                       for p in profs] if per == "run" else None})
+        echo_json(result.to_json())
         return
-    ui.plain(f"Codes: {source.label()}. {len(msgs):,} coded agent messages, "
+    _print_profiles(result)
+
+
+def _print_profiles(result: ProfilesResult) -> None:
+    from roundtable.analysis.profiles import AGENT_INTERVAL, SERIES_INTERVAL, TRAITS
+
+    profs, rows_ = result.profiles, result.series_rows
+    ui.plain(f"Codes: {result.source}. {result.messages:,} coded agent messages, "
              f"{len(profs):,} agents (seat x run). Rates are shares of coded messages; "
              f"the row under each gives its 95% CI.")
-    if per == "series":
+    if result.per == "series":
         cols = ["model", "agents", "msgs", *TRAITS]
         runs_of: dict[str, set[int]] = {}
         for p in profs:
@@ -228,40 +201,27 @@ def compare(
     a permutation test of the difference of means, Cliff's delta; every p is adjusted over
     the family of contrasts.
     """
-    from roundtable.analysis.contrasts import similarity_family
-    from roundtable.analysis.profiles import TRAITS
-    from roundtable.analysis.selectors import select_runs
+    from roundtable._api.analyzing import compare as compute
 
-    if len(sets) < 2:
-        raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
-    if len(set(sets)) != len(sets):
-        raise StoreError("analyze compare: a run set is named twice")
     with open_db(db, create=False) as engine:
-        chosen = {text: select_runs(engine, text) for text in sets}
-        series = sorted({x for _, names in chosen.values() for x in names})
-        source, msgs = _load(engine, rater, adjudication, series)
-    try:
-        fam = similarity_family(msgs, {t: ids for t, (ids, _) in chosen.items()},
-                                equalise=equalise, draws=draws, correction=correction,
-                                n_boot=bootstrap, n_perm=permutations, seed=seed, ci=ci)
-    except ValueError as exc:
-        raise StoreError(str(exc)) from None
-    base_ids = set(chosen[sets[0]][0])
-    overlaps = {t: len(base_ids & set(ids)) for t, (ids, _) in list(chosen.items())[1:]}
+        result = compute(sets, metric=metric, rater=rater, adjudication=adjudication,
+                         equalise=equalise, draws=draws, correction=correction, ci=ci,
+                         bootstrap=bootstrap, permutations=permutations, seed=seed,
+                         db=engine)
     if as_json:
-        echo_json({"source": source.label(), "metric": metric, "traits": list(TRAITS),
-                    "overlap": overlaps, **fam.to_json()})
+        echo_json(result.to_json())
         return
-    _print_compare(fam, source.label(), overlaps)
+    _print_compare(result)
 
 
-def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
+def _print_compare(result: CompareResult) -> None:
     from roundtable.analysis.profiles import TRAITS
 
+    fam, source, overlaps = result.family, result.source, result.overlap
     ui.plain(f"Codes: {source}.\nMetric: per run, the mean pairwise cosine similarity of "
              f"agents' profiles ({', '.join(TRAITS)}).")
     for i, s in enumerate(fam.sets):
-        doc = s.to_json()
+        doc: dict[str, Any] = s.to_json()
         left = s.runs - doc["defined"]
         role = " (baseline)" if i == 0 else ""
         ui.plain(f"{s.label}{role}: {s.runs} runs, {doc['defined']} with a similarity"
@@ -291,6 +251,11 @@ def _print_compare(fam: Any, source: str, overlaps: dict[str, int]) -> None:
     elif fam.equalise == "never" and fam.lengths_differ:
         ui.warn("the sets differ in messages per agent and --equalise never: similarity "
                 "depends on run length, so the difference may be an artefact")
+    _print_contrasts(fam)
+
+
+def _print_contrasts(fam: SimilarityFamily) -> None:
+    f = fam.family
     name = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[f.correction]
     k = len(f.contrasts)
     ui.plain(f"Against the baseline {f.baseline}; {name} correction over {k} "
@@ -350,27 +315,22 @@ def flags(
     labels are permuted within runs (agents of one run are not independent; see
     docs/compare.md). p-values are adjusted for multiple testing over every test printed.
     """
-    from roundtable.analysis.flagtests import flag_tests
-    from roundtable.analysis.profiles import agent_profiles
+    from roundtable._api.analyzing import flags as compute
 
     with open_db(db, create=False) as engine:
-        source, msgs = _load(engine, rater, adjudication, series)
-    tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
-                       method=test, n_perm=permutations, seed=seed)
-    defined = sum(1 for t in tests if math.isfinite(t.p))
+        result = compute(series, rater=rater, adjudication=adjudication,
+                         correction=correction, pooled=pooled, alpha=alpha, test=test,
+                         permutations=permutations, seed=seed, db=engine)
     if as_json:
-        echo_json({"source": source.label(), "correction": correction, "family": defined,
-                    "alpha": alpha, "test": test, "permutations": permutations,
-                    "seed": seed,
-                    "tests": [{**t.__dict__, "highest": t.highest, "lowest": t.lowest}
-                              for t in tests]})
+        echo_json(result.to_json())
         return
+    tests, defined = result.tests, result.family
     name = "Holm" if correction == "holm" else "Bonferroni"
     what = (f"Within-run permutation test per flag across true models ({permutations} "
             f"permutations of model labels among each run's seats; eta2 = share of "
             f"within-run variance explained by the model)" if test == "permutation" else
             "Kruskal-Wallis H per flag across true models (agents treated as independent)")
-    ui.plain(f"Codes: {source.label()}. {what}; units: agents' per-run rates.\n{name} "
+    ui.plain(f"Codes: {result.source}. {what}; units: agents' per-run rates.\n{name} "
              f"correction over the {defined} defined tests below; sig = adjusted p < "
              f"{alpha:g}.")
     scopes: dict[str, list[Any]] = {}
@@ -428,26 +388,21 @@ def crash(
     or dropped seat); survivors are the seats that did not crash then. Compensation
     events are survivors' messages coded comp from the crash round on, by level.
     """
-    from roundtable.analysis.crash import crash_analysis
-    from roundtable.analysis.selectors import select_runs
-    from roundtable.analysis.source import resolve_source
+    from roundtable._api.analyzing import crash as compute
 
     with open_db(db, create=False) as engine:
-        source = resolve_source(engine, rater=rater, adjudication=adjudication)
-        control_ids = select_runs(engine, controls)[0] if controls else None
-        report = crash_analysis(engine, source, series=series or None, origin=origin,
-                                control_ids=control_ids, correction=correction)
+        result = compute(series, rater=rater, adjudication=adjudication, origin=origin,
+                         controls=controls, correction=correction, db=engine)
     if as_json:
-        echo_json({k: v for k, v in report.__dict__.items() if k != "runs"}
-                   | {"runs": [{**r.__dict__, "comp_events": r.comp_events}
-                               for r in report.runs]})
+        echo_json(result.to_json())
         return
-    _print_crash(report, per_run)
+    _print_crash(result, per_run)
 
 
-def _print_crash(report: CrashReport, per_run: bool) -> None:
+def _print_crash(result: CrashResult, per_run: bool) -> None:
     from roundtable.analysis.crash import CRASH_FLAGS, LEVELS
 
+    report = result.report
     ui.plain(f"Codes: {report.source}. Crash events: {report.origin}. "
              f"{len(report.runs)} crashed runs, {report.control_runs} control "
              f"run{'s' if report.control_runs != 1 else ''} (no crash event).")
@@ -515,22 +470,19 @@ def isolation(
     isolation scaffold, or a War Room run in isolated / single mode). 'any' = at least
     one trait flag. p: Mann-Whitney over the per-run shares (runs are the units).
     """
-    from roundtable.analysis.isolation import isolation_analysis
+    from roundtable._api.analyzing import isolation as compute
 
     with open_db(db, create=False) as engine:
-        source, msgs = _load(engine, rater, adjudication, series)
-    rep = isolation_analysis(msgs, correction=correction)
+        result = compute(series, rater=rater, adjudication=adjudication,
+                         correction=correction, db=engine)
     if as_json:
-        echo_json({"source": source.label(), **{k: v for k, v in rep.__dict__.items()
-                                                 if k != "rows"},
-                    "rows": [{**r.__dict__, "iso_share": r.iso_share,
-                              "group_share": r.group_share} for r in rep.rows]})
+        echo_json(result.to_json())
         return
-    if not rep.iso_runs or not rep.group_runs:
-        missing = "isolation" if not rep.iso_runs else "group"
-        raise StoreError(f"no {missing} run with coded messages among the chosen runs: "
-                         f"nothing to contrast")
-    ui.plain(f"Codes: {source.label()}.\nIsolation: {rep.iso_runs} runs, "
+    if result.missing_side is not None:
+        raise StoreError(f"no {result.missing_side} run with coded messages among the "
+                         f"chosen runs: nothing to contrast")
+    rep = result.report
+    ui.plain(f"Codes: {result.source}.\nIsolation: {rep.iso_runs} runs, "
              f"{rep.iso_messages:,} messages (series {', '.join(rep.iso_series)}). Group: "
              f"{rep.group_runs} runs, {rep.group_messages:,} messages (series "
              f"{', '.join(_series_order(rep.group_series))}).")

@@ -29,14 +29,14 @@ def attrition(
 
     Differential attrition (one condition losing more turns than another) biases every
     comparison between conditions: check it before comparing."""
-    from roundtable.analysis.attrition import attrition as compute
-    from roundtable.analysis.attrition import attrition_summary
+    from roundtable._api.analyzing import attrition as compute
 
     with open_db(db, create=False) as engine:
-        cells = compute(engine, series=series)
-    if as_json:
-        for cell in cells:
-            typer.echo(json.dumps(cell.as_json(), ensure_ascii=False, sort_keys=True))
+        result = compute(series, db=engine)
+    cells = result.cells
+    if as_json:  # JSON lines: one object per cell
+        for cell in result.to_json()["cells"]:
+            typer.echo(json.dumps(cell, ensure_ascii=False, sort_keys=True))
         return
     if not cells:
         ui.say("No runs stored" + (" for these series." if series else " yet."))
@@ -51,4 +51,4 @@ def attrition(
            "or stopped); planned = rounds x seats, less the turns an injected crash removes "
            "by design; stored = agent messages; missing = planned - stored; retry = failed "
            "turns the next `roundtable run` retries.")
-    ui.say(attrition_summary(cells))
+    ui.say(result.summary)

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.choices import Rule, split_names
+from roundtable.cli.choices import Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
-from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
     from roundtable.analysis.prevalence import PrevalenceResult
     from roundtable.analysis.sensitivity import SensitivityResult
     from roundtable.stats.ppi import Estimate
 
-__all__ = ["register"]
+__all__ = ["prevalence", "register", "sensitivity_cmd"]
 
 ByOption = Annotated[str, typer.Option(
     "--by", help="Groups: series, cell (series/cell), condition:NAME (a run condition) or "
@@ -62,12 +62,6 @@ def _p(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return "< 0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def _check_level(level: float) -> None:
-    if not 0.0 < level < 1.0:
-        raise StoreError(f"--level {level}: give a confidence level between 0 and 1, e.g. "
-                         f"0.95")
 
 
 def _print_prevalence(res: PrevalenceResult) -> None:
@@ -145,96 +139,83 @@ def _print_sensitivity(res: SensitivityResult) -> None:
         ui.plain(f"Note: {note}.")
 
 
+@handles_errors
+def prevalence(
+    human: HumanOption = None,
+    judges: JudgesOption = None,
+    rule: Annotated[Rule, typer.Option(
+        "--rule", help="How several --judges combine.")] = "intersection",
+    rater: Annotated[str | None, typer.Option(
+        "--rater", help="Instead of --judges: one rater's codes.",
+        show_default=False)] = None,
+    adjudication: Annotated[str | None, typer.Option(
+        "--adjudication", help="Instead of --judges: a recorded adjudication.",
+        show_default=False)] = None,
+    by: ByOption = "series",
+    sample: SampleOption = None,
+    weights: WeightsOption = None,
+    flags: FlagsOption = None,
+    series: SeriesOption = None,
+    contrast: ContrastOption = None,
+    level: LevelOption = 0.95,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Flag prevalence per group corrected for the judges' errors with the human sample.
+
+    Design-based prediction-powered inference: the judges' share over every message
+    plus the weighted mean of (human - judges) over the human-coded ones; CIs
+    clustered by run. See docs/prevalence.md.
+    """
+    from roundtable._api.analyzing import prevalence as compute
+
+    with open_db(db, create=False) as engine:
+        result = compute(human, judges=split_names(judges), rule=rule, rater=rater,
+                         adjudication=adjudication, by=by, sample=sample, weights=weights,
+                         flags=split_names(flags) or None, series=series or (),
+                         contrasts=contrast or (), level=level, db=engine)
+    if as_json:
+        echo_json(result.to_json())
+        return
+    _print_prevalence(result.estimates)
+
+@handles_errors
+def sensitivity_cmd(
+    judges: JudgesOption = None,
+    human: HumanOption = None,
+    correct: Annotated[str | None, typer.Option(
+        "--correct", help="With --human: the source the correction starts from (a "
+        "rule or one judge). Default: intersection (the judge, with one).",
+        show_default=False)] = None,
+    by: ByOption = "series",
+    sample: SampleOption = None,
+    weights: WeightsOption = None,
+    flags: FlagsOption = None,
+    series: SeriesOption = None,
+    contrast: ContrastOption = None,
+    level: LevelOption = 0.95,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Prevalence and contrasts under every judge and rule: does a conclusion survive?
+
+    Sources: each judge alone, intersection, union, majority (derived in memory) and,
+    with --human, the corrected estimate. See docs/sensitivity.md.
+    """
+    from roundtable._api.analyzing import sensitivity as compute
+
+    with open_db(db, create=False) as engine:
+        result = compute(split_names(judges), human=human, correct=correct, by=by,
+                         sample=sample, weights=weights, flags=split_names(flags) or None,
+                         series=series or (), contrasts=contrast or (), level=level,
+                         db=engine)
+    if as_json:
+        echo_json(result.to_json())
+        return
+    _print_sensitivity(result.estimates)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``prevalence`` and ``sensitivity`` to the ``analyze`` command group."""
-
-    @app.command("prevalence")
-    @handles_errors
-    def prevalence(
-        human: HumanOption = None,
-        judges: JudgesOption = None,
-        rule: Annotated[Rule, typer.Option(
-            "--rule", help="How several --judges combine.")] = "intersection",
-        rater: Annotated[str | None, typer.Option(
-            "--rater", help="Instead of --judges: one rater's codes.",
-            show_default=False)] = None,
-        adjudication: Annotated[str | None, typer.Option(
-            "--adjudication", help="Instead of --judges: a recorded adjudication.",
-            show_default=False)] = None,
-        by: ByOption = "series",
-        sample: SampleOption = None,
-        weights: WeightsOption = None,
-        flags: FlagsOption = None,
-        series: SeriesOption = None,
-        contrast: ContrastOption = None,
-        level: LevelOption = 0.95,
-        as_json: JsonOption = False,
-        db: DbOption = None,
-    ) -> None:
-        """Flag prevalence per group corrected for the judges' errors with the human sample.
-
-        Design-based prediction-powered inference: the judges' share over every message
-        plus the weighted mean of (human - judges) over the human-coded ones; CIs
-        clustered by run. See docs/prevalence.md.
-        """
-        from roundtable.analysis.prevalence import corrected_prevalence, parse_contrasts
-        from roundtable.analysis.source import resolve_source
-
-        _check_level(level)
-        if human is None:
-            raise StoreError("--human: name the human coder whose codes correct the judges, "
-                             "e.g. --human alice")
-        with open_db(db, create=False) as engine:
-            source = (resolve_source(engine, rater=rater, adjudication=adjudication)
-                      if rater is not None or adjudication is not None else None)
-            res = corrected_prevalence(
-                engine, by=by, judges=split_names(judges), rule=rule, source=source, human=human,
-                sample=sample, weights=weights, flags=split_names(flags) or None,
-                series=list(series or []), contrasts=parse_contrasts(contrast or []),
-                level=level)
-        if as_json:
-            echo_json(res.to_json())
-            return
-        _print_prevalence(res)
-
-    @app.command("sensitivity")
-    @handles_errors
-    def sensitivity_cmd(
-        judges: JudgesOption = None,
-        human: HumanOption = None,
-        correct: Annotated[str | None, typer.Option(
-            "--correct", help="With --human: the source the correction starts from (a "
-            "rule or one judge). Default: intersection (the judge, with one).",
-            show_default=False)] = None,
-        by: ByOption = "series",
-        sample: SampleOption = None,
-        weights: WeightsOption = None,
-        flags: FlagsOption = None,
-        series: SeriesOption = None,
-        contrast: ContrastOption = None,
-        level: LevelOption = 0.95,
-        as_json: JsonOption = False,
-        db: DbOption = None,
-    ) -> None:
-        """Prevalence and contrasts under every judge and rule: does a conclusion survive?
-
-        Sources: each judge alone, intersection, union, majority (derived in memory) and,
-        with --human, the corrected estimate. See docs/sensitivity.md.
-        """
-        from roundtable.analysis.prevalence import parse_contrasts
-        from roundtable.analysis.sensitivity import sensitivity
-
-        _check_level(level)
-        names = split_names(judges)
-        if not names:
-            raise StoreError("--judges: name the judges to compare, e.g. --judges "
-                             "gemini,sonnet")
-        with open_db(db, create=False) as engine:
-            res = sensitivity(engine, judges=names, by=by, human=human, sample=sample,
-                              weights=weights, correct_rule=correct,
-                              flags=split_names(flags) or None, series=list(series or []),
-                              contrasts=parse_contrasts(contrast or []), level=level)
-        if as_json:
-            echo_json(res.to_json())
-            return
-        _print_sensitivity(res)
+    app.command("prevalence")(prevalence)
+    app.command("sensitivity")(sensitivity_cmd)

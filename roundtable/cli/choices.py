@@ -8,7 +8,6 @@ checks that each set equals the library constant that validates it for notebook 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Literal
 
@@ -52,9 +51,3 @@ class Stratum(StrEnum):
     RUN = "run"
     ROUND = "round"
 
-
-def split_names(values: str | Sequence[str] | None) -> list[str]:
-    """Names from a comma list, or from a repeated option's comma lists, in order, blanks
-    dropped (``--judges a,b --judges c`` and ``--judges a --judges b,c`` are the same)."""
-    items = [values] if isinstance(values, str) else list(values or ())
-    return [n.strip() for item in items for n in item.split(",") if n.strip()]

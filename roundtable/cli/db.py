@@ -98,10 +98,11 @@ def derive(
 
     Example: roundtable db derive --series A
     """
+    from roundtable._api.database import split_names
     from roundtable.cli.common import open_db
     from roundtable.coding.derived import XREF_RATER, store_xref_codes
 
-    names = [v.strip() for item in series or [] for v in item.split(",") if v.strip()]
+    names = split_names(series)
     with open_db(db) as engine:
         summary = store_xref_codes(engine, series=names)
     if as_json:

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.choices import ExportFormat, Rule, split_names
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.choices import ExportFormat, Rule
+from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import JsonFlag, echo_json
 from roundtable.errors import ExportError
 
@@ -29,11 +30,12 @@ def register(app_: typer.Typer) -> None:
     app_.add_typer(app, name="export")
 
 
-def _names(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(split_names(values)))
+def _raters(values: list[str] | None) -> list[str] | None:
+    """``--raters``: None (every rater) when not given."""
+    return None if values is None else split_names(values)
 
 
-class _LazyProgress:
+class LazyProgress:
     """A progress bar that appears with the first finished run (so a user error raised
     while planning prints alone); call it with ``(runs done, runs total)``."""
 
@@ -42,7 +44,7 @@ class _LazyProgress:
         self._stack = ExitStack()
         self._bar: ui.SeriesProgress | None = None
 
-    def __enter__(self) -> _LazyProgress:
+    def __enter__(self) -> LazyProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,17 +114,8 @@ def corpus(
 
     `roundtable export warroom --out DIR` writes runs as War Room JSON instead.
     """  # noqa: E501 (one line per paragraph: the help text is re-wrapped to the terminal)
-    from roundtable.io.export import (
-        ALL_KINDS,
-        FORMATS,
-        LAYOUTS,
-        SCHEMA,
-        ExportOptions,
-        Format,
-        Layout,
-        export_corpus,
-        format_from_path,
-    )
+    from roundtable._api.exporting import export
+    from roundtable.io.export import SCHEMA
 
     if ctx.invoked_subcommand is not None:
         if out is not None or fmt is not None:
@@ -132,28 +125,14 @@ def corpus(
     if out is None:
         raise ExportError("--out FILE is required (e.g. --out corpus.csv); or use "
                           "`roundtable export warroom --out DIR`")
-    chosen: str | None = fmt or format_from_path(out)
-    if chosen is None:
-        raise ExportError(f"cannot tell the format from {out.name!r}: add --format "
-                          f"{'|'.join(FORMATS)} or use a .csv, .jsonl or .parquet name")
-    if chosen not in FORMATS:
-        raise ExportError(f"--format {fmt}: choose {', '.join(FORMATS)}")
-    if layout not in LAYOUTS:
-        raise ExportError(f"--layout {layout}: choose {' or '.join(LAYOUTS)}")
-    layout_: Layout = "long" if layout == "long" else "wide"
-    options = ExportOptions(
-        series=_names(series), kinds=ALL_KINDS if all_kinds else ("agent",), coded=coded,
-        anonymize=anonymize, raters=_names(raters) if raters is not None else None,
-        adjudication=adjudication.removeprefix("adj:"), raw=raw, layout=layout_)
-    database = display_url(db_url(db))
-    if anonymize:  # a path may name a person or project; keep only the file name
-        database = Path(database.rsplit("/", 1)[-1]).name
-    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
-        fmt_: Format = chosen
-        summary = export_corpus(engine, out, fmt_, options, database=database,
-                                progress=progress)
+    with LazyProgress(quiet or as_json) as progress:
+        result = export(out, format=fmt, layout=layout, coded=coded, anonymize=anonymize,
+                        series=split_names(series), raters=_raters(raters),
+                        adjudication=adjudication, all_kinds=all_kinds, raw=raw, db=db,
+                        progress=progress)
+    summary = result.summary
     if as_json:
-        echo_json(summary.to_json())
+        echo_json(result.to_json())
         return
     kinds = ", ".join(f"{n:,} {k}" for k, n in summary.kinds.items()) or "none"
     what = "rows" if summary.layout == "wide" else "rows (message x rater x flag)"
@@ -198,13 +177,14 @@ def warroom(
 
     roundtable import warroom and the reference study's tools read them back.
     """
-    from roundtable.io.export_warroom import export_warroom
+    from roundtable._api.exporting import export_warroom
 
-    with open_db(db, create=False) as engine, _LazyProgress(quiet or as_json) as progress:
-        summary = export_warroom(engine, out, series=_names(series), progress=progress)
+    with LazyProgress(quiet or as_json) as progress:
+        result = export_warroom(out, series=split_names(series), db=db, progress=progress)
     if as_json:
-        echo_json(summary.to_json())
+        echo_json(result.to_json())
         return
+    summary = result.summary
     n = len(summary.files)
     ui.plain(f"Wrote {n} War Room file{'' if n == 1 else 's'} into {summary.out} "
              f"({_size(summary.bytes)} in {summary.seconds:.1f}s).")
@@ -241,15 +221,14 @@ def warroom_coded(
 
     Example: roundtable export warroom-coded --out data --judges gemini,sonnet
     """
-    from roundtable.io.export_warroom_coded import export_warroom_coded, parse_judges
+    from roundtable._api.exporting import export_warroom_coded
 
-    with open_db(db) as engine:
-        summary = export_warroom_coded(
-            engine, out, judges=parse_judges(",".join(judges)) if judges else None,
-            rule=rule, series=_names(series))
+    result = export_warroom_coded(out, judges=judges or None, rule=rule,
+                                  series=split_names(series), db=db)
     if as_json:
-        echo_json(summary.to_json())
+        echo_json(result.to_json())
         return
+    summary = result.summary
     names = ", ".join(f"{j.filename} ({j.rater})" if j.rater != j.name else j.filename
                       for j in summary.judges)
     ui.plain(f"Wrote {summary.rows:,} messages into {summary.out} in "

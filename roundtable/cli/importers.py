@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
 from roundtable.cli.choices import Blank, KeyType
 from roundtable.cli.common import DbOption, handles_errors, open_db
@@ -104,8 +105,7 @@ def codes(
             kinds[name] = value
     specs = [parse_rater_spec(r, kind=kinds.get(s.name, default_kind))
              for r, s in zip(rater, specs, strict=True)]
-    flag_list = [f.strip() for item in flags or [] for f in item.split(",") if f.strip()] \
-        or None
+    flag_list = split_names(flags) or None
     with open_db(db) as engine:
         summary = import_codes(
             engine, file, specs, key=key, key_type=key_type,

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ConfigError
 
 if TYPE_CHECKING:
-    import sqlalchemy
-
+    from roundtable._api.judging import JudgeProgress
     from roundtable.coding.batching import BatchPassResult, BatchReport
     from roundtable.coding.judge import Judge
     from roundtable.coding.plan import CodingPlan
     from roundtable.coding.runner import CodingResult
-    from roundtable.protocol import EndpointConfig, Price
 
 
 def register(app: typer.Typer) -> None:
@@ -73,70 +73,88 @@ def judge(
 
     Example: roundtable judge -j judges/gemini.toml -j judges/claude.toml --series A --dry-run
     """  # noqa: E501 (one line per paragraph: the help text is re-wrapped to the terminal)
-    from roundtable.coding.judge import load_judge
-    from roundtable.coding.persist import ensure_rater
-    from roundtable.coding.plan import plan_coding
-    from roundtable.coding.selection import resolve_scope
+    from roundtable._api.judging import judge as run_judges
 
-    series = [v.strip() for item in series or [] for v in item.split(",") if v.strip()] or None
-    if not batch and (wait or poll_seconds is not None):
-        raise ConfigError("--wait and --poll-seconds only apply with --batch: add --batch, "
-                          "or drop them to code online now")
-    judges = [load_judge(path) for path in judge_files]
-    endpoints, prices = _judge_settings(judges)
-    if dry_run:  # reads only: no key needed, no rater row written
-        with open_db(db) as engine:
-            plan = plan_coding(engine, judges, series=series, run=run, limit=limit,
-                               prices=prices, endpoints=endpoints)
-        if as_json:
-            echo_json(plan.to_json())
-        else:
-            _print_plan(plan, batch)
-        return
-    _preflight(judges, endpoints)
+    series = split_names(series) or None
+    rerun = _command(judge_files, series=series, run=run, limit=limit, db=db,
+                     everything=everything)
     quiet = quiet or as_json
-    with open_db(db) as engine:
-        # Refuse an unknown series/run or a changed judge before any progress output.
-        resolve_scope(engine, series=series, run=run)
-        if series is None and run is None and limit is None and not everything:
-            # before ensure_rater: a refused pass leaves no trace in the database
-            _confirm_everything(plan_coding(engine, judges, prices=prices,
-                                            endpoints=endpoints), batch)
-        for j in judges:
-            ensure_rater(engine, j)
-        names = ", ".join(j.spec.name for j in judges)
+    try:
+        with JudgeBar(enabled=not quiet, announce=not as_json) as bar:
+            result = run_judges(
+                judge_files, db=db, series=series, run=run, limit=limit,
+                concurrency=concurrency, max_cost=max_cost, batch=batch, wait=wait,
+                poll_seconds=poll_seconds, dry_run=dry_run, everything=everything,
+                confirm=lambda plan: _confirm_everything(plan, batch), progress=bar,
+                log=None if quiet else ui.plain)
+    except KeyboardInterrupt:
         if batch:
-            rerun = _command(judge_files, series=series, run=run, limit=limit, db=db,
-                             everything=everything)
-            _judge_batch(engine, judges, endpoints, prices, rerun=rerun, series=series,
-                         run=run, limit=limit, concurrency=concurrency, max_cost=max_cost,
-                         quiet=quiet, wait=wait,
-                         poll_seconds=60.0 if poll_seconds is None else poll_seconds,
-                         db=db, as_json=as_json)
-            return
-        if not as_json:
-            ui.say(f"Coding with [bold]{names}[/] -> {display_url(db_url(db))}")
-        try:
-            import asyncio  # here, not at the top: --help must start fast
-
-            result = asyncio.run(_code(engine, judges, endpoints, prices, series=series,
-                                       run=run, limit=limit, concurrency=concurrency,
-                                       max_cost=max_cost, quiet=quiet))
-        except KeyboardInterrupt:
-            ui.warn("interrupted: every finished judgement is stored; rerun the same command "
-                    "to code the rest (nothing is coded twice).")
-            raise typer.Exit(code=130) from None
+            ui.warn("interrupted: batches already submitted keep running at the provider "
+                    "and are recorded; rerun the same command to collect them (nothing is "
+                    f"submitted or paid for twice):\n  {rerun}")
+        else:
+            ui.warn("interrupted: every finished judgement is stored; rerun the same "
+                    "command to code the rest (nothing is coded twice).")
+        raise typer.Exit(code=130) from None
+    if result.declined:
+        ui.plain("Nothing coded. Choose messages with --series, --run or --limit, or see "
+                 "the plan with --dry-run.")
+        raise typer.Exit(code=1)
     if as_json:
         echo_json(result.to_json())
-    else:
-        _print_result(result, judges, db)
-    stopped = [t.stopped for t in result.judges.values() if t.stopped]
-    for reason in stopped:
+    elif result.plan is not None:
+        _print_plan(result.plan, batch)
+    elif result.batch is not None:
+        _print_batch_result(result.batch, result.judges, db, rerun)
+    elif result.coding is not None:
+        _print_result(result.coding, result.judges, db)
+    if result.dry_run:
+        return
+    if result.batch is not None and quiet:  # otherwise already told as they happened
+        for line in result.batch.notices:
+            ui.warn(line)
+        for line in result.batch.errors:
+            ui.error(line)
+    for reason in result.stopped:
         ui.error(reason)
-    if stopped:
-        raise typer.Exit(code=2)
-    if result.failed:
-        raise typer.Exit(code=1)
+    if result.exit_code:
+        raise typer.Exit(code=result.exit_code)
+
+
+class JudgeBar:
+    """The progress of ``roundtable judge`` on stderr: announces the pass (``announce``),
+    then, online, a bar of messages coded, failures, tokens and cost."""
+
+    def __init__(self, *, enabled: bool = True, announce: bool = False) -> None:
+        self._enabled = enabled
+        self._announce = announce
+        self._stack = ExitStack()
+        self._bar: ui.SeriesProgress | None = None
+
+    def __enter__(self) -> JudgeBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def __call__(self, p: JudgeProgress) -> None:
+        from roundtable.cli.run import _short, _usd
+
+        if p.kind == "begin":
+            names = ", ".join(p.judges)
+            how = " through the providers' batch APIs" if p.batch else ""
+            if self._announce:
+                ui.say(f"Coding with [bold]{names}[/]{how} -> {p.database}")
+            if not p.batch:
+                self._bar = self._stack.enter_context(ui.series_progress(
+                    "judge", 0, enabled=self._enabled, unit="coded", counter="failed"))
+            return
+        if self._bar is None:
+            return
+        self._bar.update(
+            advance=p.advance, total=p.total, runs=str(p.failed),
+            tokens=f"· tok {_short(p.input_tokens)} in, {_short(p.output_tokens)} out",
+            cost=f"· {_usd(p.cost_usd)}")
 
 
 def _cost(value: float | None) -> str:
@@ -167,6 +185,8 @@ def _print_plan(plan: CodingPlan, batch: bool) -> None:
     for j in plan.judges:
         if j.conflict:
             ui.warn(f"without --dry-run this judge is refused: {j.conflict}")
+        for d in j.dropped:
+            ui.warn(f"judge {j.name} ({j.endpoint}:{j.model}): drops {d.describe()}")
     unpriced = [j.name for j in plan.judges if not j.priced]
     if unpriced:
         ui.warn(f"no price for {', '.join(unpriced)}: add a [prices] entry to the judge "
@@ -178,10 +198,8 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _confirm_everything(plan: CodingPlan, batch: bool) -> None:
+def _confirm_everything(plan: CodingPlan, batch: bool) -> bool:
     """Ask before coding the whole database; off a terminal, refuse (``--all`` skips)."""
-    if plan.pending == 0:
-        return
     cost = plan.batch_cost_usd if batch else plan.cost_usd
     what = (f"all {plan.messages:,} messages in {plan.series} series with "
             f"{len(plan.judges)} judge{'' if len(plan.judges) == 1 else 's'} "
@@ -190,76 +208,7 @@ def _confirm_everything(plan: CodingPlan, batch: bool) -> None:
         raise ConfigError(f"no --series, --run or --limit: this would code {what}; pass "
                           f"--all to go ahead, or choose messages with --series, --run or "
                           f"--limit (see --dry-run)")
-    if not typer.confirm(f"Code {what}?", default=False):
-        ui.plain("Nothing coded. Choose messages with --series, --run or --limit, or see "
-                 "the plan with --dry-run.")
-        raise typer.Exit(code=1)
-
-
-def _judge_settings(judges: list[Judge]) -> tuple[dict[str, EndpointConfig], dict[str, Price]]:
-    """Built-in endpoints and prices, extended by every judge file's own tables. Two judge
-    files defining the same endpoint or price differently is an error."""
-    from roundtable import settings
-
-    overrides: dict[str, tuple[EndpointConfig, Path]] = {}
-    extra_prices: dict[str, tuple[Price, Path]] = {}
-    for j in judges:
-        for table, field, mine in ((overrides, "endpoints", j.spec.endpoints),
-                                   (extra_prices, "prices", j.spec.prices)):
-            for key, value in mine.items():
-                seen = table.get(key)
-                if seen is not None and seen[0] != value:
-                    raise ConfigError(
-                        f"{j.path}: [{field}.{key}] differs from the one in {seen[1]}; judges "
-                        f"coded in one pass must agree (give one of them another name)")
-                table[key] = (value, j.path)  # type: ignore[assignment]
-    endpoints = settings.endpoints({k: v for k, (v, _) in overrides.items()})
-    prices = settings.load_prices({k: v for k, (v, _) in extra_prices.items()})
-    return endpoints, prices
-
-
-def _preflight(judges: list[Judge], endpoints: dict[str, EndpointConfig]) -> None:
-    """Fail before any call when a judge's endpoint is unknown or its key is missing."""
-    from roundtable import settings
-
-    for j in judges:
-        if j.spec.kind == "llm" and j.spec.endpoint is not None:
-            settings.require_usable(j.spec.endpoint, endpoints, where=str(j.path),
-                                    field="endpoint", declare_in="the judge file")
-
-
-async def _code(engine: sqlalchemy.Engine, judges: list[Judge],
-                endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                series: list[str] | None, run: str | None, limit: int | None, concurrency: int,
-                max_cost: float | None, quiet: bool) -> CodingResult:
-    from roundtable.cli.run import _short, _usd
-    from roundtable.coding.runner import CodingEvent, code_messages
-    from roundtable.providers.client import ModelClient
-
-    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
-                         max_cost_usd=max_cost)
-    failed = 0
-    try:
-        with ui.series_progress("judge", 0, enabled=not quiet, unit="coded",
-                                counter="failed") as bar:
-
-            def on_event(event: CodingEvent) -> None:
-                nonlocal failed
-                total = event.pending if event.kind == "start" else None
-                advance = 1 if event.kind in ("coded", "failed") else 0
-                failed += event.kind == "failed"
-                usage = client.totals.usage
-                bar.update(
-                    advance=advance, total=total, runs=str(failed),
-                    tokens=f"· tok {_short(usage.input_tokens)} in, "
-                           f"{_short(usage.output_tokens)} out",
-                    cost=f"· {_usd(client.totals.cost_usd)}")
-
-            return await code_messages(engine, judges, client, series=series, run=run,
-                                       limit=limit, on_event=on_event,
-                                       workers_per_judge=concurrency)
-    finally:
-        await client.aclose()
+    return typer.confirm(f"Code {what}?", default=False)
 
 
 def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> None:
@@ -335,63 +284,6 @@ def _command(judge_files: list[Path], *, series: list[str] | None, run: str | No
         parts.append("--all")
     parts.append("--batch")
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def _judge_batch(engine: sqlalchemy.Engine, judges: list[Judge],
-                 endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                 rerun: str, series: list[str] | None, run: str | None, limit: int | None,
-                 concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
-                 poll_seconds: float, db: str | None, as_json: bool = False) -> None:
-    names = ", ".join(j.spec.name for j in judges)
-    if not as_json:
-        ui.say(f"Coding with [bold]{names}[/] through the providers' batch APIs -> "
-               f"{display_url(db_url(db))}")
-    try:
-        import asyncio
-
-        result = asyncio.run(_code_batch(engine, judges, endpoints, prices, series=series,
-                                         run=run, limit=limit, concurrency=concurrency,
-                                         max_cost=max_cost, quiet=quiet, wait=wait,
-                                         poll_seconds=poll_seconds))
-    except KeyboardInterrupt:
-        ui.warn("interrupted: batches already submitted keep running at the provider and "
-                "are recorded; rerun the same command to collect them (nothing is "
-                f"submitted or paid for twice):\n  {rerun}")
-        raise typer.Exit(code=130) from None
-    if as_json:
-        echo_json(result.to_json())
-    else:
-        _print_batch_result(result, judges, db, rerun)
-    if quiet:  # otherwise already told as they happened
-        for line in result.notices:
-            ui.warn(line)
-        for line in result.errors:
-            ui.error(line)
-    for reason in result.stopped:
-        ui.error(reason)
-    if result.stopped:
-        raise typer.Exit(code=2)
-    online_failed = result.online_result.failed if result.online_result else 0
-    if result.errors or online_failed:
-        raise typer.Exit(code=1)
-
-
-async def _code_batch(engine: sqlalchemy.Engine, judges: list[Judge],
-                      endpoints: dict[str, EndpointConfig], prices: dict[str, Price], *,
-                      series: list[str] | None, run: str | None, limit: int | None,
-                      concurrency: int, max_cost: float | None, quiet: bool, wait: bool,
-                      poll_seconds: float) -> BatchPassResult:
-    from roundtable.coding.batching import batch_pass
-    from roundtable.providers.client import ModelClient
-
-    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
-                         max_cost_usd=max_cost)
-    try:
-        return await batch_pass(engine, judges, client, endpoints, series=series, run=run,
-                                limit=limit, wait=wait, poll_seconds=poll_seconds,
-                                log=None if quiet else ui.plain, workers=concurrency)
-    finally:
-        await client.aclose()
 
 
 _STATE = {"submitting": "submitting", "submitted": "running"}

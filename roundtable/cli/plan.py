@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
@@ -10,7 +11,6 @@ import typer
 from roundtable.cli import ui
 from roundtable.cli.choices import PowerMetric
 from roundtable.cli.common import DbOption, handles_errors, open_db
-from roundtable.errors import StoreError
 
 app = typer.Typer(help="Plan a series: how many runs per condition to detect a difference.",
                   no_args_is_help=True)
@@ -61,36 +61,17 @@ def power(
     (with replacement), shifts one condition by --difference and applies a two-sided
     Mann-Whitney test; power is the share of experiments that reject. See docs/power.md.
     """
-    from roundtable.analysis.power import DEFAULT_RUNS, pilot_values, simulate_power
+    from roundtable._api.analyzing import power as compute
 
-    if (pilot is None) == (sd is None):
-        raise StoreError("plan power: give --pilot SERIES, or --sd (and --mean) as stated "
-                         "assumptions, not both")
-    if metric == "prevalence" and pilot is not None and flag is None:
-        raise StoreError("--metric prevalence needs --flag (e.g. --flag lead)")
-    values = None
-    if pilot is not None:
-        from roundtable.analysis.selectors import select_runs
-        from roundtable.cli.analyze import _load
-
-        with open_db(db, create=False) as engine:
-            ids, series = select_runs(engine, pilot)
-            _, msgs = _load(engine, rater, adjudication, series)
-        try:
-            values = pilot_values(msgs, ids, metric=metric, flag=flag)
-        except ValueError as exc:
-            raise StoreError(f"--flag {flag}: {exc}") from None
-    grid = [n for n in DEFAULT_RUNS if n < max_runs] + [max_runs]
-    try:
-        result = simulate_power(values, difference=difference, mean=mean, sd=sd,
-                                alpha=alpha, target=target, runs=grid,
-                                simulations=simulations, seed=seed, metric=metric)
-    except ValueError as exc:
-        raise StoreError(f"plan power --pilot {pilot}: {exc}" if pilot else str(exc)
-                         ) from None
+    with open_db(db, create=False) if pilot is not None else nullcontext() as engine:
+        planned = compute(difference, pilot=pilot, sd=sd, mean=mean, metric=metric, flag=flag,
+                          target=target, alpha=alpha, simulations=simulations,
+                          max_runs=max_runs, seed=seed, rater=rater,
+                          adjudication=adjudication, db=engine)
     if as_json:
-        typer.echo(json.dumps({"pilot": pilot, "flag": flag, **result.to_json()}, indent=2))
+        typer.echo(json.dumps(planned.to_json(), indent=2))
         return
+    result = planned.curve
     what = ("mean pairwise cosine similarity" if metric == "similarity"
             else f"share of messages flagged {flag}")
     ui.plain(f"Per-run figure: {what}. Basis: {result.basis}; mean {result.pilot_mean:.3f}, "
@@ -107,6 +88,6 @@ def power(
         ui.plain(f"Smallest n reaching power {target:g}: {result.required} runs per "
                  f"condition (Monte Carlo estimate: neighbouring n differ by about 2 MC se; "
                  f"raise --simulations to sharpen).")
-    if values is not None and len(values) < 10:
-        ui.warn(f"the pilot has only {len(values)} runs: its spread is itself uncertain, "
-                f"so treat n as a rough guide")
+    if pilot is not None and result.pilot_runs < 10:
+        ui.warn(f"the pilot has only {result.pilot_runs} runs: its spread is itself "
+                f"uncertain, so treat n as a rough guide")

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from roundtable._api.database import split_names
 from roundtable.cli import ui
-from roundtable.cli.choices import split_names
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.jsonout import echo_json
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +19,8 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
 
 
-def _names(values: list[str] | None) -> tuple[str, ...] | None:
-    return None if values is None else tuple(split_names(values))
+def _names(values: list[str] | None) -> list[str] | None:
+    return None if values is None else split_names(values)
 
 
 @handles_errors
@@ -65,24 +66,20 @@ def report(
 
     A part whose input is missing (no crash, one rater) says so in the page.
     """
-    from roundtable.reporting.build import ReportOptions, build_report
+    from roundtable._api.reporting import report as write
 
-    options = ReportOptions(
-        out=out, series=tuple(series or ()), rater=rater, adjudication=adjudication,
-        agreement=_names(agreement), baseline=baseline, bootstrap=bootstrap, seed=seed,
-        title=title, min_round_messages=min_round_messages)
     with open_db(db, create=False) as engine:
-        result = build_report(engine, options, database=display_url(db_url(db)),
-                              progress=None if as_json else lambda s: ui.plain(f"  {s}..."))
+        result = write(out, series=series or (), rater=rater, adjudication=adjudication,
+                       agreement=_names(agreement), baseline=baseline, bootstrap=bootstrap,
+                       seed=seed, min_round_messages=min_round_messages, title=title,
+                       progress=None if as_json else lambda s: ui.plain(f"  {s}..."),
+                       db=engine)
     if as_json:
-        import json
-
-        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, sort_keys=True))
+        echo_json(result.to_json())
         return
-    n_fig = sum(len(s.figures) for s in result.sections)
-    ui.plain(f"Report written: {result.index} ({n_fig} figures, each with its PNG and "
-             f"CSV; codes: {result.source.label()}).")
-    missing = [(s.title, note) for s in result.sections for note in s.notes]
+    ui.plain(f"Report written: {result.index} ({len(result.rows())} figures, each with its "
+             f"PNG and CSV; codes: {result.source}).")
+    missing = result.notes
     if missing:
         ui.plain("Notes:")
         for section, note in missing:

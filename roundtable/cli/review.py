@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable._api.database import split_names
+from roundtable._api.sampling import DEFAULT_ENRICH
 from roundtable.cli import ui
-from roundtable.cli.choices import Stratum, split_names
+from roundtable.cli.choices import Stratum
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json
 
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Human validation: stratified samples and blind review.",
                   no_args_is_help=True)
 
-DEFAULT_ENRICH = 0.25
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -74,17 +75,16 @@ def sample(
 
     Optionally enriched with judge disagreements: every item keeps its weight (inverse inclusion probability) so estimates can be corrected.
     """  # noqa: E501 (one line per paragraph: the help text is re-wrapped to the terminal)
-    from roundtable.review.samples import SampleRequest, create_sample
+    from roundtable._api.sampling import sample as draw_sample
 
-    req = SampleRequest(
-        name=name.strip(), size=size, strata=tuple(s.value for s in stratify or ()), seed=seed,
-        minimum=min_per_stratum, enrich=_fraction(oversample, fraction),
-        judges=tuple(split_names(judges)),
-        coded_by=None if coded_by is None else tuple(split_names(coded_by)) or ("none",))
-    with open_db(db) as engine:
-        result, draw = create_sample(engine, req)
+    drawn = draw_sample(
+        name, size=size, seed=seed, stratify=[s.value for s in stratify or ()],
+        min_per_stratum=min_per_stratum, oversample_disagreements=oversample,
+        disagreement_fraction=fraction, judges=split_names(judges),
+        coded_by=None if coded_by is None else split_names(coded_by), db=db)
+    result, draw = drawn.sample, drawn.draw
     if as_json:
-        echo_json(result.to_json())
+        echo_json(drawn.to_json())
         return
     if not result.created:
         ui.plain(f"Sample {result.name!r} already exists with these parameters; nothing "
@@ -93,12 +93,6 @@ def sample(
     db_flag = f" --db {db}" if db else ""
     ui.say(f"\nNext:\n  roundtable review code --sample {result.name} --coder YOUR_NAME"
            f"{db_flag}\n  roundtable review status{db_flag}")
-
-
-def _fraction(oversample: bool, fraction: float | None) -> float:
-    if fraction is not None:
-        return fraction
-    return DEFAULT_ENRICH if oversample else 0.0
 
 
 def _w(x: float) -> str:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from roundtable.cli import ui
-from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
+from roundtable.cli.common import DbOption, handles_errors
+from roundtable.cli.jsonout import echo_json
 
 if TYPE_CHECKING:
-    import sqlalchemy
-
     from roundtable import planning
+    from roundtable._api.running import RunProgress, RunResult
     from roundtable.engine.runner import SeriesResult
-    from roundtable.protocol import EndpointConfig, Price, Protocol
-    from roundtable.providers.client import Totals
     from roundtable.store.queries import FailedTurn
+
+__all__ = ["RunBar", "register", "run", "summary_line"]
 
 
 def register(app: typer.Typer) -> None:
@@ -59,136 +60,69 @@ def run(
     (abort_run policy); 2 an error in the command, protocol or configuration; 3 stopped
     (spending cap reached or credentials refused); 130 interrupted.
     """
-    from roundtable import planning, settings
-    from roundtable.protocol import load_protocol
+    from roundtable._api.running import run as run_series
 
-    protocol = load_protocol(protocol_file)
-    text = protocol_file.read_text(encoding="utf-8-sig")
-    prices = settings.load_prices(protocol.prices)
-    series_plan = planning.plan(protocol, prices)
-    if dry_run:
-        _print_plan(series_plan, protocol_file)
-        return
-    endpoints = settings.endpoints(protocol.endpoints)
-    _preflight(protocol, endpoints, protocol_file)
-    with open_db(db) as engine:
-        if not as_json:
-            ui.say(f"Series [bold]{protocol.series}[/]: {series_plan.runs} runs, up to "
-                   f"{series_plan.calls} calls -> {display_url(db_url(db))}")
-        server = None
-        if view:
-            from roundtable.web import serve_in_background
-
-            server = serve_in_background(engine, port)
-            if not as_json:
-                ui.plain(f"live view: {server.url}/runs (human seats: {server.url}/seats)")
-        try:
-            import asyncio  # here, not at the top: --help must start fast
-
-            result = asyncio.run(_run(engine, protocol, text, endpoints, prices, max_cost,
-                                      concurrency, series_plan.calls, quiet, lease_ttl))
-        except KeyboardInterrupt:
-            ui.warn("interrupted: every completed call is stored; rerun the same command to "
-                    "resume where it stopped.")
-            raise typer.Exit(code=130) from None
-        finally:
-            if server is not None:
-                server.stop()
-        if as_json:
-            _print_json(result, engine)
-        else:
-            _print_result(result, db, engine)
-    code = exit_code(result)
-    if code:
-        raise typer.Exit(code=code)
-
-
-def exit_code(result: SeriesResult) -> int:
-    """0 all completed, 3 stopped (budget or auth), 1 any other run not completed."""
-    if result.all_completed:
-        return 0
-    if result.stopped and not (result.incomplete or result.failed):
-        return 3
-    return 1
-
-
-def _preflight(protocol: Protocol, endpoints: dict[str, EndpointConfig], path: Path) -> None:
-    """Fail before any call when an endpoint is unknown or its key is missing."""
-    from roundtable import settings
-    from roundtable.protocol import HUMAN_ENDPOINT, expand
-
-    used = sorted({seat.endpoint for spec in expand(protocol) for seat in spec.seats
-                   if seat.endpoint != HUMAN_ENDPOINT})
-    for name in used:
-        settings.require_usable(name, endpoints, where=str(path), field="roster.seats",
-                                declare_in="the protocol")
-
-
-async def _run(engine: sqlalchemy.Engine, protocol: Protocol, text: str,
-               endpoints: dict[str, EndpointConfig], prices: dict[str, Price],
-               max_cost: float | None, concurrency: int, planned: int,
-               quiet: bool, lease_ttl: float | None) -> SeriesResult:
-    from roundtable.engine.runner import RunnerEvent, run_series
-    from roundtable.providers.client import ModelClient
-
-    client = ModelClient(endpoints, prices=prices, max_in_flight=concurrency,
-                         max_cost_usd=max_cost)
-    runs_total = 0
-    runs_done = 0
-    waiting = ""
-    calls_done = 0
     try:
-        with ui.series_progress(protocol.series, planned, enabled=not quiet) as bar:
-
-            def on_event(event: RunnerEvent) -> None:
-                nonlocal runs_total, runs_done, waiting, calls_done
-                advance = 0
-                total = None
-                if event.kind == "series":
-                    runs_total = event.total_runs
-                    runs_done = event.total_runs - event.pending_runs
-                    total = event.planned_calls
-                elif event.kind == "run_finished":
-                    runs_done += 1
-                elif event.kind == "waiting":
-                    n = int(event.detail)
-                    runs_done = runs_total - event.pending_runs
-                    total = calls_done + event.planned_calls
-                    waiting = f" · waiting for {n} runs held by other workers" if n else ""
-                elif event.kind == "message" and event.detail == "agent":
-                    advance = 1
-                    calls_done += 1
-                usage = client.totals.usage
-                bar.update(
-                    advance=advance, total=total, runs=f"{runs_done}/{runs_total}",
-                    tokens=f"· tok {_short(usage.input_tokens)} in "
-                           f"({_short(usage.cached_tokens)} cached) "
-                           f"{_short(usage.output_tokens)} out",
-                    cost=f"· {_usd(client.totals.cost_usd)}{_retries(client.totals)}"
-                         f"{waiting}",
-                )
-
-            return await run_series(engine, protocol, text, client, on_event=on_event,
-                                    lease_ttl=lease_ttl,
-                                    max_runs_in_flight=runs_in_flight(protocol, concurrency))
-    finally:
-        await client.aclose()
+        with RunBar(enabled=not quiet, announce=not as_json) as bar:
+            result = run_series(protocol_file, db=db, max_cost=max_cost,
+                                concurrency=concurrency, lease_ttl=lease_ttl,
+                                dry_run=dry_run, view=view, port=port, progress=bar)
+    except KeyboardInterrupt:
+        ui.warn("interrupted: every completed call is stored; rerun the same command to "
+                "resume where it stopped.")
+        raise typer.Exit(code=130) from None
+    if result.dry_run:
+        _print_plan(result.plan, protocol_file)
+        return
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        _print_result(result, db)
+    if result.exit_code:
+        raise typer.Exit(code=result.exit_code)
 
 
-def _retries(totals: Totals) -> str:
-    n = totals.failed_attempts
-    return f" · {n} retries" if n else ""
+class RunBar:
+    """The progress of ``roundtable run`` on stderr: announces the series (``announce``),
+    then a bar of calls done, runs, tokens and cost, from :class:`RunProgress` snapshots.
+    The bar appears with the first snapshot, so an error raised before prints alone."""
 
+    def __init__(self, *, enabled: bool = True, announce: bool = False) -> None:
+        self._enabled = enabled
+        self._announce = announce
+        self._stack = ExitStack()
+        self._bar: ui.SeriesProgress | None = None
 
-def runs_in_flight(protocol: Protocol, concurrency: int) -> int:
-    """How many runs one worker claims at a time: enough to keep ``concurrency`` calls busy
-    (twice what one round of each run can use), so other workers on the same database get
-    the rest instead of waiting for runs this one cannot serve yet."""
-    from roundtable.protocol import expand
+    def __enter__(self) -> RunBar:
+        return self
 
-    widest = max((1 if spec.turns.scheme == "sequential" else len(spec.seats))
-                 for spec in expand(protocol))
-    return max(1, -(-2 * concurrency // max(widest, 1)))
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (left on screen as it ended)."""
+        self._stack.close()
+
+    def __call__(self, p: RunProgress) -> None:
+        if p.kind == "begin":
+            if self._announce:
+                ui.say(f"Series [bold]{p.series}[/]: {p.plan.runs} runs, up to "
+                       f"{p.plan.calls} calls -> {p.database}")
+                if p.view_url:
+                    ui.plain(f"live view: {p.view_url}/runs (human seats: {p.view_url}/seats)")
+            self._bar = self._stack.enter_context(
+                ui.series_progress(p.series, p.calls_total, enabled=self._enabled))
+            return
+        if self._bar is None:
+            return
+        waiting = (f" · waiting for {p.waiting_runs} runs held by other workers"
+                   if p.waiting_runs else "")
+        retries = f" · {p.failed_attempts} retries" if p.failed_attempts else ""
+        self._bar.update(
+            advance=p.advance, total=p.calls_total, runs=f"{p.runs_done}/{p.runs_total}",
+            tokens=f"· tok {_short(p.input_tokens)} in ({_short(p.cached_tokens)} cached) "
+                   f"{_short(p.output_tokens)} out",
+            cost=f"· {_usd(p.cost_usd)}{retries}{waiting}")
 
 
 def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
@@ -207,6 +141,9 @@ def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
     if plan.unpriced:
         ui.warn("no price known for " + ", ".join(plan.unpriced)
                 + " (counted as $0; add them to a [prices] table)")
+    for seat in plan.dropped:
+        for line in seat.lines():
+            ui.warn(line)
 
 
 def _usd(x: float) -> str:
@@ -221,27 +158,13 @@ def _short(n: int) -> str:
     return str(n)
 
 
-def _print_json(result: SeriesResult, engine: sqlalchemy.Engine) -> None:
-    """``--json``: the result's counts, the exit code and every failed turn still missing."""
-    import json
-
-    from roundtable.store.queries import failed_turns, list_runs
-
-    rows = list_runs(engine, series=result.series)
-    refs = {r.id: r.ref for r in rows}
-    out = result.to_json()
-    out["exit_code"] = exit_code(result)
-    out["failed_turns"] = [{**t.as_json(), "run": refs.get(t.run_id)}
-                           for t in failed_turns(engine, list(refs))]
-    typer.echo(json.dumps(out, ensure_ascii=False, sort_keys=True))
-
-
-def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engine) -> None:
+def _print_result(run_result: RunResult, db: str | None) -> None:
     from roundtable.cli.runs import print_runs
-    from roundtable.store.queries import failed_turns, list_runs
 
+    assert run_result.summary is not None  # not a dry run
+    result = run_result.summary
     db_flag = f" --db {db}" if db else ""
-    rows = list_runs(engine, series=result.series)
+    rows = run_result.runs
     ui.say("")
     if result.protocol_replaced:
         ui.warn(f"series '{result.series}' had made no call yet: its stored protocol was "
@@ -249,7 +172,7 @@ def _print_result(result: SeriesResult, db: str | None, engine: sqlalchemy.Engin
     if len(rows) <= 30:
         print_runs(rows)
     refs = {r.id: r.ref for r in rows}
-    turns = failed_turns(engine, list(refs))
+    turns = run_result.failed_turns
     if turns:
         shown = turns[:40]
         ui.table(f"Failed turns ({len(turns)})",

@@ -57,6 +57,15 @@ longer knows it; all pending again) and ``lost`` are final. Two batch passes for
 judge at the same time are not supported (the second would see the first's ``submitting``
 rows as lost).
 
+Every call to a batch API goes through the pass's :class:`~roundtable.providers.client.
+ModelClient`, like the online calls: :meth:`~roundtable.providers.client.ModelClient.retrying`
+gives polls, downloads and submits the endpoint's adaptive slot, cooldown and rate limit and
+the client's retry policy and time budget (a submit is repeated only after a 429: after a
+timeout or a server error it may have been received), and each answer is priced and counted
+by :meth:`~roundtable.providers.client.ModelClient.charge`; the requests are the ones the
+client would send online (:meth:`~roundtable.providers.client.ModelClient.prepare` removes
+what the endpoint refuses).
+
 The spending cap (``max_cost_usd`` of the client) counts what the pass spends: online calls
 (retries, judges coded online) and the batch answers it collects (added to the client's
 totals). Once it is reached, no new batch is submitted and invalid answers are not retried
@@ -67,14 +76,11 @@ and are billed anyway.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -96,7 +102,13 @@ from roundtable.coding.selection import (
     resolve_scope,
     select_messages,
 )
-from roundtable.errors import ConfigError, ModelNotFound, ProviderError, ProviderTimeout
+from roundtable.errors import (
+    ConfigError,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+)
 from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest
 from roundtable.providers.batch import (
@@ -107,7 +119,7 @@ from roundtable.providers.batch import (
     batch_supported,
     build_batch_provider,
 )
-from roundtable.providers.client import CallRecord, ModelClient, RetryPolicy, cost_usd
+from roundtable.providers.client import CallRecord, ModelClient
 from roundtable.store.insert import insert_batch
 from roundtable.store.tables import (
     FINAL_BATCH_STATUSES,
@@ -120,7 +132,6 @@ from roundtable.store.tables import (
 __all__ = ["FINAL", "UNFINISHED", "BatchPassResult", "BatchReport", "batch_pass",
            "custom_id", "unfinished_messages"]
 
-T = TypeVar("T")
 ProviderFactory = Callable[[str, EndpointConfig], BatchProvider]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -128,9 +139,6 @@ Sleep = Callable[[float], Awaitable[None]]
 UNFINISHED = (JudgeBatchStatus.SUBMITTING, JudgeBatchStatus.SUBMITTED)
 #: statuses after which a batch never changes
 FINAL = FINAL_BATCH_STATUSES
-#: attempts at a poll or download when the policy sets no cap (the next poll tries again)
-_READ_ATTEMPTS = 5
-
 _BATCH = table_of(JudgeBatch)
 _NO_BATCH_FIX = re.compile(r"[;,]?\s*(or )?run without --batch\s*$")
 
@@ -354,12 +362,10 @@ async def _run(engine: sa.Engine, seats: list[_Seat], client: ModelClient, scope
     for seat in seats:
         _release_lost(engine, seat, result, say)
     reports: dict[int, BatchReport] = {}
-    rng = random.Random()
     first = True
     while True:
         released = await _collect_round(engine, seats, client, result, reports, say=say,
-                                        on_event=on_event, sleep=sleep, rng=rng,
-                                        workers=workers)
+                                        on_event=on_event, workers=workers)
         if first or released:
             await _submit_round(engine, seats, client, scope, result, reports, limit=limit,
                                 say=say)
@@ -415,30 +421,26 @@ def _set(engine: sa.Engine, row_id: int, **values: object) -> None:
         _update(conn, row_id, **values)
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], policy: RetryPolicy, sleep: Sleep,
-                    rng: random.Random) -> T:
-    """``call()`` with the client's bounded retries for retryable provider errors (polls
-    and result downloads are reads, safe to repeat; submits are never retried)."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await call()
-        except BatchNotFinished:
-            raise
-        except ProviderError as exc:
-            if not exc.retryable or attempt >= (policy.max_attempts or _READ_ATTEMPTS):
-                raise
-            await sleep(policy.delay(attempt, exc.retry_after, rng))
+def _read_again(exc: ProviderError) -> bool:
+    """Polls and result downloads are reads, safe to repeat (except asking for the results
+    of a batch still running: the next poll says when)."""
+    return not isinstance(exc, BatchNotFinished)
 
 
-def _request(seat: _Seat, client: ModelClient, item: CodingItem) -> CompletionRequest:
-    """The first-attempt request, exactly as the online pass sends it."""
+def _submit_again(exc: ProviderError) -> bool:
+    """A submit is repeated only when the provider refused it outright (429): after a
+    timeout or a server error it may have been received, and a second one would be paid
+    twice."""
+    return isinstance(exc, RateLimitError)
+
+
+def _request(seat: _Seat, client: ModelClient,
+             item: CodingItem) -> tuple[CompletionRequest, tuple[str, ...]]:
+    """The first-attempt request, exactly as the online pass sends it (the client removes
+    what the endpoint refuses), and the names of the parameters removed."""
     judge = seat.judge
-    request = build_request(judge, item.target, item.context(judge.spec.context_messages))
-    if request.temperature is not None and not client.accepts_temperature(seat.endpoint):
-        request = dataclasses.replace(request, temperature=None)
-    return request
+    return client.prepare(seat.endpoint, build_request(
+        judge, item.target, item.context(judge.spec.context_messages)))
 
 
 # ------------------------------------------------------------------------ submitting
@@ -473,13 +475,15 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
                       reports: dict[int, BatchReport], say: Callable[[str], None]) -> bool:
     """Submit one batch; False when the submit failed (the judge submits no more now)."""
     name = seat.judge.spec.name
-    requests = [(custom_id(item.target.message_id), _request(seat, client, item))
+    requests = [(custom_id(item.target.message_id), _request(seat, client, item)[0])
                 for item in chunk]
     message_ids = [item.target.message_id for item in chunk]
     row_id = _insert_intent(engine, seat, message_ids)
     seat.sent.update(message_ids)
     try:
-        batch_id = await seat.provider.submit(requests)
+        batch_id = await client.retrying(
+            seat.endpoint, functools.partial(seat.provider.submit, requests),
+            retry_if=_submit_again)
     except ProviderError as exc:
         lost = isinstance(exc, ProviderTimeout)
         _set(engine, row_id, status=JudgeBatchStatus.LOST if lost else JudgeBatchStatus.FAILED,
@@ -511,8 +515,8 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
 async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelClient,
                          result: BatchPassResult, reports: dict[int, BatchReport], *,
                          say: Callable[[str], None],
-                         on_event: Callable[[CodingEvent], None] | None, sleep: Sleep,
-                         rng: random.Random, workers: int) -> bool:
+                         on_event: Callable[[CodingEvent], None] | None,
+                         workers: int) -> bool:
     """Poll every unfinished batch of ``seats``; collect the collectable ones. True when
     some batch finished (its leftover messages are pending again)."""
     b = _BATCH.c
@@ -533,9 +537,9 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
             provider_batch_id=row.provider_batch_id, messages=len(ids), state="submitted"))
         report.error = None
         try:
-            status = await _retrying(functools.partial(seat.provider.poll,
-                                                       row.provider_batch_id),
-                                     client.retry, sleep, rng)
+            status = await client.retrying(
+                seat.endpoint, functools.partial(seat.provider.poll, row.provider_batch_id),
+                retry_if=_read_again)
         except ModelNotFound as exc:
             _finish_unknown(engine, report, exc, result, say)
             result.back.update((report.judge, i) for i in ids)
@@ -566,7 +570,7 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
         items = {i: selection.items[i] for i in ids if i in pending}
         try:
             back = await _collect(engine, seat, client, row.id, ids, status, items, report,
-                                  on_event=on_event, sleep=sleep, rng=rng, workers=workers)
+                                  on_event=on_event, workers=workers)
         except BatchNotFinished:
             continue
         except ProviderError as exc:
@@ -613,18 +617,17 @@ def _finish_unknown(engine: sa.Engine, report: BatchReport, exc: ProviderError,
 async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: int,
                    ids: list[int], status: BatchStatus, items: dict[int, CodingItem],
                    report: BatchReport, *,
-                   on_event: Callable[[CodingEvent], None] | None, sleep: Sleep,
-                   rng: random.Random, workers: int) -> list[int]:
+                   on_event: Callable[[CodingEvent], None] | None,
+                   workers: int) -> list[int]:
     """Store one finished batch's results (see the module docstring); return the messages
     that got no judgement. ``items`` holds the batch's messages that the judge has not
     judged yet (an interrupted collection may have stored the others)."""
     provider, judge = seat.provider, seat.judge
     expected = [custom_id(i) for i in ids]
-    outcomes = await _retrying(
+    outcomes = await client.retrying(
+        seat.endpoint,
         functools.partial(provider.results, report.provider_batch_id, expected=expected),
-        client.retry, sleep, rng)
-    assert judge.spec.model is not None
-    price = client.price(seat.endpoint, judge.spec.model)
+        retry_if=_read_again)
     answers: list[tuple[CodingItem, BatchAnswer]] = []
     unjudged: list[UnjudgedCalls] = []
     back: list[int] = []
@@ -633,18 +636,16 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
         if item is None:
             continue  # judged by an earlier, interrupted collection (or no longer codable)
         outcome = outcomes.get(custom_id(message_id))
-        request = _request(seat, client, item)
+        request, dropped = _request(seat, client, item)
         if isinstance(outcome, Completion):
             outcome = client.redactor.completion(outcome)
+            # priced and counted like an online call (the spending cap counts it too)
+            cost = client.charge(seat.endpoint, request.model, outcome.usage,
+                                 discount=provider.discount)
             record = CallRecord(
                 endpoint=seat.endpoint, model=request.model, request_hash=request.digest(),
-                attempt=1, ok=True, usage=outcome.usage,
-                cost_usd=cost_usd(price, outcome.usage) * provider.discount)
+                attempt=1, ok=True, usage=outcome.usage, cost_usd=cost, dropped=dropped)
             answers.append((item, BatchAnswer(outcome, record, row_id)))
-            # the spending cap counts batch answers too (see the module docstring)
-            client.totals.calls += 1
-            client.totals.usage = client.totals.usage + outcome.usage
-            client.totals.cost_usd += record.cost_usd
             continue
         back.append(message_id)
         if outcome is None or isinstance(outcome, BatchItemUnprocessed):
@@ -652,13 +653,12 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
         failed = CallRecord(endpoint=seat.endpoint, model=request.model,
                             request_hash=request.digest(), attempt=1, ok=False,
                             error_kind=outcome.kind,
-                            error_message=client.redactor(str(outcome))[:2000])
+                            error_message=client.redactor(str(outcome))[:2000],
+                            dropped=dropped)
         seat.tally.add_calls([failed])
         unjudged.append(UnjudgedCalls(
             run_id=item.target.run_id, round=item.target.round, calls=(failed,),
             message_id=message_id, rater_id=seat.rater_id, batch_calls=1))
-    if price is None and answers:
-        client.totals.unpriced.add(f"{seat.endpoint}:{judge.spec.model}")
     valid, invalid = seat.tally.valid, seat.tally.invalid
     deferred = await code_batch_answers(engine, judge, seat.rater_id, client, answers,
                                         seat.tally, on_event=on_event, workers=workers)

@@ -28,6 +28,7 @@ that an agent is absent however long ago it crashed. Context texts longer than
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -39,8 +40,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -53,6 +52,7 @@ from roundtable.coding.views import MessageView
 from roundtable.errors import JudgeFileError
 from roundtable.protocol import Bool, EndpointConfig, Float, Int, Price
 from roundtable.providers.base import ChatMessage, CompletionRequest
+from roundtable.providers.generate import GenerateConfig
 
 #: bumped whenever the rendering of context and target changes (part of the prompt hash)
 PROMPT_FORMAT = "1"
@@ -109,13 +109,12 @@ _INVISIBLE = frozenset("\x00\u00ad\u034f\u115f\u1160\u3164\uffa0")
 _ATTR_UNSAFE = str.maketrans({'"': "'", "<": "‹", ">": "›", "\n": " ", "\r": " "})
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class JudgeSpec(_Frozen):
-    """One judge file, validated. ``temperature = "none"`` in TOML sends no temperature
-    (TOML has no null); clients also drop it for endpoints that accept none."""
+class JudgeSpec(GenerateConfig):
+    """One judge file, validated: a :class:`~roundtable.providers.generate.GenerateConfig`
+    (``temperature`` 0 and ``max_tokens`` 800 unless it says otherwise) plus what the judge
+    codes and how. ``temperature = "none"`` in TOML sends no temperature (TOML has no
+    null); the client also drops it for endpoints that accept none
+    (:mod:`roundtable.providers.params`)."""
 
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     kind: Literal["llm", "lexicon"]
@@ -129,8 +128,6 @@ class JudgeSpec(_Frozen):
     user_template: str = DEFAULT_USER_TEMPLATE
     temperature: Float | None = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: Int = Field(default=800, ge=16, le=1_000_000)
-    timeout_s: Float = Field(default=120.0, gt=0)
-    seed: Int | None = None
     max_invalid_retries: Int = Field(default=2, ge=0, le=10)
     rationale: Bool = True
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
@@ -365,14 +362,10 @@ def build_request(judge: Judge, target: MessageView,
     spec = judge.spec
     if spec.kind != "llm" or spec.model is None:
         raise ValueError(f"judge '{spec.name}' is a {spec.kind} judge and makes no requests")
-    return CompletionRequest(
-        model=spec.model,
-        messages=(ChatMessage("system", system_prompt(judge)),
-                  ChatMessage("user", user_prompt(judge, target, context))),
-        max_tokens=spec.max_tokens,
-        temperature=spec.temperature,
-        timeout_s=spec.timeout_s,
-        seed=spec.seed,
+    return spec.request(
+        spec.model,
+        (ChatMessage("system", system_prompt(judge)),
+         ChatMessage("user", user_prompt(judge, target, context))),
         json_schema=judge.output_schema,
         metadata={"purpose": "judge", "judge": spec.name,
                   "message_id": str(target.message_id)},
@@ -385,16 +378,11 @@ def retry_request(request: CompletionRequest, raw: str, reason: str) -> Completi
     correction = (f"That answer is invalid: {reason}. Reply again with exactly one JSON "
                   f"object in the answer format, with every flag true or false, and nothing "
                   f"else.")
-    return CompletionRequest(
-        model=request.model,
+    return dataclasses.replace(
+        request,
         messages=(*request.messages,
                   ChatMessage("assistant", raw if raw.strip() else "(empty answer)"),
                   ChatMessage("user", correction)),
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        timeout_s=request.timeout_s,
-        seed=request.seed,
-        json_schema=request.json_schema,
         metadata=dict(request.metadata),
     )
 

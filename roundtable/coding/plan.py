@@ -35,7 +35,9 @@ from roundtable.coding.judge import Judge, user_prompt
 from roundtable.coding.selection import Scope, SeriesFilter, resolve_scope, select_messages
 from roundtable.planning import text_tokens
 from roundtable.protocol import EndpointConfig, Price
+from roundtable.providers import params
 from roundtable.providers.batch import batch_supported
+from roundtable.providers.params import DroppedParam
 from roundtable.store.tables import Judgement, Message, MessageKind, Rater, RaterKind, Run, table_of
 
 __all__ = ["DEFAULT_BATCH_DISCOUNT", "CodingPlan", "JudgePlan", "plan_coding"]
@@ -65,6 +67,8 @@ class JudgePlan:
     batch_cost_usd: float | None
     batch_discount: float | None
     conflict: str | None = None
+    #: parameters of the judge file its endpoint will not get (see roundtable.providers.params)
+    dropped: tuple[DroppedParam, ...] = ()
 
     @property
     def priced(self) -> bool:
@@ -78,7 +82,9 @@ class JudgePlan:
                 "already_coded": self.already_coded, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cost_usd": self.cost_usd,
                 "batch_cost_usd": self.batch_cost_usd, "batch_discount": self.batch_discount,
-                "priced": self.priced, "conflict": self.conflict}
+                "priced": self.priced, "conflict": self.conflict,
+                "dropped": [{"param": d.name, "value": d.value, "reason": d.reason}
+                            for d in self.dropped]}
 
 
 @dataclass(frozen=True)
@@ -207,8 +213,11 @@ def plan_coding(
                 else (tokens_in * price.input + tokens_out * price.output) / 1_000_000)
         discount = _batch_discount(judge, configs)
         batch = None if cost is None or discount is None else cost * discount
+        config = configs.get(spec.endpoint)
+        dropped = () if config is None else tuple(
+            params.dropped(spec.endpoint, config, spec.model, spec))
         plans.append(JudgePlan(spec.name, spec.kind, spec.endpoint, spec.model, len(items),
                                selection.already_coded[spec.name], tokens_in, tokens_out,
-                               cost, batch, discount, conflict))
+                               cost, batch, discount, conflict, dropped))
     return CodingPlan(scope=scope.label, codable=selection.codable,
                       series=_series_count(engine, scope), judges=tuple(plans), limit=limit)

@@ -16,6 +16,7 @@ way than through the ORM. Writes run on the store's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,8 @@ from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
 from roundtable.coding.lang import detect_lang
-from roundtable.engine import lease
+from roundtable.engine import driver_sql, lease
+from roundtable.engine.driver_sql import DriverStatement
 from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError
 from roundtable.protocol import Protocol, RunSpec
@@ -331,18 +333,35 @@ def stored_agent_counts(engine: sa.Engine, run_ids: Sequence[int]) -> dict[int, 
 
 
 class TurnWriter:
-    """Writes one turn (calls + message + events) per transaction for one run."""
+    """Writes one turn (calls + message + events) per transaction for one run.
+
+    The statements are compiled once per writer and run on the transaction's DBAPI cursor
+    (:class:`~roundtable.engine.driver_sql.DriverStatement`): same SQL, same stored values,
+    without SQLAlchemy's per-execute overhead, which was most of the writer thread's CPU."""
 
     def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int], *,
-                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S) -> None:
+                 owner: str | None = None, lease_ttl: float = lease.DEFAULT_TTL_S,
+                 thread: WriterThread | None = None) -> None:
         self.engine = engine
+        #: writes that run on this thread use the connection it keeps (no pool round trip)
+        self._thread = thread
         self.run_id = run_id
         self.seat_ids = seat_ids
         self.lease_ttl = lease_ttl
-        # with an owner, every write first renews the lease in its own transaction, and
+        dialect = engine.dialect
+        # with an owner, every write first renews the lease in the same transaction, and
         # refuses (LeaseLost) when another worker took the run over
-        self._renew = None if owner is None else \
-            lease.renew_stmt(engine.dialect.name, run_id, owner, lease_ttl)
+        self._renew = None if owner is None else DriverStatement(
+            lease.renew_stmt(dialect.name, run_id, owner, lease_ttl), dialect)
+        self._call_stmt = DriverStatement(
+            insert.insert_statement(LlmCall).returning(_LLMCALL.c.id), dialect, _CALL_KEYS)
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
+        self._msg_stmt = DriverStatement(
+            insert.insert_statement(Message, dialect.name, insert.MESSAGE_KEY)
+            .returning(_MESSAGE.c.id), dialect, _MESSAGE_KEYS)
+        self._event_stmt = DriverStatement(
+            insert.insert_statement(Event, dialect.name, insert.EVENT_KEY), dialect,
+            _EVENT_KEYS)
         #: rows actually inserted (conflicts excluded), for the series summary
         self.messages_written = 0
 
@@ -351,6 +370,21 @@ class TurnWriter:
         return insert.call_values(
             record, purpose=CallPurpose.TURN, run_id=self.run_id, round=round_index,
             seat_id=None if position is None else self.seat_ids.get(position))
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        held = None if self._thread is None else self._thread.held_connection(self.engine)
+        return driver_sql.transaction(self.engine, held)
+
+    def renew(self) -> bool:
+        """Renew the run's lease in its own transaction; False when another worker holds
+        it now (True without an owner)."""
+        if self._renew is None:
+            return True
+        with self._transaction() as conn:
+            cursor = self._renew.execute(conn)
+            renewed = bool(cursor.rowcount == 1)
+            cursor.close()
+        return renewed
 
     def write(
         self,
@@ -366,28 +400,49 @@ class TurnWriter:
         linked to the successful call) and events. Returns how many messages were new.
         Raises :class:`LeaseLost` (storing nothing) when the run's lease is not ours."""
         now = utcnow()
-        with self.engine.begin() as conn:
-            if self._renew is not None and conn.execute(self._renew).rowcount != 1:
-                raise LeaseLost(f"run {self.run_id} is held by another worker now")
-            insert.insert_calls(conn, [self._call_row(r, position, round_index)
-                                       for r in failures])
+        new = 0
+        with self._transaction() as conn:
+            if self._renew is not None:
+                cursor = self._renew.execute(conn)
+                renewed = cursor.rowcount == 1
+                cursor.close()
+                if not renewed:
+                    raise LeaseLost(f"run {self.run_id} is held by another worker now")
+            for record in failures:
+                self._call_stmt.execute(
+                    conn, self._call_row(record, position, round_index)).close()
             call_id: int | None = None
             if success is not None:
-                call_id = insert.insert_calls(
-                    conn, [self._call_row(success, position, round_index)], ids=True)[0]
-            new = insert.insert_messages(conn, [insert.message_values(
-                run_id=self.run_id,
-                seat_id=None if msg.position is None else self.seat_ids.get(msg.position),
-                slot=msg.slot, round=msg.round, turn=msg.turn, kind=msg.kind, text=msg.text,
-                raw_text=msg.raw_text, reasoning=msg.reasoning,
-                lang=detect_lang(msg.text) if msg.kind == MessageKind.AGENT else None,
-                visible=msg.visible, llm_call_id=call_id if i == 0 else None, created_at=now,
-            ) for i, msg in enumerate(messages)], skip_existing=True)
-            insert.insert_events(conn, [insert.event_values(
-                run_id=self.run_id,
-                seat_id=None if ev.position is None else self.seat_ids.get(ev.position),
-                slot=ev.slot, round=ev.round, origin=ev.origin, kind=ev.kind,
-                detail=ev.detail, created_at=now,
-            ) for ev in events], skip_existing=True)
+                cursor = self._call_stmt.execute(
+                    conn, self._call_row(success, position, round_index))
+                row = cursor.fetchone()
+                cursor.close()
+                call_id = None if row is None else int(row[0])
+            for i, msg in enumerate(messages):
+                cursor = self._msg_stmt.execute(conn, {
+                    "run_id": self.run_id,
+                    "seat_id": None if msg.position is None else self.seat_ids.get(msg.position),
+                    "slot": msg.slot, "round": msg.round, "turn": msg.turn, "kind": msg.kind,
+                    "text": msg.text, "raw_text": msg.raw_text, "reasoning": msg.reasoning,
+                    "lang": detect_lang(msg.text) if msg.kind == "agent" else None,
+                    "visible": msg.visible, "llm_call_id": call_id if i == 0 else None,
+                    "created_at": now,
+                })
+                new += len(cursor.fetchall())
+                cursor.close()
+            for ev in events:
+                self._event_stmt.execute(conn, {
+                    "run_id": self.run_id,
+                    "seat_id": None if ev.position is None else self.seat_ids.get(ev.position),
+                    "slot": ev.slot, "round": ev.round, "origin": ev.origin, "kind": ev.kind,
+                    "detail": ev.detail, "created_at": now,
+                }).close()
         self.messages_written += new
         return new
+
+
+#: the columns each row gives (the keys of store.insert's row types)
+_CALL_KEYS = tuple(insert.LlmCallValues.__annotations__)
+_MESSAGE_KEYS = ("run_id", "seat_id", "slot", "round", "turn", "kind", "text", "raw_text",
+                 "reasoning", "lang", "visible", "llm_call_id", "created_at")
+_EVENT_KEYS = ("run_id", "seat_id", "slot", "round", "origin", "kind", "detail", "created_at")

@@ -20,7 +20,6 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from roundtable import conditions
 from roundtable.engine import persist
 from roundtable.engine.transcript import Entry, EntryKind, TurnScheme, render, visible_for
 from roundtable.errors import StoreError
@@ -115,15 +114,14 @@ def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
     messages = render(position=seat.position, system_prompt=spec_seat.system_prompt,
                       brief=spec.brief, entries=view, names=names,
                       peer_format=spec.turns.peer_format, isolation=spec.isolation)
-    seed = None if spec.sampling.seed is None else \
-        conditions.derive_seed(spec.sampling.seed, spec.seed, msg.round, seat.position)
-    request = CompletionRequest(
-        model=spec_seat.model, messages=messages, max_tokens=spec.sampling.max_tokens,
-        temperature=spec.sampling.temperature, timeout_s=spec.sampling.timeout_s, seed=seed,
+    request = spec.sampling.request(
+        spec_seat.model, messages,
+        seed=spec.sampling.seat_seed(spec.seed, msg.round, seat.position),
         metadata={"run": spec.key, "seat": spec_seat.display_name, "round": str(msg.round)})
     stored_hash = None if call is None else str(call.request_hash)
-    # the client drops the temperature for endpoints that refuse one, before hashing
-    candidates = {request.digest(), replace(request, temperature=None).digest()}
+    # the client drops a temperature or seed the endpoint refuses, before hashing
+    candidates = {replace(request, temperature=t, seed=s).digest()
+                  for t in {request.temperature, None} for s in {request.seed, None}}
     verified = stored_hash is not None and stored_hash in candidates
     reason = ""
     if not verified:

@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from roundtable import __version__
+from roundtable._version import __version__
 from roundtable.coding.adjudicate import combine, get_adjudication
 from roundtable.errors import ExportError, StoreError
 from roundtable.io.columns import (
@@ -58,6 +58,7 @@ from roundtable.io.columns import (
     rater_prefixes,
     status_column,
 )
+from roundtable.io.formats import FORMATS, Format, format_from_path
 from roundtable.store.codes import list_raters, resolve_raters
 from roundtable.store.tables import (
     Adjudication,
@@ -101,16 +102,11 @@ SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 """Schema id written in every export's metadata; the version changes when a column is
 renamed, removed or changes meaning (adding columns keeps it; see docs/export-schema.md)."""
 
-Format: TypeAlias = Literal["csv", "jsonl", "parquet"]
-FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
 ALL_KINDS: tuple[str, ...] = ("brief", "agent", "error", "system")
 LATEST = "latest"
 """``ExportOptions.adjudication`` value: the most recently recorded adjudication."""
 NO_ADJUDICATION = "none"
 """``ExportOptions.adjudication`` value: no ``final__*`` columns."""
-
-_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                                  ".parquet": "parquet", ".pq": "parquet"}
 
 _M = table_of(Message).c
 _J = table_of(Judgement).c
@@ -118,11 +114,6 @@ _C = table_of(Code).c
 _R = table_of(Run).c
 _S = table_of(Series).c
 _SEAT = table_of(Seat).c
-
-
-def format_from_path(path: Path) -> Format | None:
-    """The format an output file name implies (``.csv``, ``.jsonl``, ``.parquet``), if any."""
-    return _EXTENSIONS.get(path.suffix.lower())
 
 
 def meta_path_for(path: Path) -> Path:

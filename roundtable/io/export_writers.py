@@ -29,7 +29,7 @@ from typing import IO, Any, Protocol
 
 from roundtable.errors import ExportError
 from roundtable.io.columns import Column
-from roundtable.io.export import Format
+from roundtable.io.formats import Format
 
 __all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "open_writer",
            "pandas_metadata"]

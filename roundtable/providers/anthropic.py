@@ -4,7 +4,9 @@ Leading system messages become the top-level ``system``; a system message later 
 conversation (a notice from the orchestrator) is sent as user text at its position, since
 the API has no mid-conversation system turn. Consecutive turns of one role are merged into
 one message with several text blocks, so roles alternate and the first turn is a user turn.
-Temperature is never sent (the current models refuse it).
+A temperature is sent when the request holds one: by default the client removes it for
+anthropic endpoints (the current models refuse it; see :mod:`roundtable.providers.params`),
+as it removes a seed, which the API does not have.
 
 Endpoint ``options`` understood here:
 
@@ -22,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     ChatMessage,
     Completion,
@@ -31,11 +32,14 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
-from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.options import AnthropicOptions
+from roundtable.providers.sdk_models import sdk_model_from
+from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -84,7 +88,8 @@ def split_system_and_turns(messages: tuple[ChatMessage, ...], *,
 class AnthropicProvider(Provider):
     """Claude models through ``AsyncAnthropic.messages.create``."""
 
-    accepts_temperature = False
+    kind = "anthropic"
+    options_model = AnthropicOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:
@@ -104,6 +109,7 @@ class AnthropicProvider(Provider):
             http_client=anthropic.DefaultAsyncHttpxClient(transport=transport)
             if transport is not None else None,
         )
+        self._poster = SdkPoster(anthropic, self._client, transport, "/v1/messages")
         mode = config.options.get("structured_output", "output_format")
         if mode not in ("output_format", "tool"):
             raise ConfigError(
@@ -132,6 +138,8 @@ class AnthropicProvider(Provider):
         }
         if system is not None:
             params["system"] = system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
         if self._prompt_cache:
             params["cache_control"] = {"type": "ephemeral"}
         if request.json_schema is not None:
@@ -150,7 +158,6 @@ class AnthropicProvider(Provider):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One message; failures raise :mod:`roundtable.errors` classes."""
         import anthropic
-        import httpx2
         from anthropic.types import Message
 
         params = self.build_params(request)
@@ -158,12 +165,11 @@ class AnthropicProvider(Provider):
                         timeout_s=request.timeout_s, api_key=self._api_key):
             # The body is plain JSON already: posting it through the SDK's request API skips
             # ``messages.create``'s per-call argument handling while auth, headers, SDK
-            # exceptions and the Message type stay the SDK's.
+            # exceptions and the Message type stay the SDK's (on the lean transport, later
+            # calls reuse the head of the first: SdkPoster).
             async with asyncio.timeout(request.timeout_s):
-                raw = await self._client.post(
-                    "/v1/messages", body=params, cast_to=httpx2.Response,
-                    options={"timeout": request.timeout_s})
-            response = sdk_model(raw, Message)
+                content_type, content = await self._poster.post(params, request.timeout_s)
+            response = sdk_model_from(content_type, content, Message)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

@@ -40,8 +40,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from roundtable import settings
 from roundtable.errors import ConfigError, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest, Provider
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import malformed
 
 BatchState = Literal["in_progress", "completed", "failed", "expired", "cancelled"]

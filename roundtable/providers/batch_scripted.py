@@ -36,7 +36,6 @@ from typing import Any
 
 from roundtable import errors
 from roundtable.errors import BadRequest, ConfigError, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import ChatMessage, Completion, CompletionRequest, Usage
 from roundtable.providers.batch import (
     BatchItemUnprocessed,
@@ -47,6 +46,7 @@ from roundtable.providers.batch import (
     BatchStatus,
     Collected,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.scripted import ScriptedProvider
 
 _OUTCOMES: tuple[BatchState, ...] = ("completed", "failed", "expired", "cancelled")

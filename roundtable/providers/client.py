@@ -14,6 +14,12 @@ new calls to that endpoint until then. A call takes its endpoint's slot, cooldow
 limiter first and the process-wide ``max_in_flight`` slot last, so calls queued on a slow
 endpoint never hold global slots; ``latency_ms`` measures the provider call alone.
 
+What each endpoint accepts of a request (a temperature, a seed) is decided by
+:mod:`roundtable.providers.params`, once per (endpoint, model); the client removes what is
+refused before hashing and sending, and names it on the :class:`CallRecord`. Batch API
+operations go through :meth:`ModelClient.retrying`, answers through
+:meth:`ModelClient.charge`, so they share the retries, limits, pricing and totals.
+
 Every completion returned and every error raised or logged passes through a
 :class:`~roundtable.providers.redact.Redactor`, so API keys never reach storage or screens.
 
@@ -34,6 +40,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from roundtable import settings
 from roundtable.errors import (
@@ -43,10 +50,12 @@ from roundtable.errors import (
     ProviderTimeout,
     RateLimitError,
 )
-from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.base import Completion, CompletionRequest, Provider, Usage
+from roundtable.providers.config import EndpointConfig, Price
+from roundtable.providers.params import ParamSupport, support
 from roundtable.providers.redact import Redactor
 
+T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 ProviderFactory = Callable[[str, EndpointConfig], Provider]
@@ -109,6 +118,9 @@ class CallRecord:
     cost_usd: float = 0.0
     error_kind: str | None = None
     error_message: str | None = None
+    #: parameters the request had that the endpoint does not accept, removed before the
+    #: call (see :mod:`roundtable.providers.params`)
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +276,7 @@ class ModelClient:
         self._prices = dict(prices or {})
         self._factory = factory or _default_factory
         self._providers: dict[str, Provider] = {}
+        self._params: dict[tuple[str, str], ParamSupport] = {}
         self._gates: dict[str, AdaptiveLimit] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._global = asyncio.Semaphore(max_in_flight) if max_in_flight else None
@@ -291,10 +304,23 @@ class ModelClient:
         return settings.endpoint(endpoint, self._endpoints, environ={}) \
             if endpoint not in self._endpoints else self._endpoints[endpoint]
 
+    def params(self, endpoint: str, model: str) -> ParamSupport:
+        """What ``endpoint:model`` accepts (decided once, then cached)."""
+        key = (endpoint, model)
+        found = self._params.get(key)
+        if found is None:
+            found = self._params[key] = support(endpoint, self._config(endpoint), model)
+        return found
+
+    def prepare(self, endpoint: str,
+                request: CompletionRequest) -> tuple[CompletionRequest, tuple[str, ...]]:
+        """``request`` as ``endpoint`` gets it (refused parameters removed) and the names
+        of what was removed: what :meth:`complete` sends, and batches too."""
+        return self.params(endpoint, request.model).apply(request)
+
     def accepts_temperature(self, endpoint: str) -> bool:
-        """Whether both the endpoint's configuration and its provider accept one."""
-        return self._config(endpoint).accepts_temperature and \
-            self.provider(endpoint).accepts_temperature
+        """Whether the endpoint accepts a temperature (see :meth:`params`)."""
+        return self.params(endpoint, "").temperature
 
     def price(self, endpoint: str, model: str) -> Price | None:
         """The price of ``endpoint:model`` (``None`` when unknown)."""
@@ -341,8 +367,7 @@ class ModelClient:
         is permanent or the retry budget is exhausted (then ``retryable`` stays True: the
         failure was transient and the turn may be tried again later)."""
         provider = self.provider(endpoint)
-        if request.temperature is not None and not self.accepts_temperature(endpoint):
-            request = _without_temperature(request)
+        request, dropped = self.prepare(endpoint, request)
         digest = request.digest()
         budget = self.retry_budget_s(endpoint)
         gate = self.limit(endpoint)
@@ -361,8 +386,9 @@ class ModelClient:
             async with self._slot(endpoint, gate) as ticket:
                 started = self._now()
                 try:
-                    completion = await asyncio.wait_for(
-                        provider.complete(request), request.timeout_s + self._grace)
+                    # asyncio.timeout, not wait_for: no extra task per call
+                    async with asyncio.timeout(request.timeout_s + self._grace):
+                        completion = await provider.complete(request)
                 except ProviderError as raw_exc:
                     exc = raw_exc
                 except TimeoutError:
@@ -378,12 +404,13 @@ class ModelClient:
             if exc is None:
                 assert completion is not None
                 return self._succeeded(endpoint, request, digest, attempt, latency,
-                                       self.redactor.completion(completion), failures)
+                                       self.redactor.completion(completion), failures,
+                                       dropped)
             self.redactor.exception(exc)
             failures.append(CallRecord(
                 endpoint=endpoint, model=request.model, request_hash=digest,
                 attempt=attempt, ok=False, latency_ms=latency * 1000,
-                error_kind=exc.kind, error_message=str(exc)[:2000],
+                error_kind=exc.kind, error_message=str(exc)[:2000], dropped=dropped,
             ))
             self.totals.failed_attempts += 1
             self.totals.rate_limited += rate_limited
@@ -412,19 +439,67 @@ class ModelClient:
 
     def _succeeded(self, endpoint: str, request: CompletionRequest, digest: str, attempt: int,
                    latency: float, completion: Completion,
-                   failures: list[CallRecord]) -> CallResult:
-        price = self.price(endpoint, request.model)
-        if price is None:
-            self.totals.unpriced.add(f"{endpoint}:{request.model}")
-        cost = cost_usd(price, completion.usage)
+                   failures: list[CallRecord], dropped: tuple[str, ...]) -> CallResult:
+        cost = self.charge(endpoint, request.model, completion.usage)
         record = CallRecord(
             endpoint=endpoint, model=request.model, request_hash=digest, attempt=attempt,
             ok=True, usage=completion.usage, latency_ms=latency * 1000, cost_usd=cost,
+            dropped=dropped,
         )
-        self.totals.calls += 1
-        self.totals.usage = self.totals.usage + completion.usage
-        self.totals.cost_usd += cost
         return CallResult(completion=completion, record=record, failures=tuple(failures))
+
+    def charge(self, endpoint: str, model: str, usage: Usage, *,
+               discount: float = 1.0) -> float:
+        """Price one answered call (times ``discount``, e.g. a batch API's) and add it to
+        :attr:`totals` (the spending cap counts it); returns its cost in USD."""
+        price = self.price(endpoint, model)
+        if price is None:
+            self.totals.unpriced.add(f"{endpoint}:{model}")
+        cost = cost_usd(price, usage) * discount
+        self.totals.calls += 1
+        self.totals.usage = self.totals.usage + usage
+        self.totals.cost_usd += cost
+        return cost
+
+    async def retrying(self, endpoint: str, call: Callable[[], Awaitable[T]], *,
+                       retry_if: Callable[[ProviderError], bool] | None = None) -> T:
+        """``call()``, one provider operation other than a completion (a batch submit, poll
+        or download), under the same rules as :meth:`complete`: the endpoint's adaptive
+        slot, cooldown and rate limiter, then a global slot; transient failures retried
+        with the :attr:`retry` policy within the endpoint's retry budget. ``retry_if``
+        narrows which retryable errors are tried again (a submit that timed out may have
+        been received, so it is not). Raises the last :class:`ProviderError`."""
+        budget = self.retry_budget_s(endpoint)
+        gate = self.limit(endpoint)
+        attempt = 0
+        spent = 0.0
+        while True:
+            attempt += 1
+            exc: ProviderError | None = None
+            async with self._slot(endpoint, gate) as ticket:
+                started = self._now()
+                try:
+                    result = await call()
+                except ProviderError as raw_exc:
+                    exc = raw_exc
+                latency = self._now() - started
+                rate_limited = isinstance(exc, RateLimitError)
+                pause = min(exc.retry_after, budget) if exc and exc.retry_after else None
+                gate.record(ticket, ok=exc is None, rate_limited=rate_limited,
+                            retry_after=pause, now=self._now())
+                self.totals.limits[endpoint] = gate.limit
+            spent += latency
+            if exc is None:
+                return result
+            self.redactor.exception(exc)
+            self.totals.rate_limited += rate_limited
+            wait = self.retry.delay(attempt, exc.retry_after, self._rng)
+            again = exc.retryable and (retry_if is None or retry_if(exc))
+            if not again or self.retry.gives_up(attempt, spent, wait, budget):
+                raise exc
+            self.totals.retries += 1
+            await self._pause(wait)
+            spent += wait
 
     @asynccontextmanager
     async def _slot(self, endpoint: str, gate: AdaptiveLimit) -> AsyncIterator[int]:
@@ -444,12 +519,6 @@ class ModelClient:
                     yield ticket
         finally:
             gate.release()
-
-
-def _without_temperature(request: CompletionRequest) -> CompletionRequest:
-    from dataclasses import replace
-
-    return replace(request, temperature=None)
 
 
 def _default_factory(name: str, config: EndpointConfig) -> Provider:

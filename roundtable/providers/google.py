@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.anthropic import split_system_and_turns
 from roundtable.providers.base import (
     Completion,
@@ -31,6 +30,7 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     classify_status,
     classify_transport,
@@ -39,6 +39,7 @@ from roundtable.providers.errors_map import (
     shorten,
     timeout_error,
 )
+from roundtable.providers.options import GoogleOptions
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ DUMMY_KEY = "not-needed"
 
 class GoogleProvider(Provider):
     """Gemini models through ``Client.aio.models.generate_content``."""
+
+    kind = "google"
+    options_model = GoogleOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:
@@ -61,7 +65,6 @@ class GoogleProvider(Provider):
             ) from None
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
         self._include_thoughts = bool(config.options.get("include_thoughts", False))
         api_version = config.options.get("api_version")
@@ -93,7 +96,7 @@ class GoogleProvider(Provider):
         }
         if system is not None:
             config["system_instruction"] = system
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             config["temperature"] = request.temperature
         if request.seed is not None:
             config["seed"] = request.seed
@@ -113,7 +116,7 @@ class GoogleProvider(Provider):
                 f"{self.endpoint} model '{request.model}': nothing to send (the prompt has no "
                 f"non-empty user or assistant message)")
         generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             generation["temperature"] = request.temperature
         if request.seed is not None:
             generation["seed"] = request.seed

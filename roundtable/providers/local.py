@@ -60,7 +60,6 @@ from roundtable.errors import (
     ProviderTimeout,
     ServerError,
 )
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -68,10 +67,11 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
+from roundtable.providers.options import LocalOptions, parse_options
 
 INSTALL_HINT = "pip install 'roundtable[local]'"
 SMOLLM2_NAMES = ("smollm2", "SmolLM2-135M-Instruct")
-DEFAULT_N_CTX = 8192  # SmolLM2's trained context length
 #: endpoint options passed straight to llama.cpp's sampler on every call
 SAMPLING_OPTIONS = ("repeat_penalty", "top_p", "top_k", "min_p", "presence_penalty",
                     "frequency_penalty")
@@ -188,33 +188,22 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class LocalProvider(Provider):
     """Runs GGUF chat models in-process with llama.cpp (see the module docstring)."""
 
-    accepts_temperature = True
+    kind = "local"
+    options_model = LocalOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         del api_key  # a local model needs no key
-        opts = config.options
-        self._n_ctx = int(opts.get("n_ctx", DEFAULT_N_CTX))
-        self._n_threads = int(opts.get("n_threads", _available_cores()))
-        self._model_path = str(opts["model_path"]) if opts.get("model_path") else None
-        extra = opts.get("models", {})
-        if not isinstance(extra, dict):
-            raise ConfigError(
-                f"endpoint '{endpoint}': options.models must be a table of "
-                "name = \"/path/to/model.gguf\""
-            )
-        self._extra_models = {str(k): str(v) for k, v in extra.items()}
-        self._sampling: dict[str, float] = {}
-        for name in SAMPLING_OPTIONS:
-            if name in opts:
-                value = opts[name]
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ConfigError(
-                        f"endpoint '{endpoint}': options.{name} must be a number, got {value!r}"
-                    )
-                self._sampling[name] = int(value) if name == "top_k" else float(value)
+        opts = parse_options(LocalOptions, config.options, kind="local",
+                             where=f"endpoint '{endpoint}'")
+        self._n_ctx = opts.n_ctx
+        self._n_threads = opts.n_threads or _available_cores()
+        self._model_path = opts.model_path or None
+        self._extra_models = dict(opts.models)
+        self._sampling: dict[str, float] = {
+            name: value for name in SAMPLING_OPTIONS
+            if (value := getattr(opts, name)) is not None}
 
     def available_models(self) -> list[str]:
         """Model names this endpoint answers to."""
@@ -290,7 +279,7 @@ class LocalProvider(Provider):
             "model": request.model,
             **self._sampling,
         }
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}

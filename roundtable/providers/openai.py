@@ -23,7 +23,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import ConfigError, ProviderError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -31,13 +30,16 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
 from roundtable.providers.errors_map import (
     classify_status,
     error_text,
     malformed,
     sdk_errors,
 )
-from roundtable.providers.sdk_models import sdk_model
+from roundtable.providers.options import OpenAIOptions
+from roundtable.providers.sdk_models import sdk_model_from
+from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 class OpenAIProvider(Provider):
     """Chat Completions through the official ``openai`` SDK."""
 
+    kind = "openai"
+    options_model = OpenAIOptions
+
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
         try:
             import openai
@@ -60,7 +65,6 @@ class OpenAIProvider(Provider):
             ) from None
         self.endpoint = endpoint
         self.config = config
-        self.accepts_temperature = config.accepts_temperature
         self._api_key = api_key
         transport = lean_transport(config.base_url or "https://api.openai.com/v1")
         self._client: AsyncOpenAI = openai.AsyncOpenAI(
@@ -70,6 +74,8 @@ class OpenAIProvider(Provider):
             http_client=openai.DefaultAsyncHttpxClient(transport=transport)
             if transport is not None else None,
         )
+        self._poster = SdkPoster(openai, self._client, transport, "/chat/completions",
+                                 {"security": {"bearer_auth": True}})
         field = config.options.get("max_tokens_field")
         if field is None:
             field = ("max_completion_tokens" if "api.openai.com" in str(self._client.base_url)
@@ -102,7 +108,7 @@ class OpenAIProvider(Provider):
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             self._max_tokens_field: request.max_tokens,
         }
-        if request.temperature is not None and self.accepts_temperature:
+        if request.temperature is not None:
             params["temperature"] = request.temperature
         if request.seed is not None:
             params["seed"] = request.seed
@@ -130,7 +136,6 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """One chat completion; failures raise :mod:`roundtable.errors` classes."""
-        import httpx2
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -140,13 +145,12 @@ class OpenAIProvider(Provider):
             # The body is plain JSON already: posting it through the SDK's request API
             # skips ``chat.completions.create``'s parameter transform, which walked every
             # message against the TypedDicts and cost ~6 ms per call at 40 messages, while
-            # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's.
+            # auth, headers, SDK exceptions and the ChatCompletion type stay the SDK's
+            # (on the lean transport, later calls reuse the head of the first: SdkPoster).
             # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                raw = await self._client.post(
-                    "/chat/completions", body=body, cast_to=httpx2.Response,
-                    options={"timeout": request.timeout_s, "security": {"bearer_auth": True}})
-            response = sdk_model(raw, ChatCompletion)
+                content_type, content = await self._poster.post(body, request.timeout_s)
+            response = sdk_model_from(content_type, content, ChatCompletion)
         return self.parse(response, request.model)
 
     def parse(self, response: Any, model: str) -> Completion:

@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 
 from roundtable import settings
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion
+from roundtable.providers.config import EndpointConfig
 
 #: shorter values are not treated as secrets: replacing "1" or "abc" everywhere would
 #: mangle ordinary text, and no real API key is that short
@@ -28,6 +28,9 @@ class Redactor:
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         self._secrets: dict[str, str] = {}
+        #: (value, replacement), longest value first, so a key that contains another key
+        #: is replaced whole; rebuilt on add, not sorted again for every text
+        self._order: list[tuple[str, str]] = []
         for var, value in (secrets or {}).items():
             self.add(var, value)
 
@@ -46,6 +49,8 @@ class Redactor:
         if value and len(value.strip()) >= MIN_SECRET_LENGTH:
             self._secrets[value] = var
             self._secrets[value.strip()] = var
+            self._order = [(v, f"[redacted:{self._secrets[v]}]")
+                           for v in sorted(self._secrets, key=len, reverse=True)]
 
     @property
     def variables(self) -> list[str]:
@@ -54,10 +59,9 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with every secret replaced by ``[redacted:VAR]``."""
-        # longest first, so a key that contains another key is replaced whole
-        for value in sorted(self._secrets, key=len, reverse=True):
+        for value, replacement in self._order:
             if value in text:
-                text = text.replace(value, f"[redacted:{self._secrets[value]}]")
+                text = text.replace(value, replacement)
         return text
 
     def optional(self, text: str | None) -> str | None:

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from roundtable.errors import ConfigError, ProviderError, ProviderTimeout, ServerError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import Completion, CompletionRequest, Provider
+from roundtable.providers.config import EndpointConfig
 
 Routing = Literal["affinity", "least_loaded", "round_robin"]
 
@@ -180,7 +180,6 @@ class ReplicaSet(Provider):
             raise ConfigError(f"endpoint '{endpoint}': base_urls lists no replica")
         self.endpoint = endpoint
         self.routing: Routing = routing
-        self.accepts_temperature = all(p.accepts_temperature for _, p in members)
         self._replicas = [_Replica(i, url, provider)
                           for i, (url, provider) in enumerate(members)]
         self._cooldown = cooldown_s

@@ -43,7 +43,6 @@ from typing import Any
 
 from roundtable import errors
 from roundtable.errors import ConfigError
-from roundtable.protocol import EndpointConfig
 from roundtable.providers.base import (
     ChatMessage,
     Completion,
@@ -52,6 +51,8 @@ from roundtable.providers.base import (
     Usage,
     split_reasoning,
 )
+from roundtable.providers.config import EndpointConfig
+from roundtable.providers.options import ScriptedOptions
 
 _ERRORS: dict[str, type[errors.ProviderError]] = {
     "rate_limit": errors.RateLimitError,
@@ -113,6 +114,9 @@ def _digest(messages: tuple[ChatMessage, ...]) -> str:
 
 class ScriptedProvider(Provider):
     """Deterministic fake provider (see the module docstring)."""
+
+    kind = "scripted"
+    options_model = ScriptedOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None = None
                  ) -> None:

@@ -12,6 +12,7 @@ return them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -20,14 +21,21 @@ import pydantic
 def sdk_model(response: Any, model_cls: Any) -> Any:
     """``model_cls`` (an SDK ``BaseModel``) from the httpx ``response``, or the body's text
     when it is not JSON, or the decoded JSON when it is not an object."""
-    content_type = response.headers.get("content-type", "*").split(";")[0]
-    if content_type.endswith("json"):
-        data = json.loads(response.content)  # a JSONDecodeError propagates, as in the SDK
+    return sdk_model_from(response.headers.get("content-type", "*"), response.content,
+                          model_cls, lambda: response.text)
+
+
+def sdk_model_from(content_type: str, content: bytes, model_cls: Any,
+                   text: Callable[[], str] | None = None) -> Any:
+    """:func:`sdk_model` from a response's ``content-type`` and body (``text`` gives the
+    body as text when it is not JSON; default: decoded as UTF-8)."""
+    if content_type.split(";")[0].endswith("json"):
+        data = json.loads(content)  # a JSONDecodeError propagates, as in the SDK
     else:
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError:
-            return response.text
+            return content.decode("utf-8", "replace") if text is None else text()
     if not isinstance(data, dict):
         return data
     try:

@@ -88,26 +88,26 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         origin = (url.scheme, url.host, url.port or (443 if tls else 80))
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body = await request.aread()
-        target = url.raw_path.decode("ascii")
-        lines = [f"{request.method} {target} HTTP/1.1".encode()]
-        # The body is sent whole, so a streamed (chunked) request gets a content-length.
-        sized = False
-        for name, value in request.headers.raw:
-            lowered = name.lower()
-            if lowered == b"transfer-encoding":
-                continue
-            sized = sized or lowered == b"content-length"
-            lines.append(b"%s: %s" % (name, value))
-        if not sized and (body or request.method in ("POST", "PUT", "PATCH")):
-            lines.append(b"Content-Length: %d" % len(body))
-        payload = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        payload = _head(request, len(body)) + body
+        status, reason, headers, content = await self.send(
+            origin, tls, payload, request.method, timeouts, request)
+        return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content),
+                               request=request,
+                               extensions={"http_version": b"HTTP/1.1",
+                                           "reason_phrase": reason})
+
+    async def send(self, origin: tuple[str, str, int], tls: bool, payload: bytes, method: str,
+                   timeouts: dict[str, float | None], request: httpx2.Request | None = None
+                   ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        """Send the raw ``payload`` (head and body) to ``origin`` on an idle or new
+        connection; returns the status, reason, headers and (still encoded) body."""
         while True:
             conn, reused = self._checkout(origin), True
             if conn is None:
                 conn, reused = await self._connect(origin, tls, timeouts.get("connect")), False
             try:
                 status, reason, headers, content, keep = await self._exchange(
-                    conn, payload, request.method, timeouts)
+                    conn, payload, method, timeouts)
             except _StaleConnection:
                 conn.close()
                 if reused:
@@ -123,10 +123,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             self._checkin(origin, conn)
         else:
             conn.close()
-        return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content),
-                               request=request,
-                               extensions={"http_version": b"HTTP/1.1",
-                                           "reason_phrase": reason})
+        return status, reason, headers, content
 
     def _checkout(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -165,8 +162,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
                         ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
         try:
             conn.writer.write(payload)
-            async with asyncio.timeout(timeouts.get("write")):
-                await conn.writer.drain()
+            if conn.writer.transport.get_write_buffer_size() == 0:
+                await conn.writer.drain()  # all sent at once: no wait to time (the usual case)
+            else:
+                async with asyncio.timeout(timeouts.get("write")):
+                    await conn.writer.drain()
         except TimeoutError:
             raise httpx2.WriteTimeout("sending the request timed out") from None
         except OSError:
@@ -244,6 +244,84 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return b"".join(chunks)
         chunks.append(await reader.readexactly(size))
         await reader.readexactly(2)
+
+
+def _head_lines(request: httpx2.Request, *, drop_length: bool = False
+                ) -> tuple[list[bytes], bool]:
+    """The request line and header lines of ``request``, and whether one of them is a
+    ``content-length``. The body is sent whole, so ``transfer-encoding`` is dropped (and
+    ``content-length`` too with ``drop_length``)."""
+    target = request.url.raw_path.decode("ascii")
+    lines = [f"{request.method} {target} HTTP/1.1".encode()]
+    sized = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (drop_length and lowered == b"content-length"):
+            continue
+        sized = sized or lowered == b"content-length"
+        lines.append(b"%s: %s" % (name, value))
+    return lines, sized
+
+
+def _head(request: httpx2.Request, length: int) -> bytes:
+    """The head of ``request`` with a body of ``length`` bytes, blank line included."""
+    lines, sized = _head_lines(request)
+    if not sized and (length or request.method in ("POST", "PUT", "PATCH")):
+        lines.append(b"Content-Length: %d" % length)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class PreparedPost:
+    """A POST whose head an SDK built once, sent again with new bodies on a
+    :class:`LeanTransport`.
+
+    The adapters make their first call of a kind through the SDK's request API as usual;
+    when its transport is a :class:`LeanTransport`, the request it sent (URL, auth and SDK
+    headers, timeouts) becomes a :class:`PreparedPost`, and later calls only swap the body:
+    the SDK's per-call URL parsing, header merging, option models and httpx client stack
+    (most of the client-side CPU of a call) are not repeated. Valid for SDK clients whose
+    heads depend only on their configuration and the timeout (static API keys, no
+    per-request auth hooks, no idempotency keys): the adapters check that.
+    """
+
+    def __init__(self, transport: LeanTransport, request: httpx2.Request) -> None:
+        url = request.url
+        self.transport = transport
+        self.request = request
+        self.tls = url.scheme == "https"
+        self.origin = (url.scheme, url.host, url.port or (443 if self.tls else 80))
+        self.timeouts: dict[str, float | None] = dict(request.extensions.get("timeout", {}))
+        # everything but the content-length line and the final blank line
+        lines, _ = _head_lines(request, drop_length=True)
+        self._prefix = b"\r\n".join(lines) + b"\r\n"
+
+    async def send(self, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """POST ``body``; returns the status, the headers and the decoded body."""
+        payload = b"%sContent-Length: %d\r\n\r\n%s" % (self._prefix, len(body), body)
+        status, reason, headers, content = await self.transport.send(
+            self.origin, self.tls, payload, "POST", self.timeouts, self.request)
+        for name, value in headers:
+            if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+                response = self.response(status, headers, content, body, reason, raw=True)
+                content = await response.aread()  # httpx decodes gzip, deflate, br...
+                break
+        return status, headers, content
+
+    def response(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes,
+                 body: bytes, reason: bytes = b"", *, raw: bool = False) -> httpx2.Response:
+        """An httpx response for an answer to ``body`` (for the SDK's error classes);
+        ``raw``: ``content`` is still content-encoded."""
+        sent = [(n, v) for n, v in self.request.headers.raw if n.lower() != b"content-length"]
+        request = httpx2.Request("POST", self.request.url, headers=sent, content=body,
+                                 extensions=self.request.extensions)
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
+        if raw:
+            return httpx2.Response(status, headers=headers, stream=httpx2.ByteStream(content),
+                                   request=request, extensions=extensions)
+        decoded = [(n, v) for n, v in headers
+                   if n.lower() not in (b"content-encoding", b"content-length")]
+        return httpx2.Response(status, headers=decoded, content=content, request=request,
+                               extensions=extensions)
 
 
 class _StaleConnection(Exception):

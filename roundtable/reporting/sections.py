@@ -14,7 +14,7 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 
-from roundtable.analysis.contrasts import similarity_family
+from roundtable.analysis.contrasts import baseline_family, condition_groups
 from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
@@ -93,18 +93,9 @@ def profiles_section(writer: FigureWriter, profiles: Sequence[AgentProfile],
 
 def similarity_groups(sims: Sequence[RunSimilarity], order: Sequence[str]
                       ) -> list[tuple[str, list[RunSimilarity]]]:
-    """Runs with a defined mean cosine grouped by condition: the series, or ``series/cell``
-    for series with several cells, in ``order``."""
-    cells: dict[str, set[str]] = defaultdict(set)
-    for s in sims:
-        cells[s.series].add(s.cell)
-    groups: dict[str, list[RunSimilarity]] = {}
-    for name in order:
-        for cell in sorted(cells.get(name, ())):
-            label = name if len(cells[name]) == 1 else f"{name}/{cell}"
-            groups[label] = [s for s in sims if s.series == name and s.cell == cell
-                             and math.isfinite(s.mean_cosine)]
-    return list(groups.items())
+    """Runs with a defined mean cosine grouped by condition (see
+    :func:`~roundtable.analysis.contrasts.condition_groups`)."""
+    return condition_groups(sims, order)
 
 
 def short_labels(labels: Sequence[str], sep: str) -> dict[str, str]:
@@ -176,30 +167,20 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
              f"Holm's method over all comparisons shown (the permutation p in the CSV is "
              f"Holm-adjusted too), and Cliff's delta (positive = more similar than the "
              f"baseline).")
-    groups = dict(similarity_groups(sims, order))
-    if not any(groups.values()):
-        return Section("sec-ablation", title, intro, notes=(
-            "No run has a defined similarity (see above): nothing to compare.",))
-    base_label = next((g for g in groups if g == baseline or g.startswith(f"{baseline}/")),
-                      None)
-    if base_label is None or not groups[base_label]:
-        return Section("sec-ablation", title, intro, notes=(
-            f"The baseline {baseline} has no run with a defined similarity; choose another "
-            f"with --baseline.",))
-    empty = [g for g, runs in groups.items() if not runs and g != base_label]
-    labels_in = [base_label] + [g for g, runs in groups.items() if runs and g != base_label]
-    if len(labels_in) < 2:
-        return Section("sec-ablation", title, intro, notes=(
-            "Only the baseline has runs with a defined similarity: nothing to compare it "
-            "with.",))
-    try:
-        fam = similarity_family(
-            messages, {g: [r.run_id for r in groups[g]] for g in labels_in}, seed=seed,
-            n_boot=0, n_perm=permutations, ci="t")
-    except ValueError as exc:
-        return Section("sec-ablation", title, intro, notes=(f"{exc}.",))
+    result = baseline_family(messages, sims, order, baseline, seed=seed, n_boot=0,
+                             n_perm=permutations, ci="t")
+    fam, empty = result.family, result.left_out
+    if fam is None:
+        note = {"no_similarity": "No run has a defined similarity (see above): nothing to "
+                                 "compare.",
+                "no_baseline": f"The baseline {baseline} has no run with a defined "
+                               f"similarity; choose another with --baseline.",
+                "baseline_only": "Only the baseline has runs with a defined similarity: "
+                                 "nothing to compare it with."}.get(result.status,
+                                                                     f"{result.message}.")
+        return Section("sec-ablation", title, intro, notes=(note,))
     base = fam.sets[0]
-    shown = short_labels(list(groups), ", ")
+    shown = short_labels(list(result.conditions), ", ")
     labels = [shown[s.label] for s in fam.sets]
     est = [s.mean for s in fam.sets]
     cis = [s.mean_ci for s in fam.sets]

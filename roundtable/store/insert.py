@@ -224,6 +224,7 @@ class LlmCallValues(TypedDict):
     output_tokens: int
     latency_ms: float
     cost_usd: float
+    dropped: str | None
     created_at: datetime
 
 
@@ -291,7 +292,8 @@ def call_values(record: CallRecord, *, purpose: CallPurpose, run_id: int | None,
         "error_message": record.error_message, "input_tokens": usage.input_tokens,
         "cached_tokens": usage.cached_tokens, "output_tokens": usage.output_tokens,
         "latency_ms": record.latency_ms, "cost_usd": record.cost_usd,
-        "created_at": utcnow(),
+        # the sampling parameters the client removed ("" none)
+        "dropped": ",".join(record.dropped), "created_at": utcnow(),
     }
 
 

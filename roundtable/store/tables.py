@@ -164,6 +164,8 @@ class LlmCall(SQLModel, table=True):
     output_tokens: int = 0
     latency_ms: float = 0.0
     cost_usd: float = 0.0
+    # parameters the client removed (comma-separated; "" none; NULL not recorded)
+    dropped: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

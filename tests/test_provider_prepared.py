@@ -1,0 +1,172 @@
+"""Prepared heads (providers/stainless.py): after the first call through the SDK, later calls
+on the lean transport reuse its head, with the same bytes on the wire and the same errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from roundtable.errors import AuthError, RateLimitError, ServerError
+from roundtable.protocol import EndpointConfig
+from roundtable.providers.anthropic import AnthropicProvider
+from roundtable.providers.base import ChatMessage, CompletionRequest
+from roundtable.providers.openai import OpenAIProvider
+from roundtable.providers.stainless import static_auth
+from tests.fakes import (
+    FakeResponse,
+    FakeServer,
+    anthropic_error,
+    anthropic_message,
+    openai_chat,
+    openai_error,
+)
+
+KEY = "fake-prepared-test-secret-0123456789"
+
+
+def req(text: str = "Round 2.", timeout_s: float = 5.0) -> CompletionRequest:
+    return CompletionRequest(model="m", messages=(ChatMessage("system", "You are A."),
+                                                  ChatMessage("user", text)),
+                             max_tokens=50, temperature=0.5, timeout_s=timeout_s)
+
+
+def openai_provider(server: FakeServer) -> OpenAIProvider:
+    return OpenAIProvider("fake", EndpointConfig(kind="openai", base_url=server.url + "/v1"),
+                          KEY)
+
+
+def count_builds(provider: Any) -> list[int]:
+    """Count the SDK's request builds on ``provider``'s client."""
+    calls = [0]
+    original = provider._client._build_request
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    provider._client._build_request = counting
+    return calls
+
+
+async def test_openai_builds_the_request_once_and_sends_the_same_head() -> None:
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        builds = count_builds(provider)
+        server.enqueue(openai_chat("one"), openai_chat("two"), openai_chat("three ünï"))
+        outs = [await provider.complete(req(f"Round {i} é")) for i in range(3)]
+        await provider.aclose()
+    assert [o.text for o in outs] == ["one", "two", "three ünï"]
+    assert builds[0] == 1 and provider._poster.prepared
+    first, *later = server.requests
+    for sent in later:
+        assert sent.path == first.path == "/v1/chat/completions"
+        assert {k: v for k, v in sent.headers.items() if k != "content-length"} == \
+            {k: v for k, v in first.headers.items() if k != "content-length"}
+        assert int(sent.headers["content-length"]) == len(sent.body)
+    assert first.headers["authorization"] == f"Bearer {KEY}"
+    # the body is what the SDK would have encoded for the same request
+    assert later[1].body == json.dumps(provider.build_body(req("Round 2 é")),
+                                       ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def test_a_new_timeout_goes_through_the_sdk_once_more() -> None:
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        builds = count_builds(provider)
+        server.enqueue(*(openai_chat("ok") for _ in range(4)))
+        for timeout in (5.0, 5.0, 7.0, 7.0):
+            await provider.complete(req(timeout_s=timeout))
+        await provider.aclose()
+    assert builds[0] == 2
+    assert [r.headers["x-stainless-read-timeout"] for r in server.requests] == \
+        ["5.0", "5.0", "7.0", "7.0"]
+
+
+@pytest.mark.parametrize(("answer", "error", "check"), [
+    (openai_error(429, "slow down", headers={"retry-after": "3"}), RateLimitError,
+     lambda e: e.retry_after == 3.0),
+    (openai_error(503, "overloaded"), ServerError, lambda e: e.status == 503),
+    (openai_error(401, "Incorrect API key provided"), AuthError, lambda e: e.status == 401),
+])
+async def test_errors_on_a_prepared_head_are_the_sdks(answer: FakeResponse, error: type,
+                                                      check: Any) -> None:
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        server.enqueue(openai_chat("warm up"), answer)
+        await provider.complete(req())
+        assert provider._poster.prepared
+        with pytest.raises(error) as info:
+            await provider.complete(req())
+        await provider.aclose()
+    assert check(info.value) and KEY not in str(info.value)
+
+
+async def test_a_dropped_server_on_a_prepared_head_is_a_connection_error() -> None:
+    server = FakeServer().start()
+    provider = openai_provider(server)
+    warm = openai_chat("warm up")
+    server.enqueue(FakeResponse(json=warm.json, headers={"connection": "close"}))
+    await provider.complete(req())
+    assert provider._poster.prepared
+    server.stop()  # the next call connects again, and is refused
+    with pytest.raises(ServerError, match="connection failed"):
+        await provider.complete(req())
+    await provider.aclose()
+
+
+async def test_gzip_and_redirects_on_a_prepared_head() -> None:
+    body = json.dumps(openai_chat("zipped").json).encode()
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        server.enqueue(openai_chat("warm up"),
+                       FakeResponse(body=gzip.compress(body),
+                                    headers={"content-encoding": "gzip"}),
+                       *[FakeResponse(status=307, headers={"location": "/v2/chat/completions"})
+                         for _ in range(2)], openai_chat("moved"), openai_chat("again"))
+        await provider.complete(req())
+        assert (await provider.complete(req())).text == "zipped"
+        # a redirect is followed through the SDK (the prepared POST is not replayed blindly)
+        assert (await provider.complete(req())).text == "moved"
+        assert not provider._poster.prepared
+        assert (await provider.complete(req())).text == "again"
+        await provider.aclose()
+    assert [r.path for r in server.requests][2:] == \
+        ["/v1/chat/completions", "/v1/chat/completions", "/v2/chat/completions",
+         "/v1/chat/completions"]
+
+
+async def test_anthropic_reuses_its_head_and_maps_errors() -> None:
+    with FakeServer() as server:
+        provider = AnthropicProvider("claude", EndpointConfig(kind="anthropic",
+                                                              base_url=server.url), KEY)
+        builds = count_builds(provider)
+        server.enqueue(anthropic_message("one"), anthropic_message("two"),
+                       anthropic_error(529, "Overloaded", kind="overloaded_error"))
+        outs = [await provider.complete(req()) for _ in range(2)]
+        with pytest.raises(ServerError):
+            await provider.complete(req())
+        await provider.aclose()
+    assert [o.text for o in outs] == ["one", "two"] and builds[0] == 1
+    first, second = (dict(r.headers) for r in server.requests[:2])
+    assert KEY in (second.get("x-api-key"), second.get("authorization", "")[len("Bearer "):])
+    assert second.pop("content-length") and first.pop("content-length")
+    assert second == first and "anthropic-version" in first
+
+
+async def test_https_and_dynamic_auth_keep_the_sdk_path() -> None:
+    https = OpenAIProvider("cloud", EndpointConfig(kind="openai",
+                                                   base_url="https://example.invalid/v1"), KEY)
+    assert https._poster._transport is None
+    await https.aclose()
+
+    class Hooked:
+        custom_auth = object()
+
+    assert not static_auth(Hooked())
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        assert static_auth(provider._client)
+        await provider.aclose()
