@@ -21,7 +21,9 @@ from roundtable.errors import ConfigError, MissingKeyError
 from roundtable.providers.config import EndpointConfig, Price
 from roundtable.providers.options import validate_options
 
-DEFAULT_DB_URL = "sqlite:///roundtable.db"
+# Re-exported: the URL rules live where a command can read them without pydantic.
+from roundtable.store.sqlurl import DEFAULT_DB_URL as DEFAULT_DB_URL
+from roundtable.store.sqlurl import database_url as database_url
 
 #: API-key variables whose values are redacted from all stored and shown text whenever they
 #: are set, used by an endpoint or not (see :mod:`roundtable.providers.redact`)
@@ -48,15 +50,6 @@ BUILTIN_ENDPOINTS: dict[str, EndpointConfig] = {
     "local": EndpointConfig(kind="local", max_concurrency=1),
     "scripted": EndpointConfig(kind="scripted", max_concurrency=1000),
 }
-
-
-def database_url(explicit: str | None = None) -> str:
-    """``--db`` beats ``ROUNDTABLE_DB`` beats ``sqlite:///roundtable.db``. A bare path is
-    taken as a SQLite file."""
-    url = explicit or os.environ.get("ROUNDTABLE_DB") or DEFAULT_DB_URL
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    return url
 
 
 def endpoints(overrides: Mapping[str, EndpointConfig] | None = None,

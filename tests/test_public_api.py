@@ -37,13 +37,27 @@ def test_import_is_cheap() -> None:
     assert out == ""
 
 
-def test_rich_is_imported_only_by_the_cli_ui_module() -> None:
+def test_rich_is_imported_only_by_the_ui_modules() -> None:
     from pathlib import Path
 
     root = Path(roundtable.__file__).parent
     offenders = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
                  if "import rich" in p.read_text() or "from rich" in p.read_text()]
-    assert sorted(offenders) == ["cli/ui.py", "review/app.py"]  # the two UI modules
+    assert sorted(offenders) == ["review/app.py", "ui.py"]  # the two UI modules
+
+
+def test_the_library_never_imports_the_cli() -> None:
+    """The CLI is a shell over the library: nothing outside roundtable/cli/ (but the
+    ``python -m roundtable`` entry point) may import it, not even inside a function."""
+    import re
+    from pathlib import Path
+
+    root = Path(roundtable.__file__).parent
+    pattern = re.compile(r"^\s*(from roundtable\.cli\b|import roundtable\.cli\b"
+                         r"|from roundtable import cli\b)", re.M)
+    offenders = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                 if p.relative_to(root).parts[0] != "cli" and pattern.search(p.read_text())]
+    assert offenders == ["__main__.py"]
 
 
 def test_every_subpackage_is_listed_for_installation() -> None:

@@ -457,18 +457,6 @@ def test_plain_postgresql_scheme_means_psycopg() -> None:
         engine.dispose()
 
 
-def test_developer_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "cli.db"
-    assert db.main(["current", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "<blank>"
-    assert db.main(["upgrade", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == f"<blank> -> {db.head_revision()}"
-    assert db.main(["heads"]) == 0
-    assert capsys.readouterr().out.strip() == db.head_revision()
-    assert db.main(["upgrade", "--db", "mysql://x/y"]) == 1
-    assert "does not support" in capsys.readouterr().err
-
-
 class _BusyCursor:
     """Answers 'database is locked' to the first ``busy`` journal-mode switches."""
 

@@ -78,9 +78,9 @@ def _progress(progress: Progress) -> Iterator[Callable[[int, int], None] | None]
     if callable(progress):
         yield progress
     elif progress:
-        from roundtable.cli.export import LazyProgress  # rich only when a bar is asked for
+        from roundtable._api.bars import ExportBar  # rich only when a bar is asked for
 
-        with LazyProgress(quiet=False) as bar:
+        with ExportBar(quiet=False) as bar:
             yield bar
     else:
         yield None

@@ -251,7 +251,7 @@ def _reporter(progress: bool | Callable[[JudgeProgress], None]
     if callable(progress):
         yield progress
     elif progress:
-        from roundtable.cli.judge import JudgeBar  # rich only when a bar is asked for
+        from roundtable._api.bars import JudgeBar  # rich only when a bar is asked for
 
         with JudgeBar() as bar:
             yield bar

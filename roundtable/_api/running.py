@@ -258,7 +258,7 @@ def _reporter(progress: bool | Callable[[RunProgress], None]
     if callable(progress):
         yield progress
     elif progress:
-        from roundtable.cli.run import RunBar  # rich only when a bar is asked for
+        from roundtable._api.bars import RunBar  # rich only when a bar is asked for
 
         with RunBar() as bar:
             yield bar

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable import ui
 from roundtable._api.database import split_names
-from roundtable.cli import ui
 from roundtable.cli.choices import AgreementBy, Rule
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.cli.choices import (
     CiMethod,
     CompareMetric,

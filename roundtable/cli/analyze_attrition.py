@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable import ui
 from roundtable._api.database import split_names
-from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
 
 if TYPE_CHECKING:

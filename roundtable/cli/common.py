@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,12 +12,14 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.errors import RoundtableError
 from roundtable.store.vocab import RunStatus
 
 if TYPE_CHECKING:
     import sqlalchemy
+
+    from roundtable.store.sqlread import Source
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,9 +36,9 @@ DbOption = Annotated[
 
 def db_url(db: str | None) -> str:
     """The database URL ``--db`` (or the environment, or the default) stands for."""
-    from roundtable import settings
+    from roundtable.store.sqlurl import database_url
 
-    return settings.database_url(db)
+    return database_url(db)
 
 
 def db_origin(db: str | None) -> str:
@@ -60,6 +63,27 @@ def open_db(db: str | None, create: bool = True) -> Iterator[sqlalchemy.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def read_db(db: str | None) -> Iterator[Source]:
+    """What the read-only queries of :mod:`roundtable.store.queries` run on, closed on the
+    way out: a plain :mod:`sqlite3` connection when ``--db`` is an existing SQLite file
+    already at the schema head (no SQLAlchemy import), otherwise the engine of
+    :func:`open_db` with ``create=False`` (which also reports every error)."""
+    from roundtable.store.sqlfast import connect_at_head
+    from roundtable.store.sqlurl import plain_sqlite_file
+
+    path = plain_sqlite_file(db_url(db))
+    conn = connect_at_head(path) if path is not None else None
+    if conn is None:
+        with open_db(db, create=False) as engine:
+            yield engine
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 #: The statuses a run can have (``roundtable runs --status``).
@@ -115,18 +139,20 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _database_error(exc: Exception, db: object) -> str | None:
     """One line for a database error that escaped the library (never the SQL), or None
-    when ``exc`` is not one."""
-    if "sqlalchemy" not in sys.modules:
-        return None
-    from sqlalchemy.exc import DBAPIError
+    when ``exc`` is not one (a :mod:`sqlite3` error comes from :func:`read_db`)."""
+    if not isinstance(exc, sqlite3.Error):
+        if "sqlalchemy" not in sys.modules:
+            return None
+        from sqlalchemy.exc import DBAPIError
 
+        if not isinstance(exc, DBAPIError):
+            return None
     from roundtable.store import db as store_db
 
-    if not isinstance(exc, DBAPIError):
-        return None
     choice = db if isinstance(db, str) else None
     if store_db.is_locked(exc):
         return str(store_db.locked_error(db_url(choice), db_origin(choice)))
-    detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    orig = getattr(exc, "orig", exc)
+    detail = str(orig).strip().splitlines()[0] if orig is not None else type(exc).__name__
     return (f"database {display_url(db_url(choice))}: {detail}; check that the server is "
             f"running and the database is a roundtable one (roundtable db current)")

@@ -159,6 +159,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "roundtable db derive",
         "roundtable db derive --series A",
     ),
+    "roundtable db heads": (
+        "roundtable db heads",
+    ),
+    "roundtable db revision": (
+        'roundtable db revision -m "add code table"',
+        'roundtable db revision -m "data fix" --empty',
+    ),
     "roundtable export warroom-coded": (
         "roundtable export warroom-coded --out data --judges gemini,sonnet",
         "roundtable export warroom-coded --out d --judges gemini --judges sonnet=claude",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from roundtable import ui
+from roundtable._api.bars import ExportBar
 from roundtable._api.database import split_names
-from roundtable.cli import ui
 from roundtable.cli.choices import ExportFormat, Rule
 from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import JsonFlag, echo_json
@@ -33,30 +33,6 @@ def register(app_: typer.Typer) -> None:
 def _raters(values: list[str] | None) -> list[str] | None:
     """``--raters``: None (every rater) when not given."""
     return None if values is None else split_names(values)
-
-
-class LazyProgress:
-    """A progress bar that appears with the first finished run (so a user error raised
-    while planning prints alone); call it with ``(runs done, runs total)``."""
-
-    def __init__(self, quiet: bool) -> None:
-        self._quiet = quiet
-        self._stack = ExitStack()
-        self._bar: ui.SeriesProgress | None = None
-
-    def __enter__(self) -> LazyProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._quiet:
-            return
-        if self._bar is None:
-            self._bar = self._stack.enter_context(
-                ui.series_progress("export", total, unit="runs", counter=""))
-        self._bar.update(advance=1, total=total)
 
 
 def _size(n: int) -> str:
@@ -125,7 +101,7 @@ def corpus(
     if out is None:
         raise ExportError("--out FILE is required (e.g. --out corpus.csv); or use "
                           "`roundtable export warroom --out DIR`")
-    with LazyProgress(quiet or as_json) as progress:
+    with ExportBar(quiet or as_json) as progress:
         result = export(out, format=fmt, layout=layout, coded=coded, anonymize=anonymize,
                         series=split_names(series), raters=_raters(raters),
                         adjudication=adjudication, all_kinds=all_kinds, raw=raw, db=db,
@@ -179,7 +155,7 @@ def warroom(
     """
     from roundtable._api.exporting import export_warroom
 
-    with LazyProgress(quiet or as_json) as progress:
+    with ExportBar(quiet or as_json) as progress:
         result = export_warroom(out, series=split_names(series), db=db, progress=progress)
     if as_json:
         echo_json(result.to_json())

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import shlex
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable import ui
+from roundtable._api.bars import JudgeBar
 from roundtable._api.database import split_names
-from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import echo_json
 from roundtable.errors import ConfigError
+from roundtable.ui import short_count as _short
+from roundtable.ui import usd as _usd
 
 if TYPE_CHECKING:
-    from roundtable._api.judging import JudgeProgress
     from roundtable.coding.batching import BatchPassResult, BatchReport
     from roundtable.coding.judge import Judge
     from roundtable.coding.plan import CodingPlan
@@ -121,50 +122,12 @@ def judge(
         raise typer.Exit(code=result.exit_code)
 
 
-class JudgeBar:
-    """The progress of ``roundtable judge`` on stderr: announces the pass (``announce``),
-    then, online, a bar of messages coded, failures, tokens and cost."""
-
-    def __init__(self, *, enabled: bool = True, announce: bool = False) -> None:
-        self._enabled = enabled
-        self._announce = announce
-        self._stack = ExitStack()
-        self._bar: ui.SeriesProgress | None = None
-
-    def __enter__(self) -> JudgeBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def __call__(self, p: JudgeProgress) -> None:
-        from roundtable.cli.run import _short, _usd
-
-        if p.kind == "begin":
-            names = ", ".join(p.judges)
-            how = " through the providers' batch APIs" if p.batch else ""
-            if self._announce:
-                ui.say(f"Coding with [bold]{names}[/]{how} -> {p.database}")
-            if not p.batch:
-                self._bar = self._stack.enter_context(ui.series_progress(
-                    "judge", 0, enabled=self._enabled, unit="coded", counter="failed"))
-            return
-        if self._bar is None:
-            return
-        self._bar.update(
-            advance=p.advance, total=p.total, runs=str(p.failed),
-            tokens=f"· tok {_short(p.input_tokens)} in, {_short(p.output_tokens)} out",
-            cost=f"· {_usd(p.cost_usd)}")
-
-
 def _cost(value: float | None) -> str:
-    from roundtable.cli.run import _usd
 
     return "unpriced" if value is None else _usd(value)
 
 
 def _print_plan(plan: CodingPlan, batch: bool) -> None:
-    from roundtable.cli.run import _short
 
     rows = [(j.name, j.model or j.kind, j.pending, j.already_coded,
              _short(j.input_tokens), _short(j.output_tokens), _cost(j.cost_usd),
@@ -221,7 +184,6 @@ def _print_result(result: CodingResult, judges: list[Judge], db: str | None) -> 
 
 
 def _print_coding_table(result: CodingResult) -> None:
-    from roundtable.cli.run import _short, _usd
 
     rows: list[tuple[object, ...]] = []
     for t in result.judges.values():
@@ -302,7 +264,6 @@ def _batch_cell(report: BatchReport) -> str:
 
 def _print_batch_result(result: BatchPassResult, judges: list[Judge], db: str | None,
                         rerun: str) -> None:
-    from roundtable.cli.run import _usd
 
     online = result.online_result
     if online is not None and any(t.pending for t in online.judges.values()):

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from roundtable import ui
 from roundtable._api.database import split_names
-from roundtable.cli import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import echo_json
 

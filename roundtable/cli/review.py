@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from roundtable import ui
 from roundtable._api.database import split_names
 from roundtable._api.sampling import DEFAULT_ENRICH
-from roundtable.cli import ui
 from roundtable.cli.choices import Stratum
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.cli.jsonout import JsonFlag, echo_json

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
+from roundtable._api.bars import RunBar
 from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import echo_json
+from roundtable.ui import short_count as _short
+from roundtable.ui import usd as _usd
 
 if TYPE_CHECKING:
     from roundtable import planning
-    from roundtable._api.running import RunProgress, RunResult
+    from roundtable._api.running import RunResult
     from roundtable.engine.runner import SeriesResult
     from roundtable.store.queries import FailedTurn
 
-__all__ = ["RunBar", "register", "run", "summary_line"]
+__all__ = ["register", "run", "summary_line"]
 
 
 def register(app: typer.Typer) -> None:
@@ -82,49 +84,6 @@ def run(
         raise typer.Exit(code=result.exit_code)
 
 
-class RunBar:
-    """The progress of ``roundtable run`` on stderr: announces the series (``announce``),
-    then a bar of calls done, runs, tokens and cost, from :class:`RunProgress` snapshots.
-    The bar appears with the first snapshot, so an error raised before prints alone."""
-
-    def __init__(self, *, enabled: bool = True, announce: bool = False) -> None:
-        self._enabled = enabled
-        self._announce = announce
-        self._stack = ExitStack()
-        self._bar: ui.SeriesProgress | None = None
-
-    def __enter__(self) -> RunBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the bar (left on screen as it ended)."""
-        self._stack.close()
-
-    def __call__(self, p: RunProgress) -> None:
-        if p.kind == "begin":
-            if self._announce:
-                ui.say(f"Series [bold]{p.series}[/]: {p.plan.runs} runs, up to "
-                       f"{p.plan.calls} calls -> {p.database}")
-                if p.view_url:
-                    ui.plain(f"live view: {p.view_url}/runs (human seats: {p.view_url}/seats)")
-            self._bar = self._stack.enter_context(
-                ui.series_progress(p.series, p.calls_total, enabled=self._enabled))
-            return
-        if self._bar is None:
-            return
-        waiting = (f" · waiting for {p.waiting_runs} runs held by other workers"
-                   if p.waiting_runs else "")
-        retries = f" · {p.failed_attempts} retries" if p.failed_attempts else ""
-        self._bar.update(
-            advance=p.advance, total=p.calls_total, runs=f"{p.runs_done}/{p.runs_total}",
-            tokens=f"· tok {_short(p.input_tokens)} in ({_short(p.cached_tokens)} cached) "
-                   f"{_short(p.output_tokens)} out",
-            cost=f"· {_usd(p.cost_usd)}{retries}{waiting}")
-
-
 def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
     rows: list[tuple[object, ...]] = [
         (c.cell, c.replicates, c.seats, c.rounds, c.calls, _short(c.input_tokens),
@@ -144,18 +103,6 @@ def _print_plan(plan: planning.SeriesPlan, path: Path) -> None:
     for seat in plan.dropped:
         for line in seat.lines():
             ui.warn(line)
-
-
-def _usd(x: float) -> str:
-    return f"${x:,.2f}" if x >= 1 or x == 0 else f"${x:.4f}"
-
-
-def _short(n: int) -> str:
-    """12_345_678 -> '12.3M'."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
 
 
 def _print_result(run_result: RunResult, db: str | None) -> None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from roundtable.cli import ui
-from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable import ui
+from roundtable.cli.common import DbOption, handles_errors, read_db
 from roundtable.store.vocab import MessageKind, RunStatus
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """List runs with series, condition, status, failed turns and message counts by kind."""
-    with open_db(db, create=False) as engine:
+    with read_db(db) as engine:
         from roundtable.store import queries
 
         chosen: list[str | None] = list(dict.fromkeys(series or [])) or [None]
@@ -119,7 +119,7 @@ def show(
                                           "object (run, seats, lines, events).")] = False,
 ) -> None:
     """Print a transcript: who spoke, in which round, what peers saw vs the true model."""
-    with open_db(db, create=False) as engine:
+    with read_db(db) as engine:
         from roundtable.store import queries
 
         t = queries.load_transcript(engine, run)

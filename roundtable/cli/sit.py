@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
 from roundtable.store.vocab import RunStatus
 

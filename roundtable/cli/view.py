@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from roundtable.cli import ui
+from roundtable import ui
 from roundtable.cli.common import DbOption, db_url, display_url, handles_errors, open_db
 from roundtable.errors import ConfigError
 

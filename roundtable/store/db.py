@@ -21,22 +21,25 @@ the installed ``roundtable.migrations`` package (``migrations/`` in the reposito
 Writes go through :mod:`roundtable.store.insert` (idempotent ones with
 ``INSERT ... ON CONFLICT (...) DO NOTHING`` on both SQLite and PostgreSQL).
 
-Developer commands (no ``alembic.ini`` needed)::
+Developer commands (no ``alembic.ini`` needed) are part of ``roundtable db``::
 
-    python -m roundtable.store.db revision -m "add code table"   # autogenerate the next one
-    python -m roundtable.store.db revision -m "data fix" --empty  # hand-written migration
-    python -m roundtable.store.db upgrade --db sqlite:///x.db      # same as `roundtable db upgrade`
-    python -m roundtable.store.db current --db sqlite:///x.db
-    python -m roundtable.store.db heads
+    roundtable db revision -m "add code table"   # autogenerate the next one
+    roundtable db revision -m "data fix" --empty  # hand-written migration
+    roundtable db upgrade --db x.db
+    roundtable db current --db x.db
+    roundtable db heads
 
-``revision`` migrates a scratch SQLite database to head, compares it with the models in
+:func:`revision` migrates a scratch SQLite database to head, compares it with the models in
 ``roundtable/store/tables.py`` and writes ``migrations/versions/NNNN_<slug>.py`` in the source
 checkout; review the file (SQLite batch operations are rendered) before committing it.
+
+The SQLite pragmas, the head read from file names and the revision read through the
+standard library live in :mod:`roundtable.store.sqlfast`, which read-only commands use
+without importing this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
@@ -44,10 +47,8 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,12 +59,28 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel
 
 from roundtable.errors import StoreError
+from roundtable.store.sqlfast import (
+    BUSY_TIMEOUT_MS,
+    NOT_READ,
+    SQLITE_PRAGMAS,
+    configure_connection,
+    current_revision,
+    fast_head,
+    installed_migrations,
+    source_migrations,
+)
+from roundtable.store.sqlfast import busy_timeout_ms as _busy_timeout_ms
+
+# re-exported for tests that drive the journal-mode retry directly
+from roundtable.store.sqlfast import set_journal_mode as _set_journal_mode  # noqa: F401
 
 if TYPE_CHECKING:  # Alembic is imported only when a migration check needs it
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
 __all__ = [
+    "BUSY_TIMEOUT_MS",
+    "SQLITE_PRAGMAS",
     "alembic_config",
     "current_revision",
     "head_revision",
@@ -74,18 +91,6 @@ __all__ = [
     "upgrade",
 ]
 
-
-#: How long (ms) a SQLite connection waits for another process's write lock before the
-#: operation fails; ``ROUNDTABLE_SQLITE_BUSY_MS`` overrides it (tests lower it).
-BUSY_TIMEOUT_MS = 30000
-
-SQLITE_PRAGMAS: tuple[tuple[str, str], ...] = (
-    # busy_timeout first: switching to WAL needs a lock another process may briefly hold.
-    ("busy_timeout", str(BUSY_TIMEOUT_MS)),
-    ("journal_mode", "WAL"),
-    ("synchronous", "NORMAL"),
-    ("foreign_keys", "ON"),
-)
 
 # Any constant works; it only has to be the same in every roundtable process.
 _PG_MIGRATION_LOCK = 0x726F756E64  # "round"
@@ -131,56 +136,9 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # Take BEGIN away from the sqlite3 module (it skips it before DDL and SELECT), so that
-    # SQLAlchemy's "begin" hook below controls transactions and migrations are atomic.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for name, value in SQLITE_PRAGMAS:
-            if name == "journal_mode":
-                _set_journal_mode(cursor, value)
-            elif name == "busy_timeout":
-                cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
-            else:
-                cursor.execute(f"PRAGMA {name}={value}")
-    finally:
-        cursor.close()
-
-
-def _busy_timeout_ms() -> int:
-    raw = os.environ.get("ROUNDTABLE_SQLITE_BUSY_MS", "")
-    try:
-        return max(int(raw), 0) if raw else BUSY_TIMEOUT_MS
-    except ValueError:
-        raise StoreError(
-            f"ROUNDTABLE_SQLITE_BUSY_MS={raw!r} is not a whole number of milliseconds; "
-            f"unset it or set e.g. ROUNDTABLE_SQLITE_BUSY_MS=30000"
-        ) from None
-
-
-def _set_journal_mode(cursor: Any, mode: str, *, patience_s: float = 30.0) -> None:
-    """Switch the file to ``mode`` (persistent in the file, so usually already done).
-
-    SQLite can answer SQLITE_BUSY to the switch without consulting busy_timeout while
-    another process is switching the same new file, so retry with backoff here.
-    """
-    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).upper() == mode.upper():
-        return
-    tables = {row[0] for row in cursor.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
-    if tables and "alembic_version" not in tables:
-        return  # someone else's database: leave the file as it is; opening it is refused
-    deadline = time.monotonic() + patience_s
-    delay = 0.01
-    while True:
-        try:
-            cursor.execute(f"PRAGMA journal_mode={mode}")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+    # isolation_level=None inside: SQLAlchemy's "begin" hook below then controls
+    # transactions, so migrations are atomic.
+    configure_connection(dbapi_connection)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
@@ -244,32 +202,12 @@ def make_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
 # --------------------------------------------------------------------------- Alembic
 
 
-def _installed_migrations() -> Path:
-    """The directory of the ``roundtable.migrations`` package (works from a wheel install)."""
-    try:
-        location = resources.files("roundtable.migrations")
-    except ModuleNotFoundError:
-        # A source checkout used without installing: migrations/ sits beside roundtable/.
-        location = _source_migrations()
-    path = Path(str(location))
-    if not (path / "env.py").is_file():
-        raise StoreError(
-            f"the Alembic scripts are missing from '{path}': reinstall roundtable "
-            f"(pip install --force-reinstall roundtable)"
-        )
-    return path
-
-
-def _source_migrations() -> Path:
-    return Path(__file__).resolve().parents[2] / "migrations"
-
-
 def alembic_config(script_location: Path | None = None) -> Config:
     """An Alembic :class:`~alembic.config.Config` built in code (no ``alembic.ini``)."""
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(script_location or _installed_migrations()))
+    cfg.set_main_option("script_location", str(script_location or installed_migrations()))
     cfg.set_main_option("path_separator", "os")
     return cfg
 
@@ -362,27 +300,9 @@ def _empty_error(shown: str) -> StoreError:
                       f"writes first, e.g. roundtable run PROTOCOL.toml")
 
 
-_NOT_READ = "(unknown)"
-
-
-@functools.cache
-def _fast_head() -> str | None:
-    """The head revision read from the migration file names, so that opening a database
-    already at head never imports Alembic (~0.1-0.4 s of CPU). :func:`revision` names each
-    file after its revision id (``0006_run_leases.py`` is revision ``"0006"``), so the
-    highest number is the head; tests/test_startup.py checks that against Alembic's own
-    head. None (Alembic decides) when the directory cannot be read."""
-    try:
-        names = [p.name for p in (_installed_migrations() / "versions").iterdir()]
-    except (OSError, StoreError):
-        return None
-    numbers = [m.group(1) for n in names if (m := re.match(r"(\d+)_\w*\.py$", n))]
-    return max(numbers, key=int) if numbers else None
-
-
 def _read_revision_plain(conn: Connection) -> str | None:
     """The single revision in ``alembic_version`` read with plain SQL (None: no table or
-    no row); :data:`_NOT_READ` for other dialects or branched histories, where Alembic
+    no row); :data:`NOT_READ` for other dialects or branched histories, where Alembic
     must look."""
     if conn.dialect.name == "sqlite":
         found = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' "
@@ -390,12 +310,12 @@ def _read_revision_plain(conn: Connection) -> str | None:
     elif conn.dialect.name == "postgresql":
         found = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
     else:
-        return _NOT_READ
+        return NOT_READ
     if not found:
         return None
     rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
     conn.rollback()
-    return str(rows[0][0]) if len(rows) == 1 else _NOT_READ if rows else None
+    return str(rows[0][0]) if len(rows) == 1 else NOT_READ if rows else None
 
 
 def _db_error(exc: DBAPIError, shown: str) -> StoreError:
@@ -499,7 +419,7 @@ def open_engine(url: str, *, create: bool = True, origin: str | None = None) -> 
     try:
         try:
             with engine.connect() as conn:
-                head = _fast_head()
+                head = fast_head()
                 if head is not None and _read_revision_plain(conn) == head:
                     return engine  # at head: no Alembic import, two SELECTs
                 current = _read_revision(conn)
@@ -527,10 +447,10 @@ def upgrade(url: str, *, origin: str | None = None) -> tuple[str | None, str]:
         engine.dispose()
 
 
-def current_revision(url: str, *, origin: str | None = None,
-                     missing_ok: bool = True) -> str | None:
-    """The schema revision of the database at ``url`` (None if blank, or missing when
-    ``missing_ok``); never migrates and never creates a SQLite file or its directory."""
+def engine_revision(url: str, *, origin: str | None = None,
+                    missing_ok: bool = True) -> str | None:
+    """:func:`current_revision` through SQLAlchemy (and Alembic for a branched history),
+    for the URLs and files the standard-library path leaves to it."""
     parsed = _parse(url, origin)
     path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
     if path is not None and missing_ok and not path.exists():
@@ -541,7 +461,7 @@ def current_revision(url: str, *, origin: str | None = None,
     try:
         with engine.connect() as conn:
             plain = _read_revision_plain(conn)
-            return plain if plain != _NOT_READ else _read_revision(conn)
+            return plain if plain != NOT_READ else _read_revision(conn)
     except DBAPIError as exc:
         raise _db_error(exc, _shown(engine.url)) from exc
     finally:
@@ -556,7 +476,7 @@ def session(engine: Engine) -> Iterator[Session]:
         yield s
 
 
-# --------------------------------------------------------------------------- developer CLI
+# --------------------------------------------------------------------------- new migrations
 
 
 def _next_rev_id(versions: Path) -> str:
@@ -572,7 +492,7 @@ def revision(message: str, *, autogenerate: bool = True) -> Path:
     """
     from alembic import command
 
-    location = _source_migrations()
+    location = source_migrations()
     if not (location / "env.py").is_file():
         raise StoreError(
             f"no migrations/ directory beside '{Path(__file__).resolve().parents[1]}': run "
@@ -623,37 +543,3 @@ def revision(message: str, *, autogenerate: bool = True) -> Path:
         raise StoreError("alembic wrote no single revision")
     _script_directory.cache_clear()
     return Path(script.path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m roundtable.store.db``: see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m roundtable.store.db")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    rev = sub.add_parser("revision", help="write the next migration (autogenerated)")
-    rev.add_argument("-m", "--message", required=True)
-    rev.add_argument("--empty", action="store_true", help="do not autogenerate")
-    for name in ("upgrade", "current"):
-        p = sub.add_parser(name)
-        p.add_argument("--db", required=True, help="database URL or SQLite file path")
-    sub.add_parser("heads")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "revision":
-            print(revision(args.message, autogenerate=not args.empty))
-        elif args.cmd == "heads":
-            print(head_revision())
-        else:
-            url = args.db if "://" in args.db else f"sqlite:///{args.db}"
-            if args.cmd == "upgrade":
-                before, after = upgrade(url)
-                print(f"{before or '<blank>'} -> {after}")
-            else:
-                print(current_revision(url) or "<blank>")
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

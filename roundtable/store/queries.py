@@ -1,4 +1,9 @@
-"""Read-side queries shared by the CLI and exporters: run listings and transcripts."""
+"""Read-side queries shared by the CLI and exporters: run listings and transcripts.
+
+Each query is SQL text from :mod:`roundtable.store.sqlread`, run on an engine or on a plain
+:mod:`sqlite3` connection (``roundtable runs`` and ``show`` read a current SQLite file
+without loading SQLAlchemy); this module imports neither SQLAlchemy nor the table models.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy
-from sqlalchemy import func
-from sqlmodel import Session, col, select
-
 from roundtable.errors import StoreError
-from roundtable.store.tables import (
-    FAILURE_EVENT,
-    TRANSIENT_FAILURE_EVENT,
-    Event,
-    LlmCall,
-    Message,
-    MessageKind,
-    Run,
-    Seat,
-    Series,
-    table_of,
-)
+from roundtable.store import sqlread as sql
+from roundtable.store.sqlread import Source, as_bool, as_datetime, as_json
+from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT
 
 
 @dataclass(frozen=True)
@@ -82,108 +74,110 @@ class FailedTurn:
         return dict(self.__dict__)
 
 
-_FAILURE_KINDS = (FAILURE_EVENT, TRANSIENT_FAILURE_EVENT)
-
-
-def failed_turns(engine: sqlalchemy.Engine, run_ids: list[int] | None = None
-                 ) -> list[FailedTurn]:
+def failed_turns(engine: Source, run_ids: list[int] | None = None) -> list[FailedTurn]:
     """Every failed turn still missing from a run (all runs, or ``run_ids``), by run, round
     and seat. A transient failure whose seat-round later got its agent message is not
     listed."""
-    ev = table_of(Event).c
-    msg = table_of(Message).c
-    seat = table_of(Seat).c
-    with engine.connect() as conn:
-        q = sqlalchemy.select(ev.run_id, ev.round, ev.seat_id, ev.kind, ev.detail).where(
-            ev.kind.in_(_FAILURE_KINDS)).order_by(ev.id)
-        if run_ids is not None:
-            q = q.where(ev.run_id.in_(run_ids))
-        events = conn.execute(q).all()
-        runs = sorted({e[0] for e in events})
-        if not runs:
-            return []
-        spoken = {(r, rnd, sid) for r, rnd, sid in conn.execute(
-            sqlalchemy.select(msg.run_id, msg.round, msg.seat_id)
-            .where(msg.run_id.in_(runs), msg.kind == MessageKind.AGENT))}
-        names = {sid: name for sid, name in conn.execute(
-            sqlalchemy.select(seat.id, seat.display_name).where(seat.run_id.in_(runs)))}
+    with sql.reading(engine) as fetch:
+        events = fetch(sql.FAILURE_EVENTS)
+    wanted = None if run_ids is None else set(run_ids)
     turns: dict[tuple[int, int | None, int | None], FailedTurn] = {}
-    for run_id, rnd, seat_id, kind, detail in events:
-        key = (run_id, rnd, seat_id)
-        if key in spoken:
+    for run_id, rnd, seat_id, kind, detail, name, spoken in events:
+        if (wanted is not None and run_id not in wanted) or as_bool(spoken):
             continue
+        key = (run_id, rnd, seat_id)
         transient = kind == TRANSIENT_FAILURE_EVENT
         known = turns.get(key)
         if known is not None and not known.transient:
             continue  # a permanent failure settles the turn
         turns[key] = FailedTurn(
             run_id=run_id, round=-1 if rnd is None else rnd,
-            seat=names.get(seat_id, "?") if seat_id is not None else "-",
+            seat=(name if name is not None else "?") if seat_id is not None else "-",
             kind=detail.split(":", 1)[0], detail=detail, transient=transient,
             attempts=(known.attempts + 1) if known is not None and transient else 1)
     return sorted(turns.values(), key=lambda t: (t.run_id, t.round, t.seat))
 
 
-def list_runs(engine: sqlalchemy.Engine, *, series: str | None = None,
+def list_runs(engine: Source, *, series: str | None = None,
               status: str | None = None) -> list[RunSummary]:
     """Every run (optionally of one series / status), in series then creation order."""
-    with Session(engine) as s:
-        q = select(Run, Series.name).join(Series, col(Series.id) == col(Run.series_id))
-        if series:
-            q = q.where(Series.name == series)
-        rows = s.exec(q.order_by(col(Series.name), col(Run.id))).all()
-        if series and not rows and s.exec(select(Series).where(Series.name == series)).first() \
-                is None:
-            known = ", ".join(s.exec(select(Series.name)).all()) or "none yet"
+    with sql.reading(engine) as fetch:
+        rows = (fetch(sql.RUNS_OF_SERIES, {"series": series}) if series
+                else fetch(sql.RUNS))
+        if series and not rows and not fetch(sql.SERIES_EXISTS, {"series": series}):
+            known = ", ".join(name for (name,) in fetch(sql.SERIES_NAMES)) or "none yet"
             raise StoreError(f"no series named '{series}' (known: {known})")
-        run_ids = [r.id for r, _ in rows]
-        counts: dict[int, Counter[str]] = {i: Counter() for i in run_ids if i is not None}
+        run_ids = [row[0] for row in rows]
+        counts: dict[int, Counter[str]] = {i: Counter() for i in run_ids}
         nonempty: Counter[int] = Counter()
-        for run_id, kind, n, filled in s.exec(
-            select(Message.run_id, Message.kind, func.count(),
-                   func.sum(sqlalchemy.case((func.length(Message.text) > 0, 1), else_=0)))
-            .group_by(col(Message.run_id), col(Message.kind))
-        ).all():
+        for run_id, kind, n, filled in fetch(sql.MESSAGE_COUNTS):
             if run_id in counts:
                 counts[run_id][kind] = n
-                if kind == MessageKind.AGENT:
+                if kind == "agent":
                     nonempty[run_id] = int(filled or 0)
-        seats: Counter[int] = Counter(dict(s.exec(
-            select(Seat.run_id, func.count()).group_by(col(Seat.run_id))).all()))
-        usage = {rid: (i or 0, o or 0, c or 0.0) for rid, i, o, c in s.exec(
-            select(LlmCall.run_id, func.sum(LlmCall.input_tokens),
-                   func.sum(LlmCall.output_tokens), func.sum(LlmCall.cost_usd))
-            .group_by(col(LlmCall.run_id))).all()}
+        seats: Counter[int] = Counter(dict(fetch(sql.SEAT_COUNTS)))
+        usage = {rid: (i or 0, o or 0, c or 0.0) for rid, i, o, c in fetch(sql.USAGE)}
     failed: Counter[int] = Counter()
     outstanding: Counter[int] = Counter()
-    for turn in failed_turns(engine, [i for i in run_ids if i is not None] if series else None):
+    for turn in failed_turns(engine, run_ids if series else None):
         failed[turn.run_id] += 1
         if turn.transient:
             outstanding[turn.run_id] += 1
     out = []
     index: Counter[str] = Counter()
-    for run, name in rows:
-        assert run.id is not None
+    for (run_id, name, key, cell, replicate, run_status, turn_scheme, deterministic, rounds,
+         source_ref, conditions, started_at, finished_at, status_detail) in rows:
         index[name] += 1
-        if status and run.status != status:
+        if status and run_status != status:
             continue
-        i, o, c = usage.get(run.id, (0, 0, 0.0))
+        i, o, c = usage.get(run_id, (0, 0, 0.0))
         out.append(RunSummary(
-            id=run.id, series=name, ref=f"{name}/{index[name]}", key=run.key, cell=run.cell,
-            replicate=run.replicate, status=run.status, turn_scheme=run.turn_scheme,
-            deterministic=run.deterministic, rounds=run.rounds, seats=seats[run.id],
-            messages=dict(counts[run.id]), non_empty_agent=nonempty[run.id],
-            source_ref=run.source_ref, conditions=dict(run.conditions or {}),
+            id=run_id, series=name, ref=f"{name}/{index[name]}", key=key, cell=cell,
+            replicate=replicate, status=run_status, turn_scheme=turn_scheme,
+            deterministic=as_bool(deterministic), rounds=rounds, seats=seats[run_id],
+            messages=dict(counts[run_id]), non_empty_agent=nonempty[run_id],
+            source_ref=source_ref, conditions=dict(as_json(conditions) or {}),
             input_tokens=int(i), output_tokens=int(o), cost_usd=float(c),
-            started_at=run.started_at, finished_at=run.finished_at,
-            status_detail=run.status_detail, failed_turns=failed[run.id],
-            outstanding_turns=outstanding[run.id],
+            started_at=as_datetime(started_at), finished_at=as_datetime(finished_at),
+            status_detail=status_detail, failed_turns=failed[run_id],
+            outstanding_turns=outstanding[run_id],
         ))
     return out
 
 
 @dataclass(frozen=True)
+class SeatRow:
+    """One seat of a transcript: the ``seat`` table's columns."""
+
+    id: int
+    run_id: int
+    position: int
+    endpoint: str
+    model: str
+    label: str
+    display_name: str
+    system_prompt: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event of a transcript: the ``event`` table's columns."""
+
+    id: int
+    run_id: int
+    seat_id: int | None
+    slot: str
+    round: int | None
+    origin: str
+    kind: str
+    detail: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class TranscriptLine:
+    """One message of a transcript, with the seat that said it."""
+
     round: int
     turn: int
     kind: str
@@ -199,9 +193,9 @@ class Transcript:
     """A run's summary, seats, lines in transcript order and fault events."""
 
     summary: RunSummary
-    seats: list[Seat]
+    seats: list[SeatRow]
     lines: list[TranscriptLine]
-    events: list[Event]
+    events: list[EventRow]
 
     def to_json(self) -> dict[str, Any]:
         """One JSON object: ``run`` (as in ``runs --json``), ``seats``, ``lines``,
@@ -222,7 +216,7 @@ class Transcript:
         }
 
 
-def resolve_run(engine: sqlalchemy.Engine, ref: str) -> RunSummary:
+def resolve_run(engine: Source, ref: str) -> RunSummary:
     """Find a run by id, ``series/n``, ``series/key`` or reference id (``A-run07``)."""
     runs = list_runs(engine)
     if ref.isdigit():
@@ -238,28 +232,23 @@ def resolve_run(engine: sqlalchemy.Engine, ref: str) -> RunSummary:
     return hits[0]
 
 
-def load_transcript(engine: sqlalchemy.Engine, ref: str) -> Transcript:
+def load_transcript(engine: Source, ref: str) -> Transcript:
     """A run's seats, messages in transcript order, and fault events."""
     summary = resolve_run(engine, ref)
-    with Session(engine) as s:
-        seats = list(s.exec(select(Seat).where(Seat.run_id == summary.id)
-                            .order_by(col(Seat.position))).all())
-        by_id = {seat.id: seat for seat in seats}
-        messages = s.exec(select(Message).where(Message.run_id == summary.id)
-                          .order_by(col(Message.round), col(Message.turn),
-                                    col(Message.id))).all()
-        events = list(s.exec(select(Event).where(Event.run_id == summary.id)
-                             .order_by(col(Event.id))).all())
-        lines = []
-        for m in messages:
-            seat = by_id.get(m.seat_id)
-            lines.append(TranscriptLine(
-                round=m.round, turn=m.turn, kind=m.kind,
-                display_name=seat.display_name if seat else None,
-                true_label=seat.label if seat else None, text=m.text,
-                reasoning=m.reasoning, visible=m.visible))
-        for seat in seats:
-            s.expunge(seat)
-        for ev in events:
-            s.expunge(ev)
+    with sql.reading(engine) as fetch:
+        seats = [SeatRow(*row) for row in fetch(sql.SEATS, {"run": summary.id})]
+        messages = fetch(sql.MESSAGES, {"run": summary.id})
+        events = [EventRow(id=i, run_id=r, seat_id=seat, slot=slot, round=rnd, origin=origin,
+                           kind=kind, detail=detail, created_at=as_datetime(created))
+                  for i, r, seat, slot, rnd, origin, kind, detail, created
+                  in fetch(sql.EVENTS, {"run": summary.id})]
+    by_id = {seat.id: seat for seat in seats}
+    lines = []
+    for rnd, turn, kind, seat_id, text, reasoning, visible in messages:
+        seat = by_id.get(seat_id)
+        lines.append(TranscriptLine(
+            round=rnd, turn=turn, kind=kind,
+            display_name=seat.display_name if seat else None,
+            true_label=seat.label if seat else None, text=text,
+            reasoning=reasoning, visible=as_bool(visible)))
     return Transcript(summary=summary, seats=seats, lines=lines, events=events)
