@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from roundtable.errors import StoreError
-from roundtable.store import db
+from roundtable.store import db, insert
 from roundtable.store.tables import Event, LlmCall, Message, Run, Seat, Series
 
 
@@ -170,21 +170,21 @@ def test_insert_ignore_is_idempotent(engine: Engine) -> None:
         assert run.id is not None
         first = Message(run_id=run.id, seat_id=seat.id, slot="r01/s00/agent", kind="agent",
                         text="first")
-        new_id = db.insert_ignore(s, first, ["run_id", "slot"])
+        new_id = insert.insert_ignore(s, first, ["run_id", "slot"])
         assert isinstance(new_id, int)
         again = Message(run_id=run.id, seat_id=seat.id, slot="r01/s00/agent", kind="agent",
                         text="second")
-        assert db.insert_ignore(s, again, ["run_id", "slot"]) is None
+        assert insert.insert_ignore(s, again, ["run_id", "slot"]) is None
         s.commit()
     with db.session(engine) as s:
         rows = s.exec(select(Message)).all()
         assert [(m.id, m.text) for m in rows] == [(new_id, "first")]
         # get_or_create returns the stored row; the first write wins.
-        got = db.get_or_create(
+        got = insert.get_or_create(
             s, Message(run_id=run.id, slot="r01/s00/agent", kind="agent", text="third"),
             ["run_id", "slot"])
         assert (got.id, got.text) == (new_id, "first")
-        made = db.get_or_create(
+        made = insert.get_or_create(
             s, Message(run_id=run.id, slot="r02/s00/agent", kind="agent", text="fresh"),
             ["run_id", "slot"])
         assert made.id is not None and made.id != new_id and made.text == "fresh"
@@ -195,7 +195,7 @@ def test_insert_ignore_is_idempotent(engine: Engine) -> None:
 def test_insert_ignore_flushes_pending_parents(engine: Engine) -> None:
     with db.session(engine) as s:
         s.add(Series(id=50, name="pending-parent"))  # pending, not yet flushed
-        run_id = db.insert_ignore(s, Run(series_id=50, key="k"), ["series_id", "key"])
+        run_id = insert.insert_ignore(s, Run(series_id=50, key="k"), ["series_id", "key"])
         s.commit()
         assert run_id is not None
         assert s.exec(select(Run.series_id)).all() == [50]
@@ -203,13 +203,13 @@ def test_insert_ignore_flushes_pending_parents(engine: Engine) -> None:
 
 def test_insert_ignore_rejects_unknown_columns(engine: Engine) -> None:
     with db.session(engine) as s, pytest.raises(ValueError, match="no column"):
-        db.insert_ignore(s, Series(name="x"), ["nope"])
+        insert.insert_ignore(s, Series(name="x"), ["nope"])
 
 
 def test_insert_ignore_does_not_hide_other_violations(engine: Engine) -> None:
     # ON CONFLICT names one constraint; a broken foreign key still raises.
     with db.session(engine) as s, pytest.raises(IntegrityError):
-        db.insert_ignore(s, Message(run_id=999, slot="x", kind="agent"), ["run_id", "slot"])
+        insert.insert_ignore(s, Message(run_id=999, slot="x", kind="agent"), ["run_id", "slot"])
 
 
 # --------------------------------------------------------------------------- SQLite specifics

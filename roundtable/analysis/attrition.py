@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from roundtable.store.queries import failed_turns
-from roundtable.store.tables import Message, Run, RunStatus, Seat, Series
+from roundtable.store.tables import Message, MessageKind, Run, RunStatus, Seat, Series, table_of
 
 __all__ = ["CellAttrition", "attrition", "attrition_summary"]
 
@@ -76,14 +76,14 @@ def attrition(engine: sa.Engine, *, series: Sequence[str] | None = None
               ) -> list[CellAttrition]:
     """Per series and cell (in series name, then cell order): runs by status, planned,
     stored, failed and outstanding turns."""
-    r = Run.__table__.c  # type: ignore[attr-defined]
-    s = Series.__table__.c  # type: ignore[attr-defined]
-    m = Message.__table__.c  # type: ignore[attr-defined]
-    st = Seat.__table__.c  # type: ignore[attr-defined]
+    r = table_of(Run).c
+    s = table_of(Series).c
+    m = table_of(Message).c
+    st = table_of(Seat).c
     with engine.connect() as conn:
         q = (sa.select(r.id, r.key, r.cell, r.conditions, r.rounds, r.status, r.spec,
                        s.name.label("series"))
-             .join_from(Run.__table__, Series.__table__, r.series_id == s.id)  # type: ignore[attr-defined]
+             .join_from(table_of(Run), table_of(Series), r.series_id == s.id)
              .order_by(s.name, r.id))
         if series:
             q = q.where(s.name.in_(list(series)))
@@ -92,7 +92,7 @@ def attrition(engine: sa.Engine, *, series: Sequence[str] | None = None
         seats: dict[int, int] = dict(conn.execute(sa.select(st.run_id, sa.func.count())
                                   .where(st.run_id.in_(ids)).group_by(st.run_id)).all())
         stored: dict[int, int] = dict(conn.execute(sa.select(m.run_id, sa.func.count())
-                                   .where(m.run_id.in_(ids), m.kind == "agent")
+                                   .where(m.run_id.in_(ids), m.kind == MessageKind.AGENT)
                                    .group_by(m.run_id)).all())
     failed: Counter[int] = Counter()
     outstanding: Counter[int] = Counter()

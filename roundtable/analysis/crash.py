@@ -33,7 +33,7 @@ from sqlmodel import Session, col
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage, CodeSource, coded_messages
 from roundtable.stats.compare import adjust_pvalues, mann_whitney
-from roundtable.store.tables import Event, Run, Seat
+from roundtable.store.tables import Event, EventKind, EventOrigin, Run, Seat
 from roundtable.store.tables import Series as SeriesRow
 
 __all__ = ["CRASH_FLAGS", "LEVELS", "ORIGINS", "CompensationSummary", "CrashEvent",
@@ -42,7 +42,7 @@ __all__ = ["CRASH_FLAGS", "LEVELS", "ORIGINS", "CompensationSummary", "CrashEven
 CRASH_FLAGS: tuple[str, ...] = (*TRAITS, COMP_FLAG)
 LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "none")
 ORIGINS = ("any", "injected", "natural")
-_NATURAL_KINDS = ("failure", "seat_dropped")
+_NATURAL_KINDS = (EventKind.FAILURE, EventKind.SEAT_DROPPED)
 MIN_TEST_RUNS = 3
 """Runs needed on each side before crashed and control runs are tested against each other."""
 
@@ -70,8 +70,8 @@ def crash_events(engine: sqlalchemy.Engine, run_ids: Sequence[int] | None = None
         rows = s.execute(q).all()
     out = []
     for run_id, rnd, pos, origin, kind in rows:
-        if (origin == "injected" and kind == "crash") or (
-                origin == "natural" and kind in _NATURAL_KINDS):
+        if (origin == EventOrigin.INJECTED and kind == EventKind.CRASH) or (
+                origin == EventOrigin.NATURAL and kind in _NATURAL_KINDS):
             out.append(CrashEvent(int(run_id), int(rnd), None if pos is None else int(pos),
                                   str(origin)))
     return out
@@ -226,7 +226,7 @@ def _crashed_run(run_id: int, msgs: Sequence[CodedMessage], evs: Sequence[CrashE
     """One crashed run's summary, and its survivors' comp messages from the crash round on.
 
     Injected crashes win over natural ones; the crash round is the earliest event's."""
-    used = [e for e in evs if e.origin == "injected"] or list(evs)
+    used = [e for e in evs if e.origin == EventOrigin.INJECTED] or list(evs)
     c = min(e.round for e in used)
     crashed_pos = {e.seat_position for e in used if e.round == c}
     survivors = [m for m in msgs if m.seat_position not in crashed_pos]

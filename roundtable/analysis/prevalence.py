@@ -49,7 +49,7 @@ from roundtable.stats.ppi import (
     ppi_mean,
 )
 from roundtable.store.codes import load_codes, resolve_raters
-from roundtable.store.tables import Message, Run, Sample, SampleItem
+from roundtable.store.tables import Message, MessageKind, Run, Sample, SampleItem
 from roundtable.store.tables import Series as SeriesRow
 
 __all__ = [
@@ -115,7 +115,7 @@ def message_info(engine: sqlalchemy.Engine, ids: Sequence[int]) -> dict[int, Mes
     wanted = set(ids)
     with Session(engine) as s:
         msgs = s.execute(sqlalchemy.select(col(Message.id), col(Message.run_id))
-                         .where(col(Message.kind) == "agent")).all()
+                         .where(col(Message.kind) == MessageKind.AGENT)).all()
         runs = s.execute(sqlalchemy.select(
             col(Run.id), col(SeriesRow.name), col(Run.cell), col(Run.conditions))
             .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))).all()

@@ -24,7 +24,17 @@ from sqlmodel import Session, col, select
 from roundtable.coding.adjudicate import ADJ_PREFIX, adjudicated_codes, get_adjudication
 from roundtable.errors import StoreError
 from roundtable.store.codes import resolve_raters
-from roundtable.store.tables import Adjudication, Code, Judgement, Message, Rater, Run, Seat
+from roundtable.store.tables import (
+    Adjudication,
+    Code,
+    Judgement,
+    JudgementStatus,
+    Message,
+    MessageKind,
+    Rater,
+    Run,
+    Seat,
+)
 from roundtable.store.tables import Series as SeriesRow
 
 __all__ = ["COMP_FLAG", "CodeSource", "CodedMessage", "coded_messages", "is_isolation",
@@ -119,7 +129,7 @@ def _levels(engine: sqlalchemy.Engine, raters: Sequence[str],
              .join(Rater, col(Rater.id) == col(Code.rater_id))
              .join(Judgement, col(Judgement.id) == col(Code.judgement_id))
              .where(col(Rater.name).in_(list(raters)), col(Code.flag) == COMP_FLAG,
-                    col(Code.level).is_not(None), col(Judgement.status) == "valid"))
+                    col(Code.level).is_not(None), col(Judgement.status) == JudgementStatus.VALID))
         if series:
             q = (q.join(Message, col(Message.id) == col(Code.message_id))
                  .join(Run, col(Run.id) == col(Message.run_id))
@@ -209,7 +219,7 @@ def coded_messages(engine: sqlalchemy.Engine, source: CodeSource, *,
              .join(Run, col(Run.id) == col(Message.run_id))
              .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
              .join(Seat, col(Seat.id) == col(Message.seat_id))
-             .where(col(Message.kind) == "agent"))
+             .where(col(Message.kind) == MessageKind.AGENT))
         if chosen:
             q = q.where(col(SeriesRow.name).in_(chosen))
         rows = s.execute(q.order_by(col(Message.run_id), col(Message.round),

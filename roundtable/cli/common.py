@@ -14,6 +14,7 @@ import typer
 
 from roundtable import ui
 from roundtable.errors import RoundtableError
+from roundtable.store.vocab import RunStatus
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -86,7 +87,7 @@ def read_db(db: str | None) -> Iterator[Source]:
 
 
 #: The statuses a run can have (``roundtable runs --status``).
-RUN_STATUSES = ("pending", "running", "completed", "incomplete", "failed", "stopped")
+RUN_STATUSES = tuple(RunStatus)
 
 
 class ChoiceError(RoundtableError):

@@ -9,7 +9,7 @@ import typer
 
 from roundtable import ui
 from roundtable.cli.common import DbOption, handles_errors, read_db
-from roundtable.store.vocab import RunStatus
+from roundtable.store.vocab import MessageKind, RunStatus
 
 if TYPE_CHECKING:
     from roundtable.store import queries
@@ -142,19 +142,19 @@ def show(
         if line.round != current and line.round >= 0:
             current = line.round
             ui.say(f"\n[bold cyan]── round {line.round} ──[/]")
-        if line.kind == "brief":
+        if line.kind == MessageKind.BRIEF:
             ui.say("[bold]brief[/] (user):")
             ui.plain(line.text)
             continue
         hidden = "" if line.visible else " [dim](not shown to peers)[/]"
-        if line.kind == "agent":
+        if line.kind == MessageKind.AGENT:
             who = f"[bold]{line.display_name}[/] [dim]({line.true_label})[/]"
             ui.say(f"\n{who}{hidden}:")
             ui.plain(line.text if line.text else "(empty reply)")
             if reasoning and line.reasoning:
                 ui.say("[dim]reasoning:[/]")
                 ui.plain(line.reasoning)
-        elif line.kind == "error":
+        elif line.kind == MessageKind.ERROR:
             ui.say(f"\n[red]error[/] from {line.display_name} [dim]({line.true_label})"
                    f"[/]{hidden}:")
             ui.plain(line.text)

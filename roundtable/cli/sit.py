@@ -18,6 +18,7 @@ import typer
 
 from roundtable import ui
 from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.store.vocab import RunStatus
 
 if TYPE_CHECKING:  # imported where used: --help must not load the engine or SQLAlchemy
     import sqlalchemy
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # imported where used: --help must not load the engine or SQL
     from roundtable.engine.human import HumanContext
 
 #: run statuses after which no turn will come any more (in this invocation of the run)
-_ENDED = frozenset({"completed", "failed", "incomplete", "stopped"})
+_ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INCOMPLETE,
+                    RunStatus.STOPPED})
 
 
 def register(app: typer.Typer) -> None:

@@ -120,7 +120,14 @@ from roundtable.providers.batch import (
     build_batch_provider,
 )
 from roundtable.providers.client import CallRecord, ModelClient
-from roundtable.store.tables import JudgeBatch, utcnow
+from roundtable.store.insert import insert_batch
+from roundtable.store.tables import (
+    FINAL_BATCH_STATUSES,
+    JudgeBatch,
+    JudgeBatchStatus,
+    table_of,
+    utcnow,
+)
 
 __all__ = ["FINAL", "UNFINISHED", "BatchPassResult", "BatchReport", "batch_pass",
            "custom_id", "unfinished_messages"]
@@ -129,10 +136,10 @@ ProviderFactory = Callable[[str, EndpointConfig], BatchProvider]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: statuses of a JudgeBatch row whose messages are still out at the provider
-UNFINISHED = ("submitting", "submitted")
+UNFINISHED = (JudgeBatchStatus.SUBMITTING, JudgeBatchStatus.SUBMITTED)
 #: statuses after which a batch never changes
-FINAL = ("collected", "expired", "cancelled", "failed", "lost")
-_BATCH = JudgeBatch.__table__  # type: ignore[attr-defined]
+FINAL = FINAL_BATCH_STATUSES
+_BATCH = table_of(JudgeBatch)
 _NO_BATCH_FIX = re.compile(r"[;,]?\s*(or )?run without --batch\s*$")
 
 
@@ -381,10 +388,10 @@ def _release_lost(engine: sa.Engine, seat: _Seat, result: BatchPassResult,
     b = _BATCH.c
     with engine.begin() as conn:
         rows = conn.execute(sa.select(b.id, b.message_ids, b.submitted_at).where(
-            b.rater_id == seat.rater_id, b.status == "submitting")).all()
+            b.rater_id == seat.rater_id, b.status == JudgeBatchStatus.SUBMITTING)).all()
         for row in rows:
             conn.execute(sa.update(_BATCH).where(b.id == row.id).values(
-                status="lost", finished_at=utcnow(),
+                status=JudgeBatchStatus.LOST, finished_at=utcnow(),
                 detail="interrupted during the submit call; the provider may have "
                        "received it"))
     for row in rows:
@@ -399,11 +406,10 @@ def _release_lost(engine: sa.Engine, seat: _Seat, result: BatchPassResult,
 
 def _insert_intent(engine: sa.Engine, seat: _Seat, message_ids: list[int]) -> int:
     with engine.begin() as conn:
-        return int(conn.execute(sa.insert(_BATCH).values(
+        return insert_batch(conn, JudgeBatch(
             rater_id=seat.rater_id, endpoint=seat.endpoint,
-            provider_batch_id=f"submitting-{uuid.uuid4().hex}", status="submitting",
-            message_ids=message_ids, detail="", submitted_at=utcnow(),
-        ).returning(_BATCH.c.id)).scalar_one())
+            provider_batch_id=f"submitting-{uuid.uuid4().hex}",
+            status=JudgeBatchStatus.SUBMITTING, message_ids=message_ids))
 
 
 def _update(conn: sa.Connection, row_id: int, **values: object) -> None:
@@ -480,8 +486,8 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
             retry_if=_submit_again)
     except ProviderError as exc:
         lost = isinstance(exc, ProviderTimeout)
-        _set(engine, row_id, status="lost" if lost else "failed", finished_at=utcnow(),
-             detail=f"submit failed: {exc.kind}: {exc}")
+        _set(engine, row_id, status=JudgeBatchStatus.LOST if lost else JudgeBatchStatus.FAILED,
+             finished_at=utcnow(), detail=f"submit failed: {exc.kind}: {exc}")
         line = (f"judge '{name}': submitting a batch of {len(chunk)} message(s) to endpoint "
                 f"'{seat.endpoint}' failed: {exc.kind}: {exc}")
         if lost:
@@ -491,7 +497,7 @@ async def _submit_one(engine: sa.Engine, seat: _Seat, client: ModelClient,
         say(line)
         return False
     # Persisted at once: from here on a crash leaves a batch the next pass collects.
-    _set(engine, row_id, provider_batch_id=batch_id, status="submitted",
+    _set(engine, row_id, provider_batch_id=batch_id, status=JudgeBatchStatus.SUBMITTED,
          submitted_at=utcnow())
     result.submitted[name] += len(chunk)
     result.back.difference_update((name, i) for i in message_ids)
@@ -518,7 +524,8 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
     with engine.connect() as conn:
         rows = conn.execute(sa.select(b.id, b.rater_id, b.endpoint, b.provider_batch_id,
                                       b.message_ids)
-                            .where(b.rater_id.in_(list(by_rater)), b.status == "submitted")
+                            .where(b.rater_id.in_(list(by_rater)),
+                                   b.status == JudgeBatchStatus.SUBMITTED)
                             .order_by(b.id)).all()
     selection: Selection | None = None
     finished = False
@@ -546,7 +553,7 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
             _set(engine, row.id, detail=f"{status.state}: {report.progress}")
             continue
         if not status.collectable:
-            _set(engine, row.id, status="failed", finished_at=utcnow(),
+            _set(engine, row.id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
                  detail=f"the batch failed at the provider: {status.detail}")
             report.state, report.returned = "failed", len(ids)
             result.back.update((report.judge, i) for i in ids)
@@ -597,7 +604,7 @@ def _finish_unknown(engine: sa.Engine, report: BatchReport, exc: ProviderError,
                     result: BatchPassResult, say: Callable[[str], None]) -> None:
     """The provider does not know the batch (deleted, another account): give its messages
     back instead of waiting for it forever."""
-    _set(engine, report.id, status="failed", finished_at=utcnow(),
+    _set(engine, report.id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
          detail=f"the provider does not know this batch: {exc}")
     report.state, report.returned = "failed", report.messages
     line = (f"judge '{report.judge}': endpoint '{report.endpoint}' does not know batch "
@@ -659,7 +666,7 @@ async def _collect(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: 
     report.invalid += seat.tally.invalid - invalid
     back += [u.message_id for u in deferred if u.message_id is not None]
     report.returned += len(back)
-    final = "collected" if status.state == "completed" else status.state
+    final = JudgeBatchStatus.COLLECTED if status.state == "completed" else status.state
     detail = (f"{status.state}: {report.valid} valid, {report.invalid} invalid, "
               f"{report.returned} without a judgement (pending again)")
 

@@ -19,9 +19,20 @@ import sqlalchemy as sa
 
 from roundtable.coding.persist import CodeRow, JudgementRecord, JudgementWriter
 from roundtable.coding.xref import xref
-from roundtable.engine.persist import _ignore_conflicts
 from roundtable.errors import StoreError
-from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series, utcnow
+from roundtable.store.insert import insert_rater
+from roundtable.store.tables import (
+    Judgement,
+    JudgementStatus,
+    Message,
+    MessageKind,
+    Rater,
+    RaterKind,
+    Run,
+    Seat,
+    Series,
+    table_of,
+)
 
 __all__ = ["XREF_FLAG", "XREF_RATER", "XrefSummary", "ensure_xref_rater", "store_xref_codes"]
 
@@ -30,12 +41,12 @@ XREF_FLAG = "xref"
 _DEFINITION = {"kind": "derived", "function": "roundtable.coding.xref.xref", "version": 1,
                "peers": "display names of every seat of the run, the speaker excluded"}
 
-_RATER = Rater.__table__  # type: ignore[attr-defined]
-_MESSAGE = Message.__table__  # type: ignore[attr-defined]
-_JUDGEMENT = Judgement.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
-_SERIES = Series.__table__  # type: ignore[attr-defined]
+_RATER = table_of(Rater)
+_MESSAGE = table_of(Message)
+_JUDGEMENT = table_of(Judgement)
+_SEAT = table_of(Seat)
+_RUN = table_of(Run)
+_SERIES = table_of(Series)
 
 
 @dataclass(frozen=True)
@@ -55,15 +66,13 @@ class XrefSummary:
 def ensure_xref_rater(engine: sa.Engine) -> int:
     """The id of the ``xref`` rater (kind ``derived``), created on first use."""
     with engine.begin() as conn:
-        conn.execute(_ignore_conflicts(_RATER, engine.dialect.name, ["name"]), {
-            "name": XREF_RATER, "kind": "derived", "definition": _DEFINITION,
-            "definition_hash": "", "prompt_hash": "", "codebook_name": "",
-            "codebook_version": "", "codebook_hash": "",
-            "provenance": "computed by roundtable.coding.xref (deterministic)",
-            "created_at": utcnow()})
+        insert_rater(conn, Rater(
+            name=XREF_RATER, kind=RaterKind.DERIVED, definition=_DEFINITION,
+            provenance="computed by roundtable.coding.xref (deterministic)"),
+            skip_existing=True)
         row = conn.execute(sa.select(_RATER.c.id, _RATER.c.kind)
                            .where(_RATER.c.name == XREF_RATER)).one()
-    if row.kind != "derived":
+    if row.kind != RaterKind.DERIVED:
         raise StoreError(f"a rater named {XREF_RATER!r} already exists with kind {row.kind!r} "
                          f"(e.g. imported codes); rename it, the name is reserved for the "
                          f"derived cross-reference flag")
@@ -86,7 +95,7 @@ def store_xref_codes(engine: sa.Engine, *, series: Sequence[str] = (),
     done = sa.select(_JUDGEMENT.c.message_id).where(_JUDGEMENT.c.rater_id == rater_id)
     query = (sa.select(m.id, m.run_id, m.round, m.text, s.display_name)
              .select_from(_MESSAGE.outerjoin(_SEAT, s.id == m.seat_id))
-             .where(m.kind == "agent", m.id.not_in(done)).order_by(m.run_id, m.id))
+             .where(m.kind == MessageKind.AGENT, m.id.not_in(done)).order_by(m.run_id, m.id))
     if series:
         query = query.join(_RUN, _RUN.c.id == m.run_id).join(
             _SERIES, _SERIES.c.id == _RUN.c.series_id).where(_SERIES.c.name.in_(list(series)))
@@ -107,7 +116,7 @@ def store_xref_codes(engine: sa.Engine, *, series: Sequence[str] = (),
         named += value
         records.append(JudgementRecord(
             rater_id=rater_id, message_id=r.id, run_id=r.run_id, round=r.round,
-            status="valid", raw_output=None, codes=(CodeRow(XREF_FLAG, value),)))
+            status=JudgementStatus.VALID, raw_output=None, codes=(CodeRow(XREF_FLAG, value),)))
     for start in range(0, len(records), 2000):
         writer.write(records[start:start + 2000])
     return XrefSummary(rater_id=rater_id, coded=writer.written, named_a_peer=named)

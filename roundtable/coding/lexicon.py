@@ -40,6 +40,7 @@ from roundtable.coding.codebook import Codebook
 from roundtable.coding.verdict import Verdict
 from roundtable.coding.views import MessageView
 from roundtable.coding.xref import named_peers, normalise
+from roundtable.store.vocab import MessageKind
 
 #: bumped whenever a rule or cue list changes (stored in the lexicon rater's definition)
 LEXICON_VERSION = "2"
@@ -261,12 +262,12 @@ def _arch(text: str) -> bool:
 
 def _in_group(context: Sequence[MessageView]) -> bool:
     """Whether another agent's message was shown before this one (not a solo answer)."""
-    return any(m.kind == "agent" for m in context)
+    return any(m.kind == MessageKind.AGENT for m in context)
 
 
 def _comp(raw: str, text: str, target: MessageView, context: Sequence[MessageView],
           named: Sequence[str], peers: Sequence[str]) -> str | None:
-    ids = {i.lower() for m in context if m.kind == "error"
+    ids = {i.lower() for m in context if m.kind == MessageKind.ERROR
            for i in [*_TICKED.findall(m.text), *_MODEL_ID.findall(m.text.lower())]}
     failure = _hits(FAILURE, text) >= 1
     echoes_error = any(i in text for i in ids)

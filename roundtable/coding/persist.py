@@ -17,35 +17,40 @@ again.
 
 :meth:`JudgementWriter.write` stores any number of these in one transaction with one bulk
 statement per table, so a coding pass can group-commit whatever finished since the last
-commit. The statements are SQLAlchemy Core built once, like
-:mod:`roundtable.engine.persist`; the writes run on that module's
-:class:`~roundtable.engine.persist.WriterThread`.
+commit. The rows and statements are the store's (:mod:`roundtable.store.insert`, shared
+with the engine and the importers); the writes run on the store's
+:class:`~roundtable.store.writer.WriterThread`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 
 from roundtable.coding.codebook import Codebook
 from roundtable.coding.judge import Judge
 from roundtable.coding.verdict import Verdict
-from roundtable.engine.persist import _ignore_conflicts
 from roundtable.errors import StoreError
 from roundtable.providers.client import CallRecord
-from roundtable.store.tables import Code, Judgement, LlmCall, Rater, utcnow
+from roundtable.store import insert
+from roundtable.store.tables import (
+    CallPurpose,
+    Judgement,
+    JudgementStatus,
+    Rater,
+    RaterKind,
+    table_of,
+    utcnow,
+)
 
 __all__ = ["CodeRow", "JudgementRecord", "JudgementWriter", "UnjudgedCalls", "Writable",
            "codes_from_verdict", "ensure_rater"]
 
-_RATER = Rater.__table__  # type: ignore[attr-defined]
-_JUDGEMENT = Judgement.__table__  # type: ignore[attr-defined]
-_CODE = Code.__table__  # type: ignore[attr-defined]
-_LLMCALL = LlmCall.__table__  # type: ignore[attr-defined]
-_CODE_INSERT = sa.insert(_CODE)
+_RATER = table_of(Rater)
+_JUDGEMENT = table_of(Judgement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,7 @@ class JudgementRecord:
     message_id: int
     run_id: int
     round: int | None
-    status: Literal["valid", "invalid"]
+    status: JudgementStatus  # valid or invalid (drafts are the review app's)
     raw_output: str | None
     codes: tuple[CodeRow, ...] = ()
     error: str | None = None
@@ -117,7 +122,7 @@ def ensure_rater(engine: sa.Engine, judge: Judge) -> int:
     """
     spec = judge.spec
     digest = judge.definition_hash()
-    values = {
+    values: dict[str, Any] = {
         "name": spec.name, "kind": spec.kind, "definition": judge.definition(),
         "definition_hash": digest, "prompt_hash": spec.prompt_hash(),
         "codebook_name": judge.codebook.name, "codebook_version": judge.codebook.version,
@@ -126,13 +131,12 @@ def ensure_rater(engine: sa.Engine, judge: Judge) -> int:
     r = _RATER.c
     where = f"in the judge file {judge.path}"
     with engine.begin() as conn:
-        conn.execute(_ignore_conflicts(_RATER, engine.dialect.name, ["name"]),
-                     {**values, "created_at": utcnow()})
+        insert.insert_rater(conn, Rater(**values), skip_existing=True)
         row = conn.execute(sa.select(r.id, r.kind, r.definition_hash)
                            .where(r.name == spec.name)).one()
         if row.definition_hash == digest:
             return int(row.id)
-        if row.kind not in ("llm", "lexicon"):
+        if row.kind not in (RaterKind.LLM, RaterKind.LEXICON):
             raise StoreError(
                 f"a rater named '{spec.name}' already exists in this database (kind "
                 f"{row.kind}, e.g. imported codes): set another `name` {where}")
@@ -155,30 +159,15 @@ class JudgementWriter:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        dialect = engine.dialect.name
-        self._call_stmt = sa.insert(_LLMCALL).returning(_LLMCALL.c.id,
-                                                        sort_by_parameter_order=True)
-        self._judgement_stmt = _ignore_conflicts(
-            _JUDGEMENT, dialect, ["rater_id", "message_id"]
-        ).returning(_JUDGEMENT.c.id, _JUDGEMENT.c.rater_id, _JUDGEMENT.c.message_id)
         #: judgements actually inserted (conflicts excluded)
         self.written = 0
 
     @staticmethod
-    def _call_row(record: CallRecord, item: Writable, batched: bool) -> dict[str, Any]:
-        return {
-            "run_id": item.run_id, "seat_id": None,
-            "purpose": "judge-batch" if batched else "judge", "round": item.round,
-            "message_id": item.message_id, "rater_id": item.rater_id,
-            "endpoint": record.endpoint, "model": record.model,
-            "request_hash": record.request_hash, "attempt": record.attempt, "ok": record.ok,
-            "error_kind": record.error_kind, "error_message": record.error_message,
-            "input_tokens": record.usage.input_tokens,
-            "cached_tokens": record.usage.cached_tokens,
-            "output_tokens": record.usage.output_tokens,
-            "latency_ms": record.latency_ms, "cost_usd": record.cost_usd,
-            "dropped": ",".join(record.dropped), "created_at": utcnow(),
-        }
+    def _call_row(record: CallRecord, item: Writable, batched: bool) -> insert.LlmCallValues:
+        return insert.call_values(
+            record, purpose=CallPurpose.JUDGE_BATCH if batched else CallPurpose.JUDGE,
+            run_id=item.run_id, round=item.round, message_id=item.message_id,
+            rater_id=item.rater_id)
 
     def write(self, items: Sequence[Writable],
               after: Callable[[sa.Connection], None] | None = None) -> int:
@@ -186,7 +175,7 @@ class JudgementWriter:
         judgement whose (rater, message) is already stored is skipped, but its calls are
         still logged (they were made and paid for). ``after`` runs last, in the same
         transaction (e.g. marking a provider batch collected together with its results)."""
-        calls: list[dict[str, Any]] = []
+        calls: list[insert.LlmCallValues] = []
         linked: list[int | None] = []  # per item: index in ``calls`` of its last ok call
         for item in items:
             last_ok: int | None = None
@@ -200,26 +189,22 @@ class JudgementWriter:
         now = utcnow()
         new = 0
         with self.engine.begin() as conn:
-            call_ids = (list(conn.execute(self._call_stmt, calls).scalars())
-                        if calls else [])
+            call_ids = insert.insert_calls(conn, calls, ids=True)
             if records:
-                inserted = {(rater, message): jid for jid, rater, message in conn.execute(
-                    self._judgement_stmt, [{
-                        "rater_id": rec.rater_id, "message_id": rec.message_id,
-                        "status": rec.status, "raw_output": rec.raw_output,
-                        "error": rec.error, "attempts": rec.attempts,
-                        "llm_call_id": None if link is None else call_ids[link],
-                        "batch_id": rec.batch_id, "note": rec.note, "created_at": now,
-                    } for rec, link in records])}
+                inserted = insert.insert_judgements(conn, [{
+                    "rater_id": rec.rater_id, "message_id": rec.message_id,
+                    "status": rec.status, "raw_output": rec.raw_output,
+                    "error": rec.error, "attempts": rec.attempts,
+                    "llm_call_id": None if link is None else call_ids[link],
+                    "batch_id": rec.batch_id, "note": rec.note, "created_at": now,
+                } for rec, link in records], skip_existing=True)
                 new = len(inserted)
-                code_rows = [{
+                insert.insert_codes(conn, [{
                     "judgement_id": inserted[(rec.rater_id, rec.message_id)],
                     "message_id": rec.message_id, "rater_id": rec.rater_id,
                     "flag": code.flag, "value": code.value, "level": code.level,
                 } for rec, _ in records if (rec.rater_id, rec.message_id) in inserted
-                    for code in rec.codes]
-                if code_rows:
-                    conn.execute(_CODE_INSERT, code_rows)
+                    for code in rec.codes])
             if after is not None:
                 after(conn)
         self.written += new

@@ -38,17 +38,17 @@ from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers import params
 from roundtable.providers.batch import batch_supported
 from roundtable.providers.params import DroppedParam
-from roundtable.store.tables import Judgement, Message, Rater, Run
+from roundtable.store.tables import Judgement, Message, MessageKind, Rater, RaterKind, Run, table_of
 
 __all__ = ["DEFAULT_BATCH_DISCOUNT", "CodingPlan", "JudgePlan", "plan_coding"]
 
 DEFAULT_BATCH_DISCOUNT = 0.5
 """Batch price factor when the endpoint sets no ``options.batch_discount``."""
 
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_R = Run.__table__.c  # type: ignore[attr-defined]
-_RATER = Rater.__table__.c  # type: ignore[attr-defined]
-_J = Judgement.__table__.c  # type: ignore[attr-defined]
+_M = table_of(Message).c
+_R = table_of(Run).c
+_RATER = table_of(Rater).c
+_J = table_of(Judgement).c
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class CodingPlan:
 
 def _series_count(engine: sa.Engine, scope: Scope) -> int:
     query = sa.select(sa.func.count(sa.distinct(_R.series_id))).select_from(
-        Run.__table__).where(  # type: ignore[attr-defined]
-        _R.id.in_(sa.select(_M.run_id).where(_M.kind == "agent")))
+        table_of(Run)).where(
+        _R.id.in_(sa.select(_M.run_id).where(_M.kind == MessageKind.AGENT)))
     if scope.run_id is not None:
         query = query.where(_R.id == scope.run_id)
     if scope.series_ids:
@@ -155,7 +155,7 @@ def _conflict(engine: sa.Engine, judge: Judge) -> str | None:
                            .where(_RATER.name == name)).first()
         if row is None or row.definition_hash == judge.definition_hash():
             return None
-        if row.kind not in ("llm", "lexicon"):
+        if row.kind not in (RaterKind.LLM, RaterKind.LEXICON):
             return (f"a rater named '{name}' already exists (kind {row.kind}, e.g. imported "
                     f"codes): set another `name` in the judge file {judge.path}")
         judged = conn.execute(sa.select(sa.func.count()).where(

@@ -56,7 +56,6 @@ from roundtable.coding.persist import (
 )
 from roundtable.coding.selection import CodingItem, Selection, SeriesFilter, select_messages
 from roundtable.coding.verdict import InvalidVerdict, verdict_from_completion
-from roundtable.engine.persist import WriterThread
 from roundtable.errors import (
     AuthError,
     BudgetExceeded,
@@ -66,6 +65,8 @@ from roundtable.errors import (
 )
 from roundtable.providers.base import Completion
 from roundtable.providers.client import CallRecord, ModelClient
+from roundtable.store.vocab import JudgementStatus
+from roundtable.store.writer import WriterThread
 
 __all__ = ["BatchAnswer", "CodingEvent", "CodingResult", "JudgeTally", "code_batch_answers",
            "code_messages"]
@@ -283,7 +284,7 @@ class _Pass:
         await self.commit.store(records)
         for rec in records:
             tally.add_calls(rec.calls)
-            if rec.status == "valid":
+            if rec.status == JudgementStatus.VALID:
                 tally.valid += 1
             else:
                 tally.invalid += 1
@@ -372,14 +373,14 @@ class _Pass:
                     continue
                 await self.store(tally, [JudgementRecord(
                     rater_id=seat.rater_id, message_id=target.message_id,
-                    run_id=target.run_id, round=target.round, status="invalid",
+                    run_id=target.run_id, round=target.round, status=JudgementStatus.INVALID,
                     raw_output=raw, error=exc.reason, attempts=len(reasons),
                     calls=tuple(calls), note=_note(reasons[:-1]), batch_id=batch_id,
                     batch_calls=batched)])
                 return
             await self.store(tally, [JudgementRecord(
                 rater_id=seat.rater_id, message_id=target.message_id, run_id=target.run_id,
-                round=target.round, status="valid", raw_output=raw,
+                round=target.round, status=JudgementStatus.VALID, raw_output=raw,
                 codes=codes_from_verdict(verdict, judge.codebook), attempts=len(reasons) + 1,
                 calls=tuple(calls), note=_note(reasons), batch_id=batch_id,
                 batch_calls=batched)])
@@ -407,7 +408,7 @@ def _lexicon_chunk(seat: _Seat, items: Sequence[CodingItem]) -> list[JudgementRe
                                   peers=item.peers)
         records.append(JudgementRecord(
             rater_id=seat.rater_id, message_id=item.target.message_id,
-            run_id=item.target.run_id, round=item.target.round, status="valid",
+            run_id=item.target.run_id, round=item.target.round, status=JudgementStatus.VALID,
             raw_output=None, codes=codes_from_verdict(verdict, judge.codebook)))
     return records
 

@@ -27,16 +27,25 @@ from roundtable.coding.judge import Judge
 from roundtable.coding.views import MessageView
 from roundtable.errors import StoreError
 from roundtable.store.queries import resolve_run
-from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series
+from roundtable.store.tables import (
+    Judgement,
+    Message,
+    MessageKind,
+    Rater,
+    Run,
+    Seat,
+    Series,
+    table_of,
+)
 
 __all__ = ["CodingItem", "Scope", "Selection", "resolve_scope", "select_messages"]
 
-_MESSAGE = Message.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
-_SERIES = Series.__table__  # type: ignore[attr-defined]
-_JUDGEMENT = Judgement.__table__  # type: ignore[attr-defined]
-_RATER = Rater.__table__  # type: ignore[attr-defined]
+_MESSAGE = table_of(Message)
+_SEAT = table_of(Seat)
+_RUN = table_of(Run)
+_SERIES = table_of(Series)
+_JUDGEMENT = table_of(Judgement)
+_RATER = table_of(Rater)
 
 
 @dataclass(frozen=True)
@@ -200,7 +209,7 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
     for seat in seats:
         peers[seat.run_id] = (*peers.get(seat.run_id, ()), seat.display_name)
 
-    codable = [r.id for r in rows if r.kind == "agent" and r.text.strip()]
+    codable = [r.id for r in rows if r.kind == MessageKind.AGENT and r.text.strip()]
     selection = Selection(scope=scope, codable=len(codable))
     wanted: set[int] = set()
     for name in names:
@@ -222,7 +231,7 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
             current_run, brief = row.run_id, None
             shown.clear()
             absent.clear()
-        if row.kind == "brief":
+        if row.kind == MessageKind.BRIEF:
             brief = _view(row, display)
             continue
         if row.id in wanted:
@@ -233,7 +242,7 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
         if row.visible and row.text.strip():
             view = _view(row, display)
             shown.append(view)
-            if row.kind in ("error", "system") and view.speaker is not None:
+            if row.kind in (MessageKind.ERROR, MessageKind.SYSTEM) and view.speaker is not None:
                 absent[view.speaker] = view
     return selection
 

@@ -40,7 +40,19 @@ from roundtable.coding.persist import CodeRow, JudgementRecord, JudgementWriter
 from roundtable.coding.xref import normalise
 from roundtable.errors import ConfigError, StoreError
 from roundtable.store.codes import load_codes, resolve_raters
-from roundtable.store.tables import Judgement, Message, Rater, Run, Seat, Series, utcnow
+from roundtable.store.insert import insert_rater
+from roundtable.store.tables import (
+    Judgement,
+    JudgementStatus,
+    Message,
+    MessageKind,
+    Rater,
+    RaterKind,
+    Run,
+    Seat,
+    Series,
+    table_of,
+)
 
 __all__ = ["FEATURE_VERSION", "MIN_POSITIVES", "CodingSummary", "FlagModel", "FlagScore",
            "TrainResult", "TrainedModel", "code_with", "features", "load_model",
@@ -50,14 +62,14 @@ __all__ = ["FEATURE_VERSION", "MIN_POSITIVES", "CodingSummary", "FlagModel", "Fl
 FEATURE_VERSION = "1"
 #: a flag needs at least this many positive (and negative) training messages, and one per fold
 MIN_POSITIVES = 8
-KIND = "trained"
+KIND = RaterKind.TRAINED
 
-_MESSAGE = Message.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
-_SERIES = Series.__table__  # type: ignore[attr-defined]
-_JUDGEMENT = Judgement.__table__  # type: ignore[attr-defined]
-_RATER = Rater.__table__  # type: ignore[attr-defined]
+_MESSAGE = table_of(Message)
+_SEAT = table_of(Seat)
+_RUN = table_of(Run)
+_SERIES = table_of(Series)
+_JUDGEMENT = table_of(Judgement)
+_RATER = table_of(Rater)
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[€$%→✅⚠]")
 _DIGITS = re.compile(r"\d+")
@@ -213,7 +225,7 @@ def _messages(engine: sa.Engine, *, ids: Sequence[int] | None = None,
          .select_from(_MESSAGE.join(_RUN, r.id == m.run_id)
                       .join(_SERIES, se.id == r.series_id)
                       .outerjoin(_SEAT, st.id == m.seat_id))
-         .where(m.kind == "agent", m.text != "").order_by(m.id))
+         .where(m.kind == MessageKind.AGENT, m.text != "").order_by(m.id))
     if series:
         q = q.where(se.name.in_(list(series)))
     if exclude_rater is not None:
@@ -461,7 +473,7 @@ def train_coder(
     if created:
         records = [JudgementRecord(
             rater_id=rater_id, message_id=m.id, run_id=m.run_id, round=m.round,
-            status="valid", raw_output=None,
+            status=JudgementStatus.VALID, raw_output=None,
             codes=tuple(CodeRow(flag=f, value=oof[f][i]) for f in chosen),
             note=f"out-of-fold prediction (fold {fold_of[i] + 1} of {folds})")
             for i, m in enumerate(msgs)]
@@ -484,12 +496,12 @@ def _store_rater(engine: sa.Engine, name: str, definition: dict[str, Any], src: 
             raise StoreError(
                 f"a rater named {name!r} already exists (kind {row.kind}) with other codes "
                 f"or another model: choose another --name (e.g. {name}-v2)")
-        rid = conn.execute(sa.insert(_RATER).values(
+        rid = insert_rater(conn, Rater(
             name=name, kind=KIND, definition=definition, definition_hash=digest,
-            prompt_hash="", codebook_name=src.codebook_name,
-            codebook_version=src.codebook_version, codebook_hash=src.codebook_hash,
-            provenance=provenance, created_at=utcnow()).returning(r.id)).scalar_one()
-    return True, int(rid)
+            codebook_name=src.codebook_name, codebook_version=src.codebook_version,
+            codebook_hash=src.codebook_hash, provenance=provenance))
+    assert rid is not None
+    return True, rid
 
 
 # ---------------------------------------------------------------------- coding
@@ -549,7 +561,7 @@ def code_with(
                 positives[f] += v
             records.append(JudgementRecord(
                 rater_id=rater.id, message_id=m.id, run_id=m.run_id, round=m.round,
-                status="valid", raw_output=None,
+                status=JudgementStatus.VALID, raw_output=None,
                 codes=tuple(CodeRow(flag=f, value=v) for f, v in pred.items())))
         writer.write(records)
         if progress is not None:

@@ -72,7 +72,13 @@ from roundtable.errors import AuthError, BudgetExceeded, ProviderError
 from roundtable.protocol import HUMAN_ENDPOINT, FaultSpec, HumanConfig
 from roundtable.providers.base import CompletionRequest
 from roundtable.providers.client import CallRecord, CallResult, ModelClient
-from roundtable.store.tables import TRANSIENT_FAILURE_EVENT, RunStatus
+from roundtable.store.tables import (
+    TRANSIENT_FAILURE_EVENT,
+    EventKind,
+    EventOrigin,
+    MessageKind,
+    RunStatus,
+)
 
 #: a stored status, or ``lost``: another worker took the run over (nothing stored for it)
 OutcomeStatus = Literal["completed", "incomplete", "failed", "stopped", "lost"]
@@ -198,18 +204,18 @@ class Discussion:
                 agent_rounds.setdefault(msg.position, set()).add(msg.round)
         failure_rounds: dict[int, set[int]] = {}
         for ev in stored.events:
-            if ev.kind == "run_aborted":
+            if ev.kind == EventKind.RUN_ABORTED:
                 self.aborted = ev.detail
             if ev.position is None or ev.round is None:
                 continue
-            if ev.kind in ("crash", "failure", human.HUMAN_SKIPPED_EVENT):
+            if ev.kind in (EventKind.CRASH, EventKind.FAILURE, human.HUMAN_SKIPPED_EVENT):
                 self.resolved.add((ev.round, ev.position))
-            if ev.kind == "failure":
+            if ev.kind == EventKind.FAILURE:
                 failure_rounds.setdefault(ev.position, set()).add(ev.round)
                 self.permanent[ev.detail.split(":", 1)[0]] += 1
             if ev.kind == TRANSIENT_FAILURE:
                 self._transient_tries[(ev.round, ev.position)] += 1
-            if ev.kind in ("crash", "seat_dropped"):
+            if ev.kind in (EventKind.CRASH, EventKind.SEAT_DROPPED):
                 self.gone.add(ev.position)
         for position in self.consecutive:
             streak = 0
@@ -248,7 +254,8 @@ class Discussion:
             return await self._end(RunStatus.FAILED, self.aborted)
         await self._status(RunStatus.RUNNING)
         await self._store(None, None, messages=[MessageRow(
-            slot=persist.BRIEF_SLOT, round=-1, turn=0, kind="brief", text=self.spec.brief)])
+            slot=persist.BRIEF_SLOT, round=-1, turn=0, kind=MessageKind.BRIEF,
+            text=self.spec.brief)])
         try:
             for r in range(self.spec.rounds):
                 await self._round(r)
@@ -405,7 +412,8 @@ class Discussion:
         while True:
             if state is not None and state.status == "answered" and state.text is not None:
                 msg = MessageRow(slot=persist.agent_slot(r, p), round=r,
-                                 turn=self._turn_index(r, k), kind="agent", text=state.text,
+                                 turn=self._turn_index(r, k), kind=MessageKind.AGENT,
+                                 text=state.text,
                                  position=p, raw_text=state.text)
                 await self._store(p, r, messages=[msg])
                 self._add_entry(msg)
@@ -418,7 +426,8 @@ class Discussion:
                 skipped = await self._db(human.skip_turn, **where)
             if skipped:
                 await self._store(p, r, events=[EventRow(
-                    slot=persist.seat_slot(r, p, human.HUMAN_SKIPPED_EVENT), origin="control",
+                    slot=persist.seat_slot(r, p, human.HUMAN_SKIPPED_EVENT),
+                    origin=EventOrigin.CONTROL,
                     kind=human.HUMAN_SKIPPED_EVENT,
                     detail=f"no answer within {cfg.timeout_s:g} s; turn skipped", round=r,
                     position=p)])
@@ -466,7 +475,8 @@ class Discussion:
     async def _succeeded(self, r: int, k: int, p: int, result: CallResult) -> None:
         completion = result.completion
         msg = MessageRow(
-            slot=persist.agent_slot(r, p), round=r, turn=self._turn_index(r, k), kind="agent",
+            slot=persist.agent_slot(r, p), round=r, turn=self._turn_index(r, k),
+            kind=MessageKind.AGENT,
             text=completion.text, position=p,
             raw_text=completion.raw_text if completion.raw_text is not None else completion.text,
             reasoning=completion.reasoning,
@@ -480,14 +490,14 @@ class Discussion:
         messages: list[MessageRow] = []
         if fault.mode == "error":
             messages.append(MessageRow(slot=persist.seat_slot(r, p, "error"), round=r,
-                                       turn=self._turn_index(r, k), kind="error",
+                                       turn=self._turn_index(r, k), kind=MessageKind.ERROR,
                                        text=fault.message, position=p))
         elif fault.mode == "departure":
             messages.append(MessageRow(slot=persist.seat_slot(r, p, "notice"), round=r,
-                                       turn=self._turn_index(r, k), kind="system",
+                                       turn=self._turn_index(r, k), kind=MessageKind.SYSTEM,
                                        text=fault.message, position=p))
-        event = EventRow(slot=persist.seat_slot(r, p, "crash"), origin="injected",
-                         kind="crash", detail=f"{fault.mode}: {fault.message}", round=r,
+        event = EventRow(slot=persist.seat_slot(r, p, "crash"), origin=EventOrigin.INJECTED,
+                         kind=EventKind.CRASH, detail=f"{fault.mode}: {fault.message}", round=r,
                          position=p)
         await self._store(p, r, messages=messages, events=[event])
         for msg in messages:
@@ -507,7 +517,8 @@ class Discussion:
         tries = self._transient_tries[(r, p)] + 1
         what = "transient" if tries == 1 else f"transient.{tries}"
         await self._store(p, r, failures=records, events=[EventRow(
-            slot=persist.seat_slot(r, p, what), origin="natural", kind=TRANSIENT_FAILURE,
+            slot=persist.seat_slot(r, p, what), origin=EventOrigin.NATURAL,
+            kind=TRANSIENT_FAILURE,
             detail=detail, round=r, position=p)])
         self._transient_tries[(r, p)] = tries
         self.halted.append((r, p, exc.kind))
@@ -524,22 +535,23 @@ class Discussion:
         messages: list[MessageRow] = []
         if policy.show_errors:
             messages.append(MessageRow(slot=persist.seat_slot(r, p, "error"), round=r,
-                                       turn=self._turn_index(r, k), kind="error",
+                                       turn=self._turn_index(r, k), kind=MessageKind.ERROR,
                                        text=f"⚠ {exc}", position=p))
-        events = [EventRow(slot=persist.seat_slot(r, p, "failure"), origin="natural",
-                           kind="failure", detail=detail, round=r, position=p)]
+        events = [EventRow(slot=persist.seat_slot(r, p, "failure"), origin=EventOrigin.NATURAL,
+                           kind=EventKind.FAILURE, detail=detail, round=r, position=p)]
         self.consecutive[p] += 1
         drop = policy.on_failure == "drop_seat" or (
             policy.on_failure == "skip_turn" and self.consecutive[p] >= policy.max_consecutive)
         if drop:
             events.append(EventRow(
-                slot=persist.seat_slot(r, p, "dropped"), origin="natural", kind="seat_dropped",
+                slot=persist.seat_slot(r, p, "dropped"), origin=EventOrigin.NATURAL,
+                kind=EventKind.SEAT_DROPPED,
                 detail=f"{policy.on_failure} after {self.consecutive[p]} failure(s) in a row: "
                        f"{detail}", round=r, position=p))
         abort = policy.on_failure == "abort_run"
         if abort:
-            events.append(EventRow(slot=persist.run_slot(r, "aborted"), origin="natural",
-                                   kind="run_aborted",
+            events.append(EventRow(slot=persist.run_slot(r, "aborted"), origin=EventOrigin.NATURAL,
+                                   kind=EventKind.RUN_ABORTED,
                                    detail=f"{self.names[p]} at round {r}: {detail}", round=r))
         await self._store(p, r, failures=records, messages=messages, events=events)
         for msg in messages:

@@ -20,14 +20,23 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.dialects import postgresql, sqlite
 
 from roundtable.engine import persist
 from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
-from roundtable.errors import RoundtableError, StoreError
+from roundtable.errors import RoundtableError
 from roundtable.protocol import HUMAN_ENDPOINT, RunSpec
 from roundtable.providers.base import ChatMessage
-from roundtable.store.tables import HumanTurn, Run, Seat, Series, utcnow
+from roundtable.store.insert import insert_human_turn
+from roundtable.store.tables import (
+    EventKind,
+    HumanTurn,
+    HumanTurnStatus,
+    Run,
+    Seat,
+    Series,
+    table_of,
+    utcnow,
+)
 
 __all__ = [
     "HUMAN_SKIPPED_EVENT",
@@ -41,12 +50,12 @@ __all__ = [
     "pending_turns",
 ]
 
-_TURN = HumanTurn.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
+_TURN = table_of(HumanTurn)
+_SEAT = table_of(Seat)
+_RUN = table_of(Run)
 
 #: event stored when a human turn timed out under ``on_timeout = "skip"`` (not a failure)
-HUMAN_SKIPPED_EVENT = "human_skipped"
+HUMAN_SKIPPED_EVENT = EventKind.HUMAN_SKIPPED
 #: seconds between two looks at a pending turn (the engine, ``roundtable sit``)
 POLL_S = 0.5
 
@@ -113,18 +122,9 @@ def _aware(value: datetime) -> datetime:
 def request_turn(engine: sa.Engine, run_id: int, seat_id: int, round_index: int,
                  turn: int) -> TurnState:
     """Store the turn as pending unless it is stored already; return its state."""
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        stmt: Any = sqlite.insert(_TURN).on_conflict_do_nothing(
-            index_elements=["run_id", "seat_id", "round"])
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(_TURN).on_conflict_do_nothing(
-            index_elements=["run_id", "seat_id", "round"])
-    else:
-        raise StoreError(f"roundtable does not support the {dialect} database dialect")
     with engine.begin() as conn:
-        conn.execute(stmt, {"run_id": run_id, "seat_id": seat_id, "round": round_index,
-                            "turn": turn, "status": "pending", "created_at": utcnow()})
+        insert_human_turn(conn, HumanTurn(run_id=run_id, seat_id=seat_id, round=round_index,
+                                          turn=turn, status=HumanTurnStatus.PENDING))
     state = turn_state(engine, run_id, seat_id, round_index)
     assert state is not None
     return state
@@ -146,7 +146,8 @@ def skip_turn(engine: sa.Engine, run_id: int, seat_id: int, round_index: int) ->
     with engine.begin() as conn:
         return conn.execute(sa.update(_TURN).where(
             c.run_id == run_id, c.seat_id == seat_id, c.round == round_index,
-            c.status == "pending").values(status="skipped", answered_at=utcnow())
+            c.status == HumanTurnStatus.PENDING).values(status=HumanTurnStatus.SKIPPED,
+                                                        answered_at=utcnow())
         ).rowcount == 1
 
 
@@ -165,12 +166,12 @@ def human_seats(engine: sa.Engine, run_id: int) -> list[tuple[int, str]]:
 def pending_turns(engine: sa.Engine, run: int | None = None) -> list[PendingTurn]:
     """The turns awaiting a person, oldest first (of one run, or of every run)."""
     t, s, r = _TURN.c, _SEAT.c, _RUN.c
-    series = Series.__table__  # type: ignore[attr-defined]
+    series = table_of(Series)
     query = (sa.select(t.run_id, r.key, series.c.name, s.position, s.display_name, t.round,
                        t.turn, t.created_at)
              .join(_SEAT, s.id == t.seat_id)
              .join(_RUN, r.id == t.run_id).join(series, series.c.id == r.series_id)
-             .where(t.status == "pending").order_by(t.created_at, t.id))
+             .where(t.status == HumanTurnStatus.PENDING).order_by(t.created_at, t.id))
     if run is not None:
         query = query.where(t.run_id == run)
     with engine.connect() as conn:
@@ -205,14 +206,14 @@ def human_context(engine: sa.Engine, run_id: int, seat: int | str,
         seat_row = _seat_row(conn, run_id, seat)
         query = sa.select(t.round, t.turn, t.status).where(
             t.run_id == run_id, t.seat_id == seat_row.id)
-        query = query.where(t.status == "pending") if round_index is None else \
+        query = query.where(t.status == HumanTurnStatus.PENDING) if round_index is None else \
             query.where(t.round == round_index)
         turn_row = conn.execute(query.order_by(t.round)).first()
         run = conn.execute(sa.select(_RUN.c.key, _RUN.c.spec, _RUN.c.series_id)
                            .where(_RUN.c.id == run_id)).one()
         names = {int(p): str(n) for p, n in conn.execute(
             sa.select(_SEAT.c.position, _SEAT.c.display_name).where(_SEAT.c.run_id == run_id))}
-        series_t = Series.__table__  # type: ignore[attr-defined]
+        series_t = table_of(Series)
         series = conn.execute(sa.select(series_t.c.name).where(
             series_t.c.id == run.series_id)).scalar_one()
     if turn_row is None:
@@ -259,8 +260,10 @@ def answer_turn(engine: sa.Engine, run_id: int, seat: int | str, round_index: in
     # the write comes first in its transaction: on SQLite a transaction that read before
     # writing fails at once ("database is locked") when another writer committed meanwhile
     with engine.begin() as conn:
-        done = conn.execute(sa.update(_TURN).where(*where, t.status == "pending").values(
-            status="answered", text=text, answered_by=who, answered_at=utcnow())).rowcount
+        done = conn.execute(
+            sa.update(_TURN).where(*where, t.status == HumanTurnStatus.PENDING).values(
+                status=HumanTurnStatus.ANSWERED, text=text, answered_by=who,
+                answered_at=utcnow())).rowcount
         if done == 1:
             return True
         row = conn.execute(sa.select(t.status, t.text).where(*where)).first()
@@ -268,7 +271,7 @@ def answer_turn(engine: sa.Engine, run_id: int, seat: int | str, round_index: in
     if row is None:
         raise HumanTurnError(f"run {run_id}: {name}'s turn in round {round_index} has not "
                              f"come yet; answer it when it is pending")
-    if row.status == "answered" and row.text == text:
+    if row.status == HumanTurnStatus.ANSWERED and row.text == text:
         return False
     raise HumanTurnError(f"run {run_id}: {name}'s turn in round {round_index} is already "
                          f"{row.status}; it cannot be answered again")

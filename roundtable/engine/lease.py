@@ -18,9 +18,9 @@ import socket
 import sqlalchemy as sa
 
 from roundtable.errors import ConfigError, StoreError
-from roundtable.store.tables import FINAL_RUN_STATUSES, Run
+from roundtable.store.tables import FINAL_RUN_STATUSES, Run, table_of
 
-_RUN = Run.__table__  # type: ignore[attr-defined]
+_RUN = table_of(Run)
 
 #: seconds a lease lasts without renewal (renewed every third of that)
 DEFAULT_TTL_S = 30.0

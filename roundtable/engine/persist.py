@@ -6,23 +6,21 @@ anything downstream may see it. Messages and events have deterministic ``slot`` 
 (unique per run), written with ``INSERT ... ON CONFLICT DO NOTHING``, so a resumed run
 never stores a line twice.
 
-The hot path (:func:`write_turn`) uses SQLAlchemy Core rather than the ORM: it runs once per
-provider call on the event-loop thread and is several times cheaper that way.
+The rows and statements are the store's (:mod:`roundtable.store.insert`, SQLAlchemy Core
+built once, shared with the coding pass and the importers): the hot path
+(:meth:`TurnWriter.write`) runs once per provider call and is several times cheaper that
+way than through the ORM. Writes run on the store's
+:class:`~roundtable.store.writer.WriterThread` (re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
@@ -30,34 +28,39 @@ from roundtable.coding.lang import detect_lang
 from roundtable.engine import driver_sql, lease
 from roundtable.engine.driver_sql import DriverStatement
 from roundtable.engine.lease import LeaseLost
-from roundtable.errors import SeriesConflictError, StoreError
+from roundtable.errors import SeriesConflictError
 from roundtable.protocol import Protocol, RunSpec
 from roundtable.providers.client import CallRecord
-from roundtable.store.db import insert_ignore
+from roundtable.store import insert
+from roundtable.store.insert import insert_ignore
 from roundtable.store.tables import (
     FINAL_RUN_STATUSES,
+    CallPurpose,
     Event,
+    EventKind,
+    EventOrigin,
     LlmCall,
     Message,
+    MessageKind,
     Run,
     RunStatus,
     Seat,
     Series,
+    table_of,
     utcnow,
 )
 
-_MESSAGE = Message.__table__  # type: ignore[attr-defined]
-_EVENT = Event.__table__  # type: ignore[attr-defined]
-_LLMCALL = LlmCall.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
-_SEAT = Seat.__table__  # type: ignore[attr-defined]
-# Statements are built once and executed with parameter dicts: SQLAlchemy then reuses the
-# compiled form, which is several times cheaper than ``.values(...)`` per row.
-_CALL_INSERT = sa.insert(_LLMCALL)
+# re-exported: the writer thread is the store's, shared with the coding pass
+from roundtable.store.writer import WriterThread as WriterThread
+
+_MESSAGE = table_of(Message)
+_EVENT = table_of(Event)
+_LLMCALL = table_of(LlmCall)
+_RUN = table_of(Run)
+_SEAT = table_of(Seat)
+_SERIES = table_of(Series)
 
 FINAL_STATUSES = FINAL_RUN_STATUSES
-
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- slots
@@ -91,7 +94,7 @@ class MessageRow:
     slot: str
     round: int
     turn: int
-    kind: str
+    kind: MessageKind
     text: str
     position: int | None = None
     raw_text: str | None = None
@@ -101,11 +104,11 @@ class MessageRow:
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """An event to store: ``origin`` is injected | natural | control."""
+    """An event to store."""
 
     slot: str
-    origin: str
-    kind: str
+    origin: EventOrigin
+    kind: EventKind
     detail: str = ""
     round: int | None = None
     position: int | None = None
@@ -176,8 +179,7 @@ def register_series(engine: sa.Engine, protocol: Protocol, protocol_text: str) -
                     f"protocol file (e.g. '{protocol.series}-v2') or use another --db"
                 )
             _drop_runs(conn, row.id)
-            conn.execute(sa.update(Series.__table__)  # type: ignore[attr-defined]
-                         .where(Series.__table__.c.id == row.id)  # type: ignore[attr-defined]
+            conn.execute(sa.update(_SERIES).where(_SERIES.c.id == row.id)
                          .values(description=protocol.description,
                                  protocol_text=protocol_text, protocol_hash=digest))
             replaced = True
@@ -191,7 +193,7 @@ def _never_ran(conn: sa.Connection, series_id: int) -> bool:
                           .where(_LLMCALL.c.run_id.in_(runs))).scalar_one()
     spoke = conn.execute(sa.select(sa.func.count()).select_from(_MESSAGE)
                          .where(_MESSAGE.c.run_id.in_(runs),
-                                _MESSAGE.c.kind == "agent")).scalar_one()
+                                _MESSAGE.c.kind == MessageKind.AGENT)).scalar_one()
     return called == 0 and spoke == 0
 
 
@@ -209,21 +211,21 @@ def ensure_runs(engine: sa.Engine, series_id: int, specs: Sequence[RunSpec]) -> 
     Bulk statements (one per table) rather than a round trip per row: a series of a few
     hundred runs is set up in milliseconds.
     """
-    dialect = engine.dialect.name
     r, st = _RUN.c, _SEAT.c
     with _immediate(engine).begin() as conn:
         stored = {row.key: row for row in conn.execute(
             sa.select(r.id, r.key, r.spec_hash, r.status).where(r.series_id == series_id))}
         missing = [spec for spec in specs if spec.key not in stored]
         if missing:
-            conn.execute(_ignore_conflicts(_RUN, dialect, ["series_id", "key"]), [{
+            insert.insert_runs(conn, [{
                 "series_id": series_id, "key": spec.key, "cell": spec.cell,
                 "conditions": dict(spec.conditions), "replicate": spec.replicate,
                 "seed": spec.seed, "rounds": spec.rounds, "turn_scheme": spec.turns.scheme,
                 "deterministic": spec.deterministic, "spec": spec.model_dump(mode="json"),
-                "spec_hash": spec.digest(), "status": RunStatus.PENDING.value,
-                "status_detail": "",
-            } for spec in missing])
+                "spec_hash": spec.digest(), "status": RunStatus.PENDING,
+                "status_detail": "", "source_ref": None, "started_at": None,
+                "finished_at": None,
+            } for spec in missing], skip_existing=True)
             stored = {row.key: row for row in conn.execute(
                 sa.select(r.id, r.key, r.spec_hash, r.status).where(r.series_id == series_id))}
         seats: dict[int, dict[int, int]] = {}
@@ -231,14 +233,14 @@ def ensure_runs(engine: sa.Engine, series_id: int, specs: Sequence[RunSpec]) -> 
                 sa.select(st.run_id, st.position, st.id).join(_RUN, st.run_id == r.id)
                 .where(r.series_id == series_id)):
             seats.setdefault(run_id, {})[position] = seat_id
-        new_seats = [{
+        new_seats: list[insert.SeatValues] = [{
             "run_id": stored[spec.key].id, "position": seat.position,
             "endpoint": seat.endpoint, "model": seat.model, "label": seat.label,
             "display_name": seat.display_name, "system_prompt": seat.system_prompt,
         } for spec in specs for seat in spec.seats
             if seat.position not in seats.get(stored[spec.key].id, {})]
         if new_seats:
-            conn.execute(_ignore_conflicts(_SEAT, dialect, ["run_id", "position"]), new_seats)
+            insert.insert_seats(conn, new_seats, skip_existing=True)
             for run_id, position, seat_id in conn.execute(
                     sa.select(st.run_id, st.position, st.id).join(_RUN, st.run_id == r.id)
                     .where(r.series_id == series_id)):
@@ -261,16 +263,16 @@ def load_run(engine: sa.Engine, run_id: int) -> StoredRun:
     out = StoredRun()
     with engine.connect() as conn:
         positions = {sid: pos for sid, pos in conn.execute(
-            sa.select(Seat.__table__.c.id, Seat.__table__.c.position)  # type: ignore[attr-defined]
-            .where(Seat.__table__.c.run_id == run_id))}  # type: ignore[attr-defined]
+            sa.select(_SEAT.c.id, _SEAT.c.position).where(_SEAT.c.run_id == run_id))}
         m = _MESSAGE.c
         for row in conn.execute(
             sa.select(m.slot, m.round, m.turn, m.kind, m.text, m.seat_id, m.raw_text,
                       m.reasoning, m.visible)
-            .where(m.run_id == run_id, m.kind != "brief").order_by(m.round, m.turn)
+            .where(m.run_id == run_id, m.kind != MessageKind.BRIEF).order_by(m.round, m.turn)
         ):
             out.messages.append(MessageRow(
-                slot=row.slot, round=row.round, turn=row.turn, kind=row.kind, text=row.text,
+                slot=row.slot, round=row.round, turn=row.turn, kind=MessageKind(row.kind),
+                text=row.text,
                 position=positions.get(row.seat_id), raw_text=row.raw_text,
                 reasoning=row.reasoning, visible=bool(row.visible)))
         e = _EVENT.c
@@ -279,7 +281,8 @@ def load_run(engine: sa.Engine, run_id: int) -> StoredRun:
             .where(e.run_id == run_id).order_by(e.id)
         ):
             out.events.append(EventRow(
-                slot=ev.slot, origin=ev.origin, kind=ev.kind, detail=ev.detail,
+                slot=ev.slot, origin=EventOrigin(ev.origin), kind=EventKind(ev.kind),
+                detail=ev.detail,
                 round=ev.round, position=positions.get(ev.seat_id)))
     return out
 
@@ -322,19 +325,11 @@ def stored_agent_counts(engine: sa.Engine, run_ids: Sequence[int]) -> dict[int, 
     with engine.connect() as conn:
         return {i: n for i, n in conn.execute(
             sa.select(m.run_id, sa.func.count()).where(m.run_id.in_(list(run_ids)),
-                                                       m.kind == "agent")
+                                                       m.kind == MessageKind.AGENT)
             .group_by(m.run_id))}
 
 
 # --------------------------------------------------------------------------- turns
-
-
-def _ignore_conflicts(table: sa.Table, dialect: str, cols: list[str]) -> Any:
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=cols)
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=cols)
-    raise StoreError(f"roundtable does not support the {dialect} database dialect")
 
 
 class TurnWriter:
@@ -358,32 +353,23 @@ class TurnWriter:
         # refuses (LeaseLost) when another worker took the run over
         self._renew = None if owner is None else DriverStatement(
             lease.renew_stmt(dialect.name, run_id, owner, lease_ttl), dialect)
-        self._call_stmt = DriverStatement(_LLMCALL.insert().returning(_LLMCALL.c.id),
-                                          dialect, _CALL_KEYS)
+        self._call_stmt = DriverStatement(
+            insert.insert_statement(LlmCall).returning(_LLMCALL.c.id), dialect, _CALL_KEYS)
         # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
         self._msg_stmt = DriverStatement(
-            _ignore_conflicts(_MESSAGE, dialect.name, ["run_id", "slot"])
+            insert.insert_statement(Message, dialect.name, insert.MESSAGE_KEY)
             .returning(_MESSAGE.c.id), dialect, _MESSAGE_KEYS)
         self._event_stmt = DriverStatement(
-            _ignore_conflicts(_EVENT, dialect.name, ["run_id", "slot"]), dialect, _EVENT_KEYS)
+            insert.insert_statement(Event, dialect.name, insert.EVENT_KEY), dialect,
+            _EVENT_KEYS)
         #: rows actually inserted (conflicts excluded), for the series summary
         self.messages_written = 0
 
-    def _call_row(self, record: CallRecord, position: int | None, round_index: int | None,
-                  purpose: str) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "seat_id": None if position is None else self.seat_ids.get(position),
-            "purpose": purpose, "round": round_index, "endpoint": record.endpoint,
-            "model": record.model, "request_hash": record.request_hash,
-            "attempt": record.attempt, "ok": record.ok, "error_kind": record.error_kind,
-            "error_message": record.error_message,
-            "input_tokens": record.usage.input_tokens,
-            "cached_tokens": record.usage.cached_tokens,
-            "output_tokens": record.usage.output_tokens,
-            "latency_ms": record.latency_ms, "cost_usd": record.cost_usd,
-            "dropped": ",".join(record.dropped), "created_at": utcnow(),
-        }
+    def _call_row(self, record: CallRecord, position: int | None,
+                  round_index: int | None) -> insert.LlmCallValues:
+        return insert.call_values(
+            record, purpose=CallPurpose.TURN, run_id=self.run_id, round=round_index,
+            seat_id=None if position is None else self.seat_ids.get(position))
 
     def _transaction(self) -> AbstractContextManager[Any]:
         held = None if self._thread is None else self._thread.held_connection(self.engine)
@@ -424,11 +410,11 @@ class TurnWriter:
                     raise LeaseLost(f"run {self.run_id} is held by another worker now")
             for record in failures:
                 self._call_stmt.execute(
-                    conn, self._call_row(record, position, round_index, "turn")).close()
+                    conn, self._call_row(record, position, round_index)).close()
             call_id: int | None = None
             if success is not None:
                 cursor = self._call_stmt.execute(
-                    conn, self._call_row(success, position, round_index, "turn"))
+                    conn, self._call_row(success, position, round_index))
                 row = cursor.fetchone()
                 cursor.close()
                 call_id = None if row is None else int(row[0])
@@ -455,58 +441,8 @@ class TurnWriter:
         return new
 
 
-_CALL_KEYS = ("run_id", "seat_id", "purpose", "round", "endpoint", "model", "request_hash",
-              "attempt", "ok", "error_kind", "error_message", "input_tokens", "cached_tokens",
-              "output_tokens", "latency_ms", "cost_usd", "created_at")
+#: the columns each row gives (the keys of store.insert's row types)
+_CALL_KEYS = tuple(insert.LlmCallValues.__annotations__)
 _MESSAGE_KEYS = ("run_id", "seat_id", "slot", "round", "turn", "kind", "text", "raw_text",
                  "reasoning", "lang", "visible", "llm_call_id", "created_at")
 _EVENT_KEYS = ("run_id", "seat_id", "slot", "round", "origin", "kind", "detail", "created_at")
-
-
-class WriterThread:
-    """Runs database writes one at a time on a dedicated thread.
-
-    Committing on the event-loop thread stalls every other run for the duration of the
-    write (mostly waiting on SQLite I/O); with one writer thread the loop keeps starting
-    calls meanwhile, and writes stay serialised (SQLite has a single writer anyway).
-    A write that has been submitted always completes, even when the task awaiting it is
-    cancelled (Ctrl-C): :meth:`close` waits for it.
-    """
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix="roundtable-writer")
-        self._ident: int | None = None
-        #: per engine, the connection the thread keeps checked out between writes
-        self._held: dict[int, tuple[sa.Engine, sa.Connection]] = {}
-
-    def held_connection(self, engine: sa.Engine) -> sa.Connection | None:
-        """On the writer thread, the idle connection to ``engine`` it keeps between writes
-        (checked out on first use, returned by :meth:`close`); None on any other thread."""
-        if threading.get_ident() != self._ident:
-            return None
-        entry = self._held.get(id(engine))
-        if entry is None or entry[1].closed or entry[1].invalidated:
-            entry = (engine, engine.connect())
-            self._held[id(engine)] = entry
-        return entry[1]
-
-    def _release(self) -> None:
-        for _, conn in self._held.values():
-            conn.close()
-        self._held.clear()
-
-    async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run ``fn(**kwargs)`` on the writer thread and wait for its result."""
-        loop = asyncio.get_running_loop()
-        if self._ident is None:
-            self._ident = await loop.run_in_executor(self._executor, threading.get_ident)
-        future = loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
-        # shield: cancelling the waiter must not leave a finished call unwritten.
-        return await asyncio.shield(future)
-
-    def close(self) -> None:
-        """Wait for submitted writes, return the held connections, stop the thread."""
-        if self._held:
-            self._executor.submit(self._release).result()
-        self._executor.shutdown(wait=True)

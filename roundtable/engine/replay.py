@@ -25,7 +25,7 @@ from roundtable.engine.transcript import Entry, EntryKind, TurnScheme, render, v
 from roundtable.errors import StoreError
 from roundtable.protocol import RunSpec
 from roundtable.providers.base import ChatMessage, CompletionRequest
-from roundtable.store.tables import LlmCall, Message, Run, Seat
+from roundtable.store.tables import LlmCall, Message, MessageKind, Run, Seat, table_of
 
 __all__ = ["ReplayedPrompt", "prompt_for"]
 
@@ -69,22 +69,22 @@ def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
 
     Raises :class:`StoreError` when the message does not exist or is not a seat's reply.
     """
-    m_t = Message.__table__  # type: ignore[attr-defined]
+    m_t = table_of(Message)
     with engine.connect() as conn:
         msg = _row(conn, m_t, message_id)
         if msg is None:
             raise StoreError(f"no message with id {message_id}")
-        if msg.kind != "agent" or msg.seat_id is None:
+        if msg.kind != MessageKind.AGENT or msg.seat_id is None:
             raise StoreError(f"message {message_id} is a {msg.kind} line, not a seat's reply: "
                              f"only replies have a prompt")
-        run_row = _row(conn, Run.__table__, msg.run_id)  # type: ignore[attr-defined]
-        seat = _row(conn, Seat.__table__, msg.seat_id)  # type: ignore[attr-defined]
-        seats = conn.execute(sa.select(Seat.__table__)  # type: ignore[attr-defined]
-                             .where(Seat.__table__.c.run_id == msg.run_id)).all()  # type: ignore[attr-defined]
+        run_row = _row(conn, table_of(Run), msg.run_id)
+        seat = _row(conn, table_of(Seat), msg.seat_id)
+        seats = conn.execute(sa.select(table_of(Seat))
+                             .where(table_of(Seat).c.run_id == msg.run_id)).all()
         brief = conn.execute(sa.select(m_t.c.text).where(
-            m_t.c.run_id == msg.run_id, m_t.c.kind == "brief")).scalar()
+            m_t.c.run_id == msg.run_id, m_t.c.kind == MessageKind.BRIEF)).scalar()
         call = None if msg.llm_call_id is None else \
-            _row(conn, LlmCall.__table__, msg.llm_call_id)  # type: ignore[attr-defined]
+            _row(conn, table_of(LlmCall), msg.llm_call_id)
     run = run_row
     stored = persist.load_run(engine, int(run.id))
     entries = [Entry(round=m.round, turn=m.turn, position=m.position, kind=_KINDS[m.kind],

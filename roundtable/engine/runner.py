@@ -279,13 +279,13 @@ async def run_series(
     counts: dict[str, int] = {}
     for status in final.values():
         counts[status] = counts.get(status, 0) + 1
-    known = ("completed", "incomplete", "stopped", "failed")
+    known = (RunStatus.COMPLETED, RunStatus.INCOMPLETE, RunStatus.STOPPED, RunStatus.FAILED)
     return SeriesResult(
         series=protocol.series, total_runs=len(handles),
-        completed=counts.get("completed", 0),
-        skipped_already_complete=len(final_before), stopped=counts.get("stopped", 0),
-        failed=counts.get("failed", 0), messages_written=written,
-        budget_stopped=budget_stopped, incomplete=counts.get("incomplete", 0),
+        completed=counts.get(RunStatus.COMPLETED, 0),
+        skipped_already_complete=len(final_before), stopped=counts.get(RunStatus.STOPPED, 0),
+        failed=counts.get(RunStatus.FAILED, 0), messages_written=written,
+        budget_stopped=budget_stopped, incomplete=counts.get(RunStatus.INCOMPLETE, 0),
         auth_stopped=auth_stop, protocol_replaced=registered.replaced,
         other_statuses={k: v for k, v in counts.items() if k not in known},
     )

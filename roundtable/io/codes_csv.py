@@ -36,12 +36,21 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import sqlalchemy
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from roundtable import tomlfile
 from roundtable.errors import ImportDataError
-from roundtable.store.tables import Code, Judgement, Message, Rater, utcnow
+from roundtable.store import insert
+from roundtable.store.tables import (
+    Code,
+    Judgement,
+    JudgementStatus,
+    Message,
+    Rater,
+    RaterKind,
+    utcnow,
+)
 
 __all__ = [
     "BLANK_POLICIES",
@@ -64,7 +73,7 @@ BlankPolicy: TypeAlias = Literal["false", "missing"]
 KeyType: TypeAlias = Literal["source", "id"]
 BLANK_POLICIES: tuple[str, ...] = ("false", "missing")
 KEY_TYPES: tuple[str, ...] = ("source", "id")
-RATER_KINDS: tuple[str, ...] = ("human", "external")
+RATER_KINDS: tuple[str, ...] = (RaterKind.HUMAN, RaterKind.EXTERNAL)
 
 _TRUE = frozenset({"1", "true", "yes"})
 _FALSE = frozenset({"0", "false", "no"})
@@ -80,10 +89,10 @@ class RaterSpec:
 
     name: str
     prefix: str
-    kind: str = "external"
+    kind: str = RaterKind.EXTERNAL
 
 
-def parse_rater_spec(text: str, *, kind: str = "external") -> RaterSpec:
+def parse_rater_spec(text: str, *, kind: str = RaterKind.EXTERNAL) -> RaterSpec:
     """``NAME=PREFIX`` (as given to ``--rater``) -> :class:`RaterSpec`."""
     name, sep, prefix = text.partition("=")
     name = name.strip()
@@ -417,13 +426,12 @@ def _prepare_rater(session: Session, f: CodesFile, rc: RaterColumns, key_type: K
                   f"blank={f.blank} key={f.key_column}")
     existing = session.exec(select(Rater).where(Rater.name == rc.spec.name)).first()
     if existing is None:
-        rater = Rater(name=rc.spec.name, kind=rc.spec.kind, definition=definition,
-                      definition_hash=digest, provenance=provenance)
-        session.add(rater)
-        session.flush()
+        rater_id = insert.insert_rater(session.connection(), Rater(
+            name=rc.spec.name, kind=rc.spec.kind, definition=definition,
+            definition_hash=digest, provenance=provenance))
+        assert rater_id is not None
         stats.created = True
-        assert rater.id is not None
-        return rater.id
+        return rater_id
     assert existing.id is not None
     if existing.definition_hash == digest and existing.kind == rc.spec.kind:
         return existing.id
@@ -492,7 +500,7 @@ def import_codes(
             rater_id = _prepare_rater(session, f, rc, key_type, replace, stats)
             have = set(session.exec(select(Judgement.message_id)
                                     .where(Judgement.rater_id == rater_id)).all())
-            judgements: list[dict[str, Any]] = []
+            judgements: list[insert.JudgementValues] = []
             pending: dict[int, dict[str, tuple[bool | None, str | None]]] = {}
             for row in f.rows:
                 codes = row.codes.get(rc.spec.name)
@@ -506,7 +514,7 @@ def import_codes(
                     stats.already += 1
                     continue
                 judgements.append({
-                    "rater_id": rater_id, "message_id": mid, "status": "valid",
+                    "rater_id": rater_id, "message_id": mid, "status": JudgementStatus.VALID,
                     "raw_output": json.dumps(row.raw[rc.spec.name], ensure_ascii=False),
                     "error": None, "attempts": 1, "llm_call_id": None, "batch_id": None,
                     "note": f"imported from {path.name} line {row.line}", "created_at": now,
@@ -516,16 +524,12 @@ def import_codes(
                 continue
             # Core executemany: the ORM unit of work costs several times more for these rows.
             conn = session.connection()
-            conn.execute(insert(Judgement.__table__), judgements)  # type: ignore[attr-defined]
-            ids = dict(session.exec(
-                select(Judgement.message_id, Judgement.id)
-                .where(Judgement.rater_id == rater_id,
-                       col(Judgement.message_id).in_(list(pending)))).all())
-            code_rows = [
+            ids = {message: jid for (_, message), jid
+                   in insert.insert_judgements(conn, judgements).items()}
+            insert.insert_codes(conn, [
                 {"judgement_id": ids[mid], "message_id": mid, "rater_id": rater_id,
                  "flag": flag, "value": value, "level": level}
-                for mid, codes in pending.items() for flag, (value, level) in codes.items()]
-            conn.execute(insert(Code.__table__), code_rows)  # type: ignore[attr-defined]
+                for mid, codes in pending.items() for flag, (value, level) in codes.items()])
             stats.added = len(judgements)
         session.commit()
     return summary

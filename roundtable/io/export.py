@@ -64,11 +64,13 @@ from roundtable.store.tables import (
     Adjudication,
     Code,
     Judgement,
+    JudgementStatus,
     Message,
     Rater,
     Run,
     Seat,
     Series,
+    table_of,
 )
 
 __all__ = [
@@ -106,12 +108,12 @@ LATEST = "latest"
 NO_ADJUDICATION = "none"
 """``ExportOptions.adjudication`` value: no ``final__*`` columns."""
 
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_J = Judgement.__table__.c  # type: ignore[attr-defined]
-_C = Code.__table__.c  # type: ignore[attr-defined]
-_R = Run.__table__.c  # type: ignore[attr-defined]
-_S = Series.__table__.c  # type: ignore[attr-defined]
-_SEAT = Seat.__table__.c  # type: ignore[attr-defined]
+_M = table_of(Message).c
+_J = table_of(Judgement).c
+_C = table_of(Code).c
+_R = table_of(Run).c
+_S = table_of(Series).c
+_SEAT = table_of(Seat).c
 
 
 def meta_path_for(path: Path) -> Path:
@@ -356,13 +358,13 @@ def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
         run_rows = conn.execute(
             sa.select(_R.id, _S.name, _R.key, _R.source_ref, _R.status, _R.cell,
                       _R.conditions, _R.replicate)
-            .join_from(Run.__table__, Series.__table__,  # type: ignore[attr-defined]
+            .join_from(table_of(Run), table_of(Series),
                        _R.series_id == _S.id)
             .where(_R.series_id.in_(ids)).order_by(_S.name, _R.id)).all()
         seat_rows = conn.execute(
             sa.select(_SEAT.run_id, _SEAT.id, _SEAT.position, _SEAT.display_name,
                       _SEAT.label, _SEAT.endpoint, _SEAT.model)
-            .join_from(Seat.__table__, Run.__table__,  # type: ignore[attr-defined]
+            .join_from(table_of(Seat), table_of(Run),
                        _SEAT.run_id == _R.id)
             .where(_R.series_id.in_(ids)).order_by(_SEAT.run_id, _SEAT.position)).all()
     seats: dict[int, dict[int, _SeatInfo]] = {}
@@ -470,7 +472,7 @@ def _codes_of(conn: sa.Connection, message_ids: list[int], rater_ids: list[int]
     for mid, rid, flag, value, level in conn.execute(
             sa.select(_C.message_id, _C.rater_id, _C.flag, _C.value, _C.level)
             .where(_C.message_id.in_(message_ids))):
-        if status.get((mid, rid)) == "valid":
+        if status.get((mid, rid)) == JudgementStatus.VALID:
             given.setdefault((mid, rid), {})[flag] = (
                 None if value is None else bool(value), level)
     return status, given

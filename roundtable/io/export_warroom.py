@@ -43,7 +43,7 @@ from sqlmodel import Session, col, select
 from roundtable import __version__
 from roundtable.errors import ExportError
 from roundtable.io.warroom import render_reference_prompt
-from roundtable.store.tables import Event, Message, Run, Seat, Series
+from roundtable.store.tables import Event, Message, MessageKind, Run, Seat, Series
 
 __all__ = [
     "WARROOM_EXPORT_FORMAT",
@@ -196,16 +196,16 @@ def _native_agents(seats: Sequence[Seat], clone: bool) -> dict[int, _Agent]:
 
 def _line(m: Message, agent: _Agent | None, native: bool) -> dict[str, Any]:
     time_field = {"time": m.created_at.strftime("%H:%M")} if native and m.created_at else {}
-    if m.kind == "brief":
+    if m.kind == MessageKind.BRIEF:
         return {"sender": "user", **time_field, "text": m.text,
                 "wordCount": _word_count(m.text)}
-    if m.kind == "system" or agent is None:
+    if m.kind == MessageKind.SYSTEM or agent is None:
         return {"sender": "system", **time_field, "system": m.text}
     return {
         "sender": agent.key, **time_field, "agent": agent.name,
         "agent_nickname": agent.nickname, "model_id": agent.model,
         "position": agent.position, "round": m.round, "text": m.text,
-        "wordCount": _word_count(m.text), "isError": m.kind == "error",
+        "wordCount": _word_count(m.text), "isError": m.kind == MessageKind.ERROR,
     }
 
 
@@ -285,14 +285,14 @@ def _document(session: Session, run: Run, series: Series, file_series: str, numb
     lines: list[dict[str, Any]] = []
     opened = 0  # native runs: the tool's "— Round N —" line opens each round after the first
     for m in messages:
-        if native and m.kind in ("agent", "error") and m.round > opened:
+        if native and m.kind in (MessageKind.AGENT, MessageKind.ERROR) and m.round > opened:
             stamp = {"time": m.created_at.strftime("%H:%M")} if m.created_at else {}
             for r in range(opened + 1, m.round + 1):
                 lines.append({"sender": "system", **stamp, "system": f"— Round {r + 1} —"})
             opened = m.round
-        agent = by_seat.get(m.seat_id) if m.kind in ("agent", "error") else None
+        agent = by_seat.get(m.seat_id) if m.kind in (MessageKind.AGENT, MessageKind.ERROR) else None
         lines.append(_line(m, agent, native))
-    brief = next((m.text for m in messages if m.kind == "brief"), "")
+    brief = next((m.text for m in messages if m.kind == MessageKind.BRIEF), "")
     doc: dict[str, Any] = {
         "condition": condition,
         "environment": env,

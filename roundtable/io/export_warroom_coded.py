@@ -43,7 +43,17 @@ from roundtable.coding.adjudicate import RULES, combine
 from roundtable.coding.derived import XREF_FLAG, XREF_RATER, store_xref_codes
 from roundtable.errors import ExportError
 from roundtable.store.codes import load_codes, rater_flags
-from roundtable.store.tables import Adjudication, Code, Message, Rater, Run, Seat, Series
+from roundtable.store.tables import (
+    Adjudication,
+    Code,
+    Message,
+    MessageKind,
+    Rater,
+    Run,
+    Seat,
+    Series,
+    table_of,
+)
 
 __all__ = ["AGREED_FILE", "COLUMNS", "FLAGS", "JudgeFile", "WarroomCodedSummary",
            "adjudicated_level", "export_warroom_coded", "parse_judges"]
@@ -126,7 +136,7 @@ def adjudicated_level(rule: str, levels: Sequence[str | None]) -> str | None:
 
 def _judges_from_latest(engine: sa.Engine) -> tuple[tuple[JudgeFile, ...], str]:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(Adjudication.__table__)  # type: ignore[attr-defined]
+        row = conn.execute(sa.select(table_of(Adjudication))
                            .order_by(sa.desc("id")).limit(1)).first()
     if row is None:
         raise ExportError("no adjudication recorded to take the judges from: pass --judges "
@@ -224,13 +234,13 @@ def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
 def _codes(engine: sa.Engine, ids: Sequence[int], raters: Sequence[str], flag: str, *,
            level: bool = False) -> dict[tuple[int, str], str | None]:
     """(message id, rater name) -> the code's value as "True"/"False" (or its level)."""
-    c, r = Code.__table__.c, Rater.__table__.c  # type: ignore[attr-defined]
+    c, r = table_of(Code).c, table_of(Rater).c
     out: dict[tuple[int, str], str | None] = {}
     with engine.connect() as conn:
         for chunk in _chunks(ids):
             for mid, name, value, lv in conn.execute(
                     sa.select(c.message_id, r.name, c.value, c.level)
-                    .join(Rater.__table__, r.id == c.rater_id)  # type: ignore[attr-defined]
+                    .join(table_of(Rater), r.id == c.rater_id)
                     .where(c.flag == flag, r.name.in_(list(raters)),
                            c.message_id.in_(list(chunk)))).all():
                 out[(mid, name)] = lv if level else (None if value is None else str(value))
@@ -239,10 +249,10 @@ def _codes(engine: sa.Engine, ids: Sequence[int], raters: Sequence[str], flag: s
 
 def _message_info(engine: sa.Engine, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Agent messages among ``ids`` with the study's columns, in transcript order."""
-    m = Message.__table__.c  # type: ignore[attr-defined]
-    run = Run.__table__  # type: ignore[attr-defined]
-    seat = Seat.__table__  # type: ignore[attr-defined]
-    ser = Series.__table__  # type: ignore[attr-defined]
+    m = table_of(Message).c
+    run = table_of(Run)
+    seat = table_of(Seat)
+    ser = table_of(Series)
     rows: list[Any] = []
     with engine.connect() as conn:
         for chunk in _chunks(ids):
@@ -252,7 +262,7 @@ def _message_info(engine: sa.Engine, ids: Sequence[int]) -> dict[int, dict[str, 
                           run.c.key, run.c.cell, run.c.replicate, run.c.spec)
                 .join(run, run.c.id == m.run_id).join(ser, ser.c.id == run.c.series_id)
                 .outerjoin(seat, seat.c.id == m.seat_id)
-                .where(m.id.in_(list(chunk)), m.kind == "agent")).all()
+                .where(m.id.in_(list(chunk)), m.kind == MessageKind.AGENT)).all()
         run_ids = sorted({row.run_id for row in rows})
         clone_runs: set[int] = set()
         for chunk in _chunks(run_ids):

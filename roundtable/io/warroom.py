@@ -46,14 +46,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from roundtable import tomlfile
 from roundtable.coding.lang import detect_lang
 from roundtable.errors import ImportDataError, SeriesConflictError
 from roundtable.protocol import protocol_hash
-from roundtable.store.tables import Event, Message, Run, Seat, Series, utcnow
+from roundtable.store import insert
+from roundtable.store.tables import (
+    Event,
+    EventKind,
+    EventOrigin,
+    Message,
+    MessageKind,
+    Run,
+    RunStatus,
+    Seat,
+    Series,
+    SeriesSource,
+    utcnow,
+)
 
 __all__ = [
     "SERIES_DESCRIPTIONS",
@@ -244,7 +257,7 @@ class _MsgRow:
     slot: str
     round: int
     turn: int
-    kind: str
+    kind: MessageKind
     text: str
     visible: bool
     ref_position: int | None = None
@@ -313,7 +326,7 @@ def _parse_file(path: Path, root: Path, raw: bytes) -> _ParsedRun:
     messages, reclassified, stop_line = _parse_messages(
         doc, raw_messages, by_ref, run_ref, isolated
     )
-    agent_rounds = [m.round for m in messages if m.kind in ("agent", "error")]
+    agent_rounds = [m.round for m in messages if m.kind in (MessageKind.AGENT, MessageKind.ERROR)]
     held = max(agent_rounds) + 1 if agent_rounds else 0
     stamp = env.get("timestamp")
     finished = _parse_time(stamp) if isinstance(stamp, str) else None
@@ -406,13 +419,14 @@ def _parse_messages(
             text = doc.get(m, "text", str, where)
             out.append(_MsgRow(
                 slot="brief" if briefs == 1 else f"user/{turn:04d}", round=-1, turn=turn,
-                kind="brief", text=text, visible=True, lang=detect_lang(text),
+                kind=MessageKind.BRIEF, text=text, visible=True, lang=detect_lang(text),
             ))
             continue
         if sender == "system":
             text = doc.get(m, "system", str, where)
             round_match = _ROUND_LINE_RE.match(text)
-            row = _MsgRow(slot=f"sys/{turn:04d}", round=last_round, turn=turn, kind="system",
+            row = _MsgRow(slot=f"sys/{turn:04d}", round=last_round, turn=turn,
+                          kind=MessageKind.SYSTEM,
                           text=text, visible=False)
             if round_match:
                 row.round = int(round_match[1]) - 1  # "— Round 2 —" opens round index 1
@@ -436,7 +450,7 @@ def _parse_messages(
         if rnd < 0:
             raise doc.error(f"{where}.round", f"expected a round >= 0, got {rnd}")
         flagged = bool(m.get("isError")) or text.startswith("⚠")
-        kind = "error" if flagged else "agent"
+        kind = MessageKind.ERROR if flagged else MessageKind.AGENT
         key = f"{run_ref}|{nickname}|R{rnd}"
         if flagged and not is_failure_text(text):
             reclassified.append(key)
@@ -532,7 +546,7 @@ def import_warroom(
 def _ensure_series(session: Session, name: str, protocols: Path, summary: ImportSummary) -> int:
     existing = session.exec(select(Series).where(Series.name == name)).first()
     if existing is not None:
-        if existing.source != "warroom":
+        if existing.source != SeriesSource.WARROOM:
             raise SeriesConflictError(
                 f"series '{name}' already exists with source '{existing.source}'; "
                 f"import the War Room corpus into another database"
@@ -541,16 +555,13 @@ def _ensure_series(session: Session, name: str, protocols: Path, summary: Import
         return existing.id
     toml = protocols / f"{name}.toml"
     text = tomlfile.read_text(toml, "protocol", ImportDataError) if toml.is_file() else ""
-    series = Series(
+    # committed with the series' first run: a bad first file stores nothing
+    series_id = insert.insert_series(session.connection(), Series(
         name=name, description=SERIES_DESCRIPTIONS.get(name, ""), protocol_text=text,
-        protocol_hash=protocol_hash(text) if text else "", source="warroom",
-    )
-    session.add(series)
-    session.flush()  # committed with the series' first run: a bad first file stores nothing
+        protocol_hash=protocol_hash(text) if text else "", source=SeriesSource.WARROOM))
     summary.series += 1
     summary.series_names.append(name)
-    assert series.id is not None
-    return series.id
+    return series_id
 
 
 def _store_run(
@@ -563,16 +574,14 @@ def _store_run(
     have_events: set[str] = set()
     seat_ids: dict[int, int] = {}
     if run_id is None:
-        result = conn.execute(insert(Run.__table__), {  # type: ignore[attr-defined]
+        run_id = insert.insert_run(conn, {
             "series_id": series_id, "key": parsed.key, "cell": "base",
             "conditions": parsed.conditions, "replicate": parsed.replicate, "seed": 0,
             "rounds": parsed.planned_rounds, "turn_scheme": "staggered",
             "deterministic": False, "spec": parsed.spec, "spec_hash": parsed.spec_hash,
-            "status": "completed", "status_detail": _status_detail(parsed),
+            "status": RunStatus.COMPLETED, "status_detail": _status_detail(parsed),
             "source_ref": parsed.key, "started_at": None, "finished_at": parsed.finished_at,
         })
-        assert result.inserted_primary_key is not None
-        run_id = int(result.inserted_primary_key[0])
         summary.runs += 1
     else:
         have = set(session.exec(select(Message.slot).where(Message.run_id == run_id)).all())
@@ -580,48 +589,45 @@ def _store_run(
         seat_ids = _seat_ids(session, run_id)
     missing_seats = [s for s in parsed.seats if s.position not in seat_ids]
     if missing_seats:
-        conn.execute(insert(Seat.__table__), [{  # type: ignore[attr-defined]
+        insert.insert_seats(conn, [{
             "run_id": run_id, "position": s.position, "endpoint": "groq", "model": s.model,
             "label": s.label, "display_name": s.nickname, "system_prompt": s.system_prompt,
         } for s in missing_seats])
         seat_ids = _seat_ids(session, run_id)
     by_ref = {s.ref_position: seat_ids[s.position] for s in parsed.seats}
     reclassified = set(parsed.spec["warroom"]["flagged_but_agent_like"])
-    rows: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    rows: list[insert.MessageValues] = []
+    events: list[insert.EventValues] = []
     for m in parsed.messages:
         seat_id = by_ref[m.ref_position] if m.ref_position is not None else None
         if m.slot not in have:
-            rows.append({
-                "run_id": run_id, "seat_id": seat_id, "slot": m.slot, "round": m.round,
-                "turn": m.turn, "kind": m.kind, "text": m.text, "raw_text": None,
-                "reasoning": None, "visible": m.visible, "llm_call_id": None,
-                "source_key": m.source_key, "lang": m.lang, "created_at": now,
-            })
+            rows.append(insert.message_values(
+                run_id=run_id, seat_id=seat_id, slot=m.slot, round=m.round, turn=m.turn,
+                kind=m.kind, text=m.text, visible=m.visible, source_key=m.source_key,
+                lang=m.lang, created_at=now))
             kinds[m.kind] += 1
-            if m.kind == "agent":
+            if m.kind == MessageKind.AGENT:
                 if m.text:
                     summary.non_empty_agent_messages += 1
                 else:
                     summary.empty_agent_messages += 1
-            elif m.kind == "error":
+            elif m.kind == MessageKind.ERROR:
                 summary.errors += 1
                 if m.source_key in reclassified:
                     summary.flagged_but_agent_like += 1
-        if m.kind == "error" and m.slot not in have_events:
-            events.append({"run_id": run_id, "seat_id": seat_id, "slot": m.slot,
-                           "round": m.round, "origin": "natural", "kind": "failure",
-                           "detail": m.text, "created_at": now})
+        if m.kind == MessageKind.ERROR and m.slot not in have_events:
+            events.append(insert.event_values(
+                run_id=run_id, seat_id=seat_id, slot=m.slot, round=m.round,
+                origin=EventOrigin.NATURAL, kind=EventKind.FAILURE, detail=m.text,
+                created_at=now))
     if parsed.stop_line is not None and "stop" not in have_events:
-        events.append({"run_id": run_id, "seat_id": None, "slot": "stop",
-                       "round": parsed.rounds_held - 1, "origin": "natural",
-                       "kind": "run_aborted", "detail": _status_detail(parsed),
-                       "created_at": now})
+        events.append(insert.event_values(
+            run_id=run_id, slot="stop", round=parsed.rounds_held - 1,
+            origin=EventOrigin.NATURAL, kind=EventKind.RUN_ABORTED,
+            detail=_status_detail(parsed), created_at=now))
     # Core executemany: the ORM unit of work costs several times more for these rows.
-    if rows:
-        conn.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
-    if events:
-        conn.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
+    insert.insert_messages(conn, rows)
+    insert.insert_events(conn, events)
     summary.events += len(events)
     session.commit()
 

@@ -21,7 +21,7 @@ from roundtable.analysis.source import CodeSource
 from roundtable.errors import StoreError
 from roundtable.reporting.model import DataTable, Section
 from roundtable.reporting.writer import FigureWriter
-from roundtable.store.tables import Judgement, Rater, Sample, SampleItem
+from roundtable.store.tables import Judgement, JudgementStatus, Rater, RaterKind, Sample, SampleItem
 
 __all__ = ["human_sample", "sensitivity_report", "sensitivity_section", "sensitivity_table"]
 
@@ -132,7 +132,8 @@ def human_sample(engine: sqlalchemy.Engine) -> tuple[str, str] | None:
             .join(Sample, col(Sample.id) == col(SampleItem.sample_id))
             .join(Judgement, col(Judgement.message_id) == col(SampleItem.message_id))
             .join(Rater, col(Rater.id) == col(Judgement.rater_id))
-            .where(col(Rater.kind) == "human", col(Judgement.status) == "valid")).all()
+            .where(col(Rater.kind) == RaterKind.HUMAN,
+                   col(Judgement.status) == JudgementStatus.VALID)).all()
     return (str(pairs[0][0]), str(pairs[0][1])) if len(pairs) == 1 else None
 
 

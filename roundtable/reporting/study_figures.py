@@ -35,6 +35,7 @@ from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage
 from roundtable.reporting.model import DataTable, FigureEntry, Section
 from roundtable.reporting.writer import FigureWriter
+from roundtable.store.vocab import EventOrigin
 
 __all__ = ["MIN_CHANGE_RUNS", "RateChange", "compensation_by_model", "isolation_by_model",
            "model_changes", "study_section"]
@@ -342,7 +343,7 @@ def _change_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
 def _crash_of(events: Sequence[CrashEvent]) -> tuple[int, set[int | None]]:
     """A run's crash round and crashed seats: its earliest injected crash, else its
     earliest natural one (the definition of :mod:`roundtable.analysis.crash`)."""
-    injected = [e for e in events if e.origin == "injected"]
+    injected = [e for e in events if e.origin == EventOrigin.INJECTED]
     used = injected or list(events)
     c = min(e.round for e in used)
     return c, {e.seat_position for e in used if e.round == c}

@@ -36,8 +36,11 @@ from roundtable.review.sampling import Draw, SamplingError, Unit, draw_sample
 from roundtable.store.codes import load_codes, resolve_raters
 from roundtable.store.tables import (
     Judgement,
+    JudgementStatus,
     Message,
+    MessageKind,
     Rater,
+    RaterKind,
     ReviewEvent,
     Run,
     Sample,
@@ -70,7 +73,7 @@ IDENTITY_KEYS = frozenset({"model"})
 ROUND_BUCKET = 5
 #: separator between the parts of a stratum label
 SEP = " | "
-JUDGE_KINDS = ("llm", "lexicon", "external")
+JUDGE_KINDS = (RaterKind.LLM, RaterKind.LEXICON, RaterKind.EXTERNAL)
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def default_judges(engine: sa.Engine) -> list[str]:
     with Session(engine) as s:
         rows = s.exec(
             select(Rater.name).join(Judgement, col(Judgement.rater_id) == col(Rater.id))
-            .where(col(Rater.kind).in_(JUDGE_KINDS), col(Judgement.status) == "valid")
+            .where(col(Rater.kind).in_(JUDGE_KINDS), col(Judgement.status) == JudgementStatus.VALID)
             .group_by(col(Rater.id), col(Rater.name)).order_by(col(Rater.id))).all()
     return list(rows)
 
@@ -236,7 +239,7 @@ def stratum_values(engine: sa.Engine,
          .join(Run, col(Run.id) == col(Message.run_id))
          .join(Series, col(Series.id) == col(Run.series_id))
          .outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
-         .where(col(Message.kind) == "agent", sa.func.trim(col(Message.text)) != ""))
+         .where(col(Message.kind) == MessageKind.AGENT, sa.func.trim(col(Message.text)) != ""))
     if message_ids is not None:
         q = q.where(col(Message.id).in_(list(message_ids)))
     with engine.connect() as conn:
@@ -263,7 +266,7 @@ def _coded_by_all(engine: sa.Engine, raters: Sequence[str]) -> set[int]:
     with engine.connect() as conn:
         return set(conn.execute(
             sa.select(col(Judgement.message_id))
-            .where(col(Judgement.rater_id).in_(ids), col(Judgement.status) == "valid")
+            .where(col(Judgement.rater_id).in_(ids), col(Judgement.status) == JudgementStatus.VALID)
             .group_by(col(Judgement.message_id))
             .having(sa.func.count(sa.distinct(col(Judgement.rater_id))) == len(ids))
         ).scalars())

@@ -47,8 +47,12 @@ from roundtable.review.samples import blinded_stratum, get_sample, stratum_value
 from roundtable.store.tables import (
     Code,
     Judgement,
+    JudgementStatus,
     Message,
+    MessageKind,
     Rater,
+    RaterKind,
+    ReviewAction,
     ReviewEvent,
     SampleItem,
     Seat,
@@ -65,11 +69,12 @@ __all__ = [
     "replay",
 ]
 
-HUMAN_KIND = "human"
+HUMAN_KIND = RaterKind.HUMAN
 PROVENANCE_PREFIX = "review app"
 #: actions that change an item's state (and can be undone)
-CHANGES = ("set", "level", "note", "commit", "skip")
-_CONTEXT_KINDS = ("brief", "agent", "error", "system")
+CHANGES = (ReviewAction.SET, ReviewAction.LEVEL, ReviewAction.NOTE, ReviewAction.COMMIT,
+           ReviewAction.SKIP)
+_CONTEXT_KINDS = (MessageKind.BRIEF, MessageKind.AGENT, MessageKind.ERROR, MessageKind.SYSTEM)
 
 
 @dataclass(frozen=True)
@@ -128,22 +133,22 @@ def initial_state(flags: Sequence[str]) -> ItemState:
 
 
 def _apply(state: ItemState, ev: _Event, level_flag: str | None) -> ItemState:
-    if ev.action == "set" and ev.flag is not None:
+    if ev.action == ReviewAction.SET and ev.flag is not None:
         values = {**state.values, ev.flag: bool(ev.value)}
         level = None if ev.flag == level_flag and not ev.value else state.level
         return replace(state, values=values, level=level)
-    if ev.action == "level":
+    if ev.action == ReviewAction.LEVEL:
         if ev.value is None:
             return replace(state, level=None)
         values = dict(state.values)
         if level_flag is not None:
             values[level_flag] = True
         return replace(state, values=values, level=str(ev.value))
-    if ev.action == "note":
+    if ev.action == ReviewAction.NOTE:
         return replace(state, note=str(ev.value or ""))
-    if ev.action == "commit":
+    if ev.action == ReviewAction.COMMIT:
         return replace(state, committed=True, skipped=False)
-    if ev.action == "skip":
+    if ev.action == ReviewAction.SKIP:
         return state if state.committed else replace(state, skipped=True)
     return state
 
@@ -155,7 +160,7 @@ def replay(events: Iterable[tuple[str, str | None, Any]], flags: Sequence[str],
     current state is the last element."""
     stack = [initial_state(flags)]
     for action, flag, value in events:
-        if action == "undo":
+        if action == ReviewAction.UNDO:
             if len(stack) > 1:
                 stack.pop()
         elif action in CHANGES:
@@ -361,7 +366,7 @@ class ReviewSession:
         if flag not in self.flags:
             raise ValueError(f"unknown flag {flag!r}; flags: {', '.join(self.flags)}")
         value = not self.state(position).values[flag]
-        return self._act(position, "set", flag, value)
+        return self._act(position, ReviewAction.SET, flag, value)
 
     def set_level(self, position: int, level: str | None) -> ItemState:
         """Set (or clear, with None) the level; a level also sets its flag true."""
@@ -369,25 +374,25 @@ class ReviewSession:
             raise ValueError("the codebook has no flag with levels")
         if level is not None and level not in self.levels:
             raise ValueError(f"unknown level {level!r}; levels: {', '.join(self.levels)}")
-        return self._act(position, "level", self.level_flag, level)
+        return self._act(position, ReviewAction.LEVEL, self.level_flag, level)
 
     def set_note(self, position: int, text: str) -> ItemState:
         """Replace the item's free-text note."""
-        return self._act(position, "note", None, text.strip())
+        return self._act(position, ReviewAction.NOTE, None, text.strip())
 
     def commit(self, position: int) -> ItemState:
         """Mark the item coded: the codes become valid (untoggled flags are false)."""
-        return self._act(position, "commit", None, None)
+        return self._act(position, ReviewAction.COMMIT, None, None)
 
     def skip(self, position: int) -> ItemState:
         """Leave the item for later (no effect on a committed item)."""
         if self.state(position).committed:
             return self.state(position)
-        return self._act(position, "skip", None, None)
+        return self._act(position, ReviewAction.SKIP, None, None)
 
     def undo(self, position: int) -> ItemState:
         """Revert the coder's last change on the item; a no-op when there is none."""
-        return self._act(position, "undo", None, None)
+        return self._act(position, ReviewAction.UNDO, None, None)
 
     def reveal(self, position: int) -> Reveal:
         """The judges' codes and the run's true identities, once the item is committed
@@ -411,13 +416,13 @@ class ReviewSession:
             for name, status, flag, value, level in rows:
                 per = judges.setdefault(name, {f: None for f in self.flags})
                 levels.setdefault(name, None)
-                if status != "valid" or flag is None:
+                if status != JudgementStatus.VALID or flag is None:
                     continue
                 per[flag] = None if value is None else bool(value)
                 if flag == self.level_flag and level is not None:
                     levels[name] = level
             s.add(ReviewEvent(sample_id=self.sample_id, message_id=it.message_id,
-                              rater_id=self.rater_id, action="reveal"))
+                              rater_id=self.rater_id, action=ReviewAction.REVEAL))
             s.commit()
         return Reveal(judges=judges, judge_levels=levels, identities=dict(cache.identities))
 
@@ -432,7 +437,7 @@ class ReviewSession:
                        col(ReviewEvent.message_id) == mid)
                 .order_by(col(ReviewEvent.id))).all()]
             before = replay(history, self.flags, self.level_flag)
-            if action == "undo" and len(before) == 1:
+            if action == ReviewAction.UNDO and len(before) == 1:
                 self._states[mid] = before[-1]
                 return before[-1]
             history.append((action, flag, value))
@@ -458,7 +463,7 @@ class ReviewSession:
         provenance = json.dumps({"source": PROVENANCE_PREFIX, "sample": self.sample,
                                  "coder": self.coder, "events": events,
                                  "updated_at": _now().isoformat(timespec="seconds")})
-        status = "valid" if state.committed else "draft"
+        status = JudgementStatus.VALID if state.committed else JudgementStatus.DRAFT
         if judgement is None:
             judgement = Judgement(rater_id=self.rater_id, message_id=mid)
         judgement.status = status

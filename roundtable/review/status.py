@@ -24,6 +24,7 @@ from roundtable.store.codes import load_codes, resolve_raters
 from roundtable.store.tables import (
     Code,
     Judgement,
+    JudgementStatus,
     Message,
     Rater,
     ReviewEvent,
@@ -211,7 +212,7 @@ def disagreements(engine: sa.Engine, sample: str, coder: str,
             sa.select(col(Code.message_id), col(Code.flag), col(Code.level))
             .join(Judgement, col(Judgement.id) == col(Code.judgement_id))
             .where(col(Code.rater_id) == rater.id, col(Code.level).is_not(None),
-                   col(Judgement.status) == "valid",
+                   col(Judgement.status) == JudgementStatus.VALID,
                    col(Code.message_id).in_(list(position))))}
     matrix = load_codes(engine, [coder, *names])
     keep = [mid in position and ok for mid, ok in

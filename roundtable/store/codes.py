@@ -27,7 +27,16 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from roundtable.errors import StoreError
-from roundtable.store.tables import Code, Judgement, Message, Rater, Run, Seat, Series
+from roundtable.store.tables import (
+    Code,
+    Judgement,
+    JudgementStatus,
+    Message,
+    Rater,
+    Run,
+    Seat,
+    Series,
+)
 
 __all__ = [
     "GROUPINGS",
@@ -75,7 +84,8 @@ def list_raters(engine: sqlalchemy.Engine) -> list[RaterInfo]:
             assert r.id is not None
             out.append(RaterInfo(
                 name=r.name, kind=r.kind, provenance=r.provenance,
-                valid=counts.get((r.id, "valid"), 0), invalid=counts.get((r.id, "invalid"), 0),
+                valid=counts.get((r.id, JudgementStatus.VALID), 0),
+                invalid=counts.get((r.id, JudgementStatus.INVALID), 0),
                 flags=tuple(flags.get(r.id, ())), created_at=r.created_at))
     return out
 
@@ -258,13 +268,14 @@ def load_codes(
             list(ids), series, runs,
         ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
             # a human coder's draft (an item not yet committed) is not coded at all
-            .where(col(Judgement.status).in_(("valid", "invalid")))).all()
+            .where(col(Judgement.status).in_((JudgementStatus.VALID,
+                                              JudgementStatus.INVALID)))).all()
         codes = s.exec(_scoped(
             sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
                               col(Code.value))
             .select_from(Code).join(Judgement, col(Judgement.id) == col(Code.judgement_id)),
             list(ids), series, runs,
-        ).where(Judgement.status == "valid").order_by(col(Code.id))).all()
+        ).where(Judgement.status == JudgementStatus.VALID).order_by(col(Code.id))).all()
 
     names = list(raters)
     message_ids = sorted({row[1] for row in judgements})
@@ -277,7 +288,7 @@ def load_codes(
     run_of = [""] * n  # the unit of replication: agreement CIs resample runs
     for rid, mid, status, series_name, label, run_id in judgements:
         i = pos[mid]
-        if status == "valid":
+        if status == JudgementStatus.VALID:
             coded[ids[rid]][i] = True
         else:
             invalid_at[ids[rid]][i] = True

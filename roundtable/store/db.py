@@ -18,8 +18,8 @@
 Alembic needs no ``alembic.ini``: its configuration is built here, with the scripts taken from
 the installed ``roundtable.migrations`` package (``migrations/`` in the repository).
 
-Idempotent writes go through :func:`insert_ignore` / :func:`get_or_create`, which use
-``INSERT ... ON CONFLICT (...) DO NOTHING`` on both SQLite and PostgreSQL.
+Writes go through :mod:`roundtable.store.insert` (idempotent ones with
+``INSERT ... ON CONFLICT (...) DO NOTHING`` on both SQLite and PostgreSQL).
 
 Developer commands (no ``alembic.ini`` needed) are part of ``roundtable db``::
 
@@ -47,17 +47,16 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel
 
 from roundtable.errors import StoreError
 from roundtable.store.sqlfast import (
@@ -84,9 +83,7 @@ __all__ = [
     "SQLITE_PRAGMAS",
     "alembic_config",
     "current_revision",
-    "get_or_create",
     "head_revision",
-    "insert_ignore",
     "make_engine",
     "open_engine",
     "revision",
@@ -94,7 +91,6 @@ __all__ = [
     "upgrade",
 ]
 
-ModelT = TypeVar("ModelT", bound=SQLModel)
 
 # Any constant works; it only has to be the same in every roundtable process.
 _PG_MIGRATION_LOCK = 0x726F756E64  # "round"
@@ -478,50 +474,6 @@ def session(engine: Engine) -> Iterator[Session]:
     commit (``expire_on_commit=False``); rolled back if the block raises."""
     with Session(engine, expire_on_commit=False) as s:
         yield s
-
-
-def insert_ignore(s: Session, row: SQLModel, conflict_cols: Sequence[str]) -> int | None:
-    """Insert ``row`` unless a row with the same ``conflict_cols`` exists (those columns must
-    form a unique constraint). Returns the new primary key, or None if nothing was inserted.
-
-    Uses ``INSERT ... ON CONFLICT (cols) DO NOTHING``, so concurrent or repeated writers never
-    raise and never duplicate. ``row`` itself is not added to the session; pending objects are
-    flushed first so foreign keys to them resolve.
-    """
-    table = type(row).__table__  # type: ignore[attr-defined]
-    unknown = [c for c in conflict_cols if c not in table.c]
-    if unknown:
-        raise ValueError(f"{table.name} has no column(s) {unknown}")
-    values = {
-        c.name: getattr(row, c.name)
-        for c in table.c
-        if not (c.primary_key and getattr(row, c.name) is None)
-    }
-    s.flush()
-    dialect = s.get_bind().dialect.name
-    stmt: Any
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(
-            index_elements=list(conflict_cols)
-        )
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing(
-            index_elements=list(conflict_cols)
-        )
-    else:  # pragma: no cover - make_engine only builds these two
-        raise StoreError(f"insert_ignore does not support the {dialect} dialect")
-    pk = next(iter(table.primary_key.columns))
-    inserted = s.exec(stmt.returning(pk)).first()
-    return None if inserted is None else int(inserted[0])
-
-
-def get_or_create(s: Session, row: ModelT, conflict_cols: Sequence[str]) -> ModelT:
-    """The stored row matching ``row`` on ``conflict_cols``, inserting ``row`` first if there
-    is none. An existing row is returned unchanged (first write wins)."""
-    insert_ignore(s, row, conflict_cols)
-    model = type(row)
-    stmt = select(model).where(*(getattr(model, c) == getattr(row, c) for c in conflict_cols))
-    return s.exec(stmt).one()
 
 
 # --------------------------------------------------------------------------- new migrations

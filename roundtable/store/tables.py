@@ -10,19 +10,49 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 # re-exported: the vocabulary of these tables lives in a module the CLI can import cheaply
 from roundtable.store.vocab import FAILURE_EVENT as FAILURE_EVENT
+from roundtable.store.vocab import FINAL_BATCH_STATUSES as FINAL_BATCH_STATUSES
 from roundtable.store.vocab import FINAL_RUN_STATUSES as FINAL_RUN_STATUSES
 from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT as TRANSIENT_FAILURE_EVENT
+from roundtable.store.vocab import CallPurpose as CallPurpose
+from roundtable.store.vocab import EventKind as EventKind
+from roundtable.store.vocab import EventOrigin as EventOrigin
+from roundtable.store.vocab import HumanTurnStatus as HumanTurnStatus
+from roundtable.store.vocab import JudgeBatchStatus as JudgeBatchStatus
+from roundtable.store.vocab import JudgementStatus as JudgementStatus
+from roundtable.store.vocab import MessageKind as MessageKind
+from roundtable.store.vocab import RaterKind as RaterKind
+from roundtable.store.vocab import ReviewAction as ReviewAction
 from roundtable.store.vocab import RunStatus as RunStatus
+from roundtable.store.vocab import SeriesSource as SeriesSource
 
 
 def utcnow() -> datetime:
+    """Now, timezone-aware in UTC (the default of every ``created_at`` column)."""
     # Aware: sqlmodel>=0.0.50 maps datetime to UTCDateTime, which rejects naive values.
     return datetime.now(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The :class:`sqlalchemy.Table` of a table model, typed (``Model.__table__`` is set
+    by SQLModel's metaclass, which type checkers do not see), for Core statements."""
+    table = vars(model).get("__table__")
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
 
 
 
@@ -35,7 +65,7 @@ class Series(SQLModel, table=True):
     description: str = ""
     protocol_text: str = Field(default="", sa_column=Column(Text, nullable=False))
     protocol_hash: str = ""
-    source: str = "roundtable"  # roundtable | warroom
+    source: str = SeriesSource.ROUNDTABLE  # a SeriesSource value
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -57,7 +87,7 @@ class Run(SQLModel, table=True):
     deterministic: bool = True
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     spec_hash: str = ""
-    status: str = Field(default="pending", index=True)  # a RunStatus value
+    status: str = Field(default=RunStatus.PENDING, index=True)  # a RunStatus value
     status_detail: str = ""
     # the worker holding the run ("host:pid:random") until lease_expires_at, in seconds
     # since the epoch on the *database* clock (so workers on several machines agree)
@@ -95,7 +125,7 @@ class Message(SQLModel, table=True):
     slot: str
     round: int = -1  # -1 for the brief
     turn: int = 0  # order within the round as spoken/shown
-    kind: str = Field(index=True)  # brief | agent | system | error
+    kind: str = Field(index=True)  # a MessageKind value
     text: str = Field(default="", sa_column=Column(Text, nullable=False))  # as shown to peers
     raw_text: str | None = Field(default=None, sa_column=Column(Text))  # exactly as received
     reasoning: str | None = Field(default=None, sa_column=Column(Text))
@@ -112,7 +142,7 @@ class LlmCall(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
     seat_id: int | None = Field(default=None, foreign_key="seat.id")
-    purpose: str = "turn"  # turn | judge | judge-batch
+    purpose: str = CallPurpose.TURN  # a CallPurpose value
     round: int | None = None
     # judge calls: the message coded and the rater coding it (None for turns)
     # use_alter: message.llm_call_id points back here, so the two tables form a cycle
@@ -150,10 +180,8 @@ class Event(SQLModel, table=True):
     seat_id: int | None = Field(default=None, foreign_key="seat.id")
     slot: str
     round: int | None = None
-    origin: str  # injected | natural | control
-    # crash | failure (permanent, not retried) | transient_failure (retried by the next
-    # invocation while no agent message fills its seat-round) | seat_dropped | run_aborted
-    kind: str
+    origin: str  # an EventOrigin value
+    kind: str  # an EventKind value
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -165,7 +193,7 @@ class Rater(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
-    kind: str  # llm | lexicon | human | external
+    kind: str  # a RaterKind value
     definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     definition_hash: str = ""
     prompt_hash: str = ""
@@ -187,7 +215,7 @@ class Judgement(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     rater_id: int = Field(foreign_key="rater.id", index=True)
     message_id: int = Field(foreign_key="message.id", index=True)
-    status: str = "valid"  # valid | invalid | draft
+    status: str = JudgementStatus.VALID  # a JudgementStatus value
     raw_output: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 1
@@ -234,10 +262,8 @@ class JudgeBatch(SQLModel, table=True):
     rater_id: int = Field(foreign_key="rater.id", index=True)
     endpoint: str
     provider_batch_id: str
-    # submitting (intent, written before the submit call) | submitted (at the provider)
-    # | collected | expired | cancelled | failed | lost (submit interrupted); see
-    # roundtable.coding.batching
-    status: str = "submitted"
+    status: str = JudgeBatchStatus.SUBMITTED  # a JudgeBatchStatus value
+
     message_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     submitted_at: datetime = Field(default_factory=utcnow)
@@ -287,7 +313,7 @@ class ReviewEvent(SQLModel, table=True):
     sample_id: int = Field(foreign_key="sample.id", index=True)
     message_id: int = Field(foreign_key="message.id", index=True)
     rater_id: int = Field(foreign_key="rater.id", index=True)
-    action: str  # set | level | note | commit | skip | undo | reveal
+    action: str  # a ReviewAction value
     flag: str | None = None
     value: str | None = Field(default=None, sa_column=Column(Text))  # JSON-encoded
     created_at: datetime = Field(default_factory=utcnow)
@@ -311,7 +337,7 @@ class HumanTurn(SQLModel, table=True):
     seat_id: int = Field(foreign_key="seat.id")
     round: int
     turn: int = 0
-    status: str = Field(default="pending", index=True)  # pending | answered | skipped
+    status: str = Field(default=HumanTurnStatus.PENDING, index=True)  # a HumanTurnStatus
     text: str | None = Field(default=None, sa_column=Column(Text))
     answered_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -23,10 +23,13 @@ from roundtable.store.tables import (
     Code,
     Event,
     Judgement,
+    JudgementStatus,
     LlmCall,
     Message,
+    MessageKind,
     Rater,
     Run,
+    RunStatus,
     Seat,
 )
 
@@ -43,7 +46,8 @@ __all__ = [
     "transcript_view",
 ]
 
-FINAL = frozenset({"completed", "failed", "stopped", "incomplete"})
+FINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED,
+                   RunStatus.INCOMPLETE})
 """Statuses after which a run page stops listening for new messages: nothing is running
 (an ``incomplete`` run resumes only when someone reruns the series; reload to follow it)."""
 
@@ -191,12 +195,12 @@ def progress(engine: sa.Engine, run_id: int) -> Progress:
                        .where(Seat.run_id == run_id)).one()
         resolved: set[tuple[int | None, int | None]] = set(s.exec(
             select(Message.round, Message.seat_id).where(
-                Message.run_id == run_id, Message.kind == "agent")).all())
+                Message.run_id == run_id, Message.kind == MessageKind.AGENT)).all())
         resolved |= set(s.exec(select(Event.round, Event.seat_id).where(
             Event.run_id == run_id, col(Event.kind).in_(("crash", "failure")))).all())
         n_msgs, last_msg = s.exec(select(sa.func.count(), sa.func.max(Message.id))
                                   .where(Message.run_id == run_id,
-                                         Message.kind != "brief")).one()
+                                         Message.kind != MessageKind.BRIEF)).one()
         last_event = s.exec(select(sa.func.max(Event.id)).where(Event.run_id == run_id)).one()
         i, o, c = s.exec(select(sa.func.sum(LlmCall.input_tokens),
                                 sa.func.sum(LlmCall.output_tokens),
@@ -231,7 +235,7 @@ def load_lines(engine: sa.Engine, run_id: int, *, after: int = 0,
         seats = {seat.id: seat for seat in s.exec(select(Seat).where(Seat.run_id == run_id))}
         rows = s.exec(select(Message, LlmCall)
                       .outerjoin(LlmCall, col(LlmCall.id) == col(Message.llm_call_id))
-                      .where(Message.run_id == run_id, Message.kind != "brief",
+                      .where(Message.run_id == run_id, Message.kind != MessageKind.BRIEF,
                              col(Message.id) > after)
                       .order_by(col(Message.round), col(Message.turn), col(Message.id))).all()
         ids = [m.id for m, _ in rows if m.id is not None]
@@ -242,7 +246,7 @@ def load_lines(engine: sa.Engine, run_id: int, *, after: int = 0,
                     .join(Rater, col(Rater.id) == col(Code.rater_id))
                     .join(Judgement, col(Judgement.id) == col(Code.judgement_id))
                     .where(col(Code.message_id).in_(ids), col(Code.level).is_not(None),
-                           col(Judgement.status) == "valid")).all():
+                           col(Judgement.status) == JudgementStatus.VALID)).all():
                 levels[mid][rname] = str(level)
     raters = [r.name for r in list_raters(engine)] if with_codes else []
     codes, _ = _codes(engine, run_id, raters)
@@ -301,7 +305,7 @@ def transcript_view(engine: sa.Engine, run_id: int) -> TranscriptView:
         for seat in seats:
             s.expunge(seat)
         brief = s.exec(select(Message.text).where(Message.run_id == run_id,
-                                                  Message.kind == "brief")).first()
+                                                  Message.kind == MessageKind.BRIEF)).first()
         adjs = list(s.exec(select(Adjudication.name).order_by(col(Adjudication.id))).all())
     summary = next((r for r in list_runs(engine) if r.id == run_id), None)
     if summary is None:

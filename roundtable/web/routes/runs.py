@@ -9,12 +9,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from roundtable.store.vocab import RunStatus
 from roundtable.web.context import state, templates
 from roundtable.web.queries import RunRow, run_rows
 
 __all__ = ["routes"]
 
-STATUSES = ("pending", "running", "incomplete", "completed", "failed", "stopped")
+STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INCOMPLETE, RunStatus.COMPLETED,
+            RunStatus.FAILED, RunStatus.STOPPED)
 
 
 def _filters(request: Request) -> dict[str, str | None]:

@@ -24,7 +24,7 @@ from roundtable.engine import human
 from roundtable.errors import RoundtableError
 from roundtable.protocol import HUMAN_ENDPOINT
 from roundtable.store import queries
-from roundtable.store.tables import FINAL_RUN_STATUSES, Run, Seat
+from roundtable.store.tables import FINAL_RUN_STATUSES, Run, Seat, table_of
 from roundtable.web.context import state, templates
 
 __all__ = ["routes", "seat_state"]
@@ -51,7 +51,7 @@ def seat_state(engine: sa.Engine, run_id: int, position: int) -> dict[str, Any]:
 
 
 def _overview(engine: sa.Engine) -> dict[str, Any]:
-    seat_t, run_t = Seat.__table__, Run.__table__  # type: ignore[attr-defined]
+    seat_t, run_t = table_of(Seat), table_of(Run)
     with engine.connect() as conn:
         seats = conn.execute(
             sa.select(run_t.c.id, run_t.c.key, run_t.c.status, seat_t.c.position,
