@@ -81,6 +81,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -519,17 +520,10 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
                          workers: int) -> bool:
     """Poll every unfinished batch of ``seats``; collect the collectable ones. True when
     some batch finished (its leftover messages are pending again)."""
-    b = _BATCH.c
     by_rater = {s.rater_id: s for s in seats}
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(b.id, b.rater_id, b.endpoint, b.provider_batch_id,
-                                      b.message_ids)
-                            .where(b.rater_id.in_(list(by_rater)),
-                                   b.status == JudgeBatchStatus.SUBMITTED)
-                            .order_by(b.id)).all()
     selection: Selection | None = None
     finished = False
-    for row in rows:
+    for row in _submitted_batches(engine, list(by_rater)):
         seat = by_rater[row.rater_id]
         ids = [int(m) for m in (row.message_ids or [])]
         report = reports.setdefault(row.id, BatchReport(
@@ -553,12 +547,7 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
             _set(engine, row.id, detail=f"{status.state}: {report.progress}")
             continue
         if not status.collectable:
-            _set(engine, row.id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
-                 detail=f"the batch failed at the provider: {status.detail}")
-            report.state, report.returned = "failed", len(ids)
-            result.back.update((report.judge, i) for i in ids)
-            say(f"judge '{report.judge}': batch {report.provider_batch_id} failed at the "
-                f"provider ({status.detail}); its {len(ids)} message(s) are pending again")
+            _failed_at_provider(engine, row.id, ids, status, report, result, say)
             finished = True
             continue
         if selection is None:
@@ -568,21 +557,57 @@ async def _collect_round(engine: sa.Engine, seats: list[_Seat], client: ModelCli
             selection = select_messages(engine, [s.judge for s in seats])
         pending = set(selection.pending[seat.judge.spec.name])
         items = {i: selection.items[i] for i in ids if i in pending}
-        try:
-            back = await _collect(engine, seat, client, row.id, ids, status, items, report,
-                                  on_event=on_event, workers=workers)
-        except BatchNotFinished:
-            continue
-        except ProviderError as exc:
-            _poll_error(report, f"fetching the results failed: {exc.kind}: {exc}", result,
-                        say)
-            continue
-        finished = True
-        result.back.update((report.judge, i) for i in back)
-        result.budget_stopped = result.budget_stopped or client.budget_reached
-        say(f"judge '{report.judge}': collected batch {report.provider_batch_id}: "
-            f"{_collected_text(report)}")
+        if await _collect_batch(engine, seat, client, row.id, ids, status, items, report,
+                                result, say=say, on_event=on_event, workers=workers):
+            finished = True
     return finished
+
+
+def _submitted_batches(engine: sa.Engine,
+                       rater_ids: list[int]) -> Sequence[sa.Row[*tuple[Any, ...]]]:
+    """The submitted (unfinished) batches of these raters, oldest first."""
+    b = _BATCH.c
+    with engine.connect() as conn:
+        return conn.execute(sa.select(b.id, b.rater_id, b.endpoint, b.provider_batch_id,
+                                      b.message_ids)
+                            .where(b.rater_id.in_(rater_ids),
+                                   b.status == JudgeBatchStatus.SUBMITTED)
+                            .order_by(b.id)).all()
+
+
+def _failed_at_provider(engine: sa.Engine, row_id: int, ids: list[int], status: BatchStatus,
+                        report: BatchReport, result: BatchPassResult,
+                        say: Callable[[str], None]) -> None:
+    """A batch the provider finished without results: its messages are pending again."""
+    _set(engine, row_id, status=JudgeBatchStatus.FAILED, finished_at=utcnow(),
+         detail=f"the batch failed at the provider: {status.detail}")
+    report.state, report.returned = "failed", len(ids)
+    result.back.update((report.judge, i) for i in ids)
+    say(f"judge '{report.judge}': batch {report.provider_batch_id} failed at the "
+        f"provider ({status.detail}); its {len(ids)} message(s) are pending again")
+
+
+async def _collect_batch(engine: sa.Engine, seat: _Seat, client: ModelClient, row_id: int,
+                         ids: list[int], status: BatchStatus, items: dict[int, CodingItem],
+                         report: BatchReport, result: BatchPassResult, *,
+                         say: Callable[[str], None],
+                         on_event: Callable[[CodingEvent], None] | None,
+                         workers: int) -> bool:
+    """Collect one finished batch and give back what got no judgement; False when it could
+    not be collected yet (it stays submitted and is polled again)."""
+    try:
+        back = await _collect(engine, seat, client, row_id, ids, status, items, report,
+                              on_event=on_event, workers=workers)
+    except BatchNotFinished:
+        return False
+    except ProviderError as exc:
+        _poll_error(report, f"fetching the results failed: {exc.kind}: {exc}", result, say)
+        return False
+    result.back.update((report.judge, i) for i in back)
+    result.budget_stopped = result.budget_stopped or client.budget_reached
+    say(f"judge '{report.judge}': collected batch {report.provider_batch_id}: "
+        f"{_collected_text(report)}")
+    return True
 
 
 def _progress(status: BatchStatus) -> str:

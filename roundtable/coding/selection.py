@@ -166,6 +166,10 @@ def _scope_filter(scope: Scope, run_id_col: sa.ColumnElement[int]) -> list[sa.Co
     return where
 
 
+#: query rows (the shape of ``Result.all()``)
+_Rows = Sequence[sa.Row[*tuple[Any, ...]]]
+
+
 def _view(row: sa.Row[*tuple[Any, ...]], names: dict[int, str]) -> MessageView:
     return MessageView(
         message_id=row.id, run_id=row.run_id, round=row.round, turn=row.turn, kind=row.kind,
@@ -186,6 +190,30 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
     scope = scope or resolve_scope(engine, series=series, run=run)
     names = [j.spec.name for j in judges]
     window = max((j.spec.context_messages for j in judges), default=0)
+    rows, seats, judged = _load(engine, scope, names)
+    display = {seat.id: seat.display_name for seat in seats}
+    peers: dict[int, tuple[str, ...]] = {}
+    for seat in seats:
+        peers[seat.run_id] = (*peers.get(seat.run_id, ()), seat.display_name)
+
+    codable = [r.id for r in rows if r.kind == MessageKind.AGENT and r.text.strip()]
+    selection = Selection(scope=scope, codable=len(codable))
+    wanted: set[int] = set()
+    for name in names:
+        todo = [i for i in codable if i not in judged[name]]
+        selection.already_coded[name] = len(codable) - len(todo)
+        if limit is not None:
+            todo = todo[:limit]
+        selection.pending[name] = todo
+        wanted.update(todo)
+    if wanted:
+        _add_items(selection, rows, wanted, display, peers, window)
+    return selection
+
+
+def _load(engine: sa.Engine, scope: Scope,
+          names: list[str]) -> tuple[_Rows, _Rows, dict[str, set[int]]]:
+    """The scope's messages (transcript order) and seats, and what each judge has coded."""
     m, st, jt = _MESSAGE.c, _SEAT.c, _JUDGEMENT.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -203,25 +231,13 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
             if rid is not None:
                 judged[name] = set(conn.execute(
                     sa.select(jt.message_id).where(jt.rater_id == rid)).scalars())
+    return rows, seats, judged
 
-    display = {seat.id: seat.display_name for seat in seats}
-    peers: dict[int, tuple[str, ...]] = {}
-    for seat in seats:
-        peers[seat.run_id] = (*peers.get(seat.run_id, ()), seat.display_name)
 
-    codable = [r.id for r in rows if r.kind == MessageKind.AGENT and r.text.strip()]
-    selection = Selection(scope=scope, codable=len(codable))
-    wanted: set[int] = set()
-    for name in names:
-        todo = [i for i in codable if i not in judged[name]]
-        selection.already_coded[name] = len(codable) - len(todo)
-        if limit is not None:
-            todo = todo[:limit]
-        selection.pending[name] = todo
-        wanted.update(todo)
-    if not wanted:
-        return selection
-
+def _add_items(selection: Selection, rows: _Rows, wanted: set[int], display: dict[int, str],
+               peers: dict[int, tuple[str, ...]], window: int) -> None:
+    """One pass over the transcripts: the item of each wanted message, with the brief, the
+    ``window`` visible messages before it and the latest absence notice of each seat."""
     brief: MessageView | None = None
     shown: deque[MessageView] = deque(maxlen=max(window, 1))
     absent: dict[str, MessageView] = {}
@@ -244,5 +260,4 @@ def select_messages(engine: sa.Engine, judges: Sequence[Judge], *, series: Serie
             shown.append(view)
             if row.kind in (MessageKind.ERROR, MessageKind.SYSTEM) and view.speaker is not None:
                 absent[view.speaker] = view
-    return selection
 

@@ -64,11 +64,20 @@ def _row(conn: sa.Connection, table: Any, pk: int) -> Any:
     return conn.execute(sa.select(table).where(table.c.id == pk)).first()
 
 
-def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
-    """The prompt the seat of agent message ``message_id`` was sent for that turn.
+@dataclass(frozen=True)
+class _Turn:
+    """The stored rows one prompt is rebuilt from."""
 
-    Raises :class:`StoreError` when the message does not exist or is not a seat's reply.
-    """
+    msg: Any
+    run: Any
+    seat: Any
+    seats: list[Any]
+    brief: str | None
+    call: Any
+
+
+def _load_turn(engine: sa.Engine, message_id: int) -> _Turn:
+    """The rows of agent message ``message_id``; :class:`StoreError` when it is no reply."""
     m_t = table_of(Message)
     with engine.connect() as conn:
         msg = _row(conn, m_t, message_id)
@@ -85,31 +94,29 @@ def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
             m_t.c.run_id == msg.run_id, m_t.c.kind == MessageKind.BRIEF)).scalar()
         call = None if msg.llm_call_id is None else \
             _row(conn, table_of(LlmCall), msg.llm_call_id)
-    run = run_row
+    return _Turn(msg=msg, run=run_row, seat=seat, seats=list(seats), brief=brief, call=call)
+
+
+def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
+    """The prompt the seat of agent message ``message_id`` was sent for that turn.
+
+    Raises :class:`StoreError` when the message does not exist or is not a seat's reply.
+    """
+    turn = _load_turn(engine, message_id)
+    msg, run, seat = turn.msg, turn.run, turn.seat
     stored = persist.load_run(engine, int(run.id))
     entries = [Entry(round=m.round, turn=m.turn, position=m.position, kind=_KINDS[m.kind],
                      text=m.text, visible=m.visible)
                for m in stored.messages if m.kind in _KINDS]
     spec = _spec(run)
-    names = {s.position: s.display_name for s in seats}
+    names = {s.position: s.display_name for s in turn.seats}
     scheme = _SCHEMES.get(spec.turns.scheme if spec else run.turn_scheme, "simultaneous")
     # staggered: ``turn`` is the arrival order, so "what arrived before this reply" is the
     # best reconstruction of what was stored when the call started
     view = visible_for(entries, scheme="sequential" if scheme == "staggered" else scheme,
                        round_index=msg.round, turn=msg.turn)
     if spec is None:
-        from roundtable.analysis.source import is_isolation
-
-        messages = render(position=seat.position, system_prompt=seat.system_prompt,
-                          brief=brief or "", entries=view, names=names,
-                          isolation=is_isolation(dict(run.conditions or {}),
-                                                 dict(run.spec or {})))
-        return ReplayedPrompt(
-            message_id=message_id, run_id=msg.run_id, round=msg.round, position=seat.position,
-            display_name=seat.display_name, messages=messages, request=None,
-            stored_hash=None if call is None else call.request_hash, verified=False,
-            reason="imported run: roundtable made no call for it, so the prompt is a "
-                   "reconstruction with the default peer format")
+        return _imported_prompt(turn, view, names)
     spec_seat = spec.seats[seat.position]
     messages = render(position=seat.position, system_prompt=spec_seat.system_prompt,
                       brief=spec.brief, entries=view, names=names,
@@ -118,21 +125,41 @@ def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
         spec_seat.model, messages,
         seed=spec.sampling.seat_seed(spec.seed, msg.round, seat.position),
         metadata={"run": spec.key, "seat": spec_seat.display_name, "round": str(msg.round)})
-    stored_hash = None if call is None else str(call.request_hash)
-    # the client drops a temperature or seed the endpoint refuses, before hashing
-    candidates = {replace(request, temperature=t, seed=s).digest()
-                  for t in {request.temperature, None} for s in {request.seed, None}}
-    verified = stored_hash is not None and stored_hash in candidates
-    reason = ""
-    if not verified:
-        if stored_hash is None:
-            reason = "no stored call is linked to this message"
-        elif scheme == "staggered":
-            reason = ("staggered turns: the seat saw whatever was stored when its call "
-                      "started, which is not recorded exactly")
-        else:
-            reason = "the rebuilt prompt differs from the stored call's request hash"
+    stored_hash = None if turn.call is None else str(turn.call.request_hash)
+    reason = _unverified_reason(request, stored_hash, scheme)
     return ReplayedPrompt(
         message_id=message_id, run_id=msg.run_id, round=msg.round, position=seat.position,
         display_name=seat.display_name, messages=messages, request=request,
-        stored_hash=stored_hash, verified=verified, reason=reason)
+        stored_hash=stored_hash, verified=reason is None, reason=reason or "")
+
+
+def _imported_prompt(turn: _Turn, view: list[Entry], names: dict[int, str]) -> ReplayedPrompt:
+    """The best reconstruction of an imported run's prompt (no call to verify it against)."""
+    from roundtable.analysis.source import is_isolation
+
+    msg, run, seat = turn.msg, turn.run, turn.seat
+    messages = render(position=seat.position, system_prompt=seat.system_prompt,
+                      brief=turn.brief or "", entries=view, names=names,
+                      isolation=is_isolation(dict(run.conditions or {}), dict(run.spec or {})))
+    return ReplayedPrompt(
+        message_id=int(msg.id), run_id=msg.run_id, round=msg.round, position=seat.position,
+        display_name=seat.display_name, messages=messages, request=None,
+        stored_hash=None if turn.call is None else turn.call.request_hash, verified=False,
+        reason="imported run: roundtable made no call for it, so the prompt is a "
+               "reconstruction with the default peer format")
+
+
+def _unverified_reason(request: CompletionRequest, stored_hash: str | None,
+                       scheme: TurnScheme) -> str | None:
+    """None when the rebuilt request matches the stored hash, else why it does not."""
+    # the client drops a temperature or seed the endpoint refuses, before hashing
+    candidates = {replace(request, temperature=t, seed=s).digest()
+                  for t in {request.temperature, None} for s in {request.seed, None}}
+    if stored_hash is not None and stored_hash in candidates:
+        return None
+    if stored_hash is None:
+        return "no stored call is linked to this message"
+    if scheme == "staggered":
+        return ("staggered turns: the seat saw whatever was stored when its call "
+                "started, which is not recorded exactly")
+    return "the rebuilt prompt differs from the stored call's request hash"

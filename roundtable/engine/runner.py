@@ -152,140 +152,182 @@ async def run_series(
     ``ROUNDTABLE_LEASE_TTL`` or 30 seconds.
     """
     emit = on_event or (lambda _event: None)
-    ttl = lease_ttl if lease_ttl is not None else lease.ttl_from_env()
-    poll = ttl / 3
-    owner = lease.new_owner()
     specs = expand(protocol)
     for spec in specs:
         check_peer_format(spec.turns.peer_format, protocol.series)
     registered = persist.register_series(engine, protocol, protocol_text)
     handles = persist.ensure_runs(engine, registered.series_id, specs)
-    final_before = [h for h in handles if h.status in persist.FINAL_STATUSES]
     todo = {h.run_id: h for h in handles if h.status not in persist.FINAL_STATUSES}
-    stored = persist.stored_agent_counts(engine, list(todo))
     emit(RunnerEvent("series", total_runs=len(handles), pending_runs=len(todo),
-                     planned_calls=sum(max(h.spec.rounds * len(h.spec.seats)
-                                           - stored.get(i, 0), 0)
-                                       for i, h in todo.items())))
+                     planned_calls=_remaining_calls(engine, list(todo.values()))))
+    worker = _Worker(engine, client, todo, emit,
+                     ttl=lease_ttl if lease_ttl is not None else lease.ttl_from_env(),
+                     gate=max_runs_in_flight or len(todo) or 1)
+    await worker.run()
+    return _result(engine, protocol.series, handles, worker, registered.replaced)
 
-    written = 0
-    budget_stopped = False
-    auth_stop: str | None = None
-    attempted: set[int] = set()
-    lost: set[int] = set()
-    active: dict[int, asyncio.Task[RunOutcome]] = {}
-    writer = WriterThread()
-    gate = max_runs_in_flight or len(todo) or 1
 
-    def message_cb(key: str) -> Callable[[str], None]:
-        return lambda kind: emit(RunnerEvent("message", key, kind))
-
-    def fault_cb(key: str) -> Callable[[str], None]:
-        return lambda text: emit(RunnerEvent("fault", key, text))
-
-    def interrupt_cb(run_id: int) -> Callable[[], str | None]:
-        return lambda: LEASE_LOST if run_id in lost else auth_stop
-
-    def stopping() -> bool:
-        return client.budget_reached or auth_stop is not None
-
-    async def hold(handle: RunHandle) -> RunOutcome:
-        nonlocal written, budget_stopped, auth_stop
-        key = handle.spec.key
-        try:
-            if stopping():
-                detail = "budget" if client.budget_reached else str(auth_stop)
-                await writer.run(persist.set_status, engine=engine, run_id=handle.run_id,
-                                 status=RunStatus.STOPPED.value, detail=detail, owner=owner)
-                outcome = RunOutcome("stopped", detail)
-            else:
-                emit(RunnerEvent("run_started", key))
-                discussion = Discussion(
-                    engine, handle, client, on_message=message_cb(key),
-                    on_fault=fault_cb(key), writer_thread=writer, owner=owner,
-                    lease_ttl=ttl, interrupt=interrupt_cb(handle.run_id))
-                outcome = await discussion.run()
-        finally:
-            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                await writer.run(lease.release, engine=engine, run_id=handle.run_id,
-                                 owner=owner)
-        written += outcome.messages_written
-        if outcome.status == "stopped" and outcome.detail == "budget":
-            budget_stopped = True
-        if outcome.status == "stopped" and outcome.detail.startswith("auth") \
-                and auth_stop is None:
-            auth_stop = outcome.detail
-        emit(RunnerEvent("run_finished", key, outcome.status))
-        return outcome
-
-    async def renew_leases() -> None:
-        while True:
-            await asyncio.sleep(poll)
-            for run_id in list(active):
-                ok = await writer.run(lease.renew, engine=engine, run_id=run_id,
-                                      owner=owner, ttl=ttl)
-                if not ok:
-                    lost.add(run_id)
-
-    renewer = asyncio.ensure_future(renew_leases())
-    # The SDK, SQLAlchemy and pydantic modules are >10^5 long-lived objects that every
-    # full garbage collection would walk again during the run (~10% of its CPU): park
-    # them in the permanent generation until the series ends.
-    gc.freeze()
-    shown = (0, len(todo))  # what the series event said: nothing held elsewhere
-    try:
-        while True:
-            for run_id, task in list(active.items()):
-                if task.done():
-                    del active[run_id]
-                    task.result()  # an unexpected error stops the series (finally cancels)
-            states = await writer.run(persist.run_states, engine=engine,
-                                      run_ids=[i for i in todo if i not in attempted])
-            open_ids = [i for i, st in states.items() if st not in persist.FINAL_STATUSES]
-            for run_id in open_ids:
-                if len(active) >= gate:
-                    break
-                claimed = await writer.run(lease.claim, engine=engine, run_id=run_id,
-                                           owner=owner, ttl=ttl)
-                if claimed:
-                    attempted.add(run_id)
-                    active[run_id] = asyncio.ensure_future(hold(todo[run_id]))
-            waiting = [i for i in open_ids if i not in attempted]
-            held = len(await writer.run(lease.held_elsewhere, engine=engine,
-                                        run_ids=waiting, owner=owner))
-            if (held, len(waiting) + len(active)) != shown:
-                shown = (held, len(waiting) + len(active))
-                emit(RunnerEvent("waiting", detail=str(held), pending_runs=shown[1],
-                                 planned_calls=await writer.run(
-                                     _remaining_calls, engine=engine,
-                                     handles=[todo[i] for i in [*waiting, *active]])))
-            if not active and (not waiting or stopping()):
-                break
-            if active:
-                await asyncio.wait(list(active.values()), timeout=poll,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            else:
-                await asyncio.sleep(min(poll, _WAIT_POLL_S))
-    finally:
-        renewer.cancel()
-        pending = list(active.values())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(renewer, *pending, return_exceptions=True)
-        writer.close()
-        gc.unfreeze()
-
+def _result(engine: sqlalchemy.Engine, series: str, handles: list[RunHandle],
+            worker: _Worker, replaced: bool) -> SeriesResult:
+    """The series result from the stored end states and what this worker did
+    (``handles`` carry the statuses from the start of the invocation)."""
     final = persist.run_states(engine, [h.run_id for h in handles])
     counts: dict[str, int] = {}
     for status in final.values():
         counts[status] = counts.get(status, 0) + 1
     known = (RunStatus.COMPLETED, RunStatus.INCOMPLETE, RunStatus.STOPPED, RunStatus.FAILED)
     return SeriesResult(
-        series=protocol.series, total_runs=len(handles),
+        series=series, total_runs=len(handles),
         completed=counts.get(RunStatus.COMPLETED, 0),
-        skipped_already_complete=len(final_before), stopped=counts.get(RunStatus.STOPPED, 0),
-        failed=counts.get(RunStatus.FAILED, 0), messages_written=written,
-        budget_stopped=budget_stopped, incomplete=counts.get(RunStatus.INCOMPLETE, 0),
-        auth_stopped=auth_stop, protocol_replaced=registered.replaced,
+        skipped_already_complete=sum(h.status in persist.FINAL_STATUSES for h in handles),
+        stopped=counts.get(RunStatus.STOPPED, 0),
+        failed=counts.get(RunStatus.FAILED, 0), messages_written=worker.written,
+        budget_stopped=worker.budget_stopped, incomplete=counts.get(RunStatus.INCOMPLETE, 0),
+        auth_stopped=worker.auth_stop, protocol_replaced=replaced,
         other_statuses={k: v for k, v in counts.items() if k not in known},
     )
+
+
+class _Worker:
+    """One invocation's claim-hold-release loop over the runs still to do.
+
+    Every database call goes through one :class:`WriterThread`; ``active`` holds the task of
+    each run this worker holds, ``attempted`` every run it claimed (it tries each once) and
+    ``lost`` the runs whose lease another worker took over.
+    """
+
+    def __init__(self, engine: sqlalchemy.Engine, client: ModelClient,
+                 todo: dict[int, RunHandle], emit: Callable[[RunnerEvent], None], *,
+                 ttl: float, gate: int) -> None:
+        self.engine = engine
+        self.client = client
+        self.todo = todo
+        self.emit = emit
+        self.ttl = ttl
+        self.poll = ttl / 3
+        self.gate = gate
+        self.owner = lease.new_owner()
+        self.writer = WriterThread()
+        self.written = 0
+        self.budget_stopped = False
+        self.auth_stop: str | None = None
+        self.attempted: set[int] = set()
+        self.lost: set[int] = set()
+        self.active: dict[int, asyncio.Task[RunOutcome]] = {}
+        self.shown = (0, len(todo))  # what the series event said: nothing held elsewhere
+
+    def stopping(self) -> bool:
+        """The budget is spent or an authentication error stopped the series."""
+        return self.client.budget_reached or self.auth_stop is not None
+
+    async def run(self) -> None:
+        """Claim and hold runs until every one is final, attempted, or the series stopped."""
+        renewer = asyncio.ensure_future(self.renew_leases())
+        # The SDK, SQLAlchemy and pydantic modules are >10^5 long-lived objects that every
+        # full garbage collection would walk again during the run (~10% of its CPU): park
+        # them in the permanent generation until the series ends.
+        gc.freeze()
+        try:
+            while await self.step():
+                pass
+        finally:
+            renewer.cancel()
+            pending = list(self.active.values())
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(renewer, *pending, return_exceptions=True)
+            self.writer.close()
+            gc.unfreeze()
+
+    async def step(self) -> bool:
+        """One pass: reap finished runs, claim open ones, report, wait; False when done."""
+        for run_id, task in list(self.active.items()):
+            if task.done():
+                del self.active[run_id]
+                task.result()  # an unexpected error stops the series (run() cancels the rest)
+        states = await self.writer.run(
+            persist.run_states, engine=self.engine,
+            run_ids=[i for i in self.todo if i not in self.attempted])
+        open_ids = [i for i, st in states.items() if st not in persist.FINAL_STATUSES]
+        await self.claim(open_ids)
+        waiting = [i for i in open_ids if i not in self.attempted]
+        await self.report_waiting(waiting)
+        if not self.active and (not waiting or self.stopping()):
+            return False
+        if self.active:
+            await asyncio.wait(list(self.active.values()), timeout=self.poll,
+                               return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(min(self.poll, _WAIT_POLL_S))
+        return True
+
+    async def claim(self, open_ids: list[int]) -> None:
+        """Claim open runs (in order) up to the gate and start holding each one claimed."""
+        for run_id in open_ids:
+            if len(self.active) >= self.gate:
+                break
+            claimed = await self.writer.run(lease.claim, engine=self.engine, run_id=run_id,
+                                            owner=self.owner, ttl=self.ttl)
+            if claimed:
+                self.attempted.add(run_id)
+                self.active[run_id] = asyncio.ensure_future(self.hold(self.todo[run_id]))
+
+    async def report_waiting(self, waiting: list[int]) -> None:
+        """Emit a ``waiting`` event when the runs held elsewhere or still pending changed."""
+        held = len(await self.writer.run(lease.held_elsewhere, engine=self.engine,
+                                         run_ids=waiting, owner=self.owner))
+        if (held, len(waiting) + len(self.active)) == self.shown:
+            return
+        self.shown = (held, len(waiting) + len(self.active))
+        handles = [self.todo[i] for i in [*waiting, *self.active]]
+        self.emit(RunnerEvent("waiting", detail=str(held), pending_runs=self.shown[1],
+                              planned_calls=await self.writer.run(
+                                  _remaining_calls, engine=self.engine, handles=handles)))
+
+    async def hold(self, handle: RunHandle) -> RunOutcome:
+        """Run one claimed run (or mark it stopped), release its lease, record the outcome."""
+        try:
+            outcome = await self._stop(handle) if self.stopping() else await self._run(handle)
+        finally:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                await self.writer.run(lease.release, engine=self.engine,
+                                      run_id=handle.run_id, owner=self.owner)
+        self.written += outcome.messages_written
+        if outcome.status == "stopped" and outcome.detail == "budget":
+            self.budget_stopped = True
+        if outcome.status == "stopped" and outcome.detail.startswith("auth") \
+                and self.auth_stop is None:
+            self.auth_stop = outcome.detail
+        self.emit(RunnerEvent("run_finished", handle.spec.key, outcome.status))
+        return outcome
+
+    async def _stop(self, handle: RunHandle) -> RunOutcome:
+        """Mark a run claimed after the series stopped as ``stopped`` without a call."""
+        detail = "budget" if self.client.budget_reached else str(self.auth_stop)
+        await self.writer.run(persist.set_status, engine=self.engine, run_id=handle.run_id,
+                              status=RunStatus.STOPPED.value, detail=detail, owner=self.owner)
+        return RunOutcome("stopped", detail)
+
+    async def _run(self, handle: RunHandle) -> RunOutcome:
+        """Hold the discussion of one run, forwarding its messages and faults as events."""
+        key = handle.spec.key
+        run_id = handle.run_id
+        emit = self.emit
+        self.emit(RunnerEvent("run_started", key))
+        discussion = Discussion(
+            self.engine, handle, self.client,
+            on_message=lambda kind: emit(RunnerEvent("message", key, kind)),
+            on_fault=lambda text: emit(RunnerEvent("fault", key, text)),
+            writer_thread=self.writer, owner=self.owner, lease_ttl=self.ttl,
+            interrupt=lambda: LEASE_LOST if run_id in self.lost else self.auth_stop)
+        return await discussion.run()
+
+    async def renew_leases(self) -> None:
+        """Every poll interval, renew the lease of each held run; note the ones lost."""
+        while True:
+            await asyncio.sleep(self.poll)
+            for run_id in list(self.active):
+                ok = await self.writer.run(lease.renew, engine=self.engine, run_id=run_id,
+                                           owner=self.owner, ttl=self.ttl)
+                if not ok:
+                    self.lost.add(run_id)

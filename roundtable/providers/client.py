@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from roundtable import settings
 from roundtable.errors import (
@@ -377,10 +377,7 @@ class ModelClient:
         while True:
             attempt += 1
             if self.budget_reached:
-                raise BudgetExceeded(
-                    f"spending cap reached (${self.totals.cost_usd:.4f} of "
-                    f"${self.max_cost_usd:.4f}); rerun with a higher --max-cost to continue"
-                )
+                self._raise_budget_exceeded()
             completion: Completion | None = None
             exc: ProviderError | None = None
             async with self._slot(endpoint, gate) as ticket:
@@ -415,27 +412,42 @@ class ModelClient:
             self.totals.failed_attempts += 1
             self.totals.rate_limited += rate_limited
             malformed += exc.kind == MalformedResponse.kind
-            wait = self.retry.delay(attempt, exc.retry_after, self._rng)
-            if malformed >= self.retry.max_malformed:
-                self.totals.gave_up += 1
-                exc.args = (f"{endpoint}: gave up after {malformed} unparseable answers (each "
-                            f"may have been billed); last error: {exc}",)
-                exc.records = tuple(failures)
-                raise exc from None
-            if not exc.retryable or self.retry.gives_up(attempt, spent, wait, budget):
-                if exc.retryable:
-                    self.totals.gave_up += 1
-                    if not self.retry.capped(attempt):
-                        exc.args = (f"{endpoint}: gave up after {attempt} attempts over "
-                                    f"{spent:.0f}s (the next wait, {wait:.0f}s, would pass "
-                                    f"the retry budget of {budget:.0f}s; raise "
-                                    f"retry_budget_s under [endpoints.{endpoint}] to wait "
-                                    f"longer); last error: {exc}",)
-                exc.records = tuple(failures)
-                raise exc from None
+            wait = self._wait_or_give_up(endpoint, exc, failures, attempt, malformed, spent,
+                                         budget)
             self.totals.retries += 1
             await self._pause(wait)
             spent += wait
+
+    def _raise_budget_exceeded(self) -> NoReturn:
+        raise BudgetExceeded(
+            f"spending cap reached (${self.totals.cost_usd:.4f} of "
+            f"${self.max_cost_usd:.4f}); rerun with a higher --max-cost to continue"
+        )
+
+    def _wait_or_give_up(self, endpoint: str, exc: ProviderError, failures: list[CallRecord],
+                         attempt: int, malformed: int, spent: float, budget: float) -> float:
+        """The wait before the next attempt after ``exc``, or ``exc`` raised (carrying the
+        failed attempts' records) when it is permanent, the answers keep being unparseable
+        or the wait would pass the retry budget."""
+        wait = self.retry.delay(attempt, exc.retry_after, self._rng)
+        if malformed >= self.retry.max_malformed:
+            self.totals.gave_up += 1
+            exc.args = (f"{endpoint}: gave up after {malformed} unparseable answers (each "
+                        f"may have been billed); last error: {exc}",)
+            exc.records = tuple(failures)
+            raise exc from None
+        if not exc.retryable or self.retry.gives_up(attempt, spent, wait, budget):
+            if exc.retryable:
+                self.totals.gave_up += 1
+                if not self.retry.capped(attempt):
+                    exc.args = (f"{endpoint}: gave up after {attempt} attempts over "
+                                f"{spent:.0f}s (the next wait, {wait:.0f}s, would pass "
+                                f"the retry budget of {budget:.0f}s; raise "
+                                f"retry_budget_s under [endpoints.{endpoint}] to wait "
+                                f"longer); last error: {exc}",)
+            exc.records = tuple(failures)
+            raise exc from None
+        return wait
 
     def _succeeded(self, endpoint: str, request: CompletionRequest, digest: str, attempt: int,
                    latency: float, completion: Completion,
