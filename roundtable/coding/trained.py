@@ -394,6 +394,62 @@ def train_coder(
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds")
     [src] = resolve_raters(engine, [source_rater])
+    data = _training_set(engine, source_rater, flags, folds)
+    msgs, chosen = data.messages, data.flags
+    texts = [m.prepared for m in msgs]
+    fold_of = _folds([m.run_id for m in msgs], folds, seed)
+    oof = _out_of_fold(texts, data.labels, fold_of, folds, settings, c)
+    scores = [_flag_score(f, data.labels[f], oof[f]) for f in chosen]
+    final = _fit(texts, data.labels, settings, c)
+    digest = hashlib.sha256(json.dumps(
+        [[m.id, m.prepared, *(data.labels[f][i] for f in chosen)] for i, m in enumerate(msgs)],
+        ensure_ascii=False).encode()).hexdigest()
+    provenance = {
+        "training_rater": source_rater, "training_rater_kind": src.kind,
+        "n_messages": len(msgs), "n_runs": data.n_runs, "folds": folds, "seed": seed,
+        "grouped_by": "run", "c": c, "class_weight": "balanced",
+        "cv": {s.flag: {"kappa": _num(s.kappa), "ac1": _num(s.ac1),
+                        "percent": _num(s.percent), "positives": s.positives}
+               for s in scores},
+        "sklearn_version": str(sklearn.__version__), "training_hash": digest,
+    }
+    definition = {"kind": KIND, "provenance": provenance, "model": final.to_json()}
+    result = TrainResult(
+        name=name, source=source_rater, n_messages=len(msgs), n_runs=data.n_runs,
+        folds=folds, seed=seed, scores=tuple(scores), training_hash=digest,
+        sklearn_version=str(sklearn.__version__), n_features=len(final.vocabulary),
+        created=False)
+    if not store:
+        return result
+    created, rater_id = _store_rater(engine, name, definition, src,
+                                     f"trained on {source_rater} ({len(msgs)} messages, "
+                                     f"{folds}-fold CV by run, sha256:{digest[:12]})")
+    stored = 0
+    if created:
+        records = [JudgementRecord(
+            rater_id=rater_id, message_id=m.id, run_id=m.run_id, round=m.round,
+            status=JudgementStatus.VALID, raw_output=None,
+            codes=tuple(CodeRow(flag=f, value=oof[f][i]) for f in chosen),
+            note=f"out-of-fold prediction (fold {fold_of[i] + 1} of {folds})")
+            for i, m in enumerate(msgs)]
+        stored = JudgementWriter(engine).write(records)
+    return TrainResult(**{**result.__dict__, "created": created, "stored_out_of_fold": stored})
+
+
+@dataclass(frozen=True)
+class _TrainingSet:
+    """The messages a coder learns from and the training rater's labels on them."""
+
+    messages: list[_Msg]
+    flags: list[str]
+    labels: dict[str, list[bool]]  # flag -> one label per message
+    n_runs: int
+
+
+def _training_set(engine: sa.Engine, source_rater: str, flags: Sequence[str] | None,
+                  folds: int) -> _TrainingSet:
+    """``source_rater``'s validly coded messages (every chosen flag given) and labels;
+    a ConfigError for unknown flags, too few runs for ``folds`` or a flag too rare."""
     matrix = load_codes(engine, [source_rater])
     chosen = list(flags) if flags else list(matrix.flags)
     unknown = [f for f in chosen if f not in matrix.flags]
@@ -422,63 +478,34 @@ def train_coder(
                 f"{source_rater!r}, too few to learn it (need at least "
                 f"{max(MIN_POSITIVES, folds)} true and false); leave it out with --flags "
                 f"{','.join(x for x in chosen if x != f) or 'OTHER'} or code more messages")
+    return _TrainingSet(messages=msgs, flags=chosen, labels=labels, n_runs=n_runs)
 
-    texts = [m.prepared for m in msgs]
-    fold_of = _folds([m.run_id for m in msgs], folds, seed)
-    oof: dict[str, list[bool]] = {f: [False] * len(msgs) for f in chosen}
+
+def _out_of_fold(texts: Sequence[str], labels: dict[str, list[bool]], fold_of: Sequence[int],
+                 folds: int, settings: FeatureSettings, c: float) -> dict[str, list[bool]]:
+    """Per flag, each message's prediction by the model fitted on the other folds."""
+    oof: dict[str, list[bool]] = {f: [False] * len(texts) for f in labels}
     for k in range(folds):
         train_idx = [i for i, fo in enumerate(fold_of) if fo != k]
         test_idx = [i for i, fo in enumerate(fold_of) if fo == k]
         if not test_idx:
             continue
-        sub = {f: [labels[f][i] for i in train_idx] for f in chosen}
+        sub = {f: [y[i] for i in train_idx] for f, y in labels.items()}
         # a fold whose training part lacks one class: predict that class
         fit_flags = {f: y for f, y in sub.items() if 0 < sum(y) < len(y)}
         model = _fit([texts[i] for i in train_idx], fit_flags, settings, c)
         for i in test_idx:
             pred = model.predict(texts[i])
-            for f in chosen:
+            for f in labels:
                 oof[f][i] = pred[f] if f in pred else bool(sub[f][0])
-    scores = []
-    for f in chosen:
-        kappa, ac1, pct = _binary_scores(labels[f], oof[f])
-        scores.append(FlagScore(flag=f, n=len(msgs), positives=sum(labels[f]), kappa=kappa,
-                                ac1=ac1, percent=pct, predicted_positive=sum(oof[f])))
+    return oof
 
-    final = _fit(texts, labels, settings, c)
-    digest = hashlib.sha256(json.dumps(
-        [[m.id, m.prepared, *(labels[f][i] for f in chosen)] for i, m in enumerate(msgs)],
-        ensure_ascii=False).encode()).hexdigest()
-    provenance = {
-        "training_rater": source_rater, "training_rater_kind": src.kind,
-        "n_messages": len(msgs), "n_runs": n_runs, "folds": folds, "seed": seed,
-        "grouped_by": "run", "c": c, "class_weight": "balanced",
-        "cv": {s.flag: {"kappa": _num(s.kappa), "ac1": _num(s.ac1),
-                        "percent": _num(s.percent), "positives": s.positives}
-               for s in scores},
-        "sklearn_version": str(sklearn.__version__), "training_hash": digest,
-    }
-    definition = {"kind": KIND, "provenance": provenance, "model": final.to_json()}
-    result = TrainResult(
-        name=name, source=source_rater, n_messages=len(msgs), n_runs=n_runs, folds=folds,
-        seed=seed, scores=tuple(scores), training_hash=digest,
-        sklearn_version=str(sklearn.__version__), n_features=len(final.vocabulary),
-        created=False)
-    if not store:
-        return result
-    created, rater_id = _store_rater(engine, name, definition, src,
-                                     f"trained on {source_rater} ({len(msgs)} messages, "
-                                     f"{folds}-fold CV by run, sha256:{digest[:12]})")
-    stored = 0
-    if created:
-        records = [JudgementRecord(
-            rater_id=rater_id, message_id=m.id, run_id=m.run_id, round=m.round,
-            status=JudgementStatus.VALID, raw_output=None,
-            codes=tuple(CodeRow(flag=f, value=oof[f][i]) for f in chosen),
-            note=f"out-of-fold prediction (fold {fold_of[i] + 1} of {folds})")
-            for i, m in enumerate(msgs)]
-        stored = JudgementWriter(engine).write(records)
-    return TrainResult(**{**result.__dict__, "created": created, "stored_out_of_fold": stored})
+
+def _flag_score(flag: str, truth: Sequence[bool], pred: Sequence[bool]) -> FlagScore:
+    """The cross-validated agreement of one flag's predictions with the training rater."""
+    kappa, ac1, pct = _binary_scores(truth, pred)
+    return FlagScore(flag=flag, n=len(truth), positives=sum(truth), kappa=kappa, ac1=ac1,
+                     percent=pct, predicted_positive=sum(pred))
 
 
 def _store_rater(engine: sa.Engine, name: str, definition: dict[str, Any], src: Rater,

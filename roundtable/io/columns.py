@@ -142,6 +142,14 @@ def _check_unique(cols: Sequence[Column]) -> None:
 
 def wide_columns(plan: CorpusPlan) -> list[Column]:
     """One row per message: the columns in order (the same in every format)."""
+    cols = [*_run_columns(plan), *_seat_columns(plan), *_message_columns(plan),
+            *_rater_columns(plan), *_final_columns(plan)]
+    _check_unique(cols)
+    return cols
+
+
+def _run_columns(plan: CorpusPlan) -> list[Column]:
+    """The wide layout's run columns: ids, status, cell and condition labels, replicate."""
     cols = [
         Column("message_id", "int", "Message id in the exporting database."),
         Column("series", "str", "Series name."),
@@ -159,9 +167,14 @@ def wide_columns(plan: CorpusPlan) -> list[Column]:
     ]
     cols += [Column(cond_column(k), plan.cond_types[k], f"Condition label {k!r}.")
              for k in plan.cond_keys]
-    cols += [
-        Column("replicate", "int", "Replicate number within the cell (imported runs: "
-               "the run number)."),
+    cols.append(Column("replicate", "int", "Replicate number within the cell (imported "
+                       "runs: the run number)."))
+    return cols
+
+
+def _seat_columns(plan: CorpusPlan) -> list[Column]:
+    """The speaking seat: position, shown name, and its true model or a pseudonym."""
+    cols = [
         Column("seat_position", "int", "0-based roster position of the speaking seat; "
                "empty for brief and system lines."),
         Column("display_name", "str", "The name peers saw (the study condition: "
@@ -177,7 +190,12 @@ def wide_columns(plan: CorpusPlan) -> list[Column]:
             Column("true_endpoint", "str", "Endpoint the seat was served by."),
             Column("true_model", "str", "Model id at that endpoint."),
         ]
-    cols += [
+    return cols
+
+
+def _message_columns(plan: CorpusPlan) -> list[Column]:
+    """Where the line falls, what it says (raw text and reasoning when asked), its key."""
+    cols = [
         Column("round", "int", "0-based round; -1 for the brief."),
         Column("turn", "int", "Order within the round as spoken or shown."),
         Column("kind", "str", "brief, agent, error or system."),
@@ -192,6 +210,12 @@ def wide_columns(plan: CorpusPlan) -> list[Column]:
         ]
     cols.append(Column("source_key", "str", "Message id in the reference study's "
                        "coding files (SERIES-runNN|nickname|R<round>), imported runs only."))
+    return cols
+
+
+def _rater_columns(plan: CorpusPlan) -> list[Column]:
+    """Each rater's verdict status, then its code (and level, if any) per flag."""
+    cols: list[Column] = []
     for r in plan.raters:
         cols.append(Column(status_column(r.prefix), "str",
                            f"{r.name}'s verdict: valid, invalid (never validated: its "
@@ -203,15 +227,19 @@ def wide_columns(plan: CorpusPlan) -> list[Column]:
             if flag in r.level_flags:
                 cols.append(Column(level_column(r.prefix, flag), "str",
                                    f"{r.name}'s level for {flag} (e.g. L1-L3)."))
-    if plan.adjudication is not None:
-        adj = plan.adjudication
-        for flag in adj.flags:
-            cols.append(Column(final_column(flag), "bool",
-                               f"Final code for {flag} by {adj.rule} of "
-                               f"{'+'.join(adj.raters)} ({adj.name!r}); empty unless "
-                               f"every one of them coded the message validly."))
-    _check_unique(cols)
     return cols
+
+
+def _final_columns(plan: CorpusPlan) -> list[Column]:
+    """The adjudicated code per flag; none without an adjudication."""
+    adj = plan.adjudication
+    if adj is None:
+        return []
+    return [Column(final_column(flag), "bool",
+                   f"Final code for {flag} by {adj.rule} of {'+'.join(adj.raters)} "
+                   f"({adj.name!r}); empty unless every one of them coded the message "
+                   f"validly.")
+            for flag in adj.flags]
 
 
 def long_columns(plan: CorpusPlan) -> list[Column]:

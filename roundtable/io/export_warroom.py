@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -353,57 +353,85 @@ def export_warroom(
     summary = WarroomExportSummary(out=out)
     with Session(engine) as session:
         known = {s.name: s for s in session.exec(select(Series)).all()}
-        unknown = [s for s in series if s not in known]
-        if unknown:
-            raise ExportError(f"no series named {', '.join(map(repr, unknown))} (known: "
-                              f"{', '.join(sorted(known)) or 'none yet'})")
-        chosen = sorted(series or known)
-        file_names: dict[str, str] = {}
-        for name in chosen:
-            fname = file_series_name(name)
-            if not fname:
-                raise ExportError(f"series {name!r} has no letter or digit to name War Room "
-                                  f"files with; rename the series")
-            clash = [n for n, f in file_names.items() if f == fname]
-            if clash:
-                raise ExportError(f"series {clash[0]!r} and {name!r} would both be written as "
-                                  f"War Room series {fname!r}; export them one at a time "
-                                  f"into different folders")
-            file_names[name] = fname
-            if fname != name:
-                summary.renamed[name] = fname
-        plan: list[tuple[Series, int, int]] = []  # series, run id, index within series
-        for name in chosen:
-            ids = session.exec(select(Run.id).where(Run.series_id == known[name].id)
-                               .order_by(col(Run.id))).all()
-            plan += [(known[name], rid, i) for i, rid in enumerate(ids, start=1)
-                     if rid is not None]
+        chosen = _chosen_series(known, series)
+        file_names = _file_series_names(chosen)
+        summary.renamed.update({n: f for n, f in file_names.items() if f != n})
+        plan = _run_plan(session, known, chosen)
         totals = {name: sum(1 for s, _, _ in plan if s.name == name) for name in chosen}
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExportError(f"{out}: cannot create the folder ({exc.strerror})") from None
         for done, (s, run_id, index) in enumerate(plan, start=1):
-            run = session.get(Run, run_id)
-            assert run is not None
-            native = not isinstance((run.spec or {}).get("warroom"), dict)
-            number = _file_number(run, index, native)
             fname = file_names[s.name]
-            doc = _document(session, run, s, fname, int(number), totals[s.name])
-            folder = out / fname
-            folder.mkdir(exist_ok=True)
-            path = folder / f"warroom-{fname}-run{number}.json"
-            data = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-            try:
-                path.write_text(data, encoding="utf-8")
-            except OSError as exc:
-                raise ExportError(f"{path}: cannot write ({exc.strerror})") from None
+            path, doc, size = _write_run(session, out, s, run_id, index, fname,
+                                         totals[s.name])
             summary.files.append(path)
             summary.messages += len(doc["conversation"]["messages"])
-            summary.bytes += len(data.encode("utf-8"))
+            summary.bytes += size
             session.expunge_all()
             if progress is not None:
                 progress(done, len(plan))
     summary.series = chosen
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _chosen_series(known: Mapping[str, Series], series: Sequence[str]) -> list[str]:
+    """The series to export, sorted (all of ``known`` when none are named); an unknown
+    name is an :class:`ExportError` listing the known ones."""
+    unknown = [s for s in series if s not in known]
+    if unknown:
+        raise ExportError(f"no series named {', '.join(map(repr, unknown))} (known: "
+                          f"{', '.join(sorted(known)) or 'none yet'})")
+    return sorted(series or known)
+
+
+def _file_series_names(chosen: Sequence[str]) -> dict[str, str]:
+    """Series name -> its name in the War Room files; a series with no letter or digit,
+    or two series reduced to one name, is an :class:`ExportError`."""
+    file_names: dict[str, str] = {}
+    for name in chosen:
+        fname = file_series_name(name)
+        if not fname:
+            raise ExportError(f"series {name!r} has no letter or digit to name War Room "
+                              f"files with; rename the series")
+        clash = [n for n, f in file_names.items() if f == fname]
+        if clash:
+            raise ExportError(f"series {clash[0]!r} and {name!r} would both be written as "
+                              f"War Room series {fname!r}; export them one at a time "
+                              f"into different folders")
+        file_names[name] = fname
+    return file_names
+
+
+def _run_plan(session: Session, known: Mapping[str, Series],
+              chosen: Sequence[str]) -> list[tuple[Series, int, int]]:
+    """(series, run id, 1-based index within the series) of every run to write, in order."""
+    plan: list[tuple[Series, int, int]] = []
+    for name in chosen:
+        ids = session.exec(select(Run.id).where(Run.series_id == known[name].id)
+                           .order_by(col(Run.id))).all()
+        plan += [(known[name], rid, i) for i, rid in enumerate(ids, start=1)
+                 if rid is not None]
+    return plan
+
+
+def _write_run(session: Session, out: Path, series: Series, run_id: int, index: int,
+               fname: str, total: int) -> tuple[Path, dict[str, Any], int]:
+    """Write one run's War Room file under ``out/<fname>/``: its path, document and size
+    in bytes."""
+    run = session.get(Run, run_id)
+    assert run is not None
+    native = not isinstance((run.spec or {}).get("warroom"), dict)
+    number = _file_number(run, index, native)
+    doc = _document(session, run, series, fname, int(number), total)
+    folder = out / fname
+    folder.mkdir(exist_ok=True)
+    path = folder / f"warroom-{fname}-run{number}.json"
+    data = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    try:
+        path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror})") from None
+    return path, doc, len(data.encode("utf-8"))

@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 
@@ -157,17 +157,8 @@ def export_warroom_coded(
     ``out`` (see the module docstring). ``judges`` default to the raters of the latest
     recorded adjudication (and ``rule`` to its rule; else ``intersection``)."""
     started = time.perf_counter()
-    if judges is None:
-        judges, latest_rule = _judges_from_latest(engine)
-        rule = rule or latest_rule
-    rule = rule or "intersection"
-    if rule not in RULES:
-        raise ExportError(f"--rule {rule}: choose {', '.join(RULES)}")
-    if len(judges) < 1:
-        raise ExportError("--judges names no judge: e.g. --judges gemini,sonnet")
+    judges, rule = _resolve_judges(engine, judges, rule)
     raters = [j.rater for j in judges]
-    if XREF_RATER in raters:
-        raise ExportError("--judges: xref is the derived has_xref column, not a judge")
     have = rater_flags(engine, raters)  # StoreError naming the known raters
     summary = WarroomCodedSummary(out=out, judges=tuple(judges), rule=rule)
     summary.missing_flags = {r: tuple(f for f in FLAGS if f not in have[r]) for r in raters
@@ -181,42 +172,20 @@ def export_warroom_coded(
     summary.xref_coded = store_xref_codes(engine, message_ids=ids).coded if ids else 0
     xrefs = _codes(engine, ids, [XREF_RATER], XREF_FLAG)
     levels = _codes(engine, ids, raters, "comp", level=True)
-
-    def flag_cell(value: bool | None) -> str:
-        return "" if value is None else str(value)
-
     paths = [out / AGREED_FILE, *(out / j.filename for j in judges)]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handles = [p.open("w", newline="", encoding="utf-8") for p in paths]
-    except OSError as exc:
-        raise ExportError(f"{exc.filename or out}: cannot write there ({exc.strerror}); "
-                          f"choose another --out folder") from None
+    handles = _open_all(out, paths)
     try:
         writers = [csv.writer(h) for h in handles]
         for w in writers:
             w.writerow(COLUMNS)
         for mid in ids:
             base = info[mid]
-            i = index[mid]
-            per_judge = [{f: matrix.values[f][r][i] if f in matrix.values else None
+            per_judge = [{f: matrix.values[f][r][index[mid]] if f in matrix.values else None
                           for f in FLAGS} for r in raters]
-            judge_levels = [levels.get((mid, r)) for r in raters]
-            agreed = {f: (combine(rule, [pj[f] for pj in per_judge])
-                          if all(pj[f] is not None for pj in per_judge) else None)
-                      for f in FLAGS}
-            rows = [(agreed, adjudicated_level(rule, [
-                lv if pj["comp"] else None for lv, pj in zip(judge_levels, per_judge,
-                                                              strict=True)]))]
-            rows += [(pj, lv) for pj, lv in zip(per_judge, judge_levels, strict=True)]
+            rows = _file_rows(rule, per_judge, [levels.get((mid, r)) for r in raters])
             xref_value = xrefs.get((mid, XREF_RATER))
             for w, (values, level) in zip(writers, rows, strict=True):
-                w.writerow([
-                    base["id"], base["series"], base["file"], base["nickname"],
-                    base["agent"], base["round"], *(flag_cell(values[f]) for f in FLAGS),
-                    (level or "") if values["comp"] else "",
-                    flag_cell(None if xref_value is None else xref_value == "True"),
-                    base["lang"], base["text"]])
+                w.writerow(_csv_row(base, values, level, xref_value))
             summary.series[base["series"]] = summary.series.get(base["series"], 0) + 1
     finally:
         for h in handles:
@@ -225,6 +194,65 @@ def export_warroom_coded(
     summary.rows = len(ids)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _resolve_judges(engine: sa.Engine, judges: Sequence[JudgeFile] | None,
+                    rule: str | None) -> tuple[Sequence[JudgeFile], str]:
+    """The judges and rule to export, defaulted from the latest adjudication (else rule
+    ``intersection``) and checked: a known rule, at least one judge, not the xref rater."""
+    if judges is None:
+        judges, latest_rule = _judges_from_latest(engine)
+        rule = rule or latest_rule
+    rule = rule or "intersection"
+    if rule not in RULES:
+        raise ExportError(f"--rule {rule}: choose {', '.join(RULES)}")
+    if len(judges) < 1:
+        raise ExportError("--judges names no judge: e.g. --judges gemini,sonnet")
+    if XREF_RATER in (j.rater for j in judges):
+        raise ExportError("--judges: xref is the derived has_xref column, not a judge")
+    return judges, rule
+
+
+def _open_all(out: Path, paths: Sequence[Path]) -> list[TextIO]:
+    """``out`` created and every file of ``paths`` opened for writing; an ExportError
+    naming the path when the folder cannot take them."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return [p.open("w", newline="", encoding="utf-8") for p in paths]
+    except OSError as exc:
+        raise ExportError(f"{exc.filename or out}: cannot write there ({exc.strerror}); "
+                          f"choose another --out folder") from None
+
+
+_Codes = dict[str, bool | None]
+"""One message's code per flag (None: not coded)."""
+
+
+def _file_rows(rule: str, per_judge: Sequence[_Codes],
+               judge_levels: Sequence[str | None]) -> list[tuple[_Codes, str | None]]:
+    """One message's (codes, comp level) in each file: the agreed file's (``rule`` over
+    the judges, empty where any judge has no value) first, then each judge's own."""
+    agreed = {f: (combine(rule, [pj[f] for pj in per_judge])
+                  if all(pj[f] is not None for pj in per_judge) else None)
+              for f in FLAGS}
+    agreed_level = adjudicated_level(rule, [
+        lv if pj["comp"] else None for lv, pj in zip(judge_levels, per_judge, strict=True)])
+    return [(agreed, agreed_level),
+            *((pj, lv) for pj, lv in zip(per_judge, judge_levels, strict=True))]
+
+
+def _flag_cell(value: bool | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _csv_row(base: Mapping[str, Any], values: _Codes, level: str | None,
+             xref_value: str | None) -> list[Any]:
+    """One CSV line of :data:`COLUMNS` (the level only where comp is coded True)."""
+    return [base["id"], base["series"], base["file"], base["nickname"], base["agent"],
+            base["round"], *(_flag_cell(values[f]) for f in FLAGS),
+            (level or "") if values["comp"] else "",
+            _flag_cell(None if xref_value is None else xref_value == "True"),
+            base["lang"], base["text"]]
 
 
 def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:

@@ -255,6 +255,13 @@ def _unsplittable(quotas: Mapping[str, int], pools: Mapping[str, tuple[int, int]
     return [h for h in quotas if pools[h][0] and pools[h][1] and quotas[h] < 2]
 
 
+_Pools = dict[str, tuple[list[int], list[int]]]
+"""Stratum -> (disagreement message ids, other message ids), each sorted."""
+
+_Picked = tuple[int, str, bool, float]
+"""A drawn unit before shuffling: (message id, stratum, enriched, weight)."""
+
+
 def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0,
                 enrich: float = 0.0) -> Draw:
     """A stratified random sample of ``size`` units (module docstring).
@@ -265,6 +272,35 @@ def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0
     """
     if not 0.0 <= enrich < 1.0:
         raise SamplingError(f"the enrichment fraction must be in [0, 1), got {enrich}")
+    by_stratum = _group_by_stratum(units)
+    populations = {h: len(v) for h, v in by_stratum.items()}
+    allocation = allocate(populations, size, minimum)
+    notes = list(allocation.notes)
+    pools = _split_pools(by_stratum)
+    enriched_target = 0
+    enriched: dict[str, int | None] = {h: None for h in allocation.quotas}
+    if enrich > 0:
+        enriched, more = _enriched_counts(allocation.quotas, pools, enrich)
+        enriched_target = round(enrich * sum(allocation.quotas.values()))
+        notes += more
+
+    rng = random.Random(seed)
+    drawn: list[_Picked] = []
+    table: list[StratumAllocation] = []
+    for h in sorted(by_stratum):
+        picked, row = _draw_stratum(rng, h, allocation.quotas[h], pools[h], enriched[h],
+                                    census=bool(minimum) and populations[h] < minimum)
+        drawn += picked
+        table.append(row)
+    rng.shuffle(drawn)
+    items = tuple(DrawnItem(position=i, message_id=mid, stratum=h, enriched=en, weight=w)
+                  for i, (mid, h, en, w) in enumerate(drawn))
+    return Draw(items=items, strata=tuple(table), population=sum(populations.values()),
+                enriched_target=enriched_target, notes=tuple(notes))
+
+
+def _group_by_stratum(units: Iterable[Unit]) -> dict[str, list[Unit]]:
+    """The population by stratum; a message id seen twice is a :class:`SamplingError`."""
     by_stratum: dict[str, list[Unit]] = {}
     seen: set[int] = set()
     for u in units:
@@ -272,61 +308,57 @@ def draw_sample(units: Iterable[Unit], size: int, *, seed: int, minimum: int = 0
             raise SamplingError(f"message {u.message_id} appears twice in the population")
         seen.add(u.message_id)
         by_stratum.setdefault(u.stratum, []).append(u)
-    populations = {h: len(v) for h, v in by_stratum.items()}
-    allocation = allocate(populations, size, minimum)
-    notes = list(allocation.notes)
-    pools = {h: ([u.message_id for u in v if u.disagreement],
-                 [u.message_id for u in v if not u.disagreement])
-             for h, v in by_stratum.items()}
-    for d, r in pools.values():
-        d.sort()
-        r.sort()
-    enriched_target = 0
-    whole: set[str] = set()  # strata drawn without splitting into pools
-    if enrich > 0:
-        sizes = {h: (len(d), len(r)) for h, (d, r) in pools.items()}
-        whole = set(_unsplittable(allocation.quotas, sizes))
-        if whole:
-            notes.append(f"strata {', '.join(sorted(whole))}: a quota of one cannot cover "
-                         f"both the disagreements and the other messages, so they are "
-                         f"drawn without enrichment")
-        split = {h: q for h, q in allocation.quotas.items() if h not in whole}
-        enriched, enriched_target, more = _enrichment_quotas(
-            split, {h: sizes[h] for h in split}, enrich)
-        enriched.update({h: 0 for h in whole})
-        enriched_target = round(enrich * sum(allocation.quotas.values()))
-        notes += more
-    else:
-        enriched = {h: 0 for h in allocation.quotas}
+    return by_stratum
 
-    rng = random.Random(seed)
-    drawn: list[tuple[int, str, bool, float]] = []
-    table: list[StratumAllocation] = []
-    for h in sorted(by_stratum):
-        quota, n_pop = allocation.quotas[h], populations[h]
-        dis, rest = pools[h]
-        if enrich > 0 and h not in whole:
-            e = enriched[h]
-            cells = [(dis, e, True), (rest, quota - e, False)]
-        else:
-            e = 0
-            cells = [(sorted(dis + rest), quota, False)]
-        weights: dict[bool, float] = {}
-        for pool, k, is_enriched in cells:
-            picked = rng.sample(pool, k) if k else []
-            w = len(pool) / k if k else 0.0
-            weights[is_enriched] = w
-            drawn += [(mid, h, is_enriched, w) for mid in picked]
-        w_rest = weights.get(False, 0.0)
-        table.append(StratumAllocation(
-            stratum=h, population=n_pop, disagreements=len(dis), quota=quota, drawn=quota,
-            enriched=e, weight=w_rest, weight_enriched=weights.get(True, w_rest),
-            census=bool(minimum) and n_pop < minimum))
-    rng.shuffle(drawn)
-    items = tuple(DrawnItem(position=i, message_id=mid, stratum=h, enriched=en, weight=w)
-                  for i, (mid, h, en, w) in enumerate(drawn))
-    return Draw(items=items, strata=tuple(table), population=sum(populations.values()),
-                enriched_target=enriched_target, notes=tuple(notes))
+
+def _split_pools(by_stratum: Mapping[str, list[Unit]]) -> _Pools:
+    """Each stratum's disagreement and other message ids, sorted (for a seeded draw)."""
+    return {h: (sorted(u.message_id for u in v if u.disagreement),
+                sorted(u.message_id for u in v if not u.disagreement))
+            for h, v in by_stratum.items()}
+
+
+def _enriched_counts(quotas: Mapping[str, int], pools: _Pools,
+                     enrich: float) -> tuple[dict[str, int | None], list[str]]:
+    """Per stratum, how many of its quota come from the disagreement pool, or None for a
+    stratum drawn whole (a quota too small to serve both pools); and the notes."""
+    sizes = {h: (len(d), len(r)) for h, (d, r) in pools.items()}
+    whole = set(_unsplittable(quotas, sizes))
+    notes: list[str] = []
+    if whole:
+        notes.append(f"strata {', '.join(sorted(whole))}: a quota of one cannot cover "
+                     f"both the disagreements and the other messages, so they are "
+                     f"drawn without enrichment")
+    split = {h: q for h, q in quotas.items() if h not in whole}
+    counts, _, more = _enrichment_quotas(split, {h: sizes[h] for h in split}, enrich)
+    enriched: dict[str, int | None] = dict(counts)
+    enriched.update({h: None for h in whole})
+    return enriched, notes + more
+
+
+def _draw_stratum(rng: random.Random, stratum: str, quota: int,
+                  pools: tuple[list[int], list[int]], enriched: int | None, *,
+                  census: bool) -> tuple[list[_Picked], StratumAllocation]:
+    """One stratum's draw: from its two pools (``enriched`` from the disagreements), or
+    from the whole stratum when ``enriched`` is None; the picks and the stratum's row."""
+    dis, rest = pools
+    if enriched is not None:
+        cells = [(dis, enriched, True), (rest, quota - enriched, False)]
+    else:
+        cells = [(sorted(dis + rest), quota, False)]
+    picked: list[_Picked] = []
+    weights: dict[bool, float] = {}
+    for pool, k, is_enriched in cells:
+        ids = rng.sample(pool, k) if k else []
+        w = len(pool) / k if k else 0.0
+        weights[is_enriched] = w
+        picked += [(mid, stratum, is_enriched, w) for mid in ids]
+    w_rest = weights.get(False, 0.0)
+    row = StratumAllocation(
+        stratum=stratum, population=len(dis) + len(rest), disagreements=len(dis),
+        quota=quota, drawn=quota, enriched=enriched or 0, weight=w_rest,
+        weight_enriched=weights.get(True, w_rest), census=census)
+    return picked, row
 
 
 def weighted_prevalence(values: Sequence[bool], weights: Sequence[float]) -> float:
