@@ -37,7 +37,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
-from roundtable.providers.options import AnthropicOptions
+from roundtable.providers.options import AnthropicOptions, parse_options
 from roundtable.providers.sdk_models import sdk_model_from
 from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
@@ -110,14 +110,10 @@ class AnthropicProvider(Provider):
             if transport is not None else None,
         )
         self._poster = SdkPoster(anthropic, self._client, transport, "/v1/messages")
-        mode = config.options.get("structured_output", "output_format")
-        if mode not in ("output_format", "tool"):
-            raise ConfigError(
-                f"endpoint '{endpoint}': options.structured_output must be 'output_format' or "
-                f"'tool', got {mode!r}"
-            )
-        self._structured_mode: str = mode
-        self._prompt_cache = bool(config.options.get("prompt_cache", True))
+        opts = parse_options(AnthropicOptions, config.options, kind="anthropic",
+                             where=f"endpoint '{endpoint}'")
+        self._structured_mode: str = opts.structured_output
+        self._prompt_cache = opts.prompt_cache
 
     def build_params(self, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``messages.create`` (without ``timeout``)."""

@@ -39,7 +39,7 @@ from roundtable.providers.errors_map import (
     shorten,
     timeout_error,
 )
-from roundtable.providers.options import GoogleOptions
+from roundtable.providers.options import GoogleOptions, parse_options
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:
@@ -66,8 +66,10 @@ class GoogleProvider(Provider):
         self.endpoint = endpoint
         self.config = config
         self._api_key = api_key
-        self._include_thoughts = bool(config.options.get("include_thoughts", False))
-        api_version = config.options.get("api_version")
+        opts = parse_options(GoogleOptions, config.options, kind="google",
+                             where=f"endpoint '{endpoint}'")
+        self._include_thoughts = opts.include_thoughts
+        api_version = opts.api_version
         # retry_options stays unset: the SDK then makes exactly one attempt.
         transport = lean_transport(config.base_url)
         http_options = types.HttpOptions(

@@ -37,7 +37,7 @@ from roundtable.providers.errors_map import (
     malformed,
     sdk_errors,
 )
-from roundtable.providers.options import OpenAIOptions
+from roundtable.providers.options import OpenAIOptions, parse_options
 from roundtable.providers.sdk_models import sdk_model_from
 from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
@@ -76,30 +76,15 @@ class OpenAIProvider(Provider):
         )
         self._poster = SdkPoster(openai, self._client, transport, "/chat/completions",
                                  {"security": {"bearer_auth": True}})
-        field = config.options.get("max_tokens_field")
-        if field is None:
-            field = ("max_completion_tokens" if "api.openai.com" in str(self._client.base_url)
-                     else "max_tokens")
-        if field not in ("max_tokens", "max_completion_tokens"):
-            raise ConfigError(
-                f"endpoint '{endpoint}': options.max_tokens_field must be 'max_tokens' or "
-                f"'max_completion_tokens', got {field!r}"
-            )
+        opts = parse_options(OpenAIOptions, config.options, kind="openai",
+                             where=f"endpoint '{endpoint}'")
+        field = opts.max_tokens_field or (
+            "max_completion_tokens" if "api.openai.com" in str(self._client.base_url)
+            else "max_tokens")
         self._max_tokens_field: str = field
-        self._strict_schema = bool(config.options.get("strict_schema", True))
-        schema_format = config.options.get("schema_format", "json_schema")
-        if schema_format not in ("json_schema", "json_object"):
-            raise ConfigError(
-                f"endpoint '{endpoint}': options.schema_format must be 'json_schema' or "
-                f"'json_object', got {schema_format!r}"
-            )
-        self._schema_format: str = schema_format
-        extra = config.options.get("extra_body")
-        if extra is not None and not isinstance(extra, dict):
-            raise ConfigError(
-                f"endpoint '{endpoint}': options.extra_body must be a table, got {extra!r}"
-            )
-        self._extra_body: dict[str, Any] | None = extra
+        self._strict_schema = opts.strict_schema
+        self._schema_format: str = opts.schema_format
+        self._extra_body: dict[str, Any] | None = opts.extra_body
 
     def build_params(self, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments for ``chat.completions.create`` (without ``timeout``)."""
