@@ -16,31 +16,25 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from roundtable import conditions, tomlfile
+from roundtable._strict import Bool, Float, Int
 from roundtable.errors import ProtocolError
 
 # Endpoint and price models belong to the providers; re-exported for existing imports.
 from roundtable.providers.config import EndpointConfig as EndpointConfig
 from roundtable.providers.config import Price as Price
 from roundtable.providers.generate import GenerateConfig
-
-# Numbers and flags are strict: TOML's ``true`` is never the integer 1 (``rounds = true``
-# used to run one round), and ``"3"`` or ``2.5`` is never an integer.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
 
 #: Upper bounds that catch a typo (an extra zero) before anything is expanded or stored.
 MAX_ROUNDS = 1000

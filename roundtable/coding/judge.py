@@ -47,10 +47,11 @@ from pydantic import (
 )
 
 from roundtable import tomlfile
+from roundtable._strict import Bool, Float, Int
 from roundtable.coding.codebook import Codebook, format_error, load_codebook
 from roundtable.coding.views import MessageView
 from roundtable.errors import JudgeFileError
-from roundtable.protocol import Bool, EndpointConfig, Float, Int, Price
+from roundtable.protocol import EndpointConfig, Price
 from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.generate import GenerateConfig
 

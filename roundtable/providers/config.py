@@ -9,19 +9,17 @@ registers under the ``roundtable.providers`` entry point (:mod:`roundtable.provi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from roundtable._strict import Bool, Float, Int
 from roundtable.providers import registry
 
 __all__ = ["Bool", "EndpointConfig", "Float", "Int", "Price"]
 
 # Numbers and flags are strict: TOML's ``true`` is never the integer 1, and ``"3"`` or
 # ``2.5`` is never an integer.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
 
 
 class _Frozen(BaseModel):

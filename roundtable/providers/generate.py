@@ -14,15 +14,15 @@ What a provider accepts of it is not decided here but by the client, in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field
 
+from roundtable._strict import Float as _Float
+from roundtable._strict import Int as _Int
 from roundtable.providers.base import ChatMessage, CompletionRequest
 
 # Strict like the protocol's numbers: TOML's ``true`` is never the integer 1.
-_Int = Annotated[int, Strict()]
-_Float = Annotated[float, Strict()]
 
 #: the optional parameters a provider may refuse (``max_tokens`` and ``timeout_s`` every
 #: provider takes); the client drops a refused one and records it

@@ -16,10 +16,13 @@ model is its class's ``options_model`` (:mod:`roundtable.providers.registry`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from roundtable._strict import Bool as _Bool
+from roundtable._strict import Float as _Float
+from roundtable._strict import Int as _Int
 from roundtable.errors import ConfigError
 
 __all__ = ["OPTION_MODELS", "ProviderOptions", "known_options", "parse_options",
@@ -27,9 +30,6 @@ __all__ = ["OPTION_MODELS", "ProviderOptions", "known_options", "parse_options",
 
 M = TypeVar("M", bound=BaseModel)
 
-_Int = Annotated[int, Strict()]
-_Float = Annotated[float, Strict()]
-_Bool = Annotated[bool, Strict()]
 
 
 class ProviderOptions(BaseModel):
