@@ -30,8 +30,9 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -227,16 +228,7 @@ def _rater_columns(path: Path, header: list[str], key: str, specs: Sequence[Rate
     return out, ignored
 
 
-def read_codes_csv(
-    path: Path,
-    raters: Sequence[RaterSpec],
-    *,
-    key: str = "id",
-    blank: BlankPolicy = "missing",
-    flags: Sequence[str] | None = None,
-) -> CodesFile:
-    """Parse and validate a codes CSV; every problem is an :class:`ImportDataError` naming
-    the file, the line, the column and the fix."""
+def _check_read_args(raters: Sequence[RaterSpec], blank: BlankPolicy) -> None:
     if blank not in BLANK_POLICIES:
         raise ImportDataError(f"blank policy {blank!r} is not one of "
                               f"{', '.join(BLANK_POLICIES)}")
@@ -245,8 +237,10 @@ def read_codes_csv(
     names = [r.name for r in raters]
     if len(set(names)) != len(names):
         raise ImportDataError(f"rater names must differ, got {', '.join(names)}")
-    text, digest = _read_text(path)
-    reader = csv.reader(text.splitlines(keepends=True))
+
+
+def _read_header(path: Path, reader: Iterator[list[str]], key: str) -> list[str]:
+    """The header line, stripped; refused when empty, duplicated or without the key."""
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -260,9 +254,86 @@ def read_codes_csv(
     if key not in header:
         raise _fail(path, f"no key column {key!r} (the header has: {', '.join(header)}); "
                           f"name the column holding message ids with --key COLUMN")
+    return header
+
+
+@dataclass(frozen=True)
+class _RowContext:
+    """What parsing one data row needs to know about the file."""
+
+    path: Path
+    header: list[str]
+    index: dict[str, int]
+    key: str
+    blank: BlankPolicy
+    columns: list[RaterColumns]
+
+
+def _rater_cells(ctx: _RowContext, rc: RaterColumns, cells: list[str], line: int,
+                 blanks: dict[str, int]) -> dict[str, tuple[bool | None, str | None]] | None:
+    """One rater's ``flag -> (value, level)`` on a row, or None when it left every cell blank
+    (under blank="missing"); counts its blank flag cells into ``blanks``."""
+    per: dict[str, tuple[bool | None, str | None]] = {}
+    any_cell = False
+    for flag, column in rc.flags.items():
+        cell = cells[ctx.index[column]]
+        try:
+            value = parse_value(cell, ctx.blank)
+        except ValueError:
+            raise _fail(ctx.path, f"line {line}, column {column}: {cell!r} is not a flag "
+                                  f"value; use 1/0, true/false or yes/no, or leave the "
+                                  f"cell blank") from None
+        level_cell = cells[ctx.index[rc.levels[flag]]].strip() if flag in rc.levels else ""
+        if cell.strip():
+            any_cell = True
+        else:
+            blanks[rc.spec.name] += 1
+        any_cell = any_cell or bool(level_cell)
+        per[flag] = (value, level_cell or None)
+    return per if any_cell or ctx.blank == "false" else None
+
+
+def _parse_row(ctx: _RowContext, cells: list[str], line: int, seen: dict[str, int],
+               blanks: dict[str, int]) -> CodesRow:
+    """One non-empty data row -> :class:`CodesRow`; records its key in ``seen``."""
+    if len(cells) != len(ctx.header):
+        raise _fail(ctx.path, f"line {line} has {len(cells)} fields but the header has "
+                              f"{len(ctx.header)}; check for a stray comma or quote")
+    row_key = cells[ctx.index[ctx.key]].strip()
+    if not row_key:
+        raise _fail(ctx.path, f"line {line}, column {ctx.key}: empty key; every row needs "
+                              f"the id of the message it codes")
+    if row_key in seen:
+        raise _fail(ctx.path, f"line {line}, column {ctx.key}: {row_key!r} already appeared "
+                              f"on line {seen[row_key]}; keep one row per message")
+    seen[row_key] = line
+    codes: dict[str, dict[str, tuple[bool | None, str | None]]] = {}
+    raw: dict[str, dict[str, str]] = {}
+    for rc in ctx.columns:
+        per = _rater_cells(ctx, rc, cells, line, blanks)
+        if per is not None:
+            codes[rc.spec.name] = per
+            raw[rc.spec.name] = {c: cells[ctx.index[c]] for c in rc.columns}
+    return CodesRow(line=line, key=row_key, codes=codes, raw=raw)
+
+
+def read_codes_csv(
+    path: Path,
+    raters: Sequence[RaterSpec],
+    *,
+    key: str = "id",
+    blank: BlankPolicy = "missing",
+    flags: Sequence[str] | None = None,
+) -> CodesFile:
+    """Parse and validate a codes CSV; every problem is an :class:`ImportDataError` naming
+    the file, the line, the column and the fix."""
+    _check_read_args(raters, blank)
+    text, digest = _read_text(path)
+    reader = csv.reader(text.splitlines(keepends=True))
+    header = _read_header(path, reader, key)
     columns, ignored = _rater_columns(path, header, key, raters, flags)
-    index = {h: i for i, h in enumerate(header)}
-    key_i = index[key]
+    ctx = _RowContext(path=path, header=header, index={h: i for i, h in enumerate(header)},
+                      key=key, blank=blank, columns=columns)
     rows: list[CodesRow] = []
     seen: dict[str, int] = {}
     blanks = {r.name: 0 for r in raters}
@@ -273,44 +344,9 @@ def read_codes_csv(
             break
         except csv.Error as exc:
             raise _fail(path, f"line {reader.line_num}: {exc}") from None
-        line = reader.line_num
         if not cells or all(not c.strip() for c in cells):
             continue
-        if len(cells) != len(header):
-            raise _fail(path, f"line {line} has {len(cells)} fields but the header has "
-                              f"{len(header)}; check for a stray comma or quote")
-        row_key = cells[key_i].strip()
-        if not row_key:
-            raise _fail(path, f"line {line}, column {key}: empty key; every row needs the "
-                              f"id of the message it codes")
-        if row_key in seen:
-            raise _fail(path, f"line {line}, column {key}: {row_key!r} already appeared on "
-                              f"line {seen[row_key]}; keep one row per message")
-        seen[row_key] = line
-        codes: dict[str, dict[str, tuple[bool | None, str | None]]] = {}
-        raw: dict[str, dict[str, str]] = {}
-        for rc in columns:
-            per: dict[str, tuple[bool | None, str | None]] = {}
-            any_cell = False
-            for flag, column in rc.flags.items():
-                cell = cells[index[column]]
-                try:
-                    value = parse_value(cell, blank)
-                except ValueError:
-                    raise _fail(path, f"line {line}, column {column}: {cell!r} is not a flag "
-                                      f"value; use 1/0, true/false or yes/no, or leave the "
-                                      f"cell blank") from None
-                level_cell = cells[index[rc.levels[flag]]].strip() if flag in rc.levels else ""
-                if cell.strip():
-                    any_cell = True
-                else:
-                    blanks[rc.spec.name] += 1
-                any_cell = any_cell or bool(level_cell)
-                per[flag] = (value, level_cell or None)
-            if any_cell or blank == "false":
-                codes[rc.spec.name] = per
-                raw[rc.spec.name] = {c: cells[index[c]] for c in rc.columns}
-        rows.append(CodesRow(line=line, key=row_key, codes=codes, raw=raw))
+        rows.append(_parse_row(ctx, cells, reader.line_num, seen, blanks))
     return CodesFile(path=path, sha256=digest, key_column=key, blank=blank,
                      raters=tuple(columns), rows=tuple(rows), ignored_columns=tuple(ignored),
                      blank_cells=blanks)
@@ -458,6 +494,55 @@ def _prepare_rater(session: Session, f: CodesFile, rc: RaterColumns, key_type: K
     return existing.id
 
 
+def _check_unmatched(f: CodesFile, summary: CodesImportSummary, skip_unmatched: bool) -> None:
+    """Refuse rows that match no stored message, unless ``skip_unmatched``."""
+    if summary.unmatched and not skip_unmatched:
+        first = ", ".join(summary.unmatched[:3])
+        what = "message source key" if summary.key_type == "source" else "message id"
+        raise _fail(f.path, f"{len(summary.unmatched)} of {len(f.rows)} rows have a "
+                            f"{summary.key_column} that matches no stored {what} (first: "
+                            f"{first}); import the transcripts first (e.g. roundtable import "
+                            f"warroom DIR), check --key/--key-type, or pass --skip-unmatched")
+
+
+def _store_rater_codes(session: Session, f: CodesFile, rc: RaterColumns, rater_id: int,
+                       matched: dict[str, int], stats: RaterImport, now: datetime) -> None:
+    """Write one rater's judgements and codes for the matched rows it has not stored yet."""
+    have = set(session.exec(select(Judgement.message_id)
+                            .where(Judgement.rater_id == rater_id)).all())
+    judgements: list[insert.JudgementValues] = []
+    pending: dict[int, dict[str, tuple[bool | None, str | None]]] = {}
+    for row in f.rows:
+        codes = row.codes.get(rc.spec.name)
+        mid = matched.get(row.key)
+        if codes is None or mid is None:
+            continue
+        stats.coded += 1
+        for flag, (value, _) in codes.items():
+            stats.positives[flag] = stats.positives.get(flag, 0) + bool(value)
+        if mid in have:
+            stats.already += 1
+            continue
+        judgements.append({
+            "rater_id": rater_id, "message_id": mid, "status": JudgementStatus.VALID,
+            "raw_output": json.dumps(row.raw[rc.spec.name], ensure_ascii=False),
+            "error": None, "attempts": 1, "llm_call_id": None, "batch_id": None,
+            "note": f"imported from {f.path.name} line {row.line}", "created_at": now,
+        })
+        pending[mid] = codes
+    if not judgements:
+        return
+    # Core executemany: the ORM unit of work costs several times more for these rows.
+    conn = session.connection()
+    ids = {message: jid for (_, message), jid
+           in insert.insert_judgements(conn, judgements).items()}
+    insert.insert_codes(conn, [
+        {"judgement_id": ids[mid], "message_id": mid, "rater_id": rater_id,
+         "flag": flag, "value": value, "level": level}
+        for mid, codes in pending.items() for flag, (value, level) in codes.items()])
+    stats.added = len(judgements)
+
+
 def import_codes(
     engine: sqlalchemy.Engine,
     path: Path,
@@ -488,48 +573,10 @@ def import_codes(
         matched = _match_keys(session, f, key_type)
         summary.unmatched = [r.key for r in f.rows if r.key not in matched]
         summary.matched = len(f.rows) - len(summary.unmatched)
-        if summary.unmatched and not skip_unmatched:
-            first = ", ".join(summary.unmatched[:3])
-            what = "message source key" if key_type == "source" else "message id"
-            raise _fail(path, f"{len(summary.unmatched)} of {len(f.rows)} rows have a "
-                              f"{key} that matches no stored {what} (first: {first}); import "
-                              f"the transcripts first (e.g. roundtable import warroom DIR), "
-                              f"check --key/--key-type, or pass --skip-unmatched")
+        _check_unmatched(f, summary, skip_unmatched)
         now = utcnow()
         for rc, stats in zip(f.raters, summary.raters, strict=True):
             rater_id = _prepare_rater(session, f, rc, key_type, replace, stats)
-            have = set(session.exec(select(Judgement.message_id)
-                                    .where(Judgement.rater_id == rater_id)).all())
-            judgements: list[insert.JudgementValues] = []
-            pending: dict[int, dict[str, tuple[bool | None, str | None]]] = {}
-            for row in f.rows:
-                codes = row.codes.get(rc.spec.name)
-                mid = matched.get(row.key)
-                if codes is None or mid is None:
-                    continue
-                stats.coded += 1
-                for flag, (value, _) in codes.items():
-                    stats.positives[flag] = stats.positives.get(flag, 0) + bool(value)
-                if mid in have:
-                    stats.already += 1
-                    continue
-                judgements.append({
-                    "rater_id": rater_id, "message_id": mid, "status": JudgementStatus.VALID,
-                    "raw_output": json.dumps(row.raw[rc.spec.name], ensure_ascii=False),
-                    "error": None, "attempts": 1, "llm_call_id": None, "batch_id": None,
-                    "note": f"imported from {path.name} line {row.line}", "created_at": now,
-                })
-                pending[mid] = codes
-            if not judgements:
-                continue
-            # Core executemany: the ORM unit of work costs several times more for these rows.
-            conn = session.connection()
-            ids = {message: jid for (_, message), jid
-                   in insert.insert_judgements(conn, judgements).items()}
-            insert.insert_codes(conn, [
-                {"judgement_id": ids[mid], "message_id": mid, "rater_id": rater_id,
-                 "flag": flag, "value": value, "level": level}
-                for mid, codes in pending.items() for flag, (value, level) in codes.items()])
-            stats.added = len(judgements)
+            _store_rater_codes(session, f, rc, rater_id, matched, stats, now)
         session.commit()
     return summary

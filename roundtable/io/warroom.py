@@ -395,6 +395,45 @@ def _parse_seats(
     return seats
 
 
+def _system_row(doc: _Doc, m: Mapping[str, Any], where: str, turn: int,
+                last_round: int) -> tuple[_MsgRow, bool]:
+    """A system message -> its row and whether it is a round line ("— Round 2 —")."""
+    text = doc.get(m, "system", str, where)
+    round_match = _ROUND_LINE_RE.match(text)
+    row = _MsgRow(slot=f"sys/{turn:04d}", round=last_round, turn=turn,
+                  kind=MessageKind.SYSTEM,
+                  text=text, visible=False)
+    if round_match:
+        row.round = int(round_match[1]) - 1  # "— Round 2 —" opens round index 1
+    return row, round_match is not None
+
+
+def _agent_row(doc: _Doc, m: Mapping[str, Any], where: str, turn: int,
+               seats: Mapping[int, _SeatRow], run_ref: str, isolated: bool) -> _MsgRow:
+    """An agent's message -> its row (kind ERROR when the export flagged it)."""
+    text = doc.get(m, "text", str, where)
+    ref_pos = doc.get(m, "position", int, where)
+    rnd = doc.get(m, "round", int, where)
+    nickname = doc.get(m, "agent_nickname", str, where)
+    seat = seats.get(ref_pos)
+    if seat is None:
+        raise doc.error(f"{where}.position",
+                        f"{ref_pos} is not a position in environment.agentRanking")
+    if seat.nickname != nickname:
+        raise doc.error(f"{where}.agent_nickname",
+                        f"'{nickname}' but position {ref_pos} is '{seat.nickname}'")
+    if rnd < 0:
+        raise doc.error(f"{where}.round", f"expected a round >= 0, got {rnd}")
+    flagged = bool(m.get("isError")) or text.startswith("⚠")
+    return _MsgRow(
+        slot=f"r{rnd:02d}/p{seat.position:02d}", round=rnd, turn=turn,
+        kind=MessageKind.ERROR if flagged else MessageKind.AGENT, text=text,
+        visible=bool(text) and not isolated, ref_position=ref_pos,
+        source_key=f"{run_ref}|{nickname}|R{rnd}",
+        lang=message_lang(m.get("language_detected"), text),
+    )
+
+
 def _parse_messages(
     doc: _Doc,
     raw_messages: list[Any],
@@ -423,47 +462,22 @@ def _parse_messages(
             ))
             continue
         if sender == "system":
-            text = doc.get(m, "system", str, where)
-            round_match = _ROUND_LINE_RE.match(text)
-            row = _MsgRow(slot=f"sys/{turn:04d}", round=last_round, turn=turn,
-                          kind=MessageKind.SYSTEM,
-                          text=text, visible=False)
-            if round_match:
-                row.round = int(round_match[1]) - 1  # "— Round 2 —" opens round index 1
-            else:
-                stop_line = text if text.startswith("⏹") else stop_line
+            row, is_round = _system_row(doc, m, where, turn, last_round)
             out.append(row)
-            if not round_match:
+            if not is_round:
+                stop_line = row.text if row.text.startswith("⏹") else stop_line
                 pending_system.append(row)
             continue
-        text = doc.get(m, "text", str, where)
-        ref_pos = doc.get(m, "position", int, where)
-        rnd = doc.get(m, "round", int, where)
-        nickname = doc.get(m, "agent_nickname", str, where)
-        seat = seats.get(ref_pos)
-        if seat is None:
-            raise doc.error(f"{where}.position",
-                            f"{ref_pos} is not a position in environment.agentRanking")
-        if seat.nickname != nickname:
-            raise doc.error(f"{where}.agent_nickname",
-                            f"'{nickname}' but position {ref_pos} is '{seat.nickname}'")
-        if rnd < 0:
-            raise doc.error(f"{where}.round", f"expected a round >= 0, got {rnd}")
-        flagged = bool(m.get("isError")) or text.startswith("⚠")
-        kind = MessageKind.ERROR if flagged else MessageKind.AGENT
-        key = f"{run_ref}|{nickname}|R{rnd}"
-        if flagged and not is_failure_text(text):
-            reclassified.append(key)
-        slot = f"r{rnd:02d}/p{seat.position:02d}"
-        if slot in seen:
-            raise doc.error(where, f"a second message from '{nickname}' in round {rnd}")
-        seen.add(slot)
-        last_round = max(last_round, rnd)
-        out.append(_MsgRow(
-            slot=slot, round=rnd, turn=turn, kind=kind, text=text,
-            visible=bool(text) and not isolated, ref_position=ref_pos, source_key=key,
-            lang=message_lang(m.get("language_detected"), text),
-        ))
+        row = _agent_row(doc, m, where, turn, seats, run_ref, isolated)
+        assert row.source_key is not None
+        if row.kind == MessageKind.ERROR and not is_failure_text(row.text):
+            reclassified.append(row.source_key)
+        if row.slot in seen:
+            nickname = m["agent_nickname"]
+            raise doc.error(where, f"a second message from '{nickname}' in round {row.round}")
+        seen.add(row.slot)
+        last_round = max(last_round, row.round)
+        out.append(row)
     for row in pending_system:  # notices belong to the last round before them
         row.round = min(row.round, last_round)
     if briefs == 0:
@@ -564,17 +578,12 @@ def _ensure_series(session: Session, name: str, protocols: Path, summary: Import
     return series_id
 
 
-def _store_run(
-    session: Session, series_id: int, parsed: _ParsedRun, run_id: int | None,
-    summary: ImportSummary, kinds: Counter[str],
-) -> None:
-    conn = session.connection()
-    now = utcnow()
-    have: set[str] = set()
-    have_events: set[str] = set()
-    seat_ids: dict[int, int] = {}
+def _run_row(session: Session, series_id: int, parsed: _ParsedRun, run_id: int | None,
+             summary: ImportSummary) -> tuple[int, set[str], set[str], dict[int, int]]:
+    """Insert the run when new; returns its id, the message and event slots it already
+    holds and its seat ids by position."""
     if run_id is None:
-        run_id = insert.insert_run(conn, {
+        run_id = insert.insert_run(session.connection(), {
             "series_id": series_id, "key": parsed.key, "cell": "base",
             "conditions": parsed.conditions, "replicate": parsed.replicate, "seed": 0,
             "rounds": parsed.planned_rounds, "turn_scheme": "staggered",
@@ -583,10 +592,34 @@ def _store_run(
             "source_ref": parsed.key, "started_at": None, "finished_at": parsed.finished_at,
         })
         summary.runs += 1
-    else:
-        have = set(session.exec(select(Message.slot).where(Message.run_id == run_id)).all())
-        have_events = set(session.exec(select(Event.slot).where(Event.run_id == run_id)).all())
-        seat_ids = _seat_ids(session, run_id)
+        return run_id, set(), set(), {}
+    have = set(session.exec(select(Message.slot).where(Message.run_id == run_id)).all())
+    have_events = set(session.exec(select(Event.slot).where(Event.run_id == run_id)).all())
+    return run_id, have, have_events, _seat_ids(session, run_id)
+
+
+def _count_message(m: _MsgRow, reclassified: set[str], summary: ImportSummary,
+                   kinds: Counter[str]) -> None:
+    """Add one newly stored message to the import's counts."""
+    kinds[m.kind] += 1
+    if m.kind == MessageKind.AGENT:
+        if m.text:
+            summary.non_empty_agent_messages += 1
+        else:
+            summary.empty_agent_messages += 1
+    elif m.kind == MessageKind.ERROR:
+        summary.errors += 1
+        if m.source_key in reclassified:
+            summary.flagged_but_agent_like += 1
+
+
+def _store_run(
+    session: Session, series_id: int, parsed: _ParsedRun, run_id: int | None,
+    summary: ImportSummary, kinds: Counter[str],
+) -> None:
+    conn = session.connection()
+    now = utcnow()
+    run_id, have, have_events, seat_ids = _run_row(session, series_id, parsed, run_id, summary)
     missing_seats = [s for s in parsed.seats if s.position not in seat_ids]
     if missing_seats:
         insert.insert_seats(conn, [{
@@ -605,16 +638,7 @@ def _store_run(
                 run_id=run_id, seat_id=seat_id, slot=m.slot, round=m.round, turn=m.turn,
                 kind=m.kind, text=m.text, visible=m.visible, source_key=m.source_key,
                 lang=m.lang, created_at=now))
-            kinds[m.kind] += 1
-            if m.kind == MessageKind.AGENT:
-                if m.text:
-                    summary.non_empty_agent_messages += 1
-                else:
-                    summary.empty_agent_messages += 1
-            elif m.kind == MessageKind.ERROR:
-                summary.errors += 1
-                if m.source_key in reclassified:
-                    summary.flagged_but_agent_like += 1
+            _count_message(m, reclassified, summary, kinds)
         if m.kind == MessageKind.ERROR and m.slot not in have_events:
             events.append(insert.event_values(
                 run_id=run_id, seat_id=seat_id, slot=m.slot, round=m.round,

@@ -157,6 +157,88 @@ def _agreement(engine: sqlalchemy.Engine, options: ReportOptions, order: Sequenc
     return report, ""
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything the report reads from the database before it touches the folder."""
+
+    source: CodeSource
+    messages: Sequence[CodedMessage]
+    order: list[str]
+    baseline: str
+    agreement: AgreementReport | None
+    agreement_missing: str
+    source_text: str
+    events: list[CrashEvent]
+    runs_total: int
+
+
+def _read_inputs(engine: sqlalchemy.Engine, options: ReportOptions,
+                 step: Callable[[str], None]) -> _Inputs:
+    source = resolve_source(engine, rater=options.rater, adjudication=options.adjudication)
+    messages = coded_messages(engine, source, series=list(options.series) or None)
+    order = _series_order(engine, options.series, messages)
+    baseline = options.baseline or (order[0] if order else "")
+    if options.baseline is not None and options.baseline not in order:
+        raise StoreError(f"--baseline {options.baseline}: not among the reported series "
+                         f"({', '.join(order) or 'none has coded messages'})")
+    step("agreement")
+    report, missing = _agreement(engine, options, order)
+    return _Inputs(source=source, messages=messages, order=order, baseline=baseline,
+                   agreement=report, agreement_missing=missing,
+                   source_text=_source_text(engine, source),
+                   events=_crash_events(engine, messages),
+                   runs_total=_run_count(engine, options.series))
+
+
+def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: ReportOptions,
+                    inputs: _Inputs, step: Callable[[str], None]) -> tuple[list[Section], int]:
+    """Every section, in page order, and the number of agent profiles."""
+    messages, order, baseline = inputs.messages, inputs.order, inputs.baseline
+    out: list[Section] = []
+    step("profiles")
+    profiles = agent_profiles(messages)
+    out.append(sections.profiles_section(writer, profiles, order, inputs.source_text))
+    step("similarity")
+    sims = run_similarities(profiles)
+    out.append(sections.similarity_section(writer, sims, order))
+    step("ablation")
+    out.append(sections.ablation_section(writer, messages, sims, order, baseline,
+                                         seed=options.seed))
+    out.extend(sections.agreement_sections(writer, inputs.agreement, inputs.agreement_missing))
+    step("rounds")
+    out.append(_rounds(writer, messages, order, options.min_round_messages))
+    step("compensation")
+    crash = summarise_crashes(messages, inputs.events, source=inputs.source.label())
+    out.append(sections.compensation_section(writer, crash, order))
+    out.append(sensitivity_report(writer, engine, inputs.source, options.series))
+    out.append(study_section(writer, messages, inputs.events, order, baseline))
+    step("attrition")
+    out.append(attrition_section(writer, attrition(engine,
+                                                   series=list(options.series) or None)))
+    return out, len(profiles)
+
+
+def _header(options: ReportOptions, inputs: _Inputs, agents: int, database: str
+            ) -> ReportHeader:
+    report = inputs.agreement
+    return ReportHeader(
+        title=options.title, database=database, source=inputs.source_text,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        counts=(
+            ("Series", ", ".join(inputs.order) or "none"),
+            ("Runs", f"{len({m.run_id for m in inputs.messages})} with coded agent messages "
+                     f"(of {inputs.runs_total})"),
+            ("Agents", f"{agents} (one seat in one run)"),
+            ("Coded agent messages", str(len(inputs.messages))),
+            ("Agreement raters", ", ".join(report.raters) if report else "none"),
+        ),
+        options=(("Baseline", inputs.baseline or "none"),
+                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}"),
+                 ("Contrasts", "every p Holm-adjusted over its family; t CIs for means; "
+                               "similarity equalised when run lengths differ")),
+    )
+
+
 def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database: str,
                  progress: Callable[[str], None] | None = None) -> ReportResult:
     """Write the report into ``options.out`` and return what was written.
@@ -168,67 +250,20 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
         if progress is not None:
             progress(text)
 
-    source = resolve_source(engine, rater=options.rater, adjudication=options.adjudication)
-    messages = coded_messages(engine, source, series=list(options.series) or None)
-    order = _series_order(engine, options.series, messages)
-    baseline = options.baseline or (order[0] if order else "")
-    if options.baseline is not None and options.baseline not in order:
-        raise StoreError(f"--baseline {options.baseline}: not among the reported series "
-                         f"({', '.join(order) or 'none has coded messages'})")
-    step("agreement")
-    report, missing = _agreement(engine, options, order)
-    source_text = _source_text(engine, source)
-    events = _crash_events(engine, messages)
-    runs_total = _run_count(engine, options.series)
-
+    inputs = _read_inputs(engine, options, step)
     # everything is read: only now touch the folder, so a bad option leaves it as it was
     prepare_folder(options.out)
     workers = default_workers() if options.workers is None else options.workers
-    out: list[Section] = []
     # PNGs render in worker processes while the next sections compute; leaving the block
     # waits for the last of them (render_html below reads them)
     with FigureWriter(options.out, workers=workers, cache=options.cache) as writer:
-        step("profiles")
-        profiles = agent_profiles(messages)
-        out.append(sections.profiles_section(writer, profiles, order, source_text))
-        step("similarity")
-        sims = run_similarities(profiles)
-        out.append(sections.similarity_section(writer, sims, order))
-        step("ablation")
-        out.append(sections.ablation_section(writer, messages, sims, order, baseline,
-                                             seed=options.seed))
-        out.extend(sections.agreement_sections(writer, report, missing))
-        step("rounds")
-        out.append(_rounds(writer, messages, order, options.min_round_messages))
-        step("compensation")
-        crash = summarise_crashes(messages, events, source=source.label())
-        out.append(sections.compensation_section(writer, crash, order))
-        out.append(sensitivity_report(writer, engine, source, options.series))
-        out.append(study_section(writer, messages, events, order, baseline))
-        step("attrition")
-        out.append(attrition_section(writer, attrition(engine,
-                                                       series=list(options.series) or None)))
-
-    header = ReportHeader(
-        title=options.title, database=database, source=source_text,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        counts=(
-            ("Series", ", ".join(order) or "none"),
-            ("Runs", f"{len({m.run_id for m in messages})} with coded agent messages "
-                     f"(of {runs_total})"),
-            ("Agents", f"{len(profiles)} (one seat in one run)"),
-            ("Coded agent messages", str(len(messages))),
-            ("Agreement raters", ", ".join(report.raters) if report else "none"),
-        ),
-        options=(("Baseline", baseline or "none"),
-                 ("Bootstrap", f"{options.bootstrap} resamples, seed {options.seed}"),
-                 ("Contrasts", "every p Holm-adjusted over its family; t CIs for means; "
-                               "similarity equalised when run lengths differ")),
-    )
+        out, agents = _write_sections(writer, engine, options, inputs, step)
+    header = _header(options, inputs, agents, database)
     index = options.out / "index.html"
     index.write_text(render_html(header, out, options.out), encoding="utf-8")
     files = [index] + [options.out / name for e in writer.entries for name in (e.png, e.csv)]
-    return ReportResult(index=index, source=source, sections=tuple(out), files=tuple(files))
+    return ReportResult(index=index, source=inputs.source, sections=tuple(out),
+                        files=tuple(files))
 
 
 def _flags_in(messages: Sequence[CodedMessage]) -> list[str]:

@@ -14,7 +14,12 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 
-from roundtable.analysis.contrasts import baseline_family, condition_groups
+from roundtable.analysis.contrasts import (
+    BaselineFamily,
+    SimilarityFamily,
+    baseline_family,
+    condition_groups,
+)
 from roundtable.analysis.crash import CRASH_FLAGS, LEVELS, CompensationSummary, CrashReport
 from roundtable.analysis.profiles import TRAITS, AgentProfile, RunSimilarity, series_profiles
 from roundtable.analysis.source import CodedMessage
@@ -152,42 +157,27 @@ def similarity_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
 # ------------------------------------------------------------------------------ ablation
 
 
-def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
-                     sims: Sequence[RunSimilarity], order: Sequence[str], baseline: str, *,
-                     seed: int, permutations: int = 10000) -> Section:
-    """Every other condition against ``baseline`` on the per-run mean cosine, through
-    :func:`~roundtable.analysis.contrasts.similarity_family`: equalised when the
-    conditions differ in messages per agent (raw means in the CSV), means with t CIs,
-    Mann-Whitney and permutation p both Holm-adjusted over the comparisons, Cliff's
-    delta."""
-    title = f"Conditions against the baseline ({baseline})"
-    intro = (f"Each condition's mean of the per-run mean cosine similarity, with a 95% "
-             f"Student t CI, against baseline {baseline} (dashed line, grey band = its "
-             f"CI). Right: difference of means, two-sided Mann-Whitney p adjusted with "
-             f"Holm's method over all comparisons shown (the permutation p in the CSV is "
-             f"Holm-adjusted too), and Cliff's delta (positive = more similar than the "
-             f"baseline).")
-    result = baseline_family(messages, sims, order, baseline, seed=seed, n_boot=0,
-                             n_perm=permutations, ci="t")
-    fam, empty = result.family, result.left_out
-    if fam is None:
-        note = {"no_similarity": "No run has a defined similarity (see above): nothing to "
-                                 "compare.",
-                "no_baseline": f"The baseline {baseline} has no run with a defined "
-                               f"similarity; choose another with --baseline.",
-                "baseline_only": "Only the baseline has runs with a defined similarity: "
-                                 "nothing to compare it with."}.get(result.status,
-                                                                     f"{result.message}.")
-        return Section("sec-ablation", title, intro, notes=(note,))
+_ABLATION_COLUMNS = (
+    "condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
+    "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation",
+    "p_permutation_holm", "compared_mean", "compared_baseline_mean",
+    "equalised_messages_per_agent")
+
+
+def _ablation_unavailable(result: BaselineFamily, baseline: str) -> str:
+    """Why there is no comparison to show (``result.family`` is None)."""
+    return {"no_similarity": "No run has a defined similarity (see above): nothing to "
+                             "compare.",
+            "no_baseline": f"The baseline {baseline} has no run with a defined "
+                           f"similarity; choose another with --baseline.",
+            "baseline_only": "Only the baseline has runs with a defined similarity: "
+                             "nothing to compare it with."}.get(result.status,
+                                                                 f"{result.message}.")
+
+
+def _ablation_rows(fam: SimilarityFamily) -> tuple[tuple[object, ...], ...]:
+    """The ablation CSV: the baseline's row, then one row per compared condition."""
     base = fam.sets[0]
-    shown = short_labels(list(result.conditions), ", ")
-    labels = [shown[s.label] for s in fam.sets]
-    est = [s.mean for s in fam.sets]
-    cis = [s.mean_ci for s in fam.sets]
-    notes = [f"baseline, n={len(base.values())}"] + [
-        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}{'*' if pair.equalised else ''}  "
-        f"p={_p(c.p_mannwhitney_adjusted)}  δ={c.comparison.cliffs_delta:+.2f}"
-        for c, pair in zip(fam.family.contrasts, fam.pairs, strict=True)]
     rows: list[tuple[object, ...]] = [
         (base.label, len(base.values()), base.mean, base.mean_ci[0], base.mean_ci[1], None,
          None, None, None, None, None, None, None, None, None, None, None)]
@@ -197,6 +187,20 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
                      c.difference, r.u, r.p_mannwhitney, r.method, c.p_mannwhitney_adjusted,
                      r.r, r.cliffs_delta, r.p_permutation, c.p_permutation_adjusted,
                      r.mean_a, r.mean_b, pair.length or None))
+    return tuple(rows)
+
+
+def _ablation_figure(writer: FigureWriter, fam: SimilarityFamily,
+                     shown: dict[str, str]) -> FigureEntry:
+    """The interval plot of every condition against the baseline, with its CSV."""
+    base = fam.sets[0]
+    labels = [shown[s.label] for s in fam.sets]
+    est = [s.mean for s in fam.sets]
+    cis = [s.mean_ci for s in fam.sets]
+    notes = [f"baseline, n={len(base.values())}"] + [
+        f"n={c.comparison.n_a}  Δ={c.difference:+.3f}{'*' if pair.equalised else ''}  "
+        f"p={_p(c.p_mannwhitney_adjusted)}  δ={c.comparison.cliffs_delta:+.2f}"
+        for c, pair in zip(fam.family.contrasts, fam.pairs, strict=True)]
     lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
     hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
     pad = max(0.02, 0.08 * (hi - lo))
@@ -215,11 +219,12 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
                f"compared_mean, compared_baseline_mean in the CSV); p: Mann-Whitney, "
                f"Holm-adjusted over {k} comparison{'s' if k != 1 else ''} "
                f"(p_permutation_holm likewise); δ: Cliff's delta.")
-    entry = writer.add("ablation", "Conditions against the baseline", caption, fig, DataTable(
-        ("condition", "runs", "mean_cosine", "ci_low", "ci_high", "difference", "u",
-         "p_mannwhitney", "method", "p_holm", "r", "cliffs_delta", "p_permutation",
-         "p_permutation_holm", "compared_mean", "compared_baseline_mean",
-         "equalised_messages_per_agent"), tuple(rows)))
+    return writer.add("ablation", "Conditions against the baseline", caption, fig,
+                      DataTable(_ABLATION_COLUMNS, _ablation_rows(fam)))
+
+
+def _ablation_notes(fam: SimilarityFamily, empty: Sequence[str]) -> tuple[str, ...]:
+    """Which comparisons were equalised, the family's own notes, and what was left out."""
     section_notes: list[str] = []
     eq = [p for p in fam.pairs if p.equalised]
     if eq:
@@ -234,8 +239,33 @@ def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
     if empty:
         section_notes.append(f"Left out (no run with a defined similarity): "
                              f"{', '.join(empty)}.")
+    return tuple(section_notes)
+
+
+def ablation_section(writer: FigureWriter, messages: Sequence[CodedMessage],
+                     sims: Sequence[RunSimilarity], order: Sequence[str], baseline: str, *,
+                     seed: int, permutations: int = 10000) -> Section:
+    """Every other condition against ``baseline`` on the per-run mean cosine, through
+    :func:`~roundtable.analysis.contrasts.similarity_family`: equalised when the
+    conditions differ in messages per agent (raw means in the CSV), means with t CIs,
+    Mann-Whitney and permutation p both Holm-adjusted over the comparisons, Cliff's
+    delta."""
+    title = f"Conditions against the baseline ({baseline})"
+    intro = (f"Each condition's mean of the per-run mean cosine similarity, with a 95% "
+             f"Student t CI, against baseline {baseline} (dashed line, grey band = its "
+             f"CI). Right: difference of means, two-sided Mann-Whitney p adjusted with "
+             f"Holm's method over all comparisons shown (the permutation p in the CSV is "
+             f"Holm-adjusted too), and Cliff's delta (positive = more similar than the "
+             f"baseline).")
+    result = baseline_family(messages, sims, order, baseline, seed=seed, n_boot=0,
+                             n_perm=permutations, ci="t")
+    fam = result.family
+    if fam is None:
+        return Section("sec-ablation", title, intro,
+                       notes=(_ablation_unavailable(result, baseline),))
+    entry = _ablation_figure(writer, fam, short_labels(list(result.conditions), ", "))
     return Section("sec-ablation", title, intro, figures=(entry,),
-                   notes=tuple(section_notes))
+                   notes=_ablation_notes(fam, result.left_out))
 
 
 def _mean(x: Sequence[float]) -> float:
@@ -245,20 +275,8 @@ def _mean(x: Sequence[float]) -> float:
 # ----------------------------------------------------------------------------- agreement
 
 
-def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
-                       missing: str) -> tuple[Section, Section]:
-    """Kappa per flag with bootstrap CIs for every rater pair, and the confusion matrices;
-    ``missing`` explains an absent report (e.g. only one rater).
-
-    Pairs with no message in common, an agreement figure with no defined kappa, and
-    confusion panels whose counts are all zero are left out, and the notes say so."""
-    title_a, title_c = "Agreement between raters", "Confusion matrices"
-    if report is None:
-        return (Section("sec-agreement", title_a, notes=(missing,)),
-                Section("sec-confusion", title_c,
-                        notes=("None: they need two raters (see above).",)))
-    ci = (f"{report.ci_method.describe()}, seed {report.seed}" if report.bootstrap
-          else "no CIs (--bootstrap 0)")
+def _agreement_section(writer: FigureWriter, report: AgreementReport, ci: str) -> Section:
+    """Kappa per flag for every rater pair that shares messages."""
     intro_a = (f"Cohen's kappa per flag for each pair of raters ({', '.join(report.raters)}), "
                f"on the messages both coded validly; {ci}. n/a: kappa undefined (both "
                f"raters gave the flag one value on every message).")
@@ -279,30 +297,43 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
                        "flag and pair (each rater gave each flag one value throughout).")
     else:
         entries_a = (_agreement_figure(writer, pairs, list(report.flags), ci),)
-    agreement = Section("sec-agreement", title_a, intro_a, figures=entries_a,
-                        notes=tuple(notes_a))
+    return Section("sec-agreement", "Agreement between raters", intro_a, figures=entries_a,
+                   notes=tuple(notes_a))
 
+
+def _confusion_entry(writer: FigureWriter, p: PairAgreement,
+                     omitted: list[str]) -> FigureEntry | None:
+    """One pair's confusion grid (None when every panel would be all zeros); the flags
+    whose panel is left out go to ``omitted``."""
+    a, b = p.names
+    group = p.groups[0]
+    kept = [fa for fa in group.flags if any(v for row in fa.confusion for v in row)]
+    omitted += [f"{fa.flag} ({a} vs {b})" for fa in group.flags if fa not in kept]
+    if not kept:
+        return None
+    conf_rows = tuple((a, b, fa.flag, va, vb, fa.confusion[i][j])
+                      for fa in kept for i, va in enumerate(("no", "yes"))
+                      for j, vb in enumerate(("no", "yes")))
+    fig = figures.confusion_grid(
+        [fa.flag for fa in kept], [[list(r) for r in fa.confusion] for fa in kept],
+        (a, b), title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
+    return writer.add(f"confusion-{a}-vs-{b}", f"Confusion matrices, {a} vs {b}",
+               f"Counts of messages by the value each rater gave each flag ({a} rows, "
+               f"{b} columns; {group.n_messages} messages coded by both); share of "
+               f"the flag's messages under each count.", fig,
+               DataTable(("rater_a", "rater_b", "flag", "value_a", "value_b", "count"),
+                         conf_rows))
+
+
+def _confusion_section(writer: FigureWriter, report: AgreementReport) -> Section:
+    """One 2 x 2 table per flag for every rater pair that shares messages."""
+    skipped = report.skipped_pairs
     entries = []
     omitted: list[str] = []
-    for p in pairs:
-        a, b = p.names
-        group = p.groups[0]
-        kept = [fa for fa in group.flags if any(v for row in fa.confusion for v in row)]
-        omitted += [f"{fa.flag} ({a} vs {b})" for fa in group.flags if fa not in kept]
-        if not kept:
-            continue
-        conf_rows = tuple((a, b, fa.flag, va, vb, fa.confusion[i][j])
-                          for fa in kept for i, va in enumerate(("no", "yes"))
-                          for j, vb in enumerate(("no", "yes")))
-        fig = figures.confusion_grid(
-            [fa.flag for fa in kept], [[list(r) for r in fa.confusion] for fa in kept],
-            (a, b), title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
-        entries.append(writer.add(f"confusion-{a}-vs-{b}", f"Confusion matrices, {a} vs {b}",
-                   f"Counts of messages by the value each rater gave each flag ({a} rows, "
-                   f"{b} columns; {group.n_messages} messages coded by both); share of "
-                   f"the flag's messages under each count.", fig,
-                   DataTable(("rater_a", "rater_b", "flag", "value_a", "value_b", "count"),
-                             conf_rows)))
+    for p in report.shown_pairs:
+        entry = _confusion_entry(writer, p, omitted)
+        if entry is not None:
+            entries.append(entry)
     notes_c: list[str] = []
     if omitted:
         notes_c.append("Panels omitted because every count is zero (no message coded "
@@ -311,10 +342,25 @@ def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
         notes_c.append(f"{len(skipped)} pair{'s' if len(skipped) != 1 else ''} with no "
                        f"messages in common {'have' if len(skipped) != 1 else 'has'} no "
                        f"confusion figure (see above).")
-    confusion = Section("sec-confusion", title_c,
-                        "For every pair of raters, one 2 x 2 table per flag.",
-                        figures=tuple(entries), notes=tuple(notes_c))
-    return agreement, confusion
+    return Section("sec-confusion", "Confusion matrices",
+                   "For every pair of raters, one 2 x 2 table per flag.",
+                   figures=tuple(entries), notes=tuple(notes_c))
+
+
+def agreement_sections(writer: FigureWriter, report: AgreementReport | None,
+                       missing: str) -> tuple[Section, Section]:
+    """Kappa per flag with bootstrap CIs for every rater pair, and the confusion matrices;
+    ``missing`` explains an absent report (e.g. only one rater).
+
+    Pairs with no message in common, an agreement figure with no defined kappa, and
+    confusion panels whose counts are all zero are left out, and the notes say so."""
+    if report is None:
+        return (Section("sec-agreement", "Agreement between raters", notes=(missing,)),
+                Section("sec-confusion", "Confusion matrices",
+                        notes=("None: they need two raters (see above).",)))
+    ci = (f"{report.ci_method.describe()}, seed {report.seed}" if report.bootstrap
+          else "no CIs (--bootstrap 0)")
+    return _agreement_section(writer, report, ci), _confusion_section(writer, report)
 
 
 MAX_INTERVAL_PAIRS = 4

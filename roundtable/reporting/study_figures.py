@@ -25,9 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from roundtable.analysis.crash import LEVELS, CrashEvent
 from roundtable.analysis.isolation import ANY, isolation_analysis
@@ -92,6 +94,44 @@ def isolation_by_model(messages: Sequence[CodedMessage]
     return [(f, model, side, k, n) for (f, model, side), (k, n) in acc.items()]
 
 
+_Counts = dict[tuple[str, str, str], tuple[int, int]]
+_IsolationRow = tuple[str, str, str, int, int, float, float | None]
+
+
+def _isolation_rows(flags: Sequence[str], models: Sequence[str], counts: _Counts,
+                    p_adj: dict[str, float]) -> list[_IsolationRow]:
+    """The isolation CSV: flag, model, side, flagged, coded, share and (all models) Holm p."""
+    rows: list[_IsolationRow] = []
+    for f in flags:
+        for mo in models:
+            for side in ("isolation", "group"):
+                k, n = counts.get((f, mo, side), (0, 0))
+                if n:
+                    rows.append((f, mo, side, k, n, k / n,
+                                 p_adj[f] if mo == "all" else None))
+    return rows
+
+
+def _isolation_panel(ax: Axes, f: str, models: Sequence[str], xs: np.ndarray, counts: _Counts,
+                     share: dict[tuple[str, str, str], float], p: float) -> None:
+    """One flag's bars: the share flagged per model (at ``xs``), isolation beside group."""
+    for j, (side, colour) in enumerate((("isolation", _ISO), ("group", _GROUP))):
+        vals = [share.get((f, mo, side), math.nan) for mo in models]
+        ok = [i for i, v in enumerate(vals) if math.isfinite(v)]
+        bars = ax.bar([xs[i] + (j - 0.5) * 0.4 for i in ok], [vals[i] for i in ok],
+                      width=0.38, color=colour, label=side)
+        ax.bar_label(bars, labels=[f"{vals[i]:.2f}" for i in ok], fontsize=7,
+                     padding=1)
+    ticks = [f"{_wrap(mo, 8)}\n{counts.get((f, mo, 'isolation'), (0, 0))[1]} / "
+             f"{counts.get((f, mo, 'group'), (0, 0))[1]}" for mo in models]
+    ax.set_xticks(xs, ticks, fontsize=8)
+    ax.set_title(f"{f}   (all models: Mann-Whitney over runs, Holm p = "
+                 f"{'n/a' if not math.isfinite(p) else f'{p:.3g}'})",
+                 loc="left", fontsize=10)
+    ax.set_ylim(0, 1.08)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def _isolation_figure(writer: FigureWriter, messages: Sequence[CodedMessage]
                       ) -> tuple[FigureEntry | None, str]:
     iso = [m for m in messages if m.isolation]
@@ -108,46 +148,26 @@ def _isolation_figure(writer: FigureWriter, messages: Sequence[CodedMessage]
              if counts.get((f, "all", "isolation")) and counts.get((f, "all", "group"))]
     if not flags:
         return None, "Isolation against group is not drawn: no flag is coded on both sides."
-    rows = []
-    for f in flags:
-        for mo in models:
-            for side in ("isolation", "group"):
-                k, n = counts.get((f, mo, side), (0, 0))
-                if n:
-                    rows.append((f, mo, side, k, n, k / n,
-                                 p_adj[f] if mo == "all" else None))
+    rows = _isolation_rows(flags, models, counts, p_adj)
     share = {(r[0], r[1], r[2]): float(r[5]) for r in rows}
     ncols = 2 if len(flags) > 1 else 1
     nrows = math.ceil(len(flags) / ncols)
     width = min(16.0, max(7.0, 2.0 + 0.62 * len(models) * ncols))
     fig = _new(width, min(16.0, 1.3 + 3.2 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    # one array for every panel: a copy per panel would change the pickled figure and so
+    # its key in the report's PNG cache
     xs = np.arange(len(models))
     for k, ax in enumerate(axes.flat):
         if k >= len(flags):
             ax.set_axis_off()
             continue
-        f = flags[k]
-        for j, (side, colour) in enumerate((("isolation", _ISO), ("group", _GROUP))):
-            vals = [share.get((f, mo, side), math.nan) for mo in models]
-            ok = [i for i, v in enumerate(vals) if math.isfinite(v)]
-            bars = ax.bar([xs[i] + (j - 0.5) * 0.4 for i in ok], [vals[i] for i in ok],
-                          width=0.38, color=colour, label=side)
-            ax.bar_label(bars, labels=[f"{vals[i]:.2f}" for i in ok], fontsize=7,
-                         padding=1)
-        ticks = [f"{_wrap(mo, 8)}\n{counts.get((f, mo, 'isolation'), (0, 0))[1]} / "
-                 f"{counts.get((f, mo, 'group'), (0, 0))[1]}" for mo in models]
-        ax.set_xticks(xs, ticks, fontsize=8)
-        p = p_adj.get(f, math.nan)
-        ax.set_title(f"{f}   (all models: Mann-Whitney over runs, Holm p = "
-                     f"{'n/a' if not math.isfinite(p) else f'{p:.3g}'})",
-                     loc="left", fontsize=10)
-        ax.set_ylim(0, 1.08)
-        ax.grid(axis="y", alpha=0.3)
+        _isolation_panel(ax, flags[k], models, xs, counts, share,
+                         p_adj.get(flags[k], math.nan))
         if k % ncols == 0:
             ax.set_ylabel("share flagged", fontsize=10)
-        for s in ("top", "right"):
-            ax.spines[s].set_visible(False)
+        for spine in ("top", "right"):
+            ax.spines[spine].set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False,
                fontsize=9)
@@ -266,6 +286,30 @@ def model_changes(messages: Sequence[CodedMessage], order: Sequence[str], baseli
     return base, others, out
 
 
+def _change_panel(ax: Axes, f: str, models: Sequence[str], conds: Sequence[str],
+                  by: dict[tuple[str, str, str], RateChange], norm: TwoSlopeNorm
+                  ) -> AxesImage:
+    """One flag's heat map of changes (model rows, condition columns), values written in."""
+    data = np.full((len(models), len(conds)), np.nan)
+    for i, mo in enumerate(models):
+        for j, c in enumerate(conds):
+            ch = by.get((f, mo, c))
+            if ch is not None:
+                data[i, j] = ch.difference
+                dark = abs(float(norm(ch.difference)) - 0.5) > 0.35
+                ax.text(j, i, f"{ch.difference:+.2f}{'*' if ch.excludes_zero else ''}",
+                        ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+    from matplotlib import colormaps
+
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", norm=norm,
+                      cmap=colormaps["RdBu_r"].with_extremes(bad="#eeeeee"))
+    ax.set_xticks(range(len(conds)), [_wrap(c, 10) for c in conds], fontsize=8)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set_title(f, loc="left", fontsize=10)
+    return image
+
+
 def _change_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
                    order: Sequence[str], baseline: str, flags: Sequence[str]
                    ) -> tuple[FigureEntry | None, str]:
@@ -295,46 +339,38 @@ def _change_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
         if k >= len(shown_flags):
             ax.set_axis_off()
             continue
-        f = shown_flags[k]
-        data = np.full((len(models), len(conds)), np.nan)
-        for i, mo in enumerate(models):
-            for j, c in enumerate(conds):
-                ch = by.get((f, mo, c))
-                if ch is not None:
-                    data[i, j] = ch.difference
-                    dark = abs(float(norm(ch.difference)) - 0.5) > 0.35
-                    ax.text(j, i, f"{ch.difference:+.2f}{'*' if ch.excludes_zero else ''}",
-                            ha="center", va="center", fontsize=7,
-                            color="white" if dark else "black")
-        from matplotlib import colormaps
-
-        image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", norm=norm,
-                          cmap=colormaps["RdBu_r"].with_extremes(bad="#eeeeee"))
-        ax.set_xticks(range(len(conds)), [_wrap(c, 10) for c in conds], fontsize=8)
-        ax.set_yticks(range(len(models)), models, fontsize=8)
-        ax.set_title(f, loc="left", fontsize=10)
+        image = _change_panel(ax, shown_flags[k], models, conds, by, norm)
     if image is not None:
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, pad=0.01)
         bar.set_label(f"mean per-run rate minus {base}", fontsize=9)
     fig.suptitle(f"Per-model change from the baseline {base}, by flag and condition",
                  fontsize=12, x=0.02, ha="left")
+    entry = writer.add("model-change", f"Per-model change from {base}",
+                       _change_caption(base, changes, shown_flags[0]), fig,
+                       _change_table(changes))
+    return entry, ""
+
+
+def _change_table(changes: Sequence[RateChange]) -> DataTable:
+    """The per-model change CSV: one row per flag, model and condition."""
     rows = tuple((c.flag, c.model, c.condition, c.baseline, c.runs, c.baseline_runs,
                   c.messages, c.baseline_messages, c.rate, c.baseline_rate, c.difference,
                   c.ci[0], c.ci[1], c.excludes_zero) for c in changes)
-    caption = (f"Per flag, true model (rows) and condition (columns): the model's mean "
-               f"per-run share of messages flagged in the condition minus in {base} (runs "
-               f"are the unit). * = the Welch t 95% CI over runs excludes 0 (not adjusted "
-               f"for the {len(changes)} comparisons); no CI with fewer than "
-               f"{MIN_CHANGE_RUNS} runs on a side. Grey: the model is not in that "
-               f"condition. Runs and messages per cell are in the CSV "
-               f"({sum(c.messages for c in changes if c.flag == shown_flags[0])} messages "
-               f"compared with {base}'s, first flag).")
-    entry = writer.add("model-change", f"Per-model change from {base}", caption, fig,
-                       DataTable(("flag", "true_model", "condition", "baseline", "runs",
-                                  "baseline_runs", "messages", "baseline_messages", "rate",
-                                  "baseline_rate", "difference", "ci_low", "ci_high",
-                                  "ci_excludes_0"), rows))
-    return entry, ""
+    return DataTable(("flag", "true_model", "condition", "baseline", "runs",
+                      "baseline_runs", "messages", "baseline_messages", "rate",
+                      "baseline_rate", "difference", "ci_low", "ci_high",
+                      "ci_excludes_0"), rows)
+
+
+def _change_caption(base: str, changes: Sequence[RateChange], first_flag: str) -> str:
+    return (f"Per flag, true model (rows) and condition (columns): the model's mean "
+            f"per-run share of messages flagged in the condition minus in {base} (runs "
+            f"are the unit). * = the Welch t 95% CI over runs excludes 0 (not adjusted "
+            f"for the {len(changes)} comparisons); no CI with fewer than "
+            f"{MIN_CHANGE_RUNS} runs on a side. Grey: the model is not in that "
+            f"condition. Runs and messages per cell are in the CSV "
+            f"({sum(c.messages for c in changes if c.flag == first_flag)} messages "
+            f"compared with {base}'s, first flag).")
 
 
 # --------------------------------------------------------------------- who compensates
