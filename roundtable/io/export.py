@@ -478,16 +478,78 @@ def _codes_of(conn: sa.Connection, message_ids: list[int], rater_ids: list[int]
     return status, given
 
 
-def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
-                 rater_ids: list[int], adj_ids: list[int]) -> Iterator[dict[str, Any]]:
-    opts = plan.options
+_NO_CODE: dict[str, tuple[bool | None, str | None]] = {}
+#: (rater id, status column, [(flag, code column, level column or None)])
+_ColumnNames: TypeAlias = list[tuple[int, str, list[tuple[str, str, str | None]]]]
+
+
+def _run_messages(conn: sa.Connection, run: _RunInfo, opts: ExportOptions) -> list[Any]:
+    """The run's messages of the exported kinds, in transcript order."""
     cols = [_M.id, _M.seat_id, _M.round, _M.turn, _M.kind, _M.visible, _M.text,
             _M.source_key]
     if opts.raw:
         cols += [_M.raw_text, _M.reasoning]
-    messages = conn.execute(
+    return list(conn.execute(
         sa.select(*cols).where(_M.run_id == run.id, _M.kind.in_(list(opts.kinds)))
-        .order_by(_M.round, _M.turn, _M.id)).all()
+        .order_by(_M.round, _M.turn, _M.id)).all())
+
+
+def _rater_columns(plan: CorpusPlan) -> _ColumnNames:
+    """Each exported rater's column names, worked out once per run, not per message."""
+    return [(r.id, status_column(r.prefix),
+             [(flag, code_column(r.prefix, flag),
+               level_column(r.prefix, flag) if flag in r.level_flags else None)
+              for flag in r.flags])
+            for r in plan.raters]
+
+
+def _message_row(m: Any, run: _RunInfo, seat: Any, conds: dict[str, Any],
+                 plan: CorpusPlan) -> dict[str, Any]:
+    """The columns of one message that do not depend on any rater."""
+    mid, _seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
+    row: dict[str, Any] = {
+        "message_id": mid, "series": run.series, "run_ref": run.ref, "run_id": run.id,
+        "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
+        "cell": run.cell,
+        **conds, "replicate": run.replicate,
+        "seat_position": seat.position if seat else None,
+        "display_name": seat.display_name if seat else None,
+    }
+    if plan.pseudonyms is not None:
+        row["model_code"] = plan.pseudonyms.code(seat) if seat else None
+    else:
+        row["true_label"] = seat.label if seat else None
+        row["true_endpoint"] = seat.endpoint if seat else None
+        row["true_model"] = seat.model if seat else None
+    row.update({"round": rnd, "turn": turn, "kind": kind, "visible": bool(visible),
+                "text": text})
+    if plan.options.raw:
+        row["raw_text"], row["reasoning"] = m[8], m[9]
+    row["source_key"] = source_key
+    return row
+
+
+def _add_rater_codes(row: dict[str, Any], mid: int, rater_cols: _ColumnNames,
+                     status: dict[tuple[int, int], str],
+                     given: _Given) -> bool:
+    """Each rater's status, codes and levels into ``row``; True when any verdict is valid."""
+    any_code = False
+    for rid, st_col, flag_cols in rater_cols:
+        st = status.get((mid, rid))
+        row[st_col] = st
+        codes = given.get((mid, rid), _NO_CODE)
+        any_code = any_code or st == JudgementStatus.VALID
+        for flag, code_col, lv_col in flag_cols:
+            value, level = codes.get(flag, (None, None))
+            row[code_col] = value
+            if lv_col is not None:
+                row[lv_col] = level
+    return any_code
+
+
+def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
+                 rater_ids: list[int], adj_ids: list[int]) -> Iterator[dict[str, Any]]:
+    messages = _run_messages(conn, run, plan.options)
     if not messages:
         return
     status, given = _codes_of(conn, [m[0] for m in messages], rater_ids)
@@ -495,56 +557,21 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
     seats = plan.seats.get(run.id, {})
     conds = {cond_column(k): condition_cell(run.conditions.get(k), plan.cond_types[k])
              for k in plan.cond_keys}
-    pseudonyms = plan.pseudonyms
-    # column names once per run, not once per message and flag
-    rater_cols = [(r.id, status_column(r.prefix),
-                   [(flag, code_column(r.prefix, flag),
-                     level_column(r.prefix, flag) if flag in r.level_flags else None)
-                    for flag in r.flags])
-                  for r in plan.raters]
+    rater_cols = _rater_columns(plan)
     final_cols = [(flag, final_column(flag)) for flag in adj.flags] if adj is not None else []
-    no_code: dict[str, tuple[bool | None, str | None]] = {}
     for m in messages:
-        mid, seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
-        seat = seats.get(seat_id) if seat_id is not None else None
-        row: dict[str, Any] = {
-            "message_id": mid, "series": run.series, "run_ref": run.ref, "run_id": run.id,
-            "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
-            "cell": run.cell,
-            **conds, "replicate": run.replicate,
-            "seat_position": seat.position if seat else None,
-            "display_name": seat.display_name if seat else None,
-        }
-        if pseudonyms is not None:
-            row["model_code"] = pseudonyms.code(seat) if seat else None
-        else:
-            row["true_label"] = seat.label if seat else None
-            row["true_endpoint"] = seat.endpoint if seat else None
-            row["true_model"] = seat.model if seat else None
-        row.update({"round": rnd, "turn": turn, "kind": kind, "visible": bool(visible),
-                    "text": text})
-        if opts.raw:
-            row["raw_text"], row["reasoning"] = m[8], m[9]
-        row["source_key"] = source_key
-        any_code = False
-        for rid, st_col, flag_cols in rater_cols:
-            st = status.get((mid, rid))
-            row[st_col] = st
-            codes = given.get((mid, rid), no_code)
-            any_code = any_code or st == "valid"
-            for flag, code_col, lv_col in flag_cols:
-                value, level = codes.get(flag, (None, None))
-                row[code_col] = value
-                if lv_col is not None:
-                    row[lv_col] = level
+        mid, seat_id = m[0], m[1]
+        row = _message_row(m, run, seats.get(seat_id) if seat_id is not None else None,
+                           conds, plan)
+        any_code = _add_rater_codes(row, mid, rater_cols, status, given)
         if adj is not None:
-            per_rater = [given.get((mid, rid), no_code) for rid in adj_ids]
+            per_rater = [given.get((mid, rid), _NO_CODE) for rid in adj_ids]
             for flag, fin_col in final_cols:
                 # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
                 final = combine(adj.rule, [c.get(flag, (None, None))[0] for c in per_rater])
                 row[fin_col] = final
                 any_code = any_code or final is not None
-        if opts.coded and not any_code:
+        if plan.options.coded and not any_code:
             continue
         yield row
 
