@@ -258,6 +258,77 @@ def lengths_differ(counts: Sequence[Sequence[int]]) -> bool:
     return max(medians) != min(medians) or max(means) - min(means) >= 1.0
 
 
+def _set_similarity(label: str, ids: Sequence[int], raw: Mapping[int, RunSimilarity],
+                    counts: Mapping[int, list[int]], *, ci: str, n_boot: int,
+                    seed: int) -> SetSimilarity:
+    """One set's raw per-run similarities, their mean and median, and its messages per
+    agent; a ValueError naming the set when none of its runs has a defined figure."""
+    agent_counts = [n for i in ids if i in counts for n in counts[i]]
+    chosen = tuple(raw[i] for i in ids if i in raw)
+    vals = [s.mean_cosine for s in chosen if math.isfinite(s.mean_cosine)]
+    if not vals:
+        raise ValueError(f"{label}: no run with a defined similarity ({len(chosen)} of "
+                         f"{len(ids)} runs have coded messages; a run needs two agents "
+                         f"with a non-zero profile)")
+    return SetSimilarity(
+        label=label, runs=len(ids), raw=chosen,
+        median_messages=float(np.median(agent_counts)) if agent_counts else math.nan,
+        mean_messages=float(np.mean(agent_counts)) if agent_counts else math.nan,
+        mean=float(np.mean(vals)), mean_ci=mean_interval(vals, ci, n_boot=n_boot, seed=seed),
+        median=float(np.median(vals)))
+
+
+def _defined(sims: Mapping[int, RunSimilarity], ids: Sequence[int]) -> tuple[float, ...]:
+    """The defined per-run figures of the runs ``ids`` among ``sims``."""
+    return tuple(sims[i].mean_cosine for i in ids
+                 if i in sims and math.isfinite(sims[i].mean_cosine))
+
+
+class _Equalised:
+    """Equalised per-run similarities of ``msgs``, per length computed only for the runs a
+    contrast needs, each once (a run's value does not depend on the other runs); the
+    agents' code matrices are built once for all lengths."""
+
+    def __init__(self, msgs: Sequence[CodedMessage], draws: int, seed: int) -> None:
+        self._msgs, self._draws, self._seed = msgs, draws, seed
+        self._codes: AgentCodes | None = None
+        self._done: dict[int, dict[int, RunSimilarity]] = {}
+
+    def at(self, m: int, runs: Sequence[int]) -> dict[int, RunSimilarity]:
+        """run id -> similarity with ``m`` messages per agent, for (at least) ``runs``."""
+        if self._codes is None:
+            self._codes = agent_codes(self._msgs)
+        done = self._done.setdefault(m, {})
+        todo = [i for i in dict.fromkeys(runs) if i not in done]
+        if todo:
+            done.update((s.run_id, s) for s in equalised_similarities(
+                self._msgs, m, draws=self._draws, seed=self._seed, codes=self._codes,
+                runs=todo))
+        return done
+
+
+def _pair_figures(label: str, ids: Sequence[int], base: tuple[str, Sequence[int]],
+                  counts: Mapping[int, list[int]], raw: Mapping[int, RunSimilarity],
+                  equalise: str, equalised: _Equalised) -> PairFigures:
+    """What the contrast of set ``label`` with the baseline compares: raw figures, or
+    (``equalise`` always, or auto when the lengths differ) figures equalised to the
+    pair's common length."""
+    base_label, base_ids = base
+    both = {i: counts[i] for i in (*base_ids, *ids) if i in counts}
+    differ = lengths_differ([[n for i in base_ids if i in counts for n in counts[i]],
+                             [n for i in ids if i in counts for n in counts[i]]])
+    if not (equalise == "always" or (equalise == "auto" and differ)):
+        return PairFigures(label, differ, 0, _defined(raw, ids), _defined(raw, base_ids))
+    m = common_length(both)
+    eq = equalised.at(m, list(both))
+    pair = PairFigures(label, differ, m, _defined(eq, ids), _defined(eq, base_ids),
+                       sum(eq[i].too_short for i in both if i in eq))
+    if not pair.values or not pair.baseline_values:
+        raise ValueError(f"{label} against {base_label}: no run keeps two agents with "
+                         f"{m} messages, so no equalised similarity is defined")
+    return pair
+
+
 def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Sequence[int]],
                       *, equalise: str = "auto", draws: int = EQUALISE_DRAWS,
                       correction: str = "holm", n_boot: int = 2000, n_perm: int = 10000,
@@ -279,58 +350,14 @@ def similarity_family(messages: Sequence[CodedMessage], sets: Mapping[str, Seque
     msgs = [m for m in messages if m.run_id in wanted]
     raw = {s.run_id: s for s in run_similarities(agent_profiles(msgs))}
     counts = messages_per_agent(msgs)
-    out = []
-    for label, ids in sets.items():
-        agent_counts = [n for i in ids if i in counts for n in counts[i]]
-        chosen = tuple(raw[i] for i in ids if i in raw)
-        vals = [s.mean_cosine for s in chosen if math.isfinite(s.mean_cosine)]
-        if not vals:
-            raise ValueError(f"{label}: no run with a defined similarity ({len(chosen)} of "
-                             f"{len(ids)} runs have coded messages; a run needs two agents "
-                             f"with a non-zero profile)")
-        out.append(SetSimilarity(
-            label=label, runs=len(ids), raw=chosen,
-            median_messages=float(np.median(agent_counts)) if agent_counts else math.nan,
-            mean_messages=float(np.mean(agent_counts)) if agent_counts else math.nan,
-            mean=float(np.mean(vals)), mean_ci=mean_interval(vals, ci, n_boot=n_boot,
-                                                             seed=seed),
-            median=float(np.median(vals))))
+    out = [_set_similarity(label, ids, raw, counts, ci=ci, n_boot=n_boot, seed=seed)
+           for label, ids in sets.items()]
     base_label, base_ids = next(iter(sets.items()))
-    cache: dict[int, dict[int, RunSimilarity]] = {}
-    codes: list[AgentCodes] = []
+    equalised = _Equalised(msgs, draws, seed)
+    pairs = [_pair_figures(label, ids, (base_label, base_ids), counts, raw, equalise,
+                           equalised)
+             for label, ids in list(sets.items())[1:]]
 
-    def equalised(m: int, runs: Sequence[int]) -> dict[int, RunSimilarity]:
-        # per length, only the runs a contrast needs, each once (a run's value does not
-        # depend on the other runs); the agents' code matrices are built once for all
-        if not codes:
-            codes.append(agent_codes(msgs))
-        done = cache.setdefault(m, {})
-        todo = [i for i in dict.fromkeys(runs) if i not in done]
-        if todo:
-            done.update((s.run_id, s) for s in equalised_similarities(
-                msgs, m, draws=draws, seed=seed, codes=codes[0], runs=todo))
-        return done
-
-    def defined(sims: dict[int, RunSimilarity], ids: Sequence[int]) -> tuple[float, ...]:
-        return tuple(sims[i].mean_cosine for i in ids
-                     if i in sims and math.isfinite(sims[i].mean_cosine))
-
-    pairs = []
-    for label, ids in list(sets.items())[1:]:
-        both = {i: counts[i] for i in (*base_ids, *ids) if i in counts}
-        differ = lengths_differ([[n for i in base_ids if i in counts for n in counts[i]],
-                                 [n for i in ids if i in counts for n in counts[i]]])
-        if equalise == "always" or (equalise == "auto" and differ):
-            m = common_length(both)
-            eq = equalised(m, list(both))
-            pair = PairFigures(label, differ, m, defined(eq, ids), defined(eq, base_ids),
-                               sum(eq[i].too_short for i in both if i in eq))
-            if not pair.values or not pair.baseline_values:
-                raise ValueError(f"{label} against {base_label}: no run keeps two agents with "
-                                 f"{m} messages, so no equalised similarity is defined")
-        else:
-            pair = PairFigures(label, differ, 0, defined(raw, ids), defined(raw, base_ids))
-        pairs.append(pair)
     def fam(items: Sequence[tuple[str, Sequence[float], Sequence[float]]]) -> Family:
         return compare_pairs(items, baseline=base_label, correction=correction,
                              n_boot=n_boot, n_perm=n_perm, seed=seed, ci=ci)

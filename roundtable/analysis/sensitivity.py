@@ -12,13 +12,16 @@ clustered by run (:mod:`roundtable.stats.ppi`). See docs/sensitivity.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy
 
 from roundtable.analysis.prevalence import (
+    Labels,
+    MessageInfo,
+    PrevalenceRow,
     check_weights,
     estimate_json,
     estimate_rows,
@@ -125,6 +128,73 @@ def verdict(estimates: Sequence[Estimate]) -> str:
     return "robust" if all(sig) else "depends"
 
 
+_Rows: TypeAlias = dict[tuple[str, str], Estimate | None]
+"""(group, flag) -> one source's estimate."""
+
+
+def _source_cells(sources: Mapping[str, Labels], info: Mapping[int, MessageInfo], by: str,
+                  flags: Sequence[str],
+                  level: float) -> tuple[list[SensitivityCell], dict[str, _Rows]]:
+    """Every judge's and rule's raw prevalence per group and flag: as cells, and per
+    source by (group, flag)."""
+    cells: list[SensitivityCell] = []
+    rows_by: dict[str, _Rows] = {}
+    for name, labels in sources.items():
+        rows = estimate_rows(labels, info, by, flags, level=level)
+        rows_by[name] = {(r.group, r.flag): r.raw for r in rows}
+        cells.extend(SensitivityCell(name, r.group, r.flag, r.n, r.raw) for r in rows)
+    return cells, rows_by
+
+
+def _corrected_rows(engine: sqlalchemy.Engine, labels: Labels,
+                    info: Mapping[int, MessageInfo], *, human: str, sample: str | None,
+                    weights: str | None, flags: Sequence[str], series: Sequence[str],
+                    by: str, level: float) -> tuple[str, list[PrevalenceRow]]:
+    """The weighting mode, and per group and flag the prevalence of ``labels`` corrected
+    with the human coder's labels (the flags the human coded)."""
+    mode = check_weights(weights, sample)
+    hl = human_labels(engine, human, flags, series=series)
+    w = sample_weights(engine, sample) if sample is not None else None
+    coded = [f for f in flags if any(f in c for c in hl.values())]
+    return mode, estimate_rows(labels, info, by, coded, hl, mode, w, level)
+
+
+def _contrast_pairs(contrasts: Sequence[tuple[str, str]], groups: Sequence[str],
+                    notes: list[str]) -> list[tuple[str, str]]:
+    """The pairs of groups to contrast: those asked for (each group must exist), or the
+    only two groups; a note when there are none."""
+    pairs = list(contrasts)
+    if not pairs and len(groups) == 2:
+        return [(groups[0], groups[1])]
+    if not pairs:
+        notes.append("no contrast asked for: add --contrast A:B to see whether a "
+                     "difference survives the choice of source")
+    for a, b in pairs:
+        for g in (a, b):
+            if g not in groups:
+                raise StoreError(f"--contrast {a}:{b}: no group {g!r} (groups: "
+                                 f"{', '.join(groups) or 'none'})")
+    return pairs
+
+
+def _source_contrasts(pairs: Sequence[tuple[str, str]], flags: Sequence[str],
+                      rows_by: Mapping[str, _Rows],
+                      level: float) -> list[SensitivityContrast]:
+    """Each pair's ``a - b`` per flag under every source that estimates both groups,
+    with its verdict (flags no source estimates are left out)."""
+    out = []
+    for a, b in pairs:
+        for f in flags:
+            per: dict[str, Estimate] = {}
+            for s, rows in rows_by.items():
+                ea, eb = rows.get((a, f)), rows.get((b, f))
+                if ea is not None and eb is not None:
+                    per[s] = difference(ea, eb, level=level)
+            if per:
+                out.append(SensitivityContrast(f, a, b, per, verdict(list(per.values()))))
+    return out
+
+
 def sensitivity(
     engine: sqlalchemy.Engine,
     *,
@@ -153,59 +223,26 @@ def sensitivity(
     chosen = list(flags) if flags is not None else list(jl.flags)
     every = sorted({m for labels in jl.sources.values() for m in labels})
     info = message_info(engine, every)
-    cells: list[SensitivityCell] = []
-    rows_by: dict[str, dict[tuple[str, str], Estimate | None]] = {}
-    ns: dict[tuple[str, str], int] = {}
-    for name in names:
-        rows = estimate_rows(jl.sources[name], info, by, chosen, level=level)
-        rows_by[name] = {(r.group, r.flag): r.raw for r in rows}
-        for r in rows:
-            cells.append(SensitivityCell(name, r.group, r.flag, r.n, r.raw))
-            ns[(r.group, r.flag)] = max(ns.get((r.group, r.flag), 0), r.n)
-    sources = names
+    cells, rows_by = _source_cells(jl.sources, info, by, chosen, level)
     mode = None
     notes: list[str] = []
     if human is not None:
-        mode = check_weights(weights, sample)
-        hl = human_labels(engine, human, chosen, series=series)
-        w = sample_weights(engine, sample) if sample is not None else None
-        rows = estimate_rows(jl.sources[correct_rule], info, by,
-                             [f for f in chosen if any(f in c for c in hl.values())], hl,
-                             mode, w, level)
+        mode, rows = _corrected_rows(engine, jl.sources[correct_rule], info, human=human,
+                                     sample=sample, weights=weights, flags=chosen,
+                                     series=series, by=by, level=level)
         rows_by[CORRECTED] = {(r.group, r.flag): r.corrected for r in rows}
-        for r in rows:
-            cells.append(SensitivityCell(CORRECTED, r.group, r.flag, r.n, r.corrected,
-                                         r.status))
-        sources = [*names, CORRECTED]
+        cells.extend(SensitivityCell(CORRECTED, r.group, r.flag, r.n, r.corrected, r.status)
+                     for r in rows)
         if any(r.corrected is None for r in rows):
             notes.append("corrected: some groups have no human items and are not "
                          "correctable")
     groups = sorted({c.group for c in cells})
-    pairs = list(contrasts)
-    if not pairs and len(groups) == 2:
-        pairs = [(groups[0], groups[1])]
-    elif not pairs:
-        notes.append("no contrast asked for: add --contrast A:B to see whether a "
-                     "difference survives the choice of source")
-    out = []
-    for a, b in pairs:
-        for g in (a, b):
-            if g not in groups:
-                raise StoreError(f"--contrast {a}:{b}: no group {g!r} (groups: "
-                                 f"{', '.join(groups) or 'none'})")
-        for f in chosen:
-            per: dict[str, Estimate] = {}
-            for s in sources:
-                ea, eb = rows_by[s].get((a, f)), rows_by[s].get((b, f))
-                if ea is not None and eb is not None:
-                    per[s] = difference(ea, eb, level=level)
-            if per:
-                out.append(SensitivityContrast(f, a, b, per, verdict(list(per.values()))))
+    pairs = _contrast_pairs(contrasts, groups, notes)
+    out = _source_contrasts(pairs, chosen, rows_by, level)
     if len(jl.judges) == 2:
         notes.append("with two judges, majority (more than half) equals intersection")
     return SensitivityResult(
-        by=by, judges=jl.judges, sources=tuple(sources), groups=tuple(groups),
+        by=by, judges=jl.judges, sources=tuple(rows_by), groups=tuple(groups),
         flags=tuple(chosen), cells=tuple(cells), contrasts=tuple(out), human=human,
         weights=mode, corrected_from=correct_rule if human else None, level=level,
         notes=tuple(notes))
-

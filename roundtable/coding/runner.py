@@ -47,6 +47,7 @@ from roundtable.aio import wait_all_or_cancel
 from roundtable.coding.judge import Judge, build_request, retry_request
 from roundtable.coding.lexicon import lexicon_verdict
 from roundtable.coding.persist import (
+    CodeRow,
     JudgementRecord,
     JudgementWriter,
     UnjudgedCalls,
@@ -63,7 +64,7 @@ from roundtable.errors import (
     ModelNotFound,
     ProviderError,
 )
-from roundtable.providers.base import Completion
+from roundtable.providers.base import Completion, CompletionRequest
 from roundtable.providers.client import CallRecord, ModelClient
 from roundtable.store.vocab import JudgementStatus
 from roundtable.store.writer import WriterThread
@@ -324,13 +325,10 @@ class _Pass:
         and only invalid-output retries are made here, online."""
         judge, tally = seat.judge, seat.tally
         spec = judge.spec
-        assert spec.endpoint is not None
-        target = item.target
-        request = build_request(judge, target, item.context(spec.context_messages))
+        request = build_request(judge, item.target, item.context(spec.context_messages))
         calls: list[CallRecord] = []
         reasons: list[str] = []
         batched = 0 if head is None else 1
-        batch_id = None if head is None else head.batch_id
         completion: Completion | None = None
         if head is not None:
             calls.append(head.record)
@@ -340,28 +338,9 @@ class _Pass:
                 if head is not None and self.stopped(tally):
                     await self.store_failure(seat, item, calls, None, batched)
                     return
-                try:
-                    result = await self.client.complete(spec.endpoint, request)
-                except BudgetExceeded as exc:
-                    self.stop_budget(str(exc))
-                    await self.store_failure(seat, item, calls, None, batched)
+                completion = await self.complete_online(seat, item, request, calls, batched)
+                if completion is None:
                     return
-                except ProviderError as exc:
-                    calls.extend(r for r in exc.records if isinstance(r, CallRecord))
-                    why = f"{exc.kind}: {exc}"
-                    if isinstance(exc, AuthError | ModelNotFound):
-                        self.stop_judge(tally, f"judge '{spec.name}' stopped: endpoint "
-                                               f"'{spec.endpoint}', model '{spec.model}': "
-                                               f"{why}")
-                    await self.store_failure(seat, item, calls, why, batched)
-                    return
-                except ConfigError as exc:
-                    self.stop_judge(tally, f"judge '{spec.name}' stopped: {exc}")
-                    await self.store_failure(seat, item, calls, None, batched)
-                    return
-                calls.extend(result.failures)
-                calls.append(result.record)
-                completion = result.completion
             raw = completion.raw_text if completion.raw_text is not None else completion.text
             try:
                 verdict = verdict_from_completion(completion, judge.codebook)
@@ -371,20 +350,45 @@ class _Pass:
                     request = retry_request(request, completion.text, exc.reason)
                     completion = None
                     continue
-                await self.store(tally, [JudgementRecord(
-                    rater_id=seat.rater_id, message_id=target.message_id,
-                    run_id=target.run_id, round=target.round, status=JudgementStatus.INVALID,
-                    raw_output=raw, error=exc.reason, attempts=len(reasons),
-                    calls=tuple(calls), note=_note(reasons[:-1]), batch_id=batch_id,
-                    batch_calls=batched)])
+                await self.store(tally, [_judgement_record(
+                    seat, item, head, JudgementStatus.INVALID, raw, calls, error=exc.reason,
+                    attempts=len(reasons), note=_note(reasons[:-1]))])
                 return
-            await self.store(tally, [JudgementRecord(
-                rater_id=seat.rater_id, message_id=target.message_id, run_id=target.run_id,
-                round=target.round, status=JudgementStatus.VALID, raw_output=raw,
+            await self.store(tally, [_judgement_record(
+                seat, item, head, JudgementStatus.VALID, raw, calls,
                 codes=codes_from_verdict(verdict, judge.codebook), attempts=len(reasons) + 1,
-                calls=tuple(calls), note=_note(reasons), batch_id=batch_id,
-                batch_calls=batched)])
+                note=_note(reasons))])
             return
+
+    async def complete_online(self, seat: _Seat, item: CodingItem,
+                              request: CompletionRequest, calls: list[CallRecord],
+                              batched: int) -> Completion | None:
+        """One online call for ``item``, its attempts appended to ``calls``: the
+        completion, or None when the call failed or stopped the pass or the judge (the
+        attempts are then stored as a failure)."""
+        tally, spec = seat.tally, seat.judge.spec
+        assert spec.endpoint is not None
+        try:
+            result = await self.client.complete(spec.endpoint, request)
+        except BudgetExceeded as exc:
+            self.stop_budget(str(exc))
+            await self.store_failure(seat, item, calls, None, batched)
+            return None
+        except ProviderError as exc:
+            calls.extend(r for r in exc.records if isinstance(r, CallRecord))
+            why = f"{exc.kind}: {exc}"
+            if isinstance(exc, AuthError | ModelNotFound):
+                self.stop_judge(tally, f"judge '{spec.name}' stopped: endpoint "
+                                       f"'{spec.endpoint}', model '{spec.model}': {why}")
+            await self.store_failure(seat, item, calls, why, batched)
+            return None
+        except ConfigError as exc:
+            self.stop_judge(tally, f"judge '{spec.name}' stopped: {exc}")
+            await self.store_failure(seat, item, calls, None, batched)
+            return None
+        calls.extend(result.failures)
+        calls.append(result.record)
+        return result.completion
 
     # ------------------------------------------------------------------ lexicon judges
 
@@ -411,6 +415,21 @@ def _lexicon_chunk(seat: _Seat, items: Sequence[CodingItem]) -> list[JudgementRe
             run_id=item.target.run_id, round=item.target.round, status=JudgementStatus.VALID,
             raw_output=None, codes=codes_from_verdict(verdict, judge.codebook)))
     return records
+
+
+def _judgement_record(seat: _Seat, item: CodingItem, head: BatchAnswer | None,
+                      status: JudgementStatus, raw: str | None, calls: Sequence[CallRecord],
+                      *, attempts: int, note: str | None, error: str | None = None,
+                      codes: tuple[CodeRow, ...] = ()) -> JudgementRecord:
+    """The judgement of ``item`` by ``seat``'s judge, linked to the batch ``head`` came
+    from (its first answer), if any."""
+    target = item.target
+    return JudgementRecord(
+        rater_id=seat.rater_id, message_id=target.message_id, run_id=target.run_id,
+        round=target.round, status=status, raw_output=raw, codes=codes, error=error,
+        attempts=attempts, calls=tuple(calls), note=note,
+        batch_id=None if head is None else head.batch_id,
+        batch_calls=0 if head is None else 1)
 
 
 def _note(reasons: Sequence[str]) -> str | None:

@@ -930,6 +930,93 @@ def _check_weights(weights: Ratings, n: int) -> FloatArray:
     return w
 
 
+def _jointly_coded(ca: IntArray, cb: IntArray, weights: Ratings | None,
+                   notes: list[str]) -> tuple[npt.NDArray[np.bool_], FloatArray | None]:
+    """Which items both raters coded validly (and, with ``weights``, have a weight), and
+    every item's checked weight; a note counts the items left out for want of a weight."""
+    both = (ca >= 0) & (cb >= 0)
+    if weights is None:
+        return both, None
+    w_all = _check_weights(weights, ca.size)
+    unweighted = both & ~np.isfinite(w_all)
+    if unweighted.any():
+        notes.append(f"{int(unweighted.sum())} items without a weight were left out")
+    return both & np.isfinite(w_all), w_all
+
+
+def _joint_table(pa: IntArray, pb: IntArray,
+                 w: FloatArray | None) -> tuple[IntArray, FloatArray]:
+    """The 2 x 2 table of counts of the paired codes, and the table the statistics use
+    (the counts, or the weights summed per cell)."""
+    counts = _tables(pa[None, :], pb[None, :], 2)[0]
+    if w is not None and pa.size:
+        return counts, _cluster_tables(pa, pb, np.zeros(pa.size, dtype=np.int64), 2, w)[0]
+    return counts, counts.astype(np.float64)
+
+
+def _point_note(pa: IntArray, degenerate: bool, alpha: float) -> str | None:
+    """Why point estimates are undefined, if they are."""
+    if pa.size == 0:
+        return "no item was coded (validly) by both raters: every statistic is NaN"
+    if degenerate:
+        label = "present" if pa[0] == 1 else "absent"
+        return (f"both raters coded the flag {label} on every item: kappa and alpha are "
+                "undefined (p_e = 1); percent agreement is 1.0")
+    if not np.isfinite(alpha):
+        return "alpha is undefined: no variation in the pooled values"
+    return None
+
+
+def _ci_design(clusters: Sequence[Hashable] | npt.NDArray[Any] | None,
+               both: npt.NDArray[np.bool_], n: int, bootstrap: int, confidence: float,
+               seed: int) -> tuple[IntArray, CiMethod]:
+    """The cluster of each of the ``n`` jointly coded items, and how the CIs resample:
+    over runs when the items lie in two runs or more, else over messages (saying why)."""
+    if clusters is not None:
+        _, inverse = np.unique(_cluster_codes(clusters, both.size)[both], return_inverse=True)
+        cluster = inverse.astype(np.int64).ravel()
+        n_clusters = int(cluster.max()) + 1
+        if n_clusters >= 2:
+            few = ("only a few runs: the interval is rough"
+                   if n_clusters < FEW_CLUSTERS else "")
+            return cluster, CiMethod("runs", bootstrap, n_clusters, confidence, seed, few)
+    reason = ("no run ids given" if clusters is None
+              else "every jointly coded message is in one run, so messages are "
+                   "resampled (the CI ignores between-run variation)")
+    return (np.arange(n, dtype=np.int64),
+            CiMethod("messages", bootstrap, n, confidence, seed, reason))
+
+
+def _bootstrap_cis(pa: IntArray, pb: IntArray, w: FloatArray | None, cluster: IntArray,
+                   method: CiMethod, point: Mapping[str, FloatArray],
+                   notes: list[str]) -> tuple[dict[str, tuple[float, float]], int]:
+    """Every statistic's CI from ``method.resamples`` resamples of the clusters, and how
+    many resamples had a defined kappa (a note says when some did not)."""
+    bootstrap = method.resamples
+    cell_tables = _cluster_tables(pa, pb, cluster, 2, w)
+    boot = _all_from_tables(_seeded_resampled_tables(cell_tables, method.seed, bootstrap))
+    widen = (math.sqrt(method.clusters / (method.clusters - 1)) if method.unit == "runs"
+             else 1.0)
+    cis: dict[str, tuple[float, float]] = {}
+    valid = 0
+    for stat in STATISTICS:
+        lo, hi, got = _percentile_interval(boot[stat], method.confidence)
+        cis[stat] = _widened(float(point[stat][0]), lo, hi, widen, stat)
+        if stat == "kappa":
+            valid = got
+    if valid < bootstrap:
+        notes.append(f"{bootstrap - valid} of {bootstrap} bootstrap resamples had undefined "
+                     "kappa and were left out of the CI")
+    return cis, valid
+
+
+def _prevalence(x: IntArray, w: FloatArray | None) -> float:
+    """The (weighted) share of items coded present; NaN without items."""
+    if not x.size:
+        return math.nan
+    return float(x.mean()) if w is None else float((w * x).sum() / w.sum())
+
+
 def flag_agreement(
     flag: str,
     a: Ratings,
@@ -964,31 +1051,16 @@ def flag_agreement(
         raise ValueError(f"flag {flag!r}: raters {names[0]!r} and {names[1]!r} must code the "
                          f"same items, got {ca.size} and {cb.size} values")
     notes: list[str] = []
-    both = (ca >= 0) & (cb >= 0)
-    w_all = None if weights is None else _check_weights(weights, ca.size)
-    if w_all is not None:
-        unweighted = both & ~np.isfinite(w_all)
-        if unweighted.any():
-            notes.append(f"{int(unweighted.sum())} items without a weight were left out")
-        both &= np.isfinite(w_all)
+    both, w_all = _jointly_coded(ca, cb, weights, notes)
     pa, pb = ca[both], cb[both]
     w = None if w_all is None else w_all[both]
     n = int(pa.size)
-    counts = _tables(pa[None, :], pb[None, :], 2)[0]
-    table = counts.astype(np.float64)
-    if w is not None and n:
-        table = _cluster_tables(pa, pb, np.zeros(n, dtype=np.int64), 2, w)[0]
+    counts, table = _joint_table(pa, pb, w)
     point = _all_from_tables(table[None])
     degenerate = bool(_kappa_from_tables(table[None])[3][0])
-
-    if n == 0:
-        notes.append("no item was coded (validly) by both raters: every statistic is NaN")
-    elif degenerate:
-        label = "present" if pa[0] == 1 else "absent"
-        notes.append(f"both raters coded the flag {label} on every item: kappa and alpha are "
-                     "undefined (p_e = 1); percent agreement is 1.0")
-    elif not np.isfinite(point["alpha"][0]):
-        notes.append("alpha is undefined: no variation in the pooled values")
+    note = _point_note(pa, degenerate, float(point["alpha"][0]))
+    if note is not None:
+        notes.append(note)
 
     cis = {k: (math.nan, math.nan) for k in STATISTICS}
     valid = 0
@@ -996,48 +1068,17 @@ def flag_agreement(
                       "bootstrap = 0" if bootstrap == 0 else "no jointly coded item")
     if bootstrap > 0 and n > 0:
         _check_bootstrap_args(bootstrap, confidence)
-        cluster = np.arange(n, dtype=np.int64)
-        n_clusters = 0
-        if clusters is not None:
-            _, inverse = np.unique(_cluster_codes(clusters, ca.size)[both], return_inverse=True)
-            cluster = inverse.astype(np.int64).ravel()
-            n_clusters = int(cluster.max()) + 1
-        if n_clusters >= 2:
-            few = ("only a few runs: the interval is rough"
-                   if n_clusters < FEW_CLUSTERS else "")
-            method = CiMethod("runs", bootstrap, n_clusters, confidence, seed, few)
-        else:
-            reason = ("no run ids given" if clusters is None
-                      else "every jointly coded message is in one run, so messages are "
-                           "resampled (the CI ignores between-run variation)")
-            cluster = np.arange(n, dtype=np.int64)
-            method = CiMethod("messages", bootstrap, n, confidence, seed, reason)
-        cell_tables = _cluster_tables(pa, pb, cluster, 2, w)
-        boot = _all_from_tables(_seeded_resampled_tables(cell_tables, seed, bootstrap))
-        widen = math.sqrt(n_clusters / (n_clusters - 1)) if method.unit == "runs" else 1.0
-        for stat in STATISTICS:
-            lo, hi, got = _percentile_interval(boot[stat], confidence)
-            cis[stat] = _widened(float(point[stat][0]), lo, hi, widen, stat)
-            if stat == "kappa":
-                valid = got
-        if valid < bootstrap:
-            notes.append(f"{bootstrap - valid} of {bootstrap} bootstrap resamples had undefined "
-                         "kappa and were left out of the CI")
+        cluster, method = _ci_design(clusters, both, n, bootstrap, confidence, seed)
+        cis, valid = _bootstrap_cis(pa, pb, w, cluster, method, point, notes)
 
-    def prev(x: IntArray) -> float:
-        if not n:
-            return math.nan
-        return float(x.mean()) if w is None else float((w * x).sum() / w.sum())
-
-    n_items = int(ca.size)
     return FlagAgreement(
         flag=flag,
         names=(names[0], names[1]),
-        n_items=n_items,
+        n_items=int(ca.size),
         n=n,
         n_missing={names[0]: int((ca == _MISSING).sum()), names[1]: int((cb == _MISSING).sum())},
         n_invalid={names[0]: int((ca == _INVALID).sum()), names[1]: int((cb == _INVALID).sum())},
-        prevalence={names[0]: prev(pa), names[1]: prev(pb)},
+        prevalence={names[0]: _prevalence(pa, w), names[1]: _prevalence(pb, w)},
         percent=float(point["percent"][0]),
         kappa=float(point["kappa"][0]),
         kappa_ci=cis["kappa"],

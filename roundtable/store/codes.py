@@ -236,6 +236,81 @@ def _scoped(q: Any, rater_ids: list[int | None], series: Sequence[str],
     return q
 
 
+def _check_series(s: Session, series: Sequence[str]) -> None:
+    """A clear error naming the known series when one of ``series`` is not stored."""
+    known = set(s.exec(select(Series.name)).all())
+    unknown = [x for x in series if x not in known]
+    if unknown:
+        raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
+                         f"(known: {', '.join(sorted(known)) or 'none yet'})")
+
+
+def _judgement_rows(s: Session, rater_ids: list[int | None], series: Sequence[str],
+                    runs: Sequence[int]) -> Sequence[Any]:
+    """``(rater_id, message_id, status, series, seat label, run_id)`` of every committed
+    judgement of the raters within the filters."""
+    rows: Sequence[Any] = s.exec(_scoped(
+        sqlalchemy.select(col(Judgement.rater_id), col(Judgement.message_id),
+                          col(Judgement.status), col(Series.name), col(Seat.label),
+                          col(Message.run_id))
+        .select_from(Judgement),
+        rater_ids, series, runs,
+    ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
+        # a human coder's draft (an item not yet committed) is not coded at all
+        .where(col(Judgement.status).in_((JudgementStatus.VALID,
+                                          JudgementStatus.INVALID)))).all()
+    return rows
+
+
+def _code_rows(s: Session, rater_ids: list[int | None], series: Sequence[str],
+               runs: Sequence[int]) -> Sequence[Any]:
+    """``(rater_id, message_id, flag, value)`` of every code of a valid judgement of the
+    raters within the filters, in the order stored."""
+    rows: Sequence[Any] = s.exec(_scoped(
+        sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
+                          col(Code.value))
+        .select_from(Code).join(Judgement, col(Judgement.id) == col(Code.judgement_id)),
+        rater_ids, series, runs,
+    ).where(Judgement.status == JudgementStatus.VALID).order_by(col(Code.id))).all()
+    return rows
+
+
+def _judged(judgements: Sequence[Any], names: Sequence[str], ids: Mapping[int | None, str],
+            pos: Mapping[int, int]) -> tuple[dict[str, list[bool]], dict[str, list[bool]],
+                                             dict[str, list[str]]]:
+    """Per rater, which messages it judged validly and which invalidly; and each
+    message's series, true model and run (the labels of :class:`CodeMatrix`)."""
+    n = len(pos)
+    coded = {r: [False] * n for r in names}
+    invalid_at = {r: [False] * n for r in names}
+    series_of = [""] * n
+    model_of = [""] * n
+    run_of = [""] * n  # the unit of replication: agreement CIs resample runs
+    for rid, mid, status, series_name, label, run_id in judgements:
+        i = pos[mid]
+        if status == JudgementStatus.VALID:
+            coded[ids[rid]][i] = True
+        else:
+            invalid_at[ids[rid]][i] = True
+        series_of[i] = series_name or "?"
+        model_of[i] = label or "?"
+        run_of[i] = str(run_id)
+    return coded, invalid_at, {"series": series_of, "model": model_of, "run": run_of}
+
+
+def _flag_values(codes: Sequence[Any], flags: Sequence[str], names: Sequence[str],
+                 ids: Mapping[int | None, str],
+                 pos: Mapping[int, int]) -> dict[str, dict[str, list[bool | None]]]:
+    """``values[flag][rater][i]`` from the code rows (None where there is no code)."""
+    flag_set = set(flags)
+    values: dict[str, dict[str, list[bool | None]]] = {
+        f: {r: [None] * len(pos) for r in names} for f in flags}
+    for rid, mid, flag, value in codes:
+        if flag in flag_set:
+            values[flag][ids[rid]][pos[mid]] = None if value is None else bool(value)
+    return values
+
+
 def load_codes(
     engine: sqlalchemy.Engine,
     raters: Sequence[str],
@@ -254,61 +329,22 @@ def load_codes(
     ids = {r.id: r.name for r in stored}
     with Session(engine) as s:
         if series:
-            known = set(s.exec(select(Series.name)).all())
-            unknown = [x for x in series if x not in known]
-            if unknown:
-                raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
-                                 f"(known: {', '.join(sorted(known)) or 'none yet'})")
-
-        judgements = s.exec(_scoped(
-            sqlalchemy.select(col(Judgement.rater_id), col(Judgement.message_id),
-                              col(Judgement.status), col(Series.name), col(Seat.label),
-                              col(Message.run_id))
-            .select_from(Judgement),
-            list(ids), series, runs,
-        ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
-            # a human coder's draft (an item not yet committed) is not coded at all
-            .where(col(Judgement.status).in_((JudgementStatus.VALID,
-                                              JudgementStatus.INVALID)))).all()
-        codes = s.exec(_scoped(
-            sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
-                              col(Code.value))
-            .select_from(Code).join(Judgement, col(Judgement.id) == col(Code.judgement_id)),
-            list(ids), series, runs,
-        ).where(Judgement.status == JudgementStatus.VALID).order_by(col(Code.id))).all()
+            _check_series(s, series)
+        judgements = _judgement_rows(s, list(ids), series, runs)
+        codes = _code_rows(s, list(ids), series, runs)
 
     names = list(raters)
     message_ids = sorted({row[1] for row in judgements})
     pos = {mid: i for i, mid in enumerate(message_ids)}
-    n = len(message_ids)
-    coded = {r: [False] * n for r in names}
-    invalid_at = {r: [False] * n for r in names}
-    series_of = [""] * n
-    model_of = [""] * n
-    run_of = [""] * n  # the unit of replication: agreement CIs resample runs
-    for rid, mid, status, series_name, label, run_id in judgements:
-        i = pos[mid]
-        if status == JudgementStatus.VALID:
-            coded[ids[rid]][i] = True
-        else:
-            invalid_at[ids[rid]][i] = True
-        series_of[i] = series_name or "?"
-        model_of[i] = label or "?"
-        run_of[i] = str(run_id)
+    coded, invalid_at, labels = _judged(judgements, names, ids, pos)
     if flags is None:
         flags = list(dict.fromkeys(flag for _, _, flag, _ in codes))
-    flag_set = set(flags)
-    values: dict[str, dict[str, list[bool | None]]] = {
-        f: {r: [None] * n for r in names} for f in flags}
-    for rid, mid, flag, value in codes:
-        if flag in flag_set:
-            values[flag][ids[rid]][pos[mid]] = None if value is None else bool(value)
     return CodeMatrix(
         raters=tuple(names),
         flags=tuple(flags),
         message_ids=tuple(message_ids),
-        values=values,
+        values=_flag_values(codes, flags, names, ids, pos),
         coded=coded,
         invalid_at=invalid_at,
-        labels={"series": series_of, "model": model_of, "run": run_of},
+        labels=labels,
     )
