@@ -75,6 +75,10 @@ kind = "openai"
 base_url = "{server.url}/v1"
 api_key_env = "STORM_API_KEY"
 max_concurrency = 8
+# The virtual clock is shared by every call in flight, so one call's measured latency
+# includes the others' (virtual) retry waits; on a loaded machine the default 600 s budget
+# could then run out on paper. The budget itself is tested in tests/test_client.py.
+retry_budget_s = 100000
 """, encoding="utf-8")
         monkeypatch.setenv("STORM_API_KEY", "storm-key-0000")
         db = tmp_path / "rt.db"
