@@ -268,6 +268,13 @@ class Protocol(_Frozen):
     matrix: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     reference: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _complete_builtins(cls, value: Any) -> Any:
+        from roundtable.settings import complete_builtin_tables
+
+        return complete_builtin_tables(value)
+
     @model_validator(mode="after")
     def _check_cell(self) -> Protocol:
         seats = self.roster.resolved()

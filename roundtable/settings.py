@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -50,6 +51,22 @@ BUILTIN_ENDPOINTS: dict[str, EndpointConfig] = {
     "local": EndpointConfig(kind="local", max_concurrency=1),
     "scripted": EndpointConfig(kind="scripted", max_concurrency=1000),
 }
+
+
+def complete_builtin_tables(tables: Any) -> Any:
+    """A file's raw ``[endpoints]`` tables with each table that names a built-in endpoint
+    but no ``kind`` completed from the built-in, so ``[endpoints.anthropic]
+    accepts_temperature = true`` adjusts the built-in instead of replacing it. The fields
+    the table gives win; anything that is not a table of tables is left to validation."""
+    if not isinstance(tables, Mapping):
+        return tables
+    out: dict[Any, Any] = {}
+    for name, table in tables.items():
+        builtin = BUILTIN_ENDPOINTS.get(name) if isinstance(name, str) else None
+        if builtin is not None and isinstance(table, Mapping) and "kind" not in table:
+            table = {**builtin.model_dump(exclude_unset=True), **table}
+        out[name] = table
+    return out
 
 
 def endpoints(overrides: Mapping[str, EndpointConfig] | None = None,

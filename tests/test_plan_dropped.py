@@ -157,3 +157,21 @@ def test_each_call_row_records_what_was_dropped(tmp_path: Path) -> None:
     assert {(p, e, d) for p, e, d in rows} == {
         ("turn", "cold", "temperature"), ("turn", "scripted", ""),
         ("judge", "icy", "temperature")}
+
+
+def test_the_fix_the_warning_names_works_as_written() -> None:
+    """The warning says "set accepts_temperature = true under [endpoints.anthropic]": that
+    one line adjusts the built-in endpoint (its kind and API key variable stay) instead of
+    being refused for a missing kind."""
+    protocol = parse_protocol(PROTOCOL + "\n[endpoints.anthropic]\naccepts_temperature = true\n")
+    endpoint = protocol.endpoints["anthropic"]
+    assert (endpoint.kind, endpoint.api_key_env) == ("anthropic", "ANTHROPIC_API_KEY")
+    [claude] = plan(protocol).dropped
+    assert [p.name for p in claude.params] == ["seed"]
+
+
+def test_a_new_endpoint_still_needs_its_kind() -> None:
+    from roundtable.errors import ProtocolError
+
+    with pytest.raises(ProtocolError, match="endpoints.box.kind"):
+        parse_protocol(PROTOCOL + "\n[endpoints.box]\nbase_url = 'http://127.0.0.1:1/v1'\n")

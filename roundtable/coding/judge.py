@@ -134,6 +134,13 @@ class JudgeSpec(GenerateConfig):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _complete_builtins(cls, value: Any) -> Any:
+        from roundtable.settings import complete_builtin_tables
+
+        return complete_builtin_tables(value)
+
     @field_validator("temperature", mode="before")
     @classmethod
     def _none_temperature(cls, value: Any) -> Any:
