@@ -391,12 +391,7 @@ class ModelClient:
                 except TimeoutError:
                     exc = ProviderTimeout(f"no answer within {request.timeout_s:.0f}s")
                 latency = self._now() - started
-                rate_limited = isinstance(exc, RateLimitError)
-                # a quota reset hours away must not stall the endpoint past the budget
-                pause = min(exc.retry_after, budget) if exc and exc.retry_after else None
-                gate.record(ticket, ok=exc is None, rate_limited=rate_limited,
-                            retry_after=pause, now=self._now())
-                self.totals.limits[endpoint] = gate.limit
+                rate_limited = self._record(endpoint, gate, ticket, exc, budget)
             spent += latency
             if exc is None:
                 assert completion is not None
@@ -417,6 +412,17 @@ class ModelClient:
             self.totals.retries += 1
             await self._pause(wait)
             spent += wait
+
+    def _record(self, endpoint: str, gate: AdaptiveLimit, ticket: int,
+                exc: ProviderError | None, budget: float) -> bool:
+        """Tell the endpoint's adaptive limit how the attempt went; True when rate-limited."""
+        rate_limited = isinstance(exc, RateLimitError)
+        # a quota reset hours away must not stall the endpoint past the budget
+        pause = min(exc.retry_after, budget) if exc and exc.retry_after else None
+        gate.record(ticket, ok=exc is None, rate_limited=rate_limited, retry_after=pause,
+                    now=self._now())
+        self.totals.limits[endpoint] = gate.limit
+        return rate_limited
 
     def _raise_budget_exceeded(self) -> NoReturn:
         raise BudgetExceeded(
@@ -495,11 +501,7 @@ class ModelClient:
                 except ProviderError as raw_exc:
                     exc = raw_exc
                 latency = self._now() - started
-                rate_limited = isinstance(exc, RateLimitError)
-                pause = min(exc.retry_after, budget) if exc and exc.retry_after else None
-                gate.record(ticket, ok=exc is None, rate_limited=rate_limited,
-                            retry_after=pause, now=self._now())
-                self.totals.limits[endpoint] = gate.limit
+                rate_limited = self._record(endpoint, gate, ticket, exc, budget)
             spent += latency
             if exc is None:
                 return result
