@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from roundtable.engine import lease
 from roundtable.engine.driver_sql import DriverStatement, transaction
 from roundtable.store.db import open_engine
-from roundtable.store.tables import LlmCall, Run, Series
+from roundtable.store.tables import LlmCall, Run, Series, table_of
 
-_CALL = LlmCall.__table__  # type: ignore[attr-defined]
-_RUN = Run.__table__  # type: ignore[attr-defined]
+_CALL = table_of(LlmCall)
+_RUN = table_of(Run)
 KEYS = ("run_id", "endpoint", "model", "ok", "latency_ms", "cost_usd", "created_at",
         "error_message")
 

@@ -24,7 +24,7 @@ from test_engine_support import (
 from roundtable.engine.runner import RunnerEvent, register_series, run_series
 from roundtable.errors import SeriesConflictError
 from roundtable.providers.base import ChatMessage, CompletionRequest
-from roundtable.store.tables import Event, LlmCall, Message, Run
+from roundtable.store.tables import Event, LlmCall, Message, Run, table_of
 
 MANY: dict[str, Any] = {"rounds": 4, "seats": 3, "replicates": 3}
 
@@ -118,8 +118,8 @@ def _delete_after(engine: sa.Engine, keep: int) -> None:
     """Simulate a crash: keep the first ``keep`` transcript lines of every run and delete
     every row written after them (whole transactions: rows of one turn share created_at),
     leaving the runs 'running'."""
-    m = Message.__table__  # type: ignore[attr-defined]
-    r = Run.__table__  # type: ignore[attr-defined]
+    m = table_of(Message)
+    r = table_of(Run)
     with engine.begin() as conn:
         for (run_id,) in conn.execute(sa.select(r.c.id)):
             stamps = conn.execute(sa.select(m.c.created_at)
@@ -129,7 +129,7 @@ def _delete_after(engine: sa.Engine, keep: int) -> None:
                 continue
             cutoff = stamps[keep]
             for table in (Message, Event, LlmCall):
-                t = table.__table__  # type: ignore[union-attr]
+                t = table_of(table)
                 conn.execute(sa.delete(t).where(t.c.run_id == run_id,
                                                 t.c.created_at >= cutoff))
         conn.execute(sa.update(r).values(status="running", finished_at=None))
