@@ -220,6 +220,8 @@ def test_db_is_a_path_a_url_or_an_open_engine(synth: Path) -> None:
 def test_user_errors_are_roundtable_errors(synth: Path, tmp_path: Path) -> None:
     with pytest.raises(RoundtableError, match="at least two run sets"):
         analyze.compare(["synth"], rater="synth", db=synth)
+    with pytest.raises(RoundtableError, match="at least two run sets"):
+        analyze.compare("AB", rater="synth", db=synth)  # one selector, not the sets A and B
     with pytest.raises(RoundtableError, match="test='anova' is not one of"):
         analyze.flags(rater="synth", test="anova", db=synth)
     with pytest.raises(RoundtableError, match="per='seat'"):

@@ -234,7 +234,7 @@ def compare(sets: Sequence[str], *, metric: str = "cosine", rater: str | None = 
     from roundtable.analysis.contrasts import similarity_family
     from roundtable.analysis.selectors import select_runs
 
-    sets = list(sets)
+    sets = [sets] if isinstance(sets, str) else list(sets)  # "AB" is one set, not two
     if len(sets) < 2:
         raise StoreError("analyze compare needs at least two run sets: BASE A [B ...]")
     if len(set(sets)) != len(sets):
