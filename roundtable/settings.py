@@ -23,8 +23,8 @@ from roundtable.providers.config import EndpointConfig, Price
 from roundtable.providers.options import validate_options
 
 # Re-exported: the URL rules live where a command can read them without pydantic.
-from roundtable.store.sqlurl import DEFAULT_DB_URL as DEFAULT_DB_URL
-from roundtable.store.sqlurl import database_url as database_url
+from roundtable.store._sqlurl import DEFAULT_DB_URL as DEFAULT_DB_URL
+from roundtable.store._sqlurl import database_url as database_url
 
 #: API-key variables whose values are redacted from all stored and shown text whenever they
 #: are set, used by an endpoint or not (see :mod:`roundtable.providers.redact`)

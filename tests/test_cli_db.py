@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from roundtable.cli.main import app
+from roundtable.store import _sqlfast as sqlfast
 from roundtable.store import db as store_db
-from roundtable.store import sqlfast
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from roundtable.engine import lease
-from roundtable.engine.driver_sql import DriverStatement, transaction
+from roundtable.engine._driver_sql import DriverStatement, transaction
 from roundtable.store.db import open_engine
 from roundtable.store.tables import LlmCall, Run, Series, table_of
 

@@ -1,4 +1,4 @@
-"""Prepared heads (providers/stainless.py): after the first call through the SDK, later calls
+"""Prepared heads (providers/_stainless.py): after the first call through the SDK, later calls
 on the lean transport reuse its head, with the same bytes on the wire and the same errors."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 
 from roundtable.errors import AuthError, RateLimitError, ServerError
 from roundtable.protocol import EndpointConfig
+from roundtable.providers._stainless import static_auth
 from roundtable.providers.anthropic import AnthropicProvider
 from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.openai import OpenAIProvider
-from roundtable.providers.stainless import static_auth
 from tests.fakes import (
     FakeResponse,
     FakeServer,

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 from roundtable.cli.common import read_db
 from roundtable.cli.main import app
 from roundtable.errors import StoreError
+from roundtable.store import _sqlfast as sqlfast
 from roundtable.store import db as store_db
-from roundtable.store import queries, sqlfast
-from roundtable.store.sqlread import Source
-from roundtable.store.sqlurl import plain_sqlite_file
+from roundtable.store import queries
+from roundtable.store._sqlread import Source
+from roundtable.store._sqlurl import plain_sqlite_file
 
 #: two runs with reasoning, an empty first reply from beta, an injected error line, a
 #: permanent failure of alpha in round 1 and a transient one of gamma in round 2 (so the

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.core import TyperGroup
 
+from roundtable.store import _sqlfast as sqlfast
 from roundtable.store import db as store_db
-from roundtable.store import sqlfast
 
 #: top-level packages no ``--help`` needs (each costs 50-500 ms to import)
 HEAVY = ("alembic", "sqlalchemy", "sqlmodel", "numpy", "scipy", "matplotlib", "openai",

@@ -19,7 +19,7 @@ from roundtable.store.vocab import RunStatus
 if TYPE_CHECKING:
     import sqlalchemy
 
-    from roundtable.store.sqlread import Source
+    from roundtable.store._sqlread import Source
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,7 +36,7 @@ DbOption = Annotated[
 
 def db_url(db: str | None) -> str:
     """The database URL ``--db`` (or the environment, or the default) stands for."""
-    from roundtable.store.sqlurl import database_url
+    from roundtable.store._sqlurl import database_url
 
     return database_url(db)
 
@@ -71,8 +71,8 @@ def read_db(db: str | None) -> Iterator[Source]:
     way out: a plain :mod:`sqlite3` connection when ``--db`` is an existing SQLite file
     already at the schema head (no SQLAlchemy import), otherwise the engine of
     :func:`open_db` with ``create=False`` (which also reports every error)."""
-    from roundtable.store.sqlfast import connect_at_head
-    from roundtable.store.sqlurl import plain_sqlite_file
+    from roundtable.store._sqlfast import connect_at_head
+    from roundtable.store._sqlurl import plain_sqlite_file
 
     path = plain_sqlite_file(db_url(db))
     conn = connect_at_head(path) if path is not None else None

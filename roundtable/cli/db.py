@@ -37,7 +37,7 @@ def upgrade(db: DbOption = None, as_json: JsonFlag = False) -> None:
 @handles_errors
 def current(db: DbOption = None, as_json: JsonFlag = False) -> None:
     """Print the schema revision of the database."""
-    from roundtable.store import sqlfast
+    from roundtable.store import _sqlfast as sqlfast
 
     revision = sqlfast.current_revision(db_url(db), origin=db_origin(db), missing_ok=False)
     if as_json:

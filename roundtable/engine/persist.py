@@ -25,8 +25,9 @@ from sqlmodel import Session, select
 
 from roundtable import protocol as protocol_mod
 from roundtable.coding.lang import detect_lang
-from roundtable.engine import driver_sql, lease
-from roundtable.engine.driver_sql import DriverStatement
+from roundtable.engine import _driver_sql as driver_sql
+from roundtable.engine import lease
+from roundtable.engine._driver_sql import DriverStatement
 from roundtable.engine.lease import LeaseLost
 from roundtable.errors import SeriesConflictError
 from roundtable.protocol import Protocol, RunSpec
@@ -336,7 +337,7 @@ class TurnWriter:
     """Writes one turn (calls + message + events) per transaction for one run.
 
     The statements are compiled once per writer and run on the transaction's DBAPI cursor
-    (:class:`~roundtable.engine.driver_sql.DriverStatement`): same SQL, same stored values,
+    (:class:`~roundtable.engine._driver_sql.DriverStatement`): same SQL, same stored values,
     without SQLAlchemy's per-execute overhead, which was most of the writer thread's CPU."""
 
     def __init__(self, engine: sa.Engine, run_id: int, seat_ids: dict[int, int], *,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import BadRequest, ConfigError
+from roundtable.providers._stainless import SdkPoster
 from roundtable.providers.base import (
     ChatMessage,
     Completion,
@@ -39,7 +40,6 @@ from roundtable.providers.errors_map import (
 )
 from roundtable.providers.options import AnthropicOptions, parse_options
 from roundtable.providers.sdk_models import sdk_model_from
-from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:

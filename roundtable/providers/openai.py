@@ -23,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import ConfigError, ProviderError
+from roundtable.providers._stainless import SdkPoster
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -39,7 +40,6 @@ from roundtable.providers.errors_map import (
 )
 from roundtable.providers.options import OpenAIOptions, parse_options
 from roundtable.providers.sdk_models import sdk_model_from
-from roundtable.providers.stainless import SdkPoster
 from roundtable.providers.transport import lean_transport
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ Developer commands (no ``alembic.ini`` needed) are part of ``roundtable db``::
 checkout; review the file (SQLite batch operations are rendered) before committing it.
 
 The SQLite pragmas, the head read from file names and the revision read through the
-standard library live in :mod:`roundtable.store.sqlfast`, which read-only commands use
+standard library live in :mod:`roundtable.store._sqlfast`, which read-only commands use
 without importing this module.
 """
 
@@ -59,7 +59,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel
 
 from roundtable.errors import StoreError
-from roundtable.store.sqlfast import (
+from roundtable.store._sqlfast import (
     BUSY_TIMEOUT_MS,
     NOT_READ,
     SQLITE_PRAGMAS,
@@ -69,10 +69,10 @@ from roundtable.store.sqlfast import (
     installed_migrations,
     source_migrations,
 )
-from roundtable.store.sqlfast import busy_timeout_ms as _busy_timeout_ms
+from roundtable.store._sqlfast import busy_timeout_ms as _busy_timeout_ms
 
 # re-exported for tests that drive the journal-mode retry directly
-from roundtable.store.sqlfast import set_journal_mode as _set_journal_mode  # noqa: F401
+from roundtable.store._sqlfast import set_journal_mode as _set_journal_mode  # noqa: F401
 
 if TYPE_CHECKING:  # Alembic is imported only when a migration check needs it
     from alembic.config import Config

@@ -1,6 +1,6 @@
 """Read-side queries shared by the CLI and exporters: run listings and transcripts.
 
-Each query is SQL text from :mod:`roundtable.store.sqlread`, run on an engine or on a plain
+Each query is SQL text from :mod:`roundtable.store._sqlread`, run on an engine or on a plain
 :mod:`sqlite3` connection (``roundtable runs`` and ``show`` read a current SQLite file
 without loading SQLAlchemy); this module imports neither SQLAlchemy nor the table models.
 """
@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from roundtable.errors import StoreError
-from roundtable.store import sqlread as sql
-from roundtable.store.sqlread import Source, as_bool, as_datetime, as_json
+from roundtable.store import _sqlread as sql
+from roundtable.store._sqlread import Source, as_bool, as_datetime, as_json
 from roundtable.store.vocab import TRANSIENT_FAILURE_EVENT
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from roundtable.errors import StoreError
-from roundtable.store.sqlurl import plain_sqlite_file
+from roundtable.store._sqlurl import plain_sqlite_file
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
