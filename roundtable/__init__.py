@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "adjudicate": "roundtable._api.adjudicating",
     "adjudicate_async": "roundtable._api.adjudicating",
     "AdjudicateResult": "roundtable._api.adjudicating",
+    "AgreementResult": "roundtable._api.agreeing",
+    "ReportWritten": "roundtable._api.reporting",
     "export": "roundtable._api.exporting",
     "export_async": "roundtable._api.exporting",
     "export_warroom": "roundtable._api.exporting",
@@ -90,6 +92,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AdjudicateResult",
+    "AgreementResult",
     "ChatMessage",
     "Completion",
     "CompletionRequest",
@@ -103,6 +106,7 @@ __all__ = [
     "ProtocolError",
     "Provider",
     "ProviderError",
+    "ReportWritten",
     "Result",
     "RetryPolicy",
     "RoundtableError",
@@ -147,7 +151,7 @@ __all__ = [
 if TYPE_CHECKING:
     from roundtable import analyze, review
     from roundtable._api.adjudicating import AdjudicateResult, adjudicate, adjudicate_async
-    from roundtable._api.agreeing import agreement, agreement_async
+    from roundtable._api.agreeing import AgreementResult, agreement, agreement_async
     from roundtable._api.exporting import (
         ExportResult,
         WarroomCodedResult,
@@ -160,7 +164,7 @@ if TYPE_CHECKING:
         export_warroom_coded_async,
     )
     from roundtable._api.judging import JudgeProgress, JudgeResult, judge, judge_async
-    from roundtable._api.reporting import report, report_async
+    from roundtable._api.reporting import ReportWritten, report, report_async
     from roundtable._api.result import Result, TableResult
     from roundtable._api.running import RunProgress, RunResult, run, run_async
     from roundtable.engine.runner import run_series
