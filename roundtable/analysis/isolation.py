@@ -22,7 +22,7 @@ from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import CodedMessage
 from roundtable.stats.compare import adjust_pvalues, cliffs_delta, mann_whitney
 
-__all__ = ["ANY", "IsolationReport", "IsolationRow", "isolation_analysis"]
+__all__ = ["ANY", "IsolationReport", "IsolationRow", "flag_value", "isolation_analysis"]
 
 ANY = "any"
 
@@ -67,7 +67,9 @@ class IsolationReport:
     correction: str = "holm"
 
 
-def _value(m: CodedMessage, flag: str) -> bool | None:
+def flag_value(m: CodedMessage, flag: str) -> bool | None:
+    """A message's value for ``flag``; for ``any``: a trait flagged, else None if some
+    trait has no value, else False."""
     if flag != ANY:
         return m.codes.get(flag)
     vals = [m.codes.get(t) for t in TRAITS]
@@ -93,7 +95,7 @@ def isolation_analysis(messages: Sequence[CodedMessage], *, correction: str = "h
             flagged = coded = 0
             per_run = []
             for msgs in runs[side].values():
-                vals = [v for v in (_value(m, flag) for m in msgs) if v is not None]
+                vals = [v for v in (flag_value(m, flag) for m in msgs) if v is not None]
                 flagged += sum(vals)
                 coded += len(vals)
                 if vals:

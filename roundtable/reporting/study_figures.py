@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from roundtable.analysis.crash import LEVELS, CrashEvent
-from roundtable.analysis.isolation import ANY, isolation_analysis
+from roundtable.analysis.isolation import ANY, flag_value, isolation_analysis
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage
 from roundtable.reporting.model import DataTable, FigureEntry, Section
@@ -61,17 +61,6 @@ def _wrap(label: str, width: int = 14) -> str:
     return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
 
 
-def _value(m: CodedMessage, flag: str) -> bool | None:
-    """A message's value for ``flag``; for ``any``: a trait flagged, else None if some
-    trait has no value, else False (as :mod:`roundtable.analysis.isolation` counts)."""
-    if flag != ANY:
-        return m.codes.get(flag)
-    vals = [m.codes.get(t) for t in TRAITS]
-    if any(v for v in vals):
-        return True
-    return None if any(v is None for v in vals) else False
-
-
 # ------------------------------------------------------------------- isolation vs group
 
 
@@ -84,7 +73,7 @@ def isolation_by_model(messages: Sequence[CodedMessage]
     for m in messages:
         side = "isolation" if m.isolation else "group"
         for flag in (*TRAITS, ANY):
-            v = _value(m, flag)
+            v = flag_value(m, flag)
             if v is None:
                 continue
             for model in ("all", m.true_label):
