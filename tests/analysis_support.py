@@ -151,3 +151,20 @@ def write_synthetic(engine: Engine, groups: dict[str, tuple[str, list[SynthMessa
                 for r, (rnd, seat, origin) in crashes.items()])
         s.commit()
     return run_ids
+
+
+def write_synth_corpus(url: str) -> None:
+    """Series synth at ``url``: 6 hetero + 6 clone runs (one crash each in two hetero
+    runs, comp levels on three messages) and 3 one-round isolation runs; rater 'synth'."""
+    from roundtable.store.db import open_engine
+
+    engine = open_engine(url)
+    rng = np.random.default_rng(7)
+    write_synthetic(engine, {
+        "groups=hetero": ("hetero", synth_runs(rng, "hetero", 6)),
+        "groups=clone": ("clone", synth_runs(rng, "clone", 6, first_run=6)),
+        "groups=alone": ("hetero", synth_runs(rng, "hetero", 3, rounds=1, first_run=12)),
+    }, crashes={0: (3, 0, "injected"), 1: (4, 2, "injected")},
+        comp={(0, 1, 4): "L2", (0, 3, 5): "L1", (1, 0, 4): "L3"},
+        isolation_cells=("groups=alone",))
+    engine.dispose()

@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from roundtable.cli.main import app
 from roundtable.store.db import open_engine
-from tests.analysis_support import synth_runs, write_synthetic
+from tests.analysis_support import write_synth_corpus
 
 runner = CliRunner()
 
@@ -35,16 +34,7 @@ def synth_db(tmp_path: Path) -> str:
     """Series synth: 6 hetero + 6 clone runs (one crash each in two hetero runs) and 3
     isolation runs; one rater 'synth'."""
     url = f"sqlite:///{tmp_path / 'synth.db'}"
-    engine = open_engine(url)
-    rng = np.random.default_rng(7)
-    write_synthetic(engine, {
-        "groups=hetero": ("hetero", synth_runs(rng, "hetero", 6)),
-        "groups=clone": ("clone", synth_runs(rng, "clone", 6, first_run=6)),
-        "groups=alone": ("hetero", synth_runs(rng, "hetero", 3, rounds=1, first_run=12)),
-    }, crashes={0: (3, 0, "injected"), 1: (4, 2, "injected")},
-        comp={(0, 1, 4): "L2", (0, 3, 5): "L1", (1, 0, 4): "L3"},
-        isolation_cells=("groups=alone",))
-    engine.dispose()
+    write_synth_corpus(url)
     return url
 
 

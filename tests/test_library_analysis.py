@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -28,7 +27,7 @@ from roundtable.errors import RoundtableError, StoreError
 from roundtable.stats.compare import adjust_pvalues
 from roundtable.store.codes import RaterInfo
 from roundtable.store.db import open_engine
-from tests.analysis_support import synth_runs, write_synthetic
+from tests.analysis_support import write_synth_corpus
 from tests.prevalence_support import biased_corpus
 
 runner = CliRunner()
@@ -38,16 +37,7 @@ runner = CliRunner()
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Series synth: hetero, clone and isolation cells, two crashed runs; rater synth."""
     path = tmp_path_factory.mktemp("synth") / "synth.db"
-    engine = open_engine(f"sqlite:///{path}")
-    rng = np.random.default_rng(7)
-    write_synthetic(engine, {
-        "groups=hetero": ("hetero", synth_runs(rng, "hetero", 6)),
-        "groups=clone": ("clone", synth_runs(rng, "clone", 6, first_run=6)),
-        "groups=alone": ("hetero", synth_runs(rng, "hetero", 3, rounds=1, first_run=12)),
-    }, crashes={0: (3, 0, "injected"), 1: (4, 2, "injected")},
-        comp={(0, 1, 4): "L2", (0, 3, 5): "L1", (1, 0, 4): "L3"},
-        isolation_cells=("groups=alone",))
-    engine.dispose()
+    write_synth_corpus(f"sqlite:///{path}")
     return path
 
 
