@@ -27,9 +27,9 @@ Database: TypeAlias = "str | Path | sqlalchemy.Engine | None"
 
 def database_url(db: str | Path | None) -> str:
     """The URL ``db`` stands for (a bare path is a SQLite file; None: the default)."""
-    from roundtable import settings
+    from roundtable.store._sqlurl import database_url as url_of  # no pydantic import
 
-    return settings.database_url(str(db) if db is not None else None)
+    return url_of(str(db) if db is not None else None)
 
 
 def database_origin(db: str | Path | None) -> str:

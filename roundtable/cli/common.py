@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from roundtable import ui
+from roundtable._api.database import (
+    database_origin,
+    database_url,
+    display_database,
+    open_database,
+)
 from roundtable.errors import RoundtableError
 from roundtable.store.vocab import RunStatus
 
@@ -36,33 +41,20 @@ DbOption = Annotated[
 
 def db_url(db: str | None) -> str:
     """The database URL ``--db`` (or the environment, or the default) stands for."""
-    from roundtable.store._sqlurl import database_url
-
     return database_url(db)
 
 
 def db_origin(db: str | None) -> str:
     """Where the database URL came from, for error messages."""
-    if db:
-        return "--db"
-    if os.environ.get("ROUNDTABLE_DB"):
-        return "ROUNDTABLE_DB"
-    return "the default; pass --db or set ROUNDTABLE_DB"
+    return database_origin(db)
 
 
-@contextmanager
-def open_db(db: str | None, create: bool = True) -> Iterator[sqlalchemy.Engine]:
+def open_db(db: str | None, create: bool = True) -> AbstractContextManager[sqlalchemy.Engine]:
     """The migrated engine for ``--db``, disposed (connections closed) on the way out.
 
     Read-only commands pass ``create=False``: a missing database is then an error naming
     the path, and no file or directory is created."""
-    from roundtable.store import db as store_db
-
-    engine = store_db.open_engine(db_url(db), create=create, origin=db_origin(db))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    return open_database(db, create=create)
 
 
 @contextmanager
@@ -104,12 +96,7 @@ def check_choice(flag: str, value: str | None, choices: Sequence[str]) -> str | 
 
 def display_url(url: str) -> str:
     """The URL with any password hidden, for printing."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is reported by open_engine, not here
-        return url
+    return display_database(url)
 
 
 def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
