@@ -67,7 +67,7 @@ from roundtable.engine.persist import (
     TurnWriter,
     WriterThread,
 )
-from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
+from roundtable.engine.transcript import ENTRY_KINDS, Entry, render, visible_for
 from roundtable.errors import AuthError, BudgetExceeded, ProviderError
 from roundtable.protocol import HUMAN_ENDPOINT, FaultSpec, HumanConfig
 from roundtable.providers.base import CompletionRequest
@@ -109,16 +109,6 @@ class _Stopped(Exception):
 
 def _kinds(kinds: Counter[str]) -> str:
     return ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
-
-
-def _entry_kind(kind: str) -> EntryKind | None:
-    if kind == "agent":
-        return "agent"
-    if kind == "error":
-        return "error"
-    if kind == "system":
-        return "system"
-    return None
 
 
 class Discussion:
@@ -193,7 +183,7 @@ class Discussion:
         """Rebuild the transcript, resolved seat-rounds, departed seats and failure streaks."""
         agent_rounds: dict[int, set[int]] = {}
         for msg in stored.messages:
-            kind = _entry_kind(msg.kind)
+            kind = ENTRY_KINDS.get(msg.kind)
             if kind is None:
                 continue
             self.entries.append(Entry(round=msg.round, turn=msg.turn, position=msg.position,
@@ -467,7 +457,7 @@ class Discussion:
                 self._on_message(msg.kind)
 
     def _add_entry(self, msg: MessageRow) -> None:
-        kind = _entry_kind(msg.kind)
+        kind = ENTRY_KINDS.get(msg.kind)
         if kind is not None:
             self.entries.append(Entry(round=msg.round, turn=msg.turn, position=msg.position,
                                       kind=kind, text=msg.text, visible=msg.visible))

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from roundtable.engine import persist
-from roundtable.engine.transcript import Entry, EntryKind, render, visible_for
+from roundtable.engine.transcript import render, stored_entries, visible_for
 from roundtable.errors import RoundtableError
 from roundtable.protocol import HUMAN_ENDPOINT, RunSpec
 from roundtable.providers.base import ChatMessage
@@ -59,7 +59,6 @@ HUMAN_SKIPPED_EVENT = EventKind.HUMAN_SKIPPED
 #: seconds between two looks at a pending turn (the engine, ``roundtable sit``)
 POLL_S = 0.5
 
-_KINDS: dict[str, EntryKind] = {"agent": "agent", "error": "error", "system": "system"}
 
 
 class HumanTurnError(RoundtableError):
@@ -227,9 +226,7 @@ def human_context(engine: sa.Engine, run_id: int, seat: int | str,
                              f"({exc.error_count()} problem(s))") from None
     position = int(seat_row.position)
     stored = persist.load_run(engine, run_id)
-    entries = [Entry(round=m.round, turn=m.turn, position=m.position, kind=_KINDS[m.kind],
-                     text=m.text, visible=m.visible)
-               for m in stored.messages if m.kind in _KINDS]
+    entries = stored_entries(stored.messages)
     view = visible_for(entries, scheme=spec.turns.scheme, round_index=turn_row.round,
                        turn=turn_row.turn)
     spec_seat = spec.seats[position]

@@ -21,7 +21,13 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from roundtable.engine import persist
-from roundtable.engine.transcript import Entry, EntryKind, TurnScheme, render, visible_for
+from roundtable.engine.transcript import (
+    Entry,
+    TurnScheme,
+    render,
+    stored_entries,
+    visible_for,
+)
 from roundtable.errors import StoreError
 from roundtable.protocol import RunSpec
 from roundtable.providers.base import ChatMessage, CompletionRequest
@@ -29,7 +35,6 @@ from roundtable.store.tables import LlmCall, Message, MessageKind, Run, Seat, ta
 
 __all__ = ["ReplayedPrompt", "prompt_for"]
 
-_KINDS: dict[str, EntryKind] = {"agent": "agent", "error": "error", "system": "system"}
 _SCHEMES: dict[str, TurnScheme] = {"simultaneous": "simultaneous", "sequential": "sequential",
                                    "staggered": "staggered"}
 
@@ -105,9 +110,7 @@ def prompt_for(engine: sa.Engine, message_id: int) -> ReplayedPrompt:
     turn = _load_turn(engine, message_id)
     msg, run, seat = turn.msg, turn.run, turn.seat
     stored = persist.load_run(engine, int(run.id))
-    entries = [Entry(round=m.round, turn=m.turn, position=m.position, kind=_KINDS[m.kind],
-                     text=m.text, visible=m.visible)
-               for m in stored.messages if m.kind in _KINDS]
+    entries = stored_entries(stored.messages)
     spec = _spec(run)
     names = {s.position: s.display_name for s in turn.seats}
     scheme = _SCHEMES.get(spec.turns.scheme if spec else run.turn_scheme, "simultaneous")

@@ -22,12 +22,36 @@ import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from roundtable.providers.base import ChatMessage
 
 EntryKind = Literal["agent", "error", "system"]
+#: the stored message kinds that are transcript lines (``brief`` and the rest are not)
+ENTRY_KINDS: dict[str, EntryKind] = {"agent": "agent", "error": "error", "system": "system"}
 TurnScheme = Literal["simultaneous", "sequential", "staggered"]
+
+
+class StoredLine(Protocol):
+    """What :func:`stored_entries` reads of a stored message row."""
+
+    @property
+    def round(self) -> int: ...
+
+    @property
+    def turn(self) -> int: ...
+
+    @property
+    def position(self) -> int | None: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def visible(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +73,13 @@ class Entry:
     def order_key(self) -> tuple[int, int]:
         """Transcript order: round ascending, then turn."""
         return (self.round, self.turn)
+
+
+def stored_entries(messages: Iterable[StoredLine]) -> list[Entry]:
+    """The transcript lines among a run's stored messages, in their stored order."""
+    return [Entry(round=m.round, turn=m.turn, position=m.position, kind=ENTRY_KINDS[m.kind],
+                  text=m.text, visible=m.visible)
+            for m in messages if m.kind in ENTRY_KINDS]
 
 
 def visible_for(entries: Iterable[Entry], *, scheme: TurnScheme, round_index: int,
