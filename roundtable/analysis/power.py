@@ -62,8 +62,7 @@ class PowerResult:
 
     def to_json(self) -> dict[str, object]:
         """The result as a JSON-ready dict."""
-        def clean(v: float) -> float | None:
-            return v if math.isfinite(v) else None
+        from roundtable._api.result import jsonable as clean
         return {"metric": self.metric, "difference": self.difference, "alpha": self.alpha,
                 "target": self.target, "simulations": self.simulations, "seed": self.seed,
                 "basis": self.basis, "pilot_runs": self.pilot_runs,

@@ -373,13 +373,9 @@ class Comparison:
 
     def as_json(self) -> dict[str, object]:
         """The figures as a JSON-ready dict (NaN -> None)."""
-        def clean(v: object) -> object:
-            if isinstance(v, float):
-                return v if math.isfinite(v) else None
-            if isinstance(v, tuple):
-                return [clean(x) for x in v]
-            return v
-        return {k: clean(v) for k, v in self.__dict__.items()}
+        from roundtable._api.result import jsonable
+
+        return {k: jsonable(v) for k, v in self.__dict__.items()}
 
 
 def _median(x: npt.NDArray[np.float64]) -> float:
