@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from roundtable._api.result import jsonable
 from roundtable.analysis.profiles import (
     EQUALISE_DRAWS,
     AgentCodes,
@@ -60,14 +61,6 @@ def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
     return adjust_pvalues(pvalues, correction)
 
 
-def _clean(v: object) -> object:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, tuple | list):
-        return [_clean(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    return v
 
 
 @dataclass(frozen=True)
@@ -87,9 +80,9 @@ class Contrast:
 
     def to_json(self) -> dict[str, object]:
         """The contrast as a JSON-ready dict."""
-        return {"label": self.label, "difference": _clean(self.difference),
-                "p_mannwhitney_adjusted": _clean(self.p_mannwhitney_adjusted),
-                "p_permutation_adjusted": _clean(self.p_permutation_adjusted),
+        return {"label": self.label, "difference": jsonable(self.difference),
+                "p_mannwhitney_adjusted": jsonable(self.p_mannwhitney_adjusted),
+                "p_permutation_adjusted": jsonable(self.p_permutation_adjusted),
                 **self.comparison.as_json()}
 
 
@@ -174,14 +167,14 @@ class SetSimilarity:
         return {
             "label": self.label, "runs": self.runs, "coded_runs": len(self.raw),
             "defined": len(self.values()), "values": self.values(),
-            "mean": _clean(self.mean), "mean_ci": _clean(self.mean_ci),
-            "median": _clean(self.median),
-            "messages_per_agent": {"median": _clean(self.median_messages),
-                                   "mean": _clean(self.mean_messages)},
+            "mean": jsonable(self.mean), "mean_ci": jsonable(self.mean_ci),
+            "median": jsonable(self.median),
+            "messages_per_agent": {"median": jsonable(self.median_messages),
+                                   "mean": jsonable(self.mean_messages)},
             "zero_vectors": sum(s.zero_vectors for s in self.raw),
             "undefined_agents": sum(s.undefined for s in self.raw),
             "agents": sum(s.agents for s in self.raw),
-            "per_run": [{"run": s.run_ref, "mean_cosine": _clean(s.mean_cosine),
+            "per_run": [{"run": s.run_ref, "mean_cosine": jsonable(s.mean_cosine),
                          "pairs": s.pairs, "zero_vectors": s.zero_vectors}
                         for s in self.raw]}
 
