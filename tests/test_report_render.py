@@ -1,4 +1,5 @@
-"""Parallel and cached rendering of the report's figures: the same files, byte for byte."""
+"""Parallel and cached rendering of the report's figures: the same files, byte for byte;
+drawings built only when their PNG is not cached, and matplotlib only in the workers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from sqlalchemy import Engine
 from roundtable.reporting.build import ReportOptions, build_report
 from roundtable.reporting.figures import interval_plot, profile_heatmap
 from roundtable.reporting.model import DataTable
-from roundtable.reporting.writer import CACHE_DIR, FigureWriter, figure_bytes
+from roundtable.reporting.writer import (
+    CACHE_DIR,
+    FigureWriter,
+    drawing,
+    drawing_key,
+    figure_bytes,
+)
 from roundtable.store.db import open_engine
 from tests.test_report import BOOT, build_corpus
 
@@ -123,3 +130,79 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+_BUILT: list[float] = []
+
+
+def counted_heatmap(value: float) -> Figure:
+    """A heatmap that records each time it is built (module level: drawings pickle)."""
+    _BUILT.append(value)
+    return profile_heatmap(["m"], ["t"], [[value]], title="t", vmax=1.0)
+
+
+def test_a_cached_drawing_is_not_even_built(tmp_path: Path) -> None:
+    table = DataTable(("a",), ((1,),))
+    _BUILT.clear()
+    with FigureWriter(tmp_path, workers=0, cache=True) as first:
+        first.add("x", "T", "c", drawing(counted_heatmap, 0.5), table)
+    assert _BUILT == [0.5] and (first.rendered, first.cached) == (1, 0)
+    with FigureWriter(tmp_path, workers=0, cache=True) as second:
+        second.add("x", "T", "c", drawing(counted_heatmap, 0.5), table)
+        second.add("y", "T", "c", drawing(counted_heatmap, 0.25), table)
+    assert _BUILT == [0.5, 0.25] and (second.rendered, second.cached) == (1, 1)
+    # a drawing gives the PNG its figure gives
+    (tmp_path / "fig").mkdir()
+    FigureWriter(tmp_path / "fig").add("x", "T", "c", counted_heatmap(0.5), table)
+    assert (tmp_path / "fig" / "x.png").read_bytes() == (tmp_path / "x.png").read_bytes()
+
+
+def test_drawing_key_follows_the_function_and_every_argument() -> None:
+    base = drawing_key(drawing(counted_heatmap, 0.5))
+    assert drawing_key(drawing(counted_heatmap, 0.5)) == base
+    assert drawing_key(drawing(counted_heatmap, 0.25)) != base
+    assert drawing_key(drawing(profile_heatmap, ["m"], ["t"], [[0.5]], title="t",
+                               vmax=1.0)) != base
+    one = drawing(profile_heatmap, ["m"], ["t"], [[0.5]], title="t", vmax=1.0)
+    other = drawing(profile_heatmap, ["m"], ["t"], [[0.5]], title="u", vmax=1.0)
+    assert drawing_key(one) != drawing_key(other)
+
+
+_KEY_SCRIPT = """
+from roundtable.reporting.figures import profile_heatmap
+from roundtable.reporting.writer import drawing, drawing_key
+print(drawing_key(drawing(profile_heatmap, ["a", "b"], ["t"], [[0.1], [float("nan")]],
+                          title="x", vmax=1.0, row_notes=["1", "2"])))
+"""
+
+
+def test_drawing_keys_are_the_same_in_every_process() -> None:
+    keys = {subprocess.run([sys.executable, "-c", _KEY_SCRIPT], capture_output=True,
+                           text=True, check=True,
+                           env={**_env(), "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2")}
+    assert len(keys) == 1 and len(keys.pop()) == 64
+
+
+_PARENT_SCRIPT = """
+import sys
+from pathlib import Path
+from roundtable.reporting.build import ReportOptions, build_report
+from roundtable.store.db import open_engine
+engine = open_engine(sys.argv[1])
+build_report(engine, ReportOptions(out=Path(sys.argv[2]), bootstrap=50, workers=1),
+             database="test")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "matplotlib")[:3])
+"""
+
+
+def test_with_workers_the_report_never_imports_matplotlib_itself(engine: Engine,
+                                                                 db_url: str,
+                                                                 tmp_path: Path) -> None:
+    """The workers build and draw every figure; the report process only computes (so it
+    does not pay matplotlib's import and figure building on top of the workers)."""
+    build_corpus(engine)
+    out = subprocess.run([sys.executable, "-c", _PARENT_SCRIPT, db_url, str(tmp_path / "r")],
+                         capture_output=True, text=True, check=True, env=_env())
+    assert out.stdout.strip() == "[]"
+    assert len(list((tmp_path / "r").glob("*.png"))) >= 5

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from roundtable.analysis.attrition import CellAttrition, attrition_summary
 from roundtable.reporting import figures
 from roundtable.reporting.model import DataTable, Section
-from roundtable.reporting.writer import FigureWriter
+from roundtable.reporting.writer import FigureWriter, drawing
 
 __all__ = ["attrition_section"]
 
@@ -28,7 +28,7 @@ def attrition_section(writer: FigureWriter, cells: Sequence[CellAttrition]) -> S
     intro = f"{intro} {attrition_summary(cells)}" + (f" {lossy}." if lossy else "")
     labels = [f"{c.series}\n{c.cell}" for c in cells]
     outstanding = [min(c.outstanding_turns, c.missing_turns) for c in cells]
-    fig = figures.stacked_bars(labels, {
+    fig = drawing(figures.stacked_bars, labels, {
         "stored": [c.stored_turns for c in cells],
         "missing, to retry": outstanding,
         "missing, other": [c.missing_turns - o for c, o in zip(cells, outstanding,

@@ -53,8 +53,8 @@ class ReportOptions:
     title: str = "roundtable report"
     min_round_messages: int = sections.MIN_ROUND_MESSAGES
     workers: int | None = None
-    """Processes rendering the PNGs while the analyses go on (None = one per CPU but one,
-    at most 4, none with fewer than 3 CPUs; 0 = render in this process)."""
+    """Processes drawing the PNGs while the analyses go on (None = one per CPU, at most 4,
+    none on a single CPU; 0 = draw in this process)."""
     cache: bool = True
     """Reuse the PNG of a figure unchanged since the last report in the same folder."""
 
@@ -250,13 +250,15 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
         if progress is not None:
             progress(text)
 
-    inputs = _read_inputs(engine, options, step)
-    # everything is read: only now touch the folder, so a bad option leaves it as it was
-    prepare_folder(options.out)
     workers = default_workers() if options.workers is None else options.workers
-    # PNGs render in worker processes while the next sections compute; leaving the block
-    # waits for the last of them (render_html below reads them)
+    # The workers start now and import matplotlib while the inputs are read; PNGs render
+    # in them while the next sections compute; leaving the block waits for the last of
+    # them (render_html below reads them). The writer touches the folder only on its
+    # first figure.
     with FigureWriter(options.out, workers=workers, cache=options.cache) as writer:
+        inputs = _read_inputs(engine, options, step)
+        # everything is read: only now touch the folder, so a bad option leaves it as it was
+        prepare_folder(options.out)
         out, agents = _write_sections(writer, engine, options, inputs, step)
     header = _header(options, inputs, agents, database)
     index = options.out / "index.html"

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Colormap, Normalize
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:  # matplotlib is imported by the functions that draw (report workers)
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "DPI",
@@ -31,6 +33,7 @@ __all__ = [
     "grouped_bars",
     "interval_plot",
     "line_panels",
+    "new_figure",
     "profile_heatmap",
     "rate_panels",
     "save_png",
@@ -46,7 +49,11 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
             "#17becf", "#7f7f7f", "#bcbd22")
 
 
-def _new(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure of that size (inches) with constrained layout and an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -103,8 +110,10 @@ def profile_heatmap(rows: Sequence[str], cols: Sequence[str], values: Sequence[S
     data = np.array(values, dtype=float).reshape(len(rows), len(cols))
     longest = max((len(r) for r in rows), default=4)
     width = min(4.5 + 0.09 * longest + 1.15 * len(cols), 14)
-    fig = _new(width, max(2.8, 1.6 + 0.48 * len(rows)))
+    fig = new_figure(width, max(2.8, 1.6 + 0.48 * len(rows)))
     ax = fig.add_subplot()
+    from matplotlib.colors import Normalize
+
     norm = Normalize(vmin=0.0, vmax=vmax if vmax > 0 else 1.0)
     masked = np.ma.masked_invalid(data)
     cmap = _cmap("Blues")
@@ -121,7 +130,7 @@ def profile_heatmap(rows: Sequence[str], cols: Sequence[str], values: Sequence[S
             v = data[i, j]
             dark = math.isfinite(v) and norm(v) > 0.6
             ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=_FONT - 1,
-                    color="white" if dark else "black")
+                    color="white" if dark else "black", in_layout=False)
     bar = fig.colorbar(image, ax=ax, shrink=0.9, pad=0.02)
     bar.set_label(value_label, fontsize=_FONT)
     bar.ax.tick_params(labelsize=_FONT - 1)
@@ -140,7 +149,7 @@ def confusion_grid(flags: Sequence[str], matrices: Sequence[Sequence[Sequence[in
     order no/yes), counts printed in the cells, each panel on its own colour scale."""
     ncols = min(3, max(len(flags), 1))
     nrows = max(1, math.ceil(len(flags) / ncols))
-    fig = _new(3.6 * ncols + 0.4, 3.3 * nrows + 0.7)
+    fig = new_figure(3.6 * ncols + 0.4, 3.3 * nrows + 0.7)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k >= len(flags):
@@ -154,7 +163,8 @@ def confusion_grid(flags: Sequence[str], matrices: Sequence[Sequence[Sequence[in
                 share = f"\n{m[i, j] / total:.0%}" if total else ""
                 ax.text(j, i, f"{int(m[i, j])}{share}", ha="center", va="center",
                         fontsize=_FONT,
-                        color="white" if m[i, j] > 0.6 * max(m.max(), 1) else "black")
+                        color="white" if m[i, j] > 0.6 * max(m.max(), 1) else "black",
+                        in_layout=False)
         ax.set_xticks([0, 1], ["no", "yes"], fontsize=_FONT)
         ax.set_yticks([0, 1], ["no", "yes"], fontsize=_FONT)
         ax.set_xlabel(names[1], fontsize=_FONT)
@@ -172,7 +182,7 @@ def dist_plot(groups: Sequence[str], values: Sequence[Sequence[float]], *, title
     """A box plot per group with every value drawn as a (jittered) point; ``n`` under
     each group's name. Empty groups are labelled n=0 and left blank."""
     longest = max((len(line) for g in groups for line in g.split("\n")), default=3)
-    fig = _new(min(max(5.5, max(0.75, 0.1 * longest) * len(groups) + 2.5), 16), 4.8)
+    fig = new_figure(min(max(5.5, max(0.75, 0.1 * longest) * len(groups) + 2.5), 16), 4.8)
     ax = fig.add_subplot()
     rng = np.random.default_rng(seed)
     filled = [(i, list(v)) for i, v in enumerate(values) if len(v)]
@@ -215,7 +225,7 @@ def interval_plot(categories: Sequence[str], estimates: Mapping[str, Sequence[fl
     longest = max((len(c) for c in categories), default=4)
     widest_note = max((len(n) for n in [*notes, notes_header]), default=0)
     width = 7.0 + 0.1 * widest_note + 0.09 * longest
-    fig = _new(width, 1.5 + 0.42 * max(n, 1) * max(1, 0.6 * len(groups)) +
+    fig = new_figure(width, 1.5 + 0.42 * max(n, 1) * max(1, 0.6 * len(groups)) +
                (0.35 * len(groups) if len(groups) > 1 else 0))
     ax = fig.add_subplot()
     if reference_band is not None and all(math.isfinite(x) for x in reference_band):
@@ -277,7 +287,7 @@ def line_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]
     names = list(panels)
     ncols = max(1, min(ncols, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
-    fig = _new(4.4 * ncols + 0.6, 3.1 * nrows + 1.3)
+    fig = new_figure(4.4 * ncols + 0.6, 3.1 * nrows + 1.3)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     line_names = list(dict.fromkeys(k for p in panels.values() for k in p))
     colours = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(line_names)}
@@ -294,7 +304,7 @@ def line_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]
             ax.set_xlim(xs_all[0] - 1, xs_all[0] + 1)
             ax.set_xticks([xs_all[0]])
         else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(_integer_ticks())
         ax.set_title(names[k], fontsize=_FONT + 1)
         ax.grid(alpha=0.3)
         if ylim is not None:
@@ -337,7 +347,15 @@ def rate_panels(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]
     return fig
 
 
+def _integer_ticks() -> MaxNLocator:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _line_handle(colour: str) -> Line2D:
+    from matplotlib.lines import Line2D
+
     return Line2D([0], [0], color=colour, marker="o", ms=4, lw=1.6)
 
 
@@ -350,7 +368,7 @@ def stacked_bars(categories: Sequence[str], stacks: Mapping[str, Sequence[float]
     """One bar per category, stacked by the keys of ``stacks`` (in order); totals printed
     above the bars."""
     longest = max((len(line) for c in categories for line in c.split("\n")), default=3)
-    fig = _new(min(max(6.5, max(0.7, 0.1 * longest) * len(categories) + 3.0), 16), 4.8)
+    fig = new_figure(min(max(6.5, max(0.7, 0.1 * longest) * len(categories) + 3.0), 16), 4.8)
     ax = fig.add_subplot()
     bottom = np.zeros(len(categories))
     for k, (name, vals) in enumerate(stacks.items()):
@@ -366,7 +384,7 @@ def stacked_bars(categories: Sequence[str], stacks: Mapping[str, Sequence[float]
     ax.set_ylabel(ylabel, fontsize=_FONT + 1)
     ax.set_title(title, fontsize=_TITLE, loc="left")
     ax.margins(y=0.12)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integer_ticks())
     ax.set_xlim(-0.75, len(categories) - 0.25)
     fig.legend(fontsize=_FONT - 1, frameon=False, loc="outside lower center",
                ncols=_legend_cols(list(stacks), fig.get_figwidth()))
@@ -379,7 +397,7 @@ def grouped_bars(categories: Sequence[str], groups: Mapping[str, Sequence[float]
                  title: str, xlabel: str, ylabel: str) -> Figure:
     """Side-by-side bars: one cluster per category, one bar per group (NaN bars are
     omitted), values printed above the bars."""
-    fig = _new(max(7.0, 0.5 * len(categories) * max(len(groups), 1) + 3.0), 5.0)
+    fig = new_figure(max(7.0, 0.5 * len(categories) * max(len(groups), 1) + 3.0), 5.0)
     ax = fig.add_subplot()
     k = max(len(groups), 1)
     width = 0.8 / k

@@ -26,7 +26,7 @@ from roundtable.analysis.source import CodedMessage
 from roundtable.coding.reliability import AgreementReport, PairAgreement
 from roundtable.reporting import figures
 from roundtable.reporting.model import DataTable, FigureEntry, Section
-from roundtable.reporting.writer import FigureWriter
+from roundtable.reporting.writer import FigureWriter, drawing
 
 __all__ = [
     "ablation_section",
@@ -81,7 +81,7 @@ def profiles_section(writer: FigureWriter, profiles: Sequence[AgentProfile],
         values = [[per[m].get(t, math.nan) for t in TRAITS] for m in models]
         rows = tuple((name, m, t, values[i][j], agents[(name, m)])
                      for i, m in enumerate(models) for j, t in enumerate(TRAITS))
-        fig = figures.profile_heatmap(
+        fig = drawing(figures.profile_heatmap,
             models, TRAITS, values, title=f"Series {name}: mean trait rate by true model",
             vmax=vmax, row_notes=[str(agents[(name, m)]) for m in models])
         n_agents = sum(agents[(name, m)] for m in models)
@@ -140,7 +140,7 @@ def similarity_section(writer: FigureWriter, sims: Sequence[RunSimilarity],
     rows = tuple((label, r.series, r.cell, r.run_ref, r.mean_cosine, r.pairs, r.zero_vectors)
                  for label, runs in groups for r in runs)
     shown = short_labels([g for g, _ in groups], "\n")
-    fig = figures.dist_plot([shown[g] for g, _ in groups],
+    fig = drawing(figures.dist_plot, [shown[g] for g, _ in groups],
                             [[r.mean_cosine for r in runs] for _, runs in groups],
                             title="Mean pairwise cosine similarity of agent profiles, per run",
                             ylabel="mean cosine similarity", xlabel="condition")
@@ -204,7 +204,7 @@ def _ablation_figure(writer: FigureWriter, fam: SimilarityFamily,
     lo = min([x for ci in cis for x in ci if math.isfinite(x)] + est)
     hi = max([x for ci in cis for x in ci if math.isfinite(x)] + est)
     pad = max(0.02, 0.08 * (hi - lo))
-    fig = figures.interval_plot(
+    fig = drawing(figures.interval_plot,
         labels, {"mean": est}, {"mean": cis},
         title=f"Mean per-run cosine similarity: conditions vs baseline {shown[base.label]}",
         xlabel="mean of raw per-run mean cosine similarity (95% t CI)", ylabel="condition",
@@ -314,7 +314,7 @@ def _confusion_entry(writer: FigureWriter, p: PairAgreement,
     conf_rows = tuple((a, b, fa.flag, va, vb, fa.confusion[i][j])
                       for fa in kept for i, va in enumerate(("no", "yes"))
                       for j, vb in enumerate(("no", "yes")))
-    fig = figures.confusion_grid(
+    fig = drawing(figures.confusion_grid,
         [fa.flag for fa in kept], [[list(r) for r in fa.confusion] for fa in kept],
         (a, b), title=f"Confusion matrices: {a} (rows) vs {b} (columns)")
     return writer.add(f"confusion-{a}-vs-{b}", f"Confusion matrices, {a} vs {b}",
@@ -387,14 +387,14 @@ def _agreement_figure(writer: FigureWriter, pairs: Sequence[PairAgreement],
                                                                             strict=True)}
         lows = [x for v in cis.values() for c in v for x in c if math.isfinite(x)]
         lows += [x for v in est.values() for x in v if math.isfinite(x)]
-        fig = figures.interval_plot(
+        fig = drawing(figures.interval_plot,
             flags, est, cis, title="Cohen's kappa per flag (95% bootstrap CI)",
             xlabel="Cohen's kappa", ylabel="flag", reference=0.0,
             xlim=(min(-0.1, min(lows, default=0.0) - 0.05), 1.02))
         how = f"Cohen's kappa with {ci}"
     else:
         values = [[fa.kappa for fa in p.groups[0].flags] for p in pairs]
-        fig = figures.profile_heatmap(
+        fig = drawing(figures.profile_heatmap,
             [_wrap(n) for n in names], flags, values,
             title="Cohen's kappa per flag and rater pair", vmax=1.0, row_label="rater pair",
             col_label="flag", value_label="Cohen's kappa",
@@ -465,7 +465,7 @@ def rounds_section(writer: FigureWriter, messages: Sequence[CodedMessage],
                      f"message, fills them).")
     if not panels:
         return Section("sec-rounds", title, intro, notes=tuple(notes))
-    fig = figures.rate_panels(panels, sizes, title="Share of messages flagged, by round",
+    fig = drawing(figures.rate_panels, panels, sizes, title="Share of messages flagged, by round",
                               xlabel="round", ylabel="share flagged", ylim=(0, 1))
     entry = writer.add("rounds", "Flag rates by round",
                "Share of each round's coded agent messages flagged, per series (all its "
@@ -505,7 +505,7 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
     rows = tuple((s, len(by_series[s]), lv, counts[lv][i])
                  for i, s in enumerate(names) for lv in levels)
     legend = {("no level given" if lv == "none" else lv): v for lv, v in counts.items()}
-    fig = figures.stacked_bars([f"{s}\n{_runs(len(by_series[s]))}" for s in names], legend,
+    fig = drawing(figures.stacked_bars, [f"{s}\n{_runs(len(by_series[s]))}" for s in names], legend,
                                title="Compensation events after the crash, by level",
                                xlabel="series (crashed runs)", ylabel="compensation events")
     total = sum(sum(v) for v in counts.values())
@@ -528,7 +528,7 @@ def compensation_section(writer: FigureWriter, crash: CrashReport,
     if shown:
         rate_rows = tuple((f, g, shown[g].get(f, math.nan), runs[g], crash.p_after.get(f),
                            crash.p_after_adjusted.get(f)) for f in flags for g in shown)
-        fig = figures.grouped_bars(
+        fig = drawing(figures.grouped_bars,
             flags, {f"{g} ({_runs(runs[g])})": [shown[g].get(f, math.nan) for f in flags]
                     for g in shown},
             title="Survivors' flag rates before and after the crash round",

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sqlmodel import Session, col
 
 from roundtable.analysis.sensitivity import CORRECTED, SensitivityResult, sensitivity
 from roundtable.analysis.source import CodeSource
 from roundtable.errors import StoreError
+from roundtable.reporting.figures import new_figure
 from roundtable.reporting.model import DataTable, Section
-from roundtable.reporting.writer import FigureWriter
+from roundtable.reporting.writer import FigureWriter, drawing
 from roundtable.store.tables import Judgement, JudgementStatus, Rater, RaterKind, Sample, SampleItem
+
+if TYPE_CHECKING:  # matplotlib is imported by the functions that draw (report workers)
+    from matplotlib.figure import Figure
 
 __all__ = ["human_sample", "sensitivity_report", "sensitivity_section", "sensitivity_table"]
 
@@ -48,8 +51,7 @@ def _figure(res: SensitivityResult, table: DataTable) -> Figure:
     ncols = 1 if len(flags) == 1 else 2
     nrows = math.ceil(len(flags) / ncols)
     width = max(6.5, min(13.0, 3.0 + 0.55 * len(res.groups) * ncols))
-    fig = Figure(figsize=(width, 1.2 + 3.0 * nrows), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(width, 1.2 + 3.0 * nrows)
     judges = [s for s in res.sources if s in res.judges]
     xs = list(range(len(res.groups)))
     for k, flag in enumerate(flags):
@@ -113,7 +115,7 @@ def sensitivity_section(writer: FigureWriter, res: SensitivityResult) -> Section
     table = sensitivity_table(res)
     entry = writer.add("sensitivity-prevalence", "Prevalence under every rater and rule",
                        f"Per flag and {res.by}; CSV: one row per flag, group and source.",
-                       _figure(res, table), table)
+                       drawing(_figure, res, table), table)
     if res.contrasts:
         intro += (" Whether each contrast survives the choice of source (robust: every "
                   "source's CI excludes 0 on the same side): " + "; ".join(

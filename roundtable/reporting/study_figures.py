@@ -23,21 +23,24 @@ import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 
 from roundtable.analysis.crash import LEVELS, CrashEvent
 from roundtable.analysis.isolation import ANY, flag_value, isolation_analysis
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage
+from roundtable.reporting.figures import new_figure
 from roundtable.reporting.model import DataTable, FigureEntry, Section
-from roundtable.reporting.writer import FigureWriter
+from roundtable.reporting.writer import FigureWriter, drawing
 from roundtable.store.vocab import EventOrigin
+
+if TYPE_CHECKING:  # matplotlib is imported by the functions that draw (report workers)
+    from matplotlib.axes import Axes
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 __all__ = ["MIN_CHANGE_RUNS", "RateChange", "compensation_by_model", "isolation_by_model",
            "model_changes", "study_section"]
@@ -46,15 +49,8 @@ TITLE = "Figures from the reference study"
 MIN_CHANGE_RUNS = 2
 """Runs a model needs on each side of a comparison for its difference to get a CI."""
 
-_DPI = 110
 _ISO, _GROUP = "#d62728", "#1f77b4"
 _LEVEL_COLOURS = {"L1": "#9ecae1", "L2": "#3182bd", "L3": "#08519c", "none": "#bbbbbb"}
-
-
-def _new(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _wrap(label: str, width: int = 14) -> str:
@@ -121,6 +117,34 @@ def _isolation_panel(ax: Axes, f: str, models: Sequence[str], xs: np.ndarray, co
     ax.grid(axis="y", alpha=0.3)
 
 
+def _draw_isolation(flags: Sequence[str], models: Sequence[str], counts: _Counts,
+                    share: dict[tuple[str, str, str], float], p_adj: dict[str, float]
+                    ) -> Figure:
+    """The isolation figure: a panel of bars per flag, sharing the y axis."""
+    ncols = 2 if len(flags) > 1 else 1
+    nrows = math.ceil(len(flags) / ncols)
+    width = min(16.0, max(7.0, 2.0 + 0.62 * len(models) * ncols))
+    fig = new_figure(width, min(16.0, 1.3 + 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    xs = np.arange(len(models))
+    for k, ax in enumerate(axes.flat):
+        if k >= len(flags):
+            ax.set_axis_off()
+            continue
+        _isolation_panel(ax, flags[k], models, xs, counts, share,
+                         p_adj.get(flags[k], math.nan))
+        if k % ncols == 0:
+            ax.set_ylabel("share flagged", fontsize=10)
+        for spine in ("top", "right"):
+            ax.spines[spine].set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False,
+               fontsize=9)
+    fig.suptitle("Isolation against group discussion: share of messages flagged, by model",
+                 fontsize=12, x=0.02, ha="left")
+    return fig
+
+
 def _isolation_figure(writer: FigureWriter, messages: Sequence[CodedMessage]
                       ) -> tuple[FigureEntry | None, str]:
     iso = [m for m in messages if m.isolation]
@@ -139,29 +163,7 @@ def _isolation_figure(writer: FigureWriter, messages: Sequence[CodedMessage]
         return None, "Isolation against group is not drawn: no flag is coded on both sides."
     rows = _isolation_rows(flags, models, counts, p_adj)
     share = {(r[0], r[1], r[2]): float(r[5]) for r in rows}
-    ncols = 2 if len(flags) > 1 else 1
-    nrows = math.ceil(len(flags) / ncols)
-    width = min(16.0, max(7.0, 2.0 + 0.62 * len(models) * ncols))
-    fig = _new(width, min(16.0, 1.3 + 3.2 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    # one array for every panel: a copy per panel would change the pickled figure and so
-    # its key in the report's PNG cache
-    xs = np.arange(len(models))
-    for k, ax in enumerate(axes.flat):
-        if k >= len(flags):
-            ax.set_axis_off()
-            continue
-        _isolation_panel(ax, flags[k], models, xs, counts, share,
-                         p_adj.get(flags[k], math.nan))
-        if k % ncols == 0:
-            ax.set_ylabel("share flagged", fontsize=10)
-        for spine in ("top", "right"):
-            ax.spines[spine].set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False,
-               fontsize=9)
-    fig.suptitle("Isolation against group discussion: share of messages flagged, by model",
-                 fontsize=12, x=0.02, ha="left")
+    fig = drawing(_draw_isolation, flags, models, counts, share, p_adj)
     caption = (f"Share of coded agent messages flagged per flag and true model; "
                f"isolation: {report.iso_messages} messages in {report.iso_runs} runs "
                f"({', '.join(report.iso_series)}), group: {report.group_messages} messages "
@@ -288,7 +290,7 @@ def _change_panel(ax: Axes, f: str, models: Sequence[str], conds: Sequence[str],
                 dark = abs(float(norm(ch.difference)) - 0.5) > 0.35
                 ax.text(j, i, f"{ch.difference:+.2f}{'*' if ch.excludes_zero else ''}",
                         ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black")
+                        color="white" if dark else "black", in_layout=False)
     from matplotlib import colormaps
 
     image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", norm=norm,
@@ -297,6 +299,35 @@ def _change_panel(ax: Axes, f: str, models: Sequence[str], conds: Sequence[str],
     ax.set_yticks(range(len(models)), models, fontsize=8)
     ax.set_title(f, loc="left", fontsize=10)
     return image
+
+
+def _draw_changes(shown_flags: Sequence[str], conds: Sequence[str], models: Sequence[str],
+                  by: dict[tuple[str, str, str], RateChange], top: float, base: str
+                  ) -> Figure:
+    """The per-model change figure: a heat map per flag on one diverging colour scale
+    (+-``top``, the largest absolute difference)."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-max(top, 0.1), vmax=max(top, 0.1))
+    ncols = 2 if len(shown_flags) > 1 else 1
+    nrows = math.ceil(len(shown_flags) / ncols)
+    cell_w = min(0.62, 7.5 / max(len(conds), 1))
+    width = min(18.0, ncols * (2.4 + cell_w * len(conds)) + 1.0)
+    height = min(18.0, 1.4 + nrows * (0.9 + 0.34 * len(models)))
+    fig = new_figure(width, height)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    image = None
+    for k, ax in enumerate(axes.flat):
+        if k >= len(shown_flags):
+            ax.set_axis_off()
+            continue
+        image = _change_panel(ax, shown_flags[k], models, conds, by, norm)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, pad=0.01)
+        bar.set_label(f"mean per-run rate minus {base}", fontsize=9)
+    fig.suptitle(f"Per-model change from the baseline {base}, by flag and condition",
+                 fontsize=12, x=0.02, ha="left")
+    return fig
 
 
 def _change_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
@@ -315,25 +346,7 @@ def _change_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
     by = {(c.flag, c.model, c.condition): c for c in changes}
     top = max((abs(c.difference) for c in changes if math.isfinite(c.difference)),
               default=0.1)
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-max(top, 0.1), vmax=max(top, 0.1))
-    ncols = 2 if len(shown_flags) > 1 else 1
-    nrows = math.ceil(len(shown_flags) / ncols)
-    cell_w = min(0.62, 7.5 / max(len(conds), 1))
-    width = min(18.0, ncols * (2.4 + cell_w * len(conds)) + 1.0)
-    height = min(18.0, 1.4 + nrows * (0.9 + 0.34 * len(models)))
-    fig = _new(width, height)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    image = None
-    for k, ax in enumerate(axes.flat):
-        if k >= len(shown_flags):
-            ax.set_axis_off()
-            continue
-        image = _change_panel(ax, shown_flags[k], models, conds, by, norm)
-    if image is not None:
-        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, pad=0.01)
-        bar.set_label(f"mean per-run rate minus {base}", fontsize=9)
-    fig.suptitle(f"Per-model change from the baseline {base}, by flag and condition",
-                 fontsize=12, x=0.02, ha="left")
+    fig = drawing(_draw_changes, shown_flags, conds, models, by, top, base)
     entry = writer.add("model-change", f"Per-model change from {base}",
                        _change_caption(base, changes, shown_flags[0]), fig,
                        _change_table(changes))
@@ -396,23 +409,11 @@ def compensation_by_model(messages: Sequence[CodedMessage], events: Sequence[Cra
     return [(mo, lv, counts[(mo, lv)], after[mo]) for mo in sorted(after) for lv in LEVELS]
 
 
-def _compensation_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
-                         events: Sequence[CrashEvent]) -> tuple[FigureEntry | None, str]:
-    rows = compensation_by_model(messages, events)
-    if not rows:
-        return None, ("Who compensates is not drawn: no run with a crash event (injected "
-                      "crash, natural failure or dropped seat) has survivors' coded "
-                      "messages after it.")
-    total = sum(r[2] for r in rows)
-    if not total:
-        return None, (f"Who compensates is not drawn: no survivor's message after a crash "
-                      f"is coded comp ({sum({r[0]: r[3] for r in rows}.values())} messages "
-                      f"after crashes).")
-    after = {r[0]: r[3] for r in rows}
-    models = sorted(after, key=lambda mo: -sum(r[2] for r in rows if r[0] == mo))
-    models = [mo for mo in models if sum(r[2] for r in rows if r[0] == mo)] or models
-    events_of = {(r[0], r[1]): r[2] for r in rows}
-    fig = _new(min(14.0, max(6.5, 1.1 * len(models) + 2.5)), 4.8)
+def _draw_compensation(models: Sequence[str], events_of: dict[tuple[str, str], int],
+                       after: dict[str, int]) -> Figure:
+    """Who compensates: stacked bars of events per level, per model (``events_of`` by
+    (model, level)), each labelled with its count and share of ``after`` (messages)."""
+    fig = new_figure(min(14.0, max(6.5, 1.1 * len(models) + 2.5)), 4.8)
     ax = fig.add_subplot()
     bottom = np.zeros(len(models))
     for lv in LEVELS:
@@ -436,6 +437,26 @@ def _compensation_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
     ax.set_title("Who compensates after a crash, by model and level", loc="left",
                  fontsize=12)
     fig.legend(loc="outside lower center", ncols=4, frameon=False, fontsize=9)
+    return fig
+
+
+def _compensation_figure(writer: FigureWriter, messages: Sequence[CodedMessage],
+                         events: Sequence[CrashEvent]) -> tuple[FigureEntry | None, str]:
+    rows = compensation_by_model(messages, events)
+    if not rows:
+        return None, ("Who compensates is not drawn: no run with a crash event (injected "
+                      "crash, natural failure or dropped seat) has survivors' coded "
+                      "messages after it.")
+    total = sum(r[2] for r in rows)
+    if not total:
+        return None, (f"Who compensates is not drawn: no survivor's message after a crash "
+                      f"is coded comp ({sum({r[0]: r[3] for r in rows}.values())} messages "
+                      f"after crashes).")
+    after = {r[0]: r[3] for r in rows}
+    models = sorted(after, key=lambda mo: -sum(r[2] for r in rows if r[0] == mo))
+    models = [mo for mo in models if sum(r[2] for r in rows if r[0] == mo)] or models
+    events_of = {(r[0], r[1]): r[2] for r in rows}
+    fig = drawing(_draw_compensation, models, events_of, after)
     left_out = len(after) - len(models)
     caption = (f"Survivors' messages coded comp from the crash round on, by true model and "
                f"level ({total} events in {len({e.run_id for e in events})} crashed runs); "

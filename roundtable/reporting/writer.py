@@ -1,18 +1,26 @@
 """Write one figure of the report: its PNG and the CSV of exactly the numbers it plots.
 
-Rendering a figure to PNG (matplotlib's layout and drawing) is most of a report's time, so a
-:class:`FigureWriter` can render in worker processes while the report goes on computing
-(``workers``), and can keep each PNG in a cache folder keyed by a hash of the pickled
-figure (``cache``): a figure whose every artist is unchanged is copied, not redrawn. The
-pickle holds everything drawn (data, labels, colours, sizes), and the key adds matplotlib's
-version and the DPI, so a cached PNG is the one rendering would produce. CSVs are always
-written at once, in the calling process.
+Rendering a figure to PNG (matplotlib's layout and drawing) is most of a report's time, so
+a section hands the writer a :class:`Drawing` -- a drawing function of this package and the
+plain numbers it plots -- rather than a finished figure. The writer can then
+
+* build and render it in worker processes while the report goes on computing
+  (``workers``; they are forked at once and import matplotlib while the report reads the
+  database, so the calling process never imports matplotlib at all), and
+* keep each PNG in a cache folder keyed by a hash of the drawing (``cache``): the
+  function's name, its pickled arguments, the source of this package's drawing code,
+  matplotlib's version and the DPI. A drawing whose key is unchanged is copied, not even
+  built, so a cached PNG is the one drawing would produce.
+
+A finished :class:`~matplotlib.figure.Figure` is accepted too (keyed by its pickle). CSVs
+are always written at once, in the calling process.
 """
 
 from __future__ import annotations
 
 import copyreg
 import csv
+import functools
 import gc
 import hashlib
 import io
@@ -23,20 +31,26 @@ import pickle
 import re
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from matplotlib.figure import Figure
-from matplotlib.transforms import TransformNode
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from roundtable.reporting.figures import DPI, save_png
 from roundtable.reporting.model import DataTable, FigureEntry
 
-__all__ = ["CACHE_DIR", "FigureWriter", "csv_cell", "default_workers", "figure_bytes",
-           "slugify"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import TransformNode
+
+__all__ = ["CACHE_DIR", "Drawing", "FigureWriter", "csv_cell", "default_workers", "drawing",
+           "drawing_key", "figure_bytes", "slugify"]
+
+_P = ParamSpec("_P")
 
 CACHE_DIR = ".figure-cache"
 """Sub-folder of a report folder holding rendered PNGs by content hash (kept between
@@ -60,15 +74,68 @@ def csv_cell(value: object) -> object:
 
 
 def default_workers() -> int:
-    """Worker processes for parallel rendering: one per CPU this process may use but one
-    (the calling process goes on computing and building figures), at most 4; 0 (render in
-    the calling process) with fewer than 3 CPUs, where measured on a shared 2-CPU machine
-    the worker's pickling and unpickling cost more than the overlap gained."""
+    """Worker processes for rendering: one per CPU this process may use, at most 4; 0
+    (render in the calling process) on a single CPU. The calling process only computes
+    and hands over drawings, so on two CPUs two workers keep both busy."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return 0 if cpus < 3 else min(cpus - 1, 4)
+    return 0 if cpus < 2 else min(cpus, 4)
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A figure not drawn yet: a module-level drawing function and the plain data (numbers,
+    labels, dataclasses of them) it is called with. Both must pickle: a worker process
+    calls it, and the pickle of the arguments is the figure's cache key."""
+
+    function: Callable[..., Figure]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def figure(self) -> Figure:
+        """Build the figure."""
+        return self.function(*self.args, **self.kwargs)
+
+
+def drawing(function: Callable[_P, Figure], /, *args: _P.args, **kwargs: _P.kwargs
+            ) -> Drawing:
+    """``function(*args, **kwargs)``, to be drawn by a :class:`FigureWriter`."""
+    return Drawing(function, args, kwargs)
+
+
+@functools.cache
+def _drawing_code() -> str:
+    """A digest of this package's source (every drawing function and helper lives in it),
+    so that editing how a figure is drawn invalidates its cached PNGs."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _matplotlib_version() -> str:
+    # from the installed metadata: the calling process does not import matplotlib
+    return metadata.version("matplotlib")
+
+
+def _key(payload: bytes) -> str:
+    digest = hashlib.sha256(payload)
+    digest.update(f"|code {_drawing_code()}|matplotlib {_matplotlib_version()}"
+                  f"|dpi {DPI}".encode())
+    return digest.hexdigest()
+
+
+def drawing_key(item: Drawing) -> str:
+    """The cache key of ``item``: the same in every process for the same function, data,
+    drawing code, matplotlib version and DPI. Raises if an argument does not pickle."""
+    fn = item.function
+    payload = pickle.dumps((fn.__module__, fn.__qualname__, item.args,
+                            sorted(item.kwargs.items())), protocol=pickle.HIGHEST_PROTOCOL)
+    return _key(payload)
 
 
 class _FigurePickler(pickle.Pickler):
@@ -78,6 +145,8 @@ class _FigurePickler(pickle.Pickler):
     the same, and draws to the same PNG bytes."""
 
     def __init__(self, file: io.BytesIO) -> None:
+        from matplotlib.transforms import TransformNode
+
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._ids: dict[int, int] = {}
         # A dispatch table (looked up by exact type, in C; it replaces copyreg's, which is
@@ -123,11 +192,28 @@ def _render(payload: bytes, path: str) -> str:
     return path
 
 
+def _draw(item: Drawing, path: str) -> str:
+    """Worker side: build a drawing's figure and write its PNG (to a temporary name, then
+    moved, as :func:`_render`)."""
+    tmp = f"{path}.part"
+    save_png(item.figure(), Path(tmp))
+    os.replace(tmp, path)
+    return path
+
+
 def _worker_start() -> None:
     # A forked worker inherits the parent's whole heap (the coded corpus...): without this,
     # every full garbage collection triggered by matplotlib's many small objects walks it
     # again (and copies its pages). Frozen objects are never collected or scanned.
     gc.freeze()
+    # What every drawing needs, imported while the calling process is still reading the
+    # database (the workers start with the writer).
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
+def _ready() -> None:
+    """A task that returns at once: submitting one per worker starts them all."""
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -141,10 +227,10 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 class FigureWriter:
     """Writes figures into one folder under unique file names and remembers them.
 
-    ``workers`` > 0 renders PNGs in that many worker processes (started on the first
-    figure that needs drawing); call :meth:`close` (or use the writer as a context
-    manager) before reading the PNGs. ``cache`` reuses PNGs from ``folder/.figure-cache``.
-    The defaults (0, False) render each PNG in :meth:`add`, as before.
+    ``workers`` > 0 renders PNGs in that many worker processes, started with the writer;
+    call :meth:`close` (or use the writer as a context manager) before reading the PNGs.
+    ``cache`` reuses PNGs from ``folder/.figure-cache``. The defaults (0, False) render each
+    PNG in :meth:`add`. Nothing is written into ``folder`` before the first :meth:`add`.
     """
 
     def __init__(self, folder: Path, *, workers: int = 0, cache: bool = False) -> None:
@@ -155,11 +241,16 @@ class FigureWriter:
         self.cached = 0
         """PNGs copied from the cache."""
         self._used: set[str] = set()
-        self._workers = max(0, workers)
         self._cache = folder / CACHE_DIR if cache else None
         self._keys: set[str] = set()
         self._pool: Executor | None = None
-        self._pending: list[tuple[Future[str], bytes, Path, Path | None]] = []
+        self._pending: list[tuple[Future[str], Drawing | bytes, Path, Path | None]] = []
+        if workers > 0:
+            self._pool = ProcessPoolExecutor(workers, mp_context=_mp_context(),
+                                             initializer=_worker_start)
+            # start every worker now, so they import matplotlib while the caller computes
+            for _ in range(workers):
+                self._pool.submit(_ready)
 
     def _unique(self, slug: str) -> str:
         base, k = slugify(slug), 2
@@ -169,9 +260,12 @@ class FigureWriter:
         self._used.add(out.lower())
         return out
 
-    def add(self, slug: str, title: str, caption: str, figure: Figure,
+    def add(self, slug: str, title: str, caption: str, figure: Drawing | Figure,
             table: DataTable) -> FigureEntry:
-        """Write ``slug.png`` and ``slug.csv`` (made unique within the folder)."""
+        """Write ``slug.png`` and ``slug.csv`` (made unique within the folder).
+
+        ``figure`` is best a :class:`Drawing`: it is built only when its PNG is not in the
+        cache, and then in a worker when there are workers."""
         name = self._unique(slug)
         entry = FigureEntry(slug=name, title=title, caption=caption, png=f"{name}.png",
                             csv=f"{name}.csv")
@@ -179,12 +273,31 @@ class FigureWriter:
             out = csv.writer(fh)
             out.writerow(table.columns)
             out.writerows([csv_cell(v) for v in row] for row in table.rows)
-        self._png(figure, self.folder / entry.png)
+        if isinstance(figure, Drawing):
+            self._drawing_png(figure, self.folder / entry.png)
+        else:
+            self._figure_png(figure, self.folder / entry.png)
         self.entries.append(entry)
         return entry
 
-    def _png(self, figure: Figure, path: Path) -> None:
-        if self._cache is None and self._workers == 0:
+    def _drawing_png(self, item: Drawing, path: Path) -> None:
+        cached = None
+        if self._cache is not None:
+            try:
+                cached = self._cached_path(drawing_key(item))
+            except Exception:  # an argument that does not pickle: drawn, uncached
+                cached = None
+        if self._hit(cached, path):
+            return
+        self.rendered += 1
+        if self._pool is None:
+            save_png(item.figure(), path)
+            self._store(path, cached)
+            return
+        self._pending.append((self._pool.submit(_draw, item, str(path)), item, path, cached))
+
+    def _figure_png(self, figure: Figure, path: Path) -> None:
+        if self._cache is None and self._pool is None:
             save_png(figure, path)
             self.rendered += 1
             return
@@ -194,30 +307,27 @@ class FigureWriter:
             save_png(figure, path)
             self.rendered += 1
             return
-        cached = self._cached_path(payload)
-        if cached is not None and cached.is_file():
-            shutil.copyfile(cached, path)
-            self.cached += 1
+        cached = self._cached_path(_key(payload)) if self._cache is not None else None
+        if self._hit(cached, path):
             return
         self.rendered += 1
-        if self._workers == 0:
+        if self._pool is None:
             save_png(figure, path)
             self._store(path, cached)
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=_mp_context(),
-                                             initializer=_worker_start)
         self._pending.append((self._pool.submit(_render, payload, str(path)), payload, path,
                               cached))
 
-    def _cached_path(self, payload: bytes) -> Path | None:
+    def _hit(self, cached: Path | None, path: Path) -> bool:
+        if cached is None or not cached.is_file():
+            return False
+        shutil.copyfile(cached, path)
+        self.cached += 1
+        return True
+
+    def _cached_path(self, key: str) -> Path | None:
         if self._cache is None:
             return None
-        import matplotlib
-
-        digest = hashlib.sha256(payload)
-        digest.update(f"|matplotlib {matplotlib.__version__}|dpi {DPI}".encode())
-        key = digest.hexdigest()
         self._keys.add(key)
         return self._cache / f"{key}.png"
 
@@ -235,11 +345,12 @@ class FigureWriter:
         raised."""
         pending, self._pending = self._pending, []
         try:
-            for future, payload, path, cached in pending:
+            for future, work, path, cached in pending:
                 try:
                     future.result()
                 except BrokenProcessPool:
-                    save_png(pickle.loads(payload), path)
+                    save_png(work.figure() if isinstance(work, Drawing)
+                             else pickle.loads(work), path)
                 self._store(path, cached)
         finally:
             if self._pool is not None:
