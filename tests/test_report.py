@@ -338,6 +338,7 @@ def test_only_baseline_series_says_nothing_to_compare(
     (["--rater", "nobody"], "nobody"),
     (["--series", "Z"], "no series named 'Z'"),
     (["--agreement", "r1,nobody"], "no rater named 'nobody'"),
+    (["--agreement", "r1,adj:nope"], "no adjudication named 'nope'"),
 ])
 def test_user_errors_exit_2(engine: Engine, db_url: str, tmp_path: Path, args: list[str],
                             message: str) -> None:

@@ -135,20 +135,33 @@ def _source_text(engine: sqlalchemy.Engine, source: CodeSource) -> str:
     return source.label()
 
 
-def _agreement(engine: sqlalchemy.Engine, options: ReportOptions, order: Sequence[str]
-               ) -> tuple[AgreementReport | None, str]:
-    from roundtable.coding.adjudicate import load_codes_with_adjudications
-    from roundtable.coding.reliability import agreement_report
-    from roundtable.store.codes import list_raters
+def _agreement_raters(engine: sqlalchemy.Engine, options: ReportOptions
+                      ) -> tuple[list[str], str]:
+    """The agreement figures' raters, checked (an unknown name is an error now, before
+    the folder is touched), or none and the note saying why."""
+    from roundtable.coding.adjudicate import ADJ_PREFIX, get_adjudication
+    from roundtable.store.codes import list_raters, resolve_raters
 
     if options.agreement is not None:
         names = list(dict.fromkeys(options.agreement))
     else:
         names = [r.name for r in list_raters(engine) if r.valid > 0]
     if len(names) < 2:
-        return None, (f"Agreement needs two raters with codes; found "
-                      f"{', '.join(names) or 'none'}. Add a second rater (roundtable judge, "
-                      f"roundtable import codes) or name them with --agreement A,B.")
+        return [], (f"Agreement needs two raters with codes; found "
+                    f"{', '.join(names) or 'none'}. Add a second rater (roundtable judge, "
+                    f"roundtable import codes) or name them with --agreement A,B.")
+    for n in names:
+        if n.startswith(ADJ_PREFIX):
+            get_adjudication(engine, n)
+    resolve_raters(engine, [n for n in names if not n.startswith(ADJ_PREFIX)])
+    return names, ""
+
+
+def _agreement(engine: sqlalchemy.Engine, options: ReportOptions, names: Sequence[str]
+               ) -> tuple[AgreementReport | None, str]:
+    from roundtable.coding.adjudicate import load_codes_with_adjudications
+    from roundtable.coding.reliability import agreement_report
+
     matrix = load_codes_with_adjudications(engine, names, series=list(options.series))
     if not matrix.flags or len(matrix) == 0:
         return None, (f"Raters {', '.join(names)} have no codes"
@@ -165,7 +178,7 @@ class _Inputs:
     messages: Sequence[CodedMessage]
     order: list[str]
     baseline: str
-    agreement: AgreementReport | None
+    agreement_raters: list[str]
     agreement_missing: str
     source_text: str
     events: list[CrashEvent]
@@ -181,18 +194,20 @@ def _read_inputs(engine: sqlalchemy.Engine, options: ReportOptions,
     if options.baseline is not None and options.baseline not in order:
         raise StoreError(f"--baseline {options.baseline}: not among the reported series "
                          f"({', '.join(order) or 'none has coded messages'})")
-    step("agreement")
-    report, missing = _agreement(engine, options, order)
+    raters, missing = _agreement_raters(engine, options)
     return _Inputs(source=source, messages=messages, order=order, baseline=baseline,
-                   agreement=report, agreement_missing=missing,
+                   agreement_raters=raters, agreement_missing=missing,
                    source_text=_source_text(engine, source),
                    events=_crash_events(engine, messages),
                    runs_total=_run_count(engine, options.series))
 
 
 def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: ReportOptions,
-                    inputs: _Inputs, step: Callable[[str], None]) -> tuple[list[Section], int]:
-    """Every section, in page order, and the number of agent profiles."""
+                    inputs: _Inputs, step: Callable[[str], None]
+                    ) -> tuple[list[Section], int, AgreementReport | None]:
+    """Every section, in page order, the number of agent profiles and the agreement
+    report. The first sections' figures go to the workers before the agreement codes are
+    read, so drawing starts early."""
     messages, order, baseline = inputs.messages, inputs.order, inputs.baseline
     out: list[Section] = []
     step("profiles")
@@ -204,7 +219,10 @@ def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: Re
     step("ablation")
     out.append(sections.ablation_section(writer, messages, sims, order, baseline,
                                          seed=options.seed))
-    out.extend(sections.agreement_sections(writer, inputs.agreement, inputs.agreement_missing))
+    step("agreement")
+    report, missing = (_agreement(engine, options, inputs.agreement_raters)
+                       if inputs.agreement_raters else (None, inputs.agreement_missing))
+    out.extend(sections.agreement_sections(writer, report, missing))
     step("rounds")
     out.append(_rounds(writer, messages, order, options.min_round_messages))
     step("compensation")
@@ -215,12 +233,11 @@ def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: Re
     step("attrition")
     out.append(attrition_section(writer, attrition(engine,
                                                    series=list(options.series) or None)))
-    return out, len(profiles)
+    return out, len(profiles), report
 
 
-def _header(options: ReportOptions, inputs: _Inputs, agents: int, database: str
-            ) -> ReportHeader:
-    report = inputs.agreement
+def _header(options: ReportOptions, inputs: _Inputs, agents: int,
+            report: AgreementReport | None, database: str) -> ReportHeader:
     return ReportHeader(
         title=options.title, database=database, source=inputs.source_text,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -259,8 +276,8 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
         inputs = _read_inputs(engine, options, step)
         # everything is read: only now touch the folder, so a bad option leaves it as it was
         prepare_folder(options.out)
-        out, agents = _write_sections(writer, engine, options, inputs, step)
-    header = _header(options, inputs, agents, database)
+        out, agents, report = _write_sections(writer, engine, options, inputs, step)
+    header = _header(options, inputs, agents, report, database)
     index = options.out / "index.html"
     index.write_text(render_html(header, out, options.out), encoding="utf-8")
     files = [index] + [options.out / name for e in writer.entries for name in (e.png, e.csv)]
