@@ -206,3 +206,21 @@ def test_with_workers_the_report_never_imports_matplotlib_itself(engine: Engine,
                          capture_output=True, text=True, check=True, env=_env())
     assert out.stdout.strip() == "[]"
     assert len(list((tmp_path / "r").glob("*.png"))) >= 5
+
+
+def test_workers_start_only_for_a_figure_the_cache_lacks(tmp_path: Path) -> None:
+    import multiprocessing
+
+    table = DataTable(("a",), ((1,),))
+    with FigureWriter(tmp_path, workers=1, cache=True) as cold:
+        assert multiprocessing.active_children()  # nothing cached: started at once
+        cold.add("x", "T", "c", drawing(profile_heatmap, ["m"], ["t"], [[0.5]], title="t",
+                                        vmax=1.0), table)
+    with FigureWriter(tmp_path, workers=1, cache=True) as warm:
+        warm.add("x", "T", "c", drawing(profile_heatmap, ["m"], ["t"], [[0.5]], title="t",
+                                        vmax=1.0), table)
+        assert not multiprocessing.active_children() and warm.cached == 1
+        warm.add("y", "T", "c", drawing(profile_heatmap, ["m"], ["t"], [[0.25]], title="t",
+                                        vmax=1.0), table)
+        assert multiprocessing.active_children()  # a miss starts them
+    assert warm.rendered == 1 and (tmp_path / "y.png").read_bytes().startswith(b"\x89PNG")

@@ -227,7 +227,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 class FigureWriter:
     """Writes figures into one folder under unique file names and remembers them.
 
-    ``workers`` > 0 renders PNGs in that many worker processes, started with the writer;
+    ``workers`` > 0 renders PNGs in that many worker processes, started with the writer
+    (or at the first figure not in the cache, when the cache holds PNGs already);
     call :meth:`close` (or use the writer as a context manager) before reading the PNGs.
     ``cache`` reuses PNGs from ``folder/.figure-cache``. The defaults (0, False) render each
     PNG in :meth:`add`. Nothing is written into ``folder`` before the first :meth:`add`.
@@ -243,14 +244,24 @@ class FigureWriter:
         self._used: set[str] = set()
         self._cache = folder / CACHE_DIR if cache else None
         self._keys: set[str] = set()
+        self._workers = max(0, workers)
         self._pool: Executor | None = None
         self._pending: list[tuple[Future[str], Drawing | bytes, Path, Path | None]] = []
-        if workers > 0:
-            self._pool = ProcessPoolExecutor(workers, mp_context=_mp_context(),
+        if self._workers and not self._has_cached():
+            # nothing cached: every figure will be drawn, so start the workers now and let
+            # them import matplotlib while the caller computes
+            self._start()
+
+    def _has_cached(self) -> bool:
+        return self._cache is not None and any(self._cache.glob("*.png"))
+
+    def _start(self) -> Executor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_mp_context(),
                                              initializer=_worker_start)
-            # start every worker now, so they import matplotlib while the caller computes
-            for _ in range(workers):
+            for _ in range(self._workers):  # one task each starts every worker at once
                 self._pool.submit(_ready)
+        return self._pool
 
     def _unique(self, slug: str) -> str:
         base, k = slugify(slug), 2
@@ -290,14 +301,15 @@ class FigureWriter:
         if self._hit(cached, path):
             return
         self.rendered += 1
-        if self._pool is None:
+        if not self._workers:
             save_png(item.figure(), path)
             self._store(path, cached)
             return
-        self._pending.append((self._pool.submit(_draw, item, str(path)), item, path, cached))
+        self._pending.append((self._start().submit(_draw, item, str(path)), item, path,
+                              cached))
 
     def _figure_png(self, figure: Figure, path: Path) -> None:
-        if self._cache is None and self._pool is None:
+        if self._cache is None and not self._workers:
             save_png(figure, path)
             self.rendered += 1
             return
@@ -311,12 +323,12 @@ class FigureWriter:
         if self._hit(cached, path):
             return
         self.rendered += 1
-        if self._pool is None:
+        if not self._workers:
             save_png(figure, path)
             self._store(path, cached)
             return
-        self._pending.append((self._pool.submit(_render, payload, str(path)), payload, path,
-                              cached))
+        self._pending.append((self._start().submit(_render, payload, str(path)), payload,
+                              path, cached))
 
     def _hit(self, cached: Path | None, path: Path) -> bool:
         if cached is None or not cached.is_file():
