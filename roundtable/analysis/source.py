@@ -183,7 +183,8 @@ def _rater_codes(engine: Source, name: str, series: Sequence[str]
         per[flag] = None if value is None else bool(value)
         if flag == COMP_FLAG and level is not None:
             levels[int(mid)] = str(level)
-    out = {mid: {f: per.get(f) for f in flags} for mid, per in sorted(given.items())}
+    # sorted by id (ints sort far faster than (id, dict) pairs)
+    out = {mid: {f: given[mid].get(f) for f in flags} for mid in sorted(given)}
     return out, {mid: lv for mid, lv in levels.items() if out.get(mid, {}).get(COMP_FLAG)}
 
 

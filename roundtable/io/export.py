@@ -426,10 +426,9 @@ def iter_records(engine: Source, plan: CorpusPlan,
     adj_ids: list[int] = []
     if plan.adjudication is not None:
         adj_ids = list(rater_ids(engine, plan.adjudication.raters).values())
-    rater_ids_ = list(dict.fromkeys([r.id for r in plan.raters] + adj_ids))
     with reading(engine) as fetch:
         for done, run in enumerate(plan.runs, start=1):
-            yield from _run_records(fetch, plan, run, rater_ids_, adj_ids)
+            yield from _run_records(fetch, plan, run, adj_ids)
             if progress is not None:
                 progress(done, len(plan.runs))
 
@@ -443,26 +442,74 @@ _RUN_CODES = ("SELECT c.message_id, c.rater_id, c.flag, c.value, c.level FROM co
               "JOIN message AS m ON m.id = c.message_id WHERE m.run_id = :run")
 
 
-def _codes_of(fetch: Fetch, run_id: int, rater_ids: list[int]
-              ) -> tuple[dict[tuple[int, int], str], _Given]:
-    """Verdict status and valid codes per (message, rater) of the run's messages.
+@dataclass
+class _RunCodes:
+    """The raters' columns of a run's messages, filled straight from the code rows."""
+
+    cells: dict[int, dict[str, Any]]  # message id -> its rater columns, in column order
+    blank: dict[str, Any]  # the rater columns of a message no rater judged
+    coded: set[int]  # messages with a valid verdict of an exported rater
+    adjudicated: _Given  # the adjudication raters' valid codes per (message, rater)
+
+
+#: rater id -> (status column, flag -> (code column, level column or None))
+_Slots: TypeAlias = dict[int, tuple[str, dict[str, tuple[str, str | None]]]]
+
+
+def _rater_slots(rater_cols: _ColumnNames) -> tuple[dict[str, Any], _Slots]:
+    """The rater columns all empty, in column order, and where each rater's values go."""
+    blank: dict[str, Any] = {}
+    where: _Slots = {}
+    for rid, st_col, flag_cols in rater_cols:
+        blank[st_col] = None
+        for _flag, code_col, lv_col in flag_cols:
+            blank[code_col] = None
+            if lv_col is not None:
+                blank[lv_col] = None
+        where[rid] = (st_col, {flag: (code_col, lv_col) for flag, code_col, lv_col in flag_cols})
+    return blank, where
+
+
+def _run_codes(fetch: Fetch, run_id: int, rater_cols: _ColumnNames,
+               adj_ids: list[int]) -> _RunCodes:
+    """Each exported rater's status, codes and levels per message of the run (only valid
+    verdicts give codes), and the adjudication raters' valid codes.
 
     Raters are filtered here rather than in SQL: with both conditions SQLite picks the
     rater index and scans every code of the rater for each run."""
-    status: dict[tuple[int, int], str] = {}
-    given: _Given = {}
-    if not rater_ids:
-        return status, given
-    wanted = set(rater_ids)
+    blank, where = _rater_slots(rater_cols)
+    out = _RunCodes({}, blank, set(), {})
+    wanted = set(where) | set(adj_ids)
+    if not wanted:
+        return out
+    valid: set[tuple[int, int]] = set()
     for mid, rid, st in fetch(_RUN_JUDGEMENTS, {"run": run_id}):
-        if rid in wanted:
-            status[(mid, rid)] = st
-    valid = JudgementStatus.VALID
+        if rid not in wanted:
+            continue
+        if st == JudgementStatus.VALID:
+            valid.add((mid, rid))
+        if rid in where:
+            cells = out.cells.get(mid)
+            if cells is None:
+                cells = out.cells[mid] = dict(blank)
+            cells[where[rid][0]] = st
+            if st == JudgementStatus.VALID:
+                out.coded.add(mid)
+    adj = set(adj_ids)
     for mid, rid, flag, value, level in fetch(_RUN_CODES, {"run": run_id}):
-        if status.get((mid, rid)) == valid:
-            given.setdefault((mid, rid), {})[flag] = (
-                None if value is None else bool(value), level)
-    return status, given
+        if (mid, rid) not in valid:
+            continue
+        code = None if value is None else bool(value)
+        if rid in where:
+            cols = where[rid][1].get(flag)
+            if cols is not None:
+                cells = out.cells[mid]
+                cells[cols[0]] = code
+                if cols[1] is not None:
+                    cells[cols[1]] = level
+        if rid in adj:
+            out.adjudicated.setdefault((mid, rid), {})[flag] = (code, level)
+    return out
 
 
 _NO_CODE: dict[str, tuple[bool | None, str | None]] = {}
@@ -523,25 +570,6 @@ def _message_row(m: Any, run_part: dict[str, Any], seat_part: dict[str, Any],
     return row
 
 
-def _add_rater_codes(row: dict[str, Any], mid: int, rater_cols: _ColumnNames,
-                     status: dict[tuple[int, int], str],
-                     given: _Given) -> bool:
-    """Each rater's status, codes and levels into ``row``; True when any verdict is valid."""
-    any_code = False
-    valid = JudgementStatus.VALID
-    for rid, st_col, flag_cols in rater_cols:
-        st = status.get((mid, rid))
-        row[st_col] = st
-        codes = given.get((mid, rid), _NO_CODE)
-        any_code = any_code or st == valid
-        for flag, code_col, lv_col in flag_cols:
-            value, level = codes.get(flag, _NO_VALUE)
-            row[code_col] = value
-            if lv_col is not None:
-                row[lv_col] = level
-    return any_code
-
-
 def _final_code(rule: str) -> Callable[[list[bool | None]], bool | None]:
     """:func:`roundtable.coding.adjudicate.combine` for ``rule``, without its per-call
     checks (the rule is checked once here): missing from any rater -> missing."""
@@ -565,11 +593,12 @@ def _final_code(rule: str) -> Callable[[list[bool | None]], bool | None]:
 
 
 def _run_records(fetch: Fetch, plan: CorpusPlan, run: _RunInfo,
-                 rater_ids: list[int], adj_ids: list[int]) -> Iterator[dict[str, Any]]:
+                 adj_ids: list[int]) -> Iterator[dict[str, Any]]:
     messages = _run_messages(fetch, run, plan.options)
     if not messages:
         return
-    status, given = _codes_of(fetch, run.id, rater_ids)
+    rater_cols = _rater_columns(plan)
+    codes = _run_codes(fetch, run.id, rater_cols, adj_ids)
     adj = plan.adjudication
     seats = plan.seats.get(run.id, {})
     conds = {cond_column(k): condition_cell(run.conditions.get(k), plan.cond_types[k])
@@ -577,22 +606,26 @@ def _run_records(fetch: Fetch, plan: CorpusPlan, run: _RunInfo,
     run_part = _run_part(run, conds)
     seat_parts = {seat_id: _seat_part(seat, plan) for seat_id, seat in seats.items()}
     no_seat = _seat_part(None, plan)
-    rater_cols = _rater_columns(plan)
     final_cols = [(flag, final_column(flag)) for flag in adj.flags] if adj is not None else []
     final = _final_code(adj.rule) if adj is not None else None
+    no_final = {fin_col: None for _, fin_col in final_cols}
     coded_only, raw = plan.options.coded, plan.options.raw
     for m in messages:
         mid, seat_id = m[0], m[1]
         seat_part = seat_parts.get(seat_id, no_seat) if seat_id is not None else no_seat
         row = _message_row(m, run_part, seat_part, raw)
-        any_code = _add_rater_codes(row, mid, rater_cols, status, given)
+        row.update(codes.cells.get(mid, codes.blank))
+        any_code = mid in codes.coded
         if final is not None:
-            per_rater = [given.get((mid, rid), _NO_CODE) for rid in adj_ids]
-            for flag, fin_col in final_cols:
-                # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
-                value = final([c.get(flag, _NO_VALUE)[0] for c in per_rater])
-                row[fin_col] = value
-                any_code = any_code or value is not None
+            per_rater = [codes.adjudicated.get((mid, rid), _NO_CODE) for rid in adj_ids]
+            # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
+            if per_rater and not all(per_rater):  # a rater without codes: all missing
+                row.update(no_final)
+            else:
+                for flag, fin_col in final_cols:
+                    value = final([c.get(flag, _NO_VALUE)[0] for c in per_rater])
+                    row[fin_col] = value
+                    any_code = any_code or value is not None
         if coded_only and not any_code:
             continue
         yield row

@@ -20,12 +20,14 @@ Encodings (see docs/export-schema.md):
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import operator
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import NoneType
 from typing import IO, Any, Protocol
 
 from roundtable.errors import ExportError
@@ -164,46 +166,58 @@ def arrow_array(pa: Any, type_: str, values: list[Any]) -> Any:
 
     ``pa.array`` would do it, but its first call imports pandas (to check whether the
     values are pandas objects): 0.2-0.3 s of a 1 s export. The buffers are those arrow
-    would build itself; values of another type than the column's (which ``pa.array``
-    converts or rejects with its own error) go through ``pa.array``."""
+    would build itself (what a null slot holds is not part of the data); values of
+    another type than the column's (which ``pa.array`` converts or rejects with its own
+    error) go through ``pa.array``."""
     import numpy as np
 
     n = len(values)
-    present = [v for v in values if v is not None]
-    nulls = n - len(present)
+    types = set(map(type, values))
+    nulls = values.count(None) if NoneType in types else 0
+    types.discard(NoneType)
     validity = None
     if nulls:
-        validity = pa.py_buffer(np.packbits(
-            np.fromiter((v is not None for v in values), dtype=bool, count=n),
+        validity = pa.py_buffer(np.packbits(np.fromiter(
+            map(operator.is_not, values, itertools.repeat(None)), dtype=bool, count=n),
             bitorder="little"))
-    if type_ == "int" and all(type(v) is int for v in present) \
-            and all(-(2 ** 63) <= v < 2 ** 63 for v in present):
-        data = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
+    if type_ == "int" and types <= {int} and (not values or _in_int64(values, nulls)):
+        data = np.array([0 if v is None else v for v in values] if nulls else values,
+                        dtype=np.int64)
         return pa.Array.from_buffers(pa.int64(), n, [validity, pa.py_buffer(data)],
                                      null_count=nulls)
-    if type_ == "float" and all(type(v) is float or (type(v) is int and abs(v) <= _EXACT_INT)
-                                for v in present):
-        data = np.fromiter((0.0 if v is None else v for v in values), dtype=np.float64,
-                           count=n)
+    if type_ == "float" and (types <= {float} or (
+            types <= {float, int} and all(abs(v) <= _EXACT_INT for v in values
+                                          if type(v) is int))):
+        data = np.array(values, dtype=np.float64)  # None -> NaN, under a null slot
         return pa.Array.from_buffers(pa.float64(), n, [validity, pa.py_buffer(data)],
                                      null_count=nulls)
-    if type_ == "bool" and all(type(v) is bool for v in present):
-        bits = np.packbits(np.fromiter((v is True for v in values), dtype=bool, count=n),
-                           bitorder="little")
+    if type_ == "bool" and types <= {bool}:
+        bits = np.packbits(np.array(values, dtype=bool), bitorder="little")  # None -> 0
         return pa.Array.from_buffers(pa.bool_(), n, [validity, pa.py_buffer(bits)],
                                      null_count=nulls)
-    if type_ not in ("int", "float", "bool") and all(type(v) is str for v in present):
+    if type_ not in ("int", "float", "bool") and types <= {str}:
+        text = [v or "" for v in values] if nulls else values
+        joined = "".join(text)
         try:
-            encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+            if joined.isascii():  # one byte per character
+                blob, lengths = joined.encode("ascii"), map(len, text)
+            else:
+                encoded = [v.encode("utf-8") for v in text]
+                blob, lengths = b"".join(encoded), map(len, encoded)
         except UnicodeEncodeError:
             return pa.array(values, type=pa.string())  # arrow's own error
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
-        if offsets[-1] <= _MAX_STRING_BYTES:
+        if len(blob) <= _MAX_STRING_BYTES:
+            offsets = np.zeros(n + 1, dtype=np.int32)
+            np.cumsum(np.fromiter(lengths, dtype=np.int64, count=n), out=offsets[1:])
             return pa.Array.from_buffers(
-                pa.string(), n, [validity, pa.py_buffer(offsets.astype(np.int32)),
-                                 pa.py_buffer(b"".join(encoded))], null_count=nulls)
+                pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(blob)],
+                null_count=nulls)
     return pa.array(values, type=_arrow_type(pa, type_))
+
+
+def _in_int64(values: list[Any], nulls: int) -> bool:
+    present = [v for v in values if v is not None] if nulls else values
+    return not present or (min(present) >= -(2 ** 63) and max(present) < 2 ** 63)
 
 
 @contextmanager
