@@ -253,9 +253,9 @@ def test_display_database_renders_as_sqlalchemy() -> None:
             f"sqlite:///{path}").render_as_string(hide_password=True)
 
 
-def test_int_and_choice_options_convert_as_typer() -> None:
-    """The stand-in converter of ``cli/params.py`` returns ints and ``Literal`` choices as
-    Typer's own converter does (values, and errors for strings outside the choices)."""
+def test_int_choice_and_path_options_convert_as_typer() -> None:
+    """The stand-in converter of ``cli/params.py`` returns ints, ``Literal`` choices and
+    paths as Typer's own converter does (values, and errors out of bounds or choices)."""
     from typing import Literal, get_args, get_origin
 
     import typer.main
@@ -279,7 +279,9 @@ def test_int_and_choice_options_convert_as_typer() -> None:
             if desc is None or param.multiple:
                 continue
             if desc.annotation is int:
-                samples: list[object] = [0, 20, -3, 10 ** 12]
+                samples: list[object] = [0, 1, 20, 2000, -3, 10 ** 12]
+            elif desc.annotation is Path:
+                samples = ["x.db", "/tmp/a b/c.parquet", "~/x", "", "."]
             elif get_origin(desc.annotation) is Literal:
                 samples = [*get_args(desc.annotation), "nope"]
             else:
@@ -291,5 +293,5 @@ def test_int_and_choice_options_convert_as_typer() -> None:
                 param._runtime_param = None
                 assert outcome(deferred, value, param, ctx) == outcome(real, value, param,
                                                                        ctx), (param, value)
-                seen.add("int" if desc.annotation is int else "literal")
-    assert seen == {"int", "literal"}
+                seen.add(str(desc.annotation))
+    assert {"<class 'int'>", "<class 'pathlib.Path'>"} < seen
