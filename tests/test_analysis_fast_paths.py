@@ -295,3 +295,50 @@ def test_int_choice_and_path_options_convert_as_typer() -> None:
                                                                        ctx), (param, value)
                 seen.add(str(desc.annotation))
     assert {"<class 'int'>", "<class 'pathlib.Path'>"} < seen
+
+
+def test_flags_come_in_the_order_first_stored_per_rater() -> None:
+    """The indexed lookups give what grouping the code table by rater and flag gave."""
+    import sqlite3
+
+    from roundtable.store import codes
+    from roundtable.store._sqlread import reading
+
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE code (id INTEGER PRIMARY KEY, rater_id INTEGER, flag TEXT)")
+    con.execute("CREATE INDEX ix_code_rater_id ON code (rater_id)")
+    rows = [(1, "b"), (2, "a"), (1, "a"), (2, "c"), (1, "b"), (3, "c"), (1, "c"), (2, "a")]
+    con.executemany("INSERT INTO code (rater_id, flag) VALUES (?, ?)", rows)
+    with reading(con) as fetch:
+        got = codes._first_flags(fetch, [1, 2, 3, 4])
+    grouped: dict[int, list[str]] = {}
+    for rid, flag, _ in con.execute("SELECT rater_id, flag, min(id) FROM code "
+                                    "GROUP BY rater_id, flag ORDER BY min(id)"):
+        grouped.setdefault(rid, []).append(flag)
+    assert got == {**grouped, 4: []} == {1: ["b", "a", "c"], 2: ["a", "c"], 3: ["c"], 4: []}
+
+
+def test_postgresql_reads_as_sqlite(pg_url: str, judged: Path) -> None:
+    """The same SQL text on PostgreSQL (JSON, booleans and datetimes come back decoded)
+    gives the figures and export records of the SQLite file holding the same rows."""
+    from roundtable._api.database import read_database
+    from roundtable.io.export import ExportOptions, iter_records, plan_export
+
+    def records(db: Any) -> list[dict[str, Any]]:
+        with read_database(db) as source:
+            return list(iter_records(source, plan_export(source, ExportOptions(coded=True))))
+
+    engine = open_engine(pg_url)
+    try:
+        biased_corpus(engine)
+        roundtable.adjudicate(["g", "s"], db=engine)
+        for call in (
+            lambda db: analyze.profiles(db=db, per="run").to_json(),
+            lambda db: analyze.profiles(db=db, rater="t", series="B").to_json(),
+            lambda db: roundtable.agreement("g,s,t,alice,adj:intersection:g+s",
+                                            bootstrap=100, db=db).to_json(),
+            records,
+        ):
+            _same_json(call(engine), call(judged))
+    finally:
+        engine.dispose()
