@@ -137,12 +137,15 @@ PROBE = """
 import sys
 import roundtable
 from roundtable import analyze
+def loaded():
+    print(*sorted({m.split(".")[0] for m in sys.modules}))
 db = sys.argv[1]
-analyze.profiles(db=db, per="run")
+analyze.profiles(db=db)
+loaded()
 roundtable.agreement("g,s,alice", bootstrap=50, db=db)
-print(*sorted({m.split(".")[0] for m in sys.modules}))
+loaded()
 roundtable.export(sys.argv[2], db=db, coded=True)
-print(*sorted({m.split(".")[0] for m in sys.modules}))
+loaded()
 """
 
 
@@ -151,11 +154,13 @@ def test_analysis_and_export_load_no_orm_scipy_or_pandas(judged: Path, tmp_path:
     out = tmp_path / "corpus.parquet"
     done = subprocess.run([sys.executable, "-c", PROBE, str(judged), str(out)],
                           capture_output=True, text=True, check=True)
-    analysed, exported = (set(line.split()) for line in done.stdout.splitlines())
-    assert "numpy" in analysed, "the probe must see the analysis' own imports"
-    assert not analysed & {"sqlalchemy", "sqlmodel", "scipy", "pandas", "pydantic"}
+    profiled, agreed, exported = (set(line.split()) for line in done.stdout.splitlines())
+    assert "roundtable" in profiled, "the probe must see the package"
+    orm = {"sqlalchemy", "sqlmodel", "pydantic"}
+    assert not profiled & {*orm, "numpy", "scipy", "pandas"}  # profiles need none
+    assert "numpy" in agreed and not agreed & {*orm, "scipy", "pandas"}
     assert "pyarrow" in exported and out.is_file()
-    assert not exported & {"sqlalchemy", "sqlmodel", "pandas"}
+    assert not exported & {*orm, "pandas"}
 
 
 # ------------------------------------------------------------------- scipy's numbers
