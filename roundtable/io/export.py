@@ -438,8 +438,11 @@ _Given: TypeAlias = dict[tuple[int, int], dict[str, tuple[bool | None, str | Non
 #: a run's judgements and codes, found through its messages (``:run``)
 _RUN_JUDGEMENTS = ("SELECT j.message_id, j.rater_id, j.status FROM judgement AS j "
                    "JOIN message AS m ON m.id = j.message_id WHERE m.run_id = :run")
+#: (the codes of valid verdicts only: an invalid one's are missing, never false)
 _RUN_CODES = ("SELECT c.message_id, c.rater_id, c.flag, c.value, c.level FROM code AS c "
-              "JOIN message AS m ON m.id = c.message_id WHERE m.run_id = :run")
+              "JOIN message AS m ON m.id = c.message_id "
+              "JOIN judgement AS j ON j.id = c.judgement_id "
+              f"WHERE m.run_id = :run AND j.status = '{JudgementStatus.VALID}'")
 
 
 @dataclass
@@ -479,15 +482,9 @@ def _run_codes(fetch: Fetch, run_id: int, rater_cols: _ColumnNames,
     rater index and scans every code of the rater for each run."""
     blank, where = _rater_slots(rater_cols)
     out = _RunCodes({}, blank, set(), {})
-    wanted = set(where) | set(adj_ids)
-    if not wanted:
+    if not where and not adj_ids:
         return out
-    valid: set[tuple[int, int]] = set()
     for mid, rid, st in fetch(_RUN_JUDGEMENTS, {"run": run_id}):
-        if rid not in wanted:
-            continue
-        if st == JudgementStatus.VALID:
-            valid.add((mid, rid))
         if rid in where:
             cells = out.cells.get(mid)
             if cells is None:
@@ -495,18 +492,17 @@ def _run_codes(fetch: Fetch, run_id: int, rater_cols: _ColumnNames,
             cells[where[rid][0]] = st
             if st == JudgementStatus.VALID:
                 out.coded.add(mid)
+    slots = {(rid, flag): cols for rid, (_, per_flag) in where.items()
+             for flag, cols in per_flag.items()}
     adj = set(adj_ids)
     for mid, rid, flag, value, level in fetch(_RUN_CODES, {"run": run_id}):
-        if (mid, rid) not in valid:
-            continue
         code = None if value is None else bool(value)
-        if rid in where:
-            cols = where[rid][1].get(flag)
-            if cols is not None:
-                cells = out.cells[mid]
-                cells[cols[0]] = code
-                if cols[1] is not None:
-                    cells[cols[1]] = level
+        cols = slots.get((rid, flag))
+        if cols is not None:
+            cells = out.cells[mid]
+            cells[cols[0]] = code
+            if cols[1] is not None:
+                cells[cols[1]] = level
         if rid in adj:
             out.adjudicated.setdefault((mid, rid), {})[flag] = (code, level)
     return out
