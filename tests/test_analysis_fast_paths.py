@@ -83,6 +83,24 @@ def test_read_database_gives_sqlite3_for_a_file_at_head(synth: Path) -> None:
         assert isinstance(source, sqlalchemy.Engine)
 
 
+def test_a_file_not_at_head_goes_through_the_engine(synth: Path, tmp_path: Path) -> None:
+    """Only a file at the schema head is read directly; any other revision is left to
+    the engine, which migrates it or, here, refuses a revision it does not know."""
+    import shutil
+    import sqlite3
+
+    from roundtable.errors import StoreError
+
+    path = tmp_path / "other.db"
+    shutil.copy(synth, path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '0005x'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="0005x"):
+        analyze.profiles(db=path, rater="synth")
+
+
 def test_analyses_on_sqlite3_equal_the_engine_path(synth: Path) -> None:
     for call in (
         lambda db: analyze.profiles(db=db, rater="synth", per="run").to_json(),
