@@ -33,15 +33,17 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 __all__ = [
+    "ADJUDICATION_COLUMNS",
     "ADJ_PREFIX",
     "RULES",
     "AdjudicationSummary",
-    "StoredAdjudication",
     "FlagOutcome",
     "Rule",
+    "StoredAdjudication",
     "adjudicate",
     "adjudicated_codes",
     "adjudicated_matrix",
+    "adjudication_of_row",
     "combine",
     "combine_columns",
     "default_name",
