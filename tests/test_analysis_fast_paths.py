@@ -365,3 +365,16 @@ def test_postgresql_reads_as_sqlite(pg_url: str, judged: Path) -> None:
             _same_json(call(engine), call(judged))
     finally:
         engine.dispose()
+
+
+def test_runs_without_a_usable_profile_give_a_clear_error(judged: Path) -> None:
+    """A run whose agents have no usable profile (here: one flag coded, the other traits
+    missing) has an undefined similarity, and a comparison with none says so (it used to
+    fail inside numpy: ``cannot reshape array of size 0``)."""
+    from roundtable.analysis.profiles import mean_pairwise_cosine
+    from roundtable.errors import StoreError
+
+    mean, pairs, zeros = mean_pairwise_cosine([])
+    assert math.isnan(mean) and (pairs, zeros) == (0, 0)
+    with pytest.raises(StoreError, match="no run with a defined similarity"):
+        analyze.compare(["A", "B"], permutations=50, db=judged)

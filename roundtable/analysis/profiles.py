@@ -208,6 +208,8 @@ def mean_pairwise_cosine(vectors: Sequence[Sequence[float]]) -> tuple[float, int
     non-zero vectors."""
     import numpy as np
 
+    if not vectors:  # no agent with a usable vector (reshape cannot infer a width)
+        return math.nan, 0, 0
     arr = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
     norms = np.linalg.norm(arr, axis=1) if len(arr) else np.zeros(0)
     keep = arr[norms > 0] / norms[norms > 0, None] if len(arr) else arr
