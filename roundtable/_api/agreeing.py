@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 from roundtable._api.database import (
     Database,
     open_database,
+    read_database,
     split_names,
     threaded_twin,
 )
 from roundtable._api.result import TableResult
 from roundtable.errors import StoreError
+from roundtable.store._sqlread import Source, in_list, reading
 
 if TYPE_CHECKING:
+    from roundtable.coding.codebook import Threshold
     from roundtable.coding.reliability import AgreementReport
+    from roundtable.review.samples import SampleWeights
     from roundtable.store.codes import RaterInfo
 
 __all__ = ["AgreementResult", "agreement", "agreement_async", "default_raters"]
@@ -117,9 +122,7 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
     The same as ``roundtable agreement``; ``to_json()`` is its ``--json``.
     """
     from roundtable.coding.adjudicate import ADJ_PREFIX, load_codes_with_adjudications
-    from roundtable.coding.codebook import load_codebook
     from roundtable.coding.reliability import DesignWeights, agreement_report, rater_pairs
-    from roundtable.review.samples import sample_weights
     from roundtable.store.codes import list_raters
     from roundtable.store.queries import resolve_run
 
@@ -128,8 +131,12 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
     if sample is not None and unweighted:
         raise StoreError("--sample names the weights to use and --unweighted ignores them; "
                          "give one of the two")
-    thresholds = load_codebook(Path(codebook)).thresholds if codebook is not None else ()
-    with open_database(db, create=False) as engine:
+    thresholds: tuple[Threshold, ...] = ()
+    if codebook is not None:  # the codebook module loads pydantic: only when one is given
+        from roundtable.coding.codebook import load_codebook
+
+        thresholds = load_codebook(Path(codebook)).thresholds
+    with read_database(db) as engine:
         infos = {r.name: r for r in list_raters(engine)}
         chosen = default_raters(infos, split_names(judges), coder)
         run_ids = [resolve_run(engine, ref).id for ref in runs]
@@ -140,7 +147,7 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
             raise StoreError(f"--sample {sample}: none of the compared raters "
                              f"({', '.join(chosen)}) is a human coder; the sample's weights "
                              f"apply to human codes")
-        found = {} if unweighted else {h: sample_weights(engine, h, sample) for h in humans}
+        found = {} if unweighted else _sample_weights(engine, db, humans, sample)
     if not matrix.flags:
         raise StoreError(f"raters {', '.join(chosen)} have no codes"
                          + (" in the chosen series/runs" if series or run_ids else ""))
@@ -156,6 +163,30 @@ def agreement(judges: str | Sequence[str] | None = None, *, coder: str | None = 
     return AgreementResult(report=report, kinds=kinds, by=by, series=tuple(series),
                            runs=tuple(run_ids),
                            codebook=str(codebook) if codebook is not None else None)
+
+
+def _sample_weights(source: Source, db: Database, humans: Sequence[str], sample: str | None
+                    ) -> dict[str, SampleWeights | None]:
+    """Each human coder's sample weights (:func:`roundtable.review.samples.sample_weights`).
+
+    That function reads through the ORM; without a named ``sample``, a coder who never
+    worked on a sample (codes imported from a CSV, the usual case) has none, which one
+    plain query tells without it."""
+    if not humans:
+        return {}
+    if sample is None:
+        names, params = in_list("coder", list(humans))
+        with reading(source) as fetch:
+            reviewed = fetch("SELECT 1 FROM reviewevent AS e JOIN rater ON rater.id = "
+                             f"e.rater_id WHERE rater.name IN {names} LIMIT 1", params)
+        if not reviewed:
+            return {h: None for h in humans}
+    from roundtable.review.samples import sample_weights
+
+    # the ORM needs an engine: a new one when the reading went through plain sqlite3
+    with open_database(db if isinstance(source, sqlite3.Connection) else source,
+                       create=False) as engine:
+        return {h: sample_weights(engine, h, sample) for h in humans}
 
 
 agreement_async = threaded_twin(agreement)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from roundtable._api.database import (
     Database,
     open_database,
+    read_database,
     split_names,
     threaded_twin,
 )
@@ -23,8 +24,6 @@ from roundtable._api.result import TableResult
 from roundtable.errors import StoreError
 
 if TYPE_CHECKING:
-    import sqlalchemy
-
     from roundtable.analysis.attrition import CellAttrition
     from roundtable.analysis.contrasts import BaselineFamily, SimilarityFamily
     from roundtable.analysis.crash import CrashReport
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from roundtable.analysis.sensitivity import SensitivityResult
     from roundtable.analysis.source import CodedMessage, CodeSource
     from roundtable.stats.ppi import Estimate
+    from roundtable.store._sqlread import Source
 
 __all__ = [
     "AttritionResult", "BaselineResult", "CompareResult", "CrashResult", "FlagsResult",
@@ -71,7 +71,7 @@ def _check_contrast_options(correction: str, ci: str | None = None,
         _choice("equalise", equalise, EQUALISE)
 
 
-def coded(engine: sqlalchemy.Engine, rater: str | None, adjudication: str | None,
+def coded(engine: Source, rater: str | None, adjudication: str | None,
           series: Sequence[str] | None) -> tuple[CodeSource, list[CodedMessage]]:
     """The code source (a rater, an adjudication, default the latest adjudication) and its
     coded agent messages in ``series``; a StoreError when there are none."""
@@ -159,7 +159,7 @@ def profiles(series: Series = None, *, rater: str | None = None,
     from roundtable.analysis.profiles import agent_profiles, series_profile_rows
 
     _choice("per", per, ("series", "run"))
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     profs = agent_profiles(msgs)
     return ProfilesResult(source=source.label(), per=per, messages=len(msgs),
@@ -241,7 +241,7 @@ def compare(sets: Sequence[str], *, metric: str = "cosine", rater: str | None = 
         raise StoreError("analyze compare: a run set is named twice")
     _choice("metric", metric, ("cosine",))
     _check_contrast_options(correction, ci, equalise)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         chosen = {text: select_runs(engine, text) for text in sets}
         series = sorted({x for _, found in chosen.values() for x in found})
         source, msgs = coded(engine, rater, adjudication, series)
@@ -300,7 +300,7 @@ def baseline(baseline: str | None = None, *, series: Series = None,
 
     _check_contrast_options(correction, ci, equalise)
     chosen = list(dict.fromkeys(_series(series)))
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source, msgs = coded(engine, rater, adjudication, chosen)
     order = chosen or sorted({m.series for m in msgs})
     base = baseline or order[0]
@@ -365,7 +365,7 @@ def flags(series: Series = None, *, rater: str | None = None,
 
     _choice("correction", correction, CORRECTIONS)
     _choice("test", test, METHODS)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     tests = flag_tests(agent_profiles(msgs), correction=correction, pooled=pooled,
                        method=test, n_perm=permutations, seed=seed)
@@ -465,7 +465,7 @@ def isolation(series: Series = None, *, rater: str | None = None,
     from roundtable.analysis.isolation import isolation_analysis
 
     _check_contrast_options(correction)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source, msgs = coded(engine, rater, adjudication, _series(series))
     return IsolationResult(source=source.label(),
                            report=isolation_analysis(msgs, correction=correction))
@@ -662,7 +662,7 @@ def power(difference: float, *, pilot: str | None = None, sd: float | None = Non
     if pilot is not None:
         from roundtable.analysis.selectors import select_runs
 
-        with open_database(db, create=False) as engine:
+        with read_database(db) as engine:
             ids, series = select_runs(engine, pilot)
             _, msgs = coded(engine, rater, adjudication, series)
         try:

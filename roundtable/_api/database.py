@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 __all__ = ["Database", "database_origin", "database_url", "display_database", "open_database",
-           "run_sync", "split_names", "threaded_twin"]
+           "read_database", "run_sync", "split_names", "threaded_twin"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -41,8 +42,20 @@ def database_origin(db: str | Path | None) -> str:
     return "the default; pass --db or set ROUNDTABLE_DB"
 
 
+#: characters SQLAlchemy renders unescaped in a SQLite URL's path
+_AS_RENDERED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./ +~-")
+
+
 def display_database(db: Database) -> str:
     """The database as shown to people: its URL without the password."""
+    if isinstance(db, str | Path | None):
+        from roundtable.store._sqlurl import plain_sqlite_file
+
+        url = database_url(db)
+        path = plain_sqlite_file(url)
+        # no password to hide, and nothing SQLAlchemy would escape: no need to import it
+        if path is not None and set(str(path)) <= _AS_RENDERED:
+            return url
     import sqlalchemy
 
     if isinstance(db, sqlalchemy.Engine):
@@ -115,3 +128,29 @@ def threaded_twin(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
                     f"roundtable.{func.__name__}_async(...)`` takes the same arguments and "
                     f"runs it in a worker thread.")
     return twin
+
+
+@contextmanager
+def read_database(db: Database) -> Iterator[sqlalchemy.Engine | sqlite3.Connection]:
+    """What a read-only library call queries (see :mod:`roundtable.store._sqlread`): an
+    engine passed in, as it is; a plain :mod:`sqlite3` connection when ``db`` is an
+    existing SQLite file already at the schema head (no SQLAlchemy import: most of a
+    short command's start-up); otherwise :func:`open_database` with ``create=False``,
+    which migrates and reports every error. Closed on the way out."""
+    from roundtable.store._sqlurl import plain_sqlite_file
+
+    if not isinstance(db, str | Path | None):
+        yield db
+        return
+    from roundtable.store._sqlfast import connect_at_head
+
+    path = plain_sqlite_file(database_url(db))
+    conn = connect_at_head(path) if path is not None else None
+    if conn is None:
+        with open_database(db, create=False) as engine:
+            yield engine
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from roundtable._api.database import Database, display_database, open_database, threaded_twin
+from roundtable._api.database import (
+    Database,
+    display_database,
+    open_database,
+    read_database,
+    threaded_twin,
+)
 from roundtable._api.result import Result
 from roundtable.errors import ExportError
 
@@ -138,7 +144,7 @@ def export(out: str | Path, *, format: str | None = None, layout: str = "wide",
     database = display_database(db)
     if anonymize:  # a path may name a person or project; keep only the file name
         database = Path(database.rsplit("/", 1)[-1]).name
-    with open_database(db, create=False) as engine, _progress(progress) as report:
+    with read_database(db) as engine, _progress(progress) as report:
         summary = export_corpus(engine, out, fmt, options, database=database,
                                 progress=report)
     return ExportResult(summary=summary)

@@ -19,10 +19,12 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from roundtable.analysis.source import CodedMessage
+
+if TYPE_CHECKING:  # numpy is imported where a function needs it: profiles alone do not
+    import numpy as np
 
 __all__ = ["AGENT_INTERVAL", "EQUALISE_DRAWS", "SERIES_INTERVAL", "TRAITS", "AgentCodes",
            "AgentProfile", "ProfileRow", "RunSimilarity", "agent_codes", "agent_profiles",
@@ -192,6 +194,8 @@ def series_profile_rows(profiles: Sequence[AgentProfile]) -> list[ProfileRow]:
 
 def cosine(u: Sequence[float], v: Sequence[float]) -> float:
     """Cosine similarity of two vectors (NaN if either is all zeros)."""
+    import numpy as np
+
     a, b = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     if na == 0 or nb == 0:
@@ -202,6 +206,10 @@ def cosine(u: Sequence[float], v: Sequence[float]) -> float:
 def mean_pairwise_cosine(vectors: Sequence[Sequence[float]]) -> tuple[float, int, int]:
     """``(mean cosine over pairs, pairs, zero vectors skipped)``; NaN with fewer than two
     non-zero vectors."""
+    import numpy as np
+
+    if not vectors:  # no agent with a usable vector (reshape cannot infer a width)
+        return math.nan, 0, 0
     arr = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
     norms = np.linalg.norm(arr, axis=1) if len(arr) else np.zeros(0)
     keep = arr[norms > 0] / norms[norms > 0, None] if len(arr) else arr
@@ -254,6 +262,7 @@ def run_similarities(profiles: Sequence[AgentProfile]) -> list[RunSimilarity]:
 
 def messages_per_agent(messages: Sequence[CodedMessage]) -> dict[int, list[int]]:
     """run id -> the number of coded messages of each of its agents (seat order)."""
+
     counts: dict[tuple[int, int], int] = defaultdict(int)
     for m in messages:
         counts[(m.run_id, m.seat_position)] += 1
@@ -267,6 +276,8 @@ def common_length(counts: dict[int, list[int]]) -> int:
     """The equalisation length m: the smallest, over runs, of the run's median number of
     messages per agent (rounded down, at least 1). Using each run's median, not its
     shortest agent, keeps a seat that crashed early from shrinking every profile."""
+    import numpy as np
+
     medians = [int(np.median(c)) for c in counts.values() if c]
     return max(min(medians, default=1), 1)
 
@@ -284,6 +295,8 @@ class AgentCodes:
 
 def agent_codes(messages: Sequence[CodedMessage]) -> AgentCodes:
     """The :class:`AgentCodes` of ``messages``."""
+    import numpy as np
+
     table = np.full((len(messages), len(TRAITS)), np.nan)
     rows: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     first: dict[int, CodedMessage] = {}
@@ -302,6 +315,8 @@ def agent_codes(messages: Sequence[CodedMessage]) -> AgentCodes:
 def _draw_cosines(agents: Sequence[np.ndarray], m: int, draws: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Per draw, the mean pairwise cosine of the agents' rates over m random messages."""
+    import numpy as np
+
     rates = []
     for codes in agents:
         idx = np.argsort(rng.random((draws, codes.shape[0])), axis=1)[:, :m]
@@ -335,6 +350,8 @@ def equalised_similarities(messages: Sequence[CodedMessage], m: int, *,
 
     ``codes`` (the :func:`agent_codes` of ``messages``, to compute it once for several
     lengths) and ``runs`` (only these run ids) give the same values, for less work."""
+    import numpy as np
+
     if m < 1 or draws < 1:
         raise ValueError("equalised_similarities needs m >= 1 and draws >= 1")
     ac = codes if codes is not None else agent_codes(messages)

@@ -24,12 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy
-from sqlmodel import Session, col
-
 from roundtable.errors import StoreError
-from roundtable.store.tables import Run
-from roundtable.store.tables import Series as SeriesRow
+from roundtable.store._sqlread import Source, as_json, reading
 
 __all__ = ["RunInfo", "Selector", "SelectorPart", "match_runs", "parse_selector",
            "select_runs"]
@@ -109,16 +105,15 @@ def match_runs(selector: Selector, runs: Sequence[RunInfo]) -> list[int]:
     return out
 
 
-def _all_runs(engine: sqlalchemy.Engine) -> list[RunInfo]:
-    with Session(engine) as s:
-        rows = s.execute(sqlalchemy.select(col(Run.id), col(SeriesRow.name), col(Run.cell),
-                                           col(Run.conditions))
-                         .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-                         .order_by(col(Run.id))).all()
-    return [RunInfo(int(i), str(s), str(c), dict(cond or {})) for i, s, c, cond in rows]
+def _all_runs(engine: Source) -> list[RunInfo]:
+    with reading(engine) as fetch:
+        rows = fetch("SELECT r.id, s.name, r.cell, r.conditions FROM run AS r "
+                     "JOIN series AS s ON s.id = r.series_id ORDER BY r.id")
+    return [RunInfo(int(i), str(s), str(c), dict(as_json(cond) or {}))
+            for i, s, c, cond in rows]
 
 
-def select_runs(engine: sqlalchemy.Engine, text: str) -> tuple[list[int], list[str]]:
+def select_runs(engine: Source, text: str) -> tuple[list[int], list[str]]:
     """``(run ids, series names)`` named by selector ``text``. An unknown series, or a
     selector matching no run, is a StoreError saying what exists."""
     selector = parse_selector(text)

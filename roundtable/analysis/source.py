@@ -18,24 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import sqlalchemy
-from sqlmodel import Session, col, select
-
 from roundtable.coding.adjudicate import ADJ_PREFIX, adjudicated_codes, get_adjudication
 from roundtable.errors import StoreError
-from roundtable.store.codes import resolve_raters
-from roundtable.store.tables import (
-    Adjudication,
-    Code,
-    Judgement,
-    JudgementStatus,
-    Message,
-    MessageKind,
-    Rater,
-    Run,
-    Seat,
-)
-from roundtable.store.tables import Series as SeriesRow
+from roundtable.store._sqlread import Source, as_json, in_list, reading
+from roundtable.store.codes import check_series, rater_ids, rater_ids_in
+from roundtable.store.vocab import JudgementStatus, MessageKind
 
 __all__ = ["COMP_FLAG", "CodeSource", "CodedMessage", "coded_messages", "is_isolation",
            "resolve_source"]
@@ -55,7 +42,7 @@ class CodeSource:
         return f"{self.kind} {self.name}"
 
 
-def resolve_source(engine: sqlalchemy.Engine, *, rater: str | None = None,
+def resolve_source(engine: Source, *, rater: str | None = None,
                    adjudication: str | None = None) -> CodeSource:
     """The source named by ``rater`` or ``adjudication`` (not both); neither -> the most
     recently recorded adjudication. A clear :class:`StoreError` when there is none or the
@@ -65,17 +52,16 @@ def resolve_source(engine: sqlalchemy.Engine, *, rater: str | None = None,
     if rater is not None:
         if rater.startswith(ADJ_PREFIX):
             return resolve_source(engine, adjudication=rater)
-        resolve_raters(engine, [rater])
+        rater_ids(engine, [rater])
         return CodeSource("rater", rater)
     if adjudication is not None:
         return CodeSource("adjudication", get_adjudication(engine, adjudication).name)
-    with Session(engine) as s:
-        latest = s.exec(select(Adjudication.name)
-                        .order_by(col(Adjudication.created_at).desc(),
-                                  col(Adjudication.id).desc())).first()
-        if latest is not None:
-            return CodeSource("adjudication", latest)
-        raters = s.exec(select(Rater.name).order_by(col(Rater.id))).all()
+    with reading(engine) as fetch:
+        latest = fetch("SELECT name FROM adjudication ORDER BY created_at DESC, id DESC "
+                       "LIMIT 1")
+        if latest:
+            return CodeSource("adjudication", str(latest[0][0]))
+        raters = [str(n) for (n,) in fetch("SELECT name FROM rater ORDER BY id")]
     if raters:
         raise StoreError(
             f"no adjudication recorded: choose a rater with --rater NAME (raters: "
@@ -120,28 +106,39 @@ def _lowest(levels: Sequence[str]) -> str:
                                       else len(_LEVEL_ORDER), v))
 
 
-def _levels(engine: sqlalchemy.Engine, raters: Sequence[str],
+#: the joins from ``message AS m`` to its run (``r``) and series (``s``)
+_RUN_JOINS = " JOIN run AS r ON r.id = m.run_id JOIN series AS s ON s.id = r.series_id"
+
+
+def _in_series(series: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """`` AND s.name IN (...)`` (empty with no series) and its parameters."""
+    if not series:
+        return "", {}
+    names, params = in_list("series", list(series))
+    return f" AND s.name IN {names}", params
+
+
+def _levels(engine: Source, raters: Sequence[str],
             series: Sequence[str]) -> dict[int, dict[str, str]]:
     """message_id -> rater -> comp level, for valid verdicts that gave one."""
-    with Session(engine) as s:
-        q = (sqlalchemy.select(col(Code.message_id), col(Rater.name), col(Code.level))
-             .select_from(Code)
-             .join(Rater, col(Rater.id) == col(Code.rater_id))
-             .join(Judgement, col(Judgement.id) == col(Code.judgement_id))
-             .where(col(Rater.name).in_(list(raters)), col(Code.flag) == COMP_FLAG,
-                    col(Code.level).is_not(None), col(Judgement.status) == JudgementStatus.VALID))
-        if series:
-            q = (q.join(Message, col(Message.id) == col(Code.message_id))
-                 .join(Run, col(Run.id) == col(Message.run_id))
-                 .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-                 .where(col(SeriesRow.name).in_(list(series))))
-        out: dict[int, dict[str, str]] = {}
-        for mid, name, level in s.execute(q).all():
-            out.setdefault(int(mid), {})[str(name)] = str(level)
+    names, params = in_list("rater", list(raters))
+    joins = f" JOIN message AS m ON m.id = c.message_id{_RUN_JOINS}" if series else ""
+    where, more = _in_series(series)
+    with reading(engine) as fetch:
+        rows = fetch(
+            "SELECT c.message_id, rater.name, c.level FROM code AS c "
+            "JOIN rater ON rater.id = c.rater_id "
+            f"JOIN judgement AS j ON j.id = c.judgement_id{joins} "
+            f"WHERE rater.name IN {names} AND c.flag = :flag AND c.level IS NOT NULL "
+            f"AND j.status = '{JudgementStatus.VALID}'{where}",
+            params | more | {"flag": COMP_FLAG})
+    out: dict[int, dict[str, str]] = {}
+    for mid, name, level in rows:
+        out.setdefault(int(mid), {})[str(name)] = str(level)
     return out
 
 
-def _codes(engine: sqlalchemy.Engine, source: CodeSource, series: Sequence[str]
+def _codes(engine: Source, source: CodeSource, series: Sequence[str]
            ) -> tuple[dict[int, dict[str, bool | None]], dict[int, str | None]]:
     if source.kind == "adjudication":
         adj = get_adjudication(engine, source.name)
@@ -158,38 +155,24 @@ def _codes(engine: sqlalchemy.Engine, source: CodeSource, series: Sequence[str]
     return _rater_codes(engine, source.name, series)
 
 
-def _check_series(engine: sqlalchemy.Engine, series: Sequence[str]) -> None:
-    """The error ``load_codes`` gives for a series name that is not stored."""
-    with engine.connect() as conn:
-        known = {str(n) for (n,) in conn.execute(sqlalchemy.select(col(SeriesRow.name)))}
-    unknown = [x for x in series if x not in known]
-    if unknown:
-        raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
-                         f"(known: {', '.join(sorted(known)) or 'none yet'})")
-
-
-def _rater_codes(engine: sqlalchemy.Engine, name: str, series: Sequence[str]
+def _rater_codes(engine: Source, name: str, series: Sequence[str]
                  ) -> tuple[dict[int, dict[str, bool | None]], dict[int, str | None]]:
     """One rater's codes and comp levels, as ``load_codes`` and :func:`_levels` give them
     (every message it judged validly, with every flag it ever coded, None where it gave
     none; a later code row wins), in one select of plain tuples: with a rater that coded
     the whole corpus, most of a command's reading time went into building the full code
     matrix of which only this is used."""
-    rater_id = resolve_raters(engine, [name])[0].id
-    if series:
-        _check_series(engine, series)
-    q = (sqlalchemy.select(col(Judgement.message_id), col(Code.flag), col(Code.value),
-                           col(Code.level))
-         .select_from(Judgement)
-         .outerjoin(Code, col(Code.judgement_id) == col(Judgement.id))
-         .where(col(Judgement.rater_id) == rater_id, col(Judgement.status) == "valid"))
-    if series:
-        q = (q.join(Message, col(Message.id) == col(Judgement.message_id))
-             .join(Run, col(Run.id) == col(Message.run_id))
-             .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-             .where(col(SeriesRow.name).in_(list(series))))
-    with engine.connect() as conn:
-        rows = conn.execute(q.order_by(col(Code.id))).all()
+    with reading(engine) as fetch:
+        rater_id = rater_ids_in(fetch, [name])[name]
+        if series:
+            check_series(fetch, series)
+        joins = f" JOIN message AS m ON m.id = j.message_id{_RUN_JOINS}" if series else ""
+        where, params = _in_series(series)
+        rows = fetch(
+            "SELECT j.message_id, c.flag, c.value, c.level FROM judgement AS j "
+            f"LEFT OUTER JOIN code AS c ON c.judgement_id = j.id{joins} "
+            f"WHERE j.rater_id = :rater AND j.status = '{JudgementStatus.VALID}'{where} "
+            "ORDER BY c.id", params | {"rater": rater_id})
     flags = list(dict.fromkeys(str(f) for _, f, _, _ in rows if f is not None))
     given: dict[int, dict[str, bool | None]] = {}
     levels: dict[int, str] = {}
@@ -200,44 +183,42 @@ def _rater_codes(engine: sqlalchemy.Engine, name: str, series: Sequence[str]
         per[flag] = None if value is None else bool(value)
         if flag == COMP_FLAG and level is not None:
             levels[int(mid)] = str(level)
-    out = {mid: {f: per.get(f) for f in flags} for mid, per in sorted(given.items())}
+    # sorted by id (ints sort far faster than (id, dict) pairs)
+    out = {mid: {f: given[mid].get(f) for f in flags} for mid in sorted(given)}
     return out, {mid: lv for mid, lv in levels.items() if out.get(mid, {}).get(COMP_FLAG)}
 
 
-def coded_messages(engine: sqlalchemy.Engine, source: CodeSource, *,
+#: agent messages with their seat, in transcript order (``{where}``: a series filter)
+_AGENT_MESSAGES = (
+    "SELECT m.id, m.run_id, seat.position, seat.display_name, seat.label, m.round, m.turn "
+    f"FROM message AS m{_RUN_JOINS} JOIN seat ON seat.id = m.seat_id "
+    f"WHERE m.kind = '{MessageKind.AGENT}'{{where}} ORDER BY m.run_id, m.round, m.turn")
+#: every run with its series and the JSON columns labels come from, in creation order
+_RUN_LABELS = ("SELECT r.id, s.name, r.source_ref, r.cell, r.conditions, r.spec FROM run AS r "
+               "JOIN series AS s ON s.id = r.series_id ORDER BY r.id")
+
+
+def coded_messages(engine: Source, source: CodeSource, *,
                    series: Sequence[str] | None = None) -> list[CodedMessage]:
     """Every agent message with valid codes under ``source`` (optionally within
     ``series``), ordered by run, round and turn. An unknown series is a
-    :class:`StoreError` naming the known ones."""
+    :class:`StoreError` naming the known ones. ``engine``: an engine or a :mod:`sqlite3`
+    connection (:mod:`roundtable.store._sqlread`)."""
     chosen = list(series or [])
     codes, levels = _codes(engine, source, chosen)
-    with Session(engine) as s:
-        q = (sqlalchemy.select(
-                col(Message.id), col(Message.run_id), col(Seat.position),
-                col(Seat.display_name), col(Seat.label), col(Message.round), col(Message.turn))
-             .select_from(Message)
-             .join(Run, col(Run.id) == col(Message.run_id))
-             .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-             .join(Seat, col(Seat.id) == col(Message.seat_id))
-             .where(col(Message.kind) == MessageKind.AGENT))
-        if chosen:
-            q = q.where(col(SeriesRow.name).in_(chosen))
-        rows = s.execute(q.order_by(col(Message.run_id), col(Message.round),
-                                    col(Message.turn))).all()
+    where, params = _in_series(chosen)
+    with reading(engine) as fetch:
+        rows = fetch(_AGENT_MESSAGES.format(where=where), params)
         # one row per run: its JSON columns are decoded once, not once per message
-        runs = s.execute(sqlalchemy.select(
-            col(Run.id), col(SeriesRow.name), col(Run.source_ref), col(Run.cell),
-            col(Run.conditions), col(Run.spec))
-            .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))
-            .order_by(col(Run.id))).all()
+        runs = fetch(_RUN_LABELS)
     # "<series>/<n>" as `roundtable runs` shows it: n-th run of the series by creation
     seen: dict[str, int] = {}
     info: dict[int, tuple[str, str, str, dict[str, Any], bool]] = {}
     for rid, sname, ref, cell, conds, spec in runs:
         seen[sname] = seen.get(sname, 0) + 1
-        conditions = dict(conds or {})
+        conditions = dict(as_json(conds) or {})
         info[int(rid)] = (str(sname), str(ref or f"{sname}/{seen[sname]}"), str(cell),
-                          conditions, is_isolation(conditions, dict(spec or {})))
+                          conditions, is_isolation(conditions, dict(as_json(spec) or {})))
     out = []
     for mid, run_id, pos, display, label, rnd, turn in rows:
         c = codes.get(int(mid))

@@ -13,7 +13,7 @@ import typer
 from roundtable import ui
 from roundtable._api.database import split_names
 from roundtable.cli.choices import AgreementBy, Rule
-from roundtable.cli.common import DbOption, handles_errors, open_db
+from roundtable.cli.common import DbOption, handles_errors
 from roundtable.cli.jsonout import echo_json
 
 if TYPE_CHECKING:
@@ -96,11 +96,10 @@ def agreement(
     """
     from roundtable._api.agreeing import agreement as compute
 
-    with open_db(db, create=False) as engine:
-        result = compute(split_names(judges), coder=coder, by=by, series=series or (),
-                         runs=run or (), flags=split_names(flags) or None,
-                         bootstrap=bootstrap, seed=seed, codebook=codebook, sample=sample,
-                         unweighted=unweighted, db=engine)
+    result = compute(split_names(judges), coder=coder, by=by, series=series or (),
+                     runs=run or (), flags=split_names(flags) or None, bootstrap=bootstrap,
+                     seed=seed, codebook=codebook, sample=sample, unweighted=unweighted,
+                     db=db)
     if as_json:
         echo_json(result.to_json())
         return

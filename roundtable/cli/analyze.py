@@ -93,8 +93,7 @@ def profiles(
     """
     from roundtable._api.analyzing import profiles as compute
 
-    with open_db(db, create=False) as engine:
-        result = compute(series, rater=rater, adjudication=adjudication, per=per, db=engine)
+    result = compute(series, rater=rater, adjudication=adjudication, per=per, db=db)
     if as_json:
         echo_json(result.to_json())
         return
@@ -203,11 +202,9 @@ def compare(
     """
     from roundtable._api.analyzing import compare as compute
 
-    with open_db(db, create=False) as engine:
-        result = compute(sets, metric=metric, rater=rater, adjudication=adjudication,
-                         equalise=equalise, draws=draws, correction=correction, ci=ci,
-                         bootstrap=bootstrap, permutations=permutations, seed=seed,
-                         db=engine)
+    result = compute(sets, metric=metric, rater=rater, adjudication=adjudication,
+                     equalise=equalise, draws=draws, correction=correction, ci=ci,
+                     bootstrap=bootstrap, permutations=permutations, seed=seed, db=db)
     if as_json:
         echo_json(result.to_json())
         return
@@ -317,10 +314,9 @@ def flags(
     """
     from roundtable._api.analyzing import flags as compute
 
-    with open_db(db, create=False) as engine:
-        result = compute(series, rater=rater, adjudication=adjudication,
-                         correction=correction, pooled=pooled, alpha=alpha, test=test,
-                         permutations=permutations, seed=seed, db=engine)
+    result = compute(series, rater=rater, adjudication=adjudication,
+                     correction=correction, pooled=pooled, alpha=alpha, test=test,
+                     permutations=permutations, seed=seed, db=db)
     if as_json:
         echo_json(result.to_json())
         return
@@ -472,9 +468,8 @@ def isolation(
     """
     from roundtable._api.analyzing import isolation as compute
 
-    with open_db(db, create=False) as engine:
-        result = compute(series, rater=rater, adjudication=adjudication,
-                         correction=correction, db=engine)
+    result = compute(series, rater=rater, adjudication=adjudication,
+                     correction=correction, db=db)
     if as_json:
         echo_json(result.to_json())
         return

@@ -6,8 +6,10 @@ pydantic and building the adapter costs more CPU (~0.15 s) than ``roundtable run
 ``db current`` need in all. :func:`defer_conversions` (called by the ``roundtable`` command,
 not on import) makes each Typer parameter start with a stand-in converter that
 
-- returns a plain ``str`` (or a list or tuple of them, for a ``list[str]`` option)
-  unchanged, which is exactly what Typer's adapter returns for those annotations;
+- returns a plain ``str`` (or a list or tuple of them, for a ``list[str]`` option), an
+  ``int`` within the option's bounds and one of a ``Literal``'s strings unchanged, and a
+  non-empty string as a ``Path`` for a ``Path`` option, which is exactly what Typer's
+  adapter returns for those annotations;
 - otherwise builds Typer's own converter on first use and hands the value to it, so
   every other type, and every error message, is Typer's.
 
@@ -19,7 +21,8 @@ work as before, only slower; tests/test_startup.py then fails on the pydantic im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 from typer import _click
 
@@ -65,6 +68,19 @@ if RuntimeParam is not None:
             if plain and self.annotation == _STR_LIST and isinstance(value, list | tuple) \
                     and all(type(v) is str for v in value):
                 return list(value)
+            # an int within its bounds, a choice among strings: Typer's adapter keeps them
+            # as they are (out of bounds, its converter words the error)
+            info = self.parameter_info
+            if plain and self.annotation is int and type(value) is int \
+                    and (info.min is None or value >= info.min) \
+                    and (info.max is None or value <= info.max):
+                return value
+            if plain and self.annotation is Path and type(value) is str and value:
+                return Path(value)
+            origin: object = get_origin(self.annotation)
+            if plain and origin is Literal and type(value) is str \
+                    and value in get_args(self.annotation):
+                return value
             real = build_runtime_param(param.type_descriptor)
             param._runtime_param = real
             return real._coerce_value(value, param=param, ctx=ctx)

@@ -22,24 +22,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
-
-import sqlalchemy
-from sqlmodel import Session, select
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from roundtable.errors import StoreError
-from roundtable.store.codes import CodeMatrix, load_codes, rater_flags, resolve_raters
-from roundtable.store.tables import Adjudication
+from roundtable.store._sqlread import Source, as_datetime, as_json, reading
+from roundtable.store.codes import CodeMatrix, load_codes, rater_flags, rater_ids
+
+if TYPE_CHECKING:
+    import sqlalchemy
 
 __all__ = [
+    "ADJUDICATION_COLUMNS",
     "ADJ_PREFIX",
     "RULES",
     "AdjudicationSummary",
     "FlagOutcome",
     "Rule",
+    "StoredAdjudication",
     "adjudicate",
     "adjudicated_codes",
     "adjudicated_matrix",
+    "adjudication_of_row",
     "combine",
     "combine_columns",
     "default_name",
@@ -155,17 +159,42 @@ class AdjudicationSummary:
                 "outcomes": [o.to_json() for o in self.outcomes]}
 
 
-def get_adjudication(engine: sqlalchemy.Engine, name: str) -> Adjudication:
+@dataclass(frozen=True)
+class StoredAdjudication:
+    """A recorded adjudication (its ``Adjudication`` row) as the readers use it."""
+
+    id: int
+    name: str
+    rule: str
+    raters: list[str]
+    flags: list[str]
+    created_at: datetime | None
+
+
+#: the columns :func:`adjudication_of_row` reads, from ``adjudication``
+ADJUDICATION_COLUMNS = "id, name, rule, raters, flags, created_at"
+
+
+def adjudication_of_row(row: Sequence[object]) -> StoredAdjudication:
+    """A :class:`StoredAdjudication` from the :data:`ADJUDICATION_COLUMNS` of a row."""
+    rid, name, rule, raters, flags, created = row
+    return StoredAdjudication(id=int(str(rid)), name=str(name), rule=str(rule),
+                              raters=list(as_json(raters) or []),
+                              flags=list(as_json(flags) or []),
+                              created_at=as_datetime(created))
+
+
+def get_adjudication(engine: Source, name: str) -> StoredAdjudication:
     """The stored adjudication ``name`` (with or without the ``adj:`` prefix)."""
     name = name.removeprefix(ADJ_PREFIX)
-    with Session(engine, expire_on_commit=False) as s:
-        row = s.exec(select(Adjudication).where(Adjudication.name == name)).first()
-        if row is None:
-            known = ", ".join(s.exec(select(Adjudication.name)).all())
+    with reading(engine) as fetch:
+        rows = fetch(f"SELECT {ADJUDICATION_COLUMNS} FROM adjudication WHERE name = :name",
+                     {"name": name})
+        if not rows:
+            known = ", ".join(str(n) for (n,) in fetch("SELECT name FROM adjudication"))
             raise StoreError(f"no adjudication named {name!r} (known: "
                              f"{known or 'none yet: run roundtable adjudicate'})")
-        s.expunge(row)
-    return row
+    return adjudication_of_row(rows[0])
 
 
 def adjudicate(
@@ -191,7 +220,7 @@ def adjudicate(
     if any(r.startswith(ADJ_PREFIX) for r in raters):
         raise StoreError("adjudicate stored raters, not other adjudications: drop the adj: "
                          "names from --judges")
-    resolve_raters(engine, raters)
+    rater_ids(engine, raters)
     name = name or default_name(rule, raters)
     if name.startswith(ADJ_PREFIX):
         raise StoreError(f"adjudication name {name!r} must not start with {ADJ_PREFIX!r}")
@@ -210,6 +239,10 @@ def adjudicate(
             raise StoreError(f"rater {r!r} has no codes for flag {f!r} (its flags: "
                              f"{', '.join(per_rater[r]) or 'none'}); choose --flags among "
                              f"{', '.join(common) or 'none shared'}")
+    from sqlmodel import Session, select
+
+    from roundtable.store.tables import Adjudication
+
     with Session(engine, expire_on_commit=False) as s:
         existing = s.exec(select(Adjudication).where(Adjudication.name == name)).first()
         created = existing is None
@@ -237,7 +270,7 @@ def adjudicate(
 
 
 def adjudicated_codes(
-    engine: sqlalchemy.Engine,
+    engine: Source,
     name: str,
     *,
     series: Sequence[str] = (),
@@ -253,7 +286,7 @@ def adjudicated_codes(
 
 
 def load_codes_with_adjudications(
-    engine: sqlalchemy.Engine,
+    engine: Source,
     names: Sequence[str],
     *,
     flags: Sequence[str] | None = None,

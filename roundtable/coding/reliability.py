@@ -24,11 +24,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from roundtable.coding.codebook import Threshold
 from roundtable.stats.agreement import (
     CiMethod,
     FlagAgreement,
@@ -37,6 +36,9 @@ from roundtable.stats.agreement import (
     krippendorff_alpha,
 )
 from roundtable.store.codes import CodeMatrix
+
+if TYPE_CHECKING:  # the codebook module loads pydantic, which agreement does not need
+    from roundtable.coding.codebook import Threshold
 
 __all__ = [
     "AgreementReport",

@@ -39,11 +39,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
-
 from roundtable._version import __version__
-from roundtable.coding.adjudicate import combine, get_adjudication
+from roundtable.coding.adjudicate import (
+    ADJUDICATION_COLUMNS,
+    StoredAdjudication,
+    adjudication_of_row,
+    get_adjudication,
+)
 from roundtable.errors import ExportError, StoreError
 from roundtable.io.columns import (
     LAYOUTS,
@@ -59,19 +61,9 @@ from roundtable.io.columns import (
     status_column,
 )
 from roundtable.io.formats import FORMATS, Format, format_from_path
-from roundtable.store.codes import list_raters, resolve_raters
-from roundtable.store.tables import (
-    Adjudication,
-    Code,
-    Judgement,
-    JudgementStatus,
-    Message,
-    Rater,
-    Run,
-    Seat,
-    Series,
-    table_of,
-)
+from roundtable.store._sqlread import Fetch, Source, as_json, in_list, reading
+from roundtable.store.codes import list_raters, rater_ids, rater_ids_in
+from roundtable.store.vocab import JudgementStatus
 
 __all__ = [
     "ALL_KINDS",
@@ -107,14 +99,6 @@ LATEST = "latest"
 """``ExportOptions.adjudication`` value: the most recently recorded adjudication."""
 NO_ADJUDICATION = "none"
 """``ExportOptions.adjudication`` value: no ``final__*`` columns."""
-
-_M = table_of(Message).c
-_J = table_of(Judgement).c
-_C = table_of(Code).c
-_R = table_of(Run).c
-_S = table_of(Series).c
-_SEAT = table_of(Seat).c
-
 
 def meta_path_for(path: Path) -> Path:
     """The metadata sidecar of a CSV or JSONL export: ``<file>.meta.json``."""
@@ -225,7 +209,7 @@ class CorpusPlan:
     runs: list[_RunInfo]
     seats: dict[int, dict[int, _SeatInfo]]  # run id -> seat id -> seat
     raters: list[_RaterCols]
-    adjudication: Adjudication | None
+    adjudication: StoredAdjudication | None
     cond_keys: list[str]
     cond_types: dict[str, str]
     pseudonyms: _Pseudonyms | None
@@ -253,7 +237,8 @@ class CorpusPlan:
             "adjudication": None if adj is None else {
                 "name": adj.name, "rule": adj.rule, "raters": list(adj.raters),
                 "flags": list(adj.flags),
-                "created_at": adj.created_at.isoformat(timespec="seconds")},
+                "created_at": None if adj.created_at is None
+                else adj.created_at.isoformat(timespec="seconds")},
             "anonymized": self.options.anonymize,
             "columns": [c.as_json() for c in self.columns()],
         }
@@ -323,50 +308,45 @@ def _check_kinds(kinds: Sequence[str]) -> None:
                           f"among {', '.join(ALL_KINDS)}")
 
 
-def _resolve_adjudication(engine: sa.Engine, choice: str) -> Adjudication | None:
+def _resolve_adjudication(engine: Source, choice: str) -> StoredAdjudication | None:
     if choice == NO_ADJUDICATION:
         return None
     if choice == LATEST:
-        with Session(engine) as s:
-            row = s.exec(select(Adjudication).order_by(
-                col(Adjudication.created_at).desc(), col(Adjudication.id).desc())).first()
-            if row is not None:
-                s.expunge(row)
-            return row
+        with reading(engine) as fetch:
+            rows = fetch(f"SELECT {ADJUDICATION_COLUMNS} FROM adjudication "
+                         "ORDER BY created_at DESC, id DESC LIMIT 1")
+        return adjudication_of_row(rows[0]) if rows else None
     try:
         return get_adjudication(engine, choice)
     except StoreError as exc:
         raise ExportError(f"--adjudication: {exc}; or give latest or none") from None
 
 
-def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
+def plan_export(engine: Source, options: ExportOptions) -> CorpusPlan:
     """Resolve the options against the database: the runs (in export order), raters and
     their flags, the adjudication, the condition columns. Unknown series, raters or
-    adjudication names are :class:`~roundtable.errors.ExportError`."""
+    adjudication names are :class:`~roundtable.errors.ExportError`. ``engine``: an engine
+    or a :mod:`sqlite3` connection (:mod:`roundtable.store._sqlread`)."""
     _check_kinds(options.kinds)
     if options.layout not in LAYOUTS:
         raise ExportError(f"layout {options.layout!r}: choose {' or '.join(LAYOUTS)}")
-    with engine.connect() as conn:
-        known = {name: (sid, source, phash) for sid, name, source, phash in conn.execute(
-            sa.select(_S.id, _S.name, _S.source, _S.protocol_hash))}
+    with reading(engine) as fetch:
+        known = {str(name): (int(sid), source, phash) for sid, name, source, phash in fetch(
+            "SELECT id, name, source, protocol_hash FROM series")}
         unknown = [s for s in options.series if s not in known]
         if unknown:
             raise ExportError(f"no series named {', '.join(map(repr, unknown))} (known: "
                               f"{', '.join(sorted(known)) or 'none yet'})")
         chosen = sorted(options.series or known)
-        ids = [known[n][0] for n in chosen]
-        run_rows = conn.execute(
-            sa.select(_R.id, _S.name, _R.key, _R.source_ref, _R.status, _R.cell,
-                      _R.conditions, _R.replicate)
-            .join_from(table_of(Run), table_of(Series),
-                       _R.series_id == _S.id)
-            .where(_R.series_id.in_(ids)).order_by(_S.name, _R.id)).all()
-        seat_rows = conn.execute(
-            sa.select(_SEAT.run_id, _SEAT.id, _SEAT.position, _SEAT.display_name,
-                      _SEAT.label, _SEAT.endpoint, _SEAT.model)
-            .join_from(table_of(Seat), table_of(Run),
-                       _SEAT.run_id == _R.id)
-            .where(_R.series_id.in_(ids)).order_by(_SEAT.run_id, _SEAT.position)).all()
+        ids, params = in_list("series", [known[n][0] for n in chosen])
+        run_rows = fetch(
+            "SELECT r.id, s.name, r.key, r.source_ref, r.status, r.cell, r.conditions, "
+            "r.replicate FROM run AS r JOIN series AS s ON r.series_id = s.id "
+            f"WHERE r.series_id IN {ids} ORDER BY s.name, r.id", params)
+        seat_rows = fetch(
+            "SELECT seat.run_id, seat.id, seat.position, seat.display_name, seat.label, "
+            "seat.endpoint, seat.model FROM seat JOIN run AS r ON seat.run_id = r.id "
+            f"WHERE r.series_id IN {ids} ORDER BY seat.run_id, seat.position", params)
     seats: dict[int, dict[int, _SeatInfo]] = {}
     for run_id, seat_id, pos, display, label, endpoint, model in seat_rows:
         seats.setdefault(run_id, {})[seat_id] = _SeatInfo(pos, display, label, endpoint, model)
@@ -375,7 +355,7 @@ def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
     runs: list[_RunInfo] = []
     for rid, series, key, source_ref, status, cell, conditions, replicate in run_rows:
         index[series] += 1
-        conds = dict(conditions or {})
+        conds = dict(as_json(conditions) or {})
         if pseudonyms is not None:
             for seat in seats.get(rid, {}).values():
                 pseudonyms.code(seat)
@@ -397,34 +377,38 @@ def plan_export(engine: sa.Engine, options: ExportOptions) -> CorpusPlan:
     )
 
 
-def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterCols]:
-    if names is not None:
-        try:
-            stored = resolve_raters(engine, list(names))
-        except StoreError as exc:
-            raise ExportError(f"--raters: {exc}") from None
-    else:
-        with Session(engine) as s:
-            stored = list(s.exec(select(Rater).order_by(col(Rater.id))).all())
-            for r in stored:
-                s.expunge(r)
+_RATER_COLUMNS = ("id, name, kind, provenance, definition_hash, prompt_hash, codebook_name, "
+                  "codebook_version, codebook_hash")
+
+
+def _plan_raters(engine: Source, names: Sequence[str] | None) -> list[_RaterCols]:
+    with reading(engine) as fetch:
+        if names is not None:
+            try:
+                wanted = rater_ids_in(fetch, list(names))
+            except StoreError as exc:
+                raise ExportError(f"--raters: {exc}") from None
+            where, params = in_list("rater", list(wanted.values()))
+            by_id = {int(r[0]): r for r in fetch(
+                f"SELECT {_RATER_COLUMNS} FROM rater WHERE id IN {where}", params)}
+            stored = [by_id[wanted[n]] for n in names]
+        else:
+            stored = fetch(f"SELECT {_RATER_COLUMNS} FROM rater ORDER BY id")
+        levels = {(int(rid), str(flag)) for rid, flag in fetch(
+            "SELECT rater_id, flag FROM code WHERE level IS NOT NULL "
+            "GROUP BY rater_id, flag")}
     counts = {r.name: r for r in list_raters(engine)}
-    prefixes = rater_prefixes([r.name for r in stored])
-    with engine.connect() as conn:
-        levels = {(rid, flag) for rid, flag in conn.execute(
-            sa.select(_C.rater_id, _C.flag).where(_C.level.is_not(None))
-            .group_by(_C.rater_id, _C.flag))}
+    prefixes = rater_prefixes([str(r[1]) for r in stored])
     out = []
-    for r in stored:
-        assert r.id is not None
-        info = counts[r.name]
+    for rid, name, kind, provenance, definition_hash, prompt_hash, cb_name, cb_version, \
+            cb_hash in stored:
+        info = counts[name]
         out.append(_RaterCols(
-            id=r.id, name=r.name, prefix=prefixes[r.name], flags=info.flags,
-            level_flags=tuple(f for f in info.flags if (r.id, f) in levels),
-            meta={"name": r.name, "kind": r.kind, "provenance": r.provenance,
-                  "definition_hash": r.definition_hash, "prompt_hash": r.prompt_hash,
-                  "codebook": {"name": r.codebook_name, "version": r.codebook_version,
-                               "hash": r.codebook_hash},
+            id=int(rid), name=name, prefix=prefixes[name], flags=info.flags,
+            level_flags=tuple(f for f in info.flags if (int(rid), f) in levels),
+            meta={"name": name, "kind": kind, "provenance": provenance,
+                  "definition_hash": definition_hash, "prompt_hash": prompt_hash,
+                  "codebook": {"name": cb_name, "version": cb_version, "hash": cb_hash},
                   "flags": list(info.flags), "valid": info.valid, "invalid": info.invalid}))
     return out
 
@@ -432,66 +416,112 @@ def _plan_raters(engine: sa.Engine, names: Sequence[str] | None) -> list[_RaterC
 # --------------------------------------------------------------------------- rows
 
 
-def iter_records(engine: sa.Engine, plan: CorpusPlan,
+def iter_records(engine: Source, plan: CorpusPlan,
                  progress: Callable[[int, int], None] | None = None
                  ) -> Iterator[dict[str, Any]]:
     """One record per message (the wide layout's rows, whatever ``plan``'s layout), run by
     run, in order, keyed by the wide columns of :mod:`roundtable.io.columns`.
-    ``progress`` is called with ``(runs done, runs total)`` after each run."""
+    ``progress`` is called with ``(runs done, runs total)`` after each run. ``engine``: an
+    engine or a :mod:`sqlite3` connection; every run is read in one snapshot."""
     adj_ids: list[int] = []
     if plan.adjudication is not None:
-        adj_ids = [r.id for r in resolve_raters(engine, plan.adjudication.raters)
-                   if r.id is not None]
-    rater_ids = list(dict.fromkeys([r.id for r in plan.raters] + adj_ids))
-    with engine.connect() as conn:
+        adj_ids = list(rater_ids(engine, plan.adjudication.raters).values())
+    with reading(engine) as fetch:
         for done, run in enumerate(plan.runs, start=1):
-            yield from _run_records(conn, plan, run, rater_ids, adj_ids)
+            yield from _run_records(fetch, plan, run, adj_ids)
             if progress is not None:
                 progress(done, len(plan.runs))
 
 
 _Given: TypeAlias = dict[tuple[int, int], dict[str, tuple[bool | None, str | None]]]
 
+#: a run's judgements and codes, found through its messages (``:run``)
+_RUN_JUDGEMENTS = ("SELECT j.message_id, j.rater_id, j.status FROM judgement AS j "
+                   "JOIN message AS m ON m.id = j.message_id WHERE m.run_id = :run")
+#: (the codes of valid verdicts only: an invalid one's are missing, never false)
+_RUN_CODES = ("SELECT c.message_id, c.rater_id, c.flag, c.value, c.level FROM code AS c "
+              "JOIN message AS m ON m.id = c.message_id "
+              "JOIN judgement AS j ON j.id = c.judgement_id "
+              f"WHERE m.run_id = :run AND j.status = '{JudgementStatus.VALID}'")
 
-def _codes_of(conn: sa.Connection, message_ids: list[int], rater_ids: list[int]
-              ) -> tuple[dict[tuple[int, int], str], _Given]:
-    """Verdict status and valid codes per (message, rater), looked up by message id.
+
+@dataclass
+class _RunCodes:
+    """The raters' columns of a run's messages, filled straight from the code rows."""
+
+    cells: dict[int, dict[str, Any]]  # message id -> its rater columns, in column order
+    blank: dict[str, Any]  # the rater columns of a message no rater judged
+    coded: set[int]  # messages with a valid verdict of an exported rater
+    adjudicated: _Given  # the adjudication raters' valid codes per (message, rater)
+
+
+#: rater id -> (status column, flag -> (code column, level column or None))
+_Slots: TypeAlias = dict[int, tuple[str, dict[str, tuple[str, str | None]]]]
+
+
+def _rater_slots(rater_cols: _ColumnNames) -> tuple[dict[str, Any], _Slots]:
+    """The rater columns all empty, in column order, and where each rater's values go."""
+    blank: dict[str, Any] = {}
+    where: _Slots = {}
+    for rid, st_col, flag_cols in rater_cols:
+        blank[st_col] = None
+        for _flag, code_col, lv_col in flag_cols:
+            blank[code_col] = None
+            if lv_col is not None:
+                blank[lv_col] = None
+        where[rid] = (st_col, {flag: (code_col, lv_col) for flag, code_col, lv_col in flag_cols})
+    return blank, where
+
+
+def _run_codes(fetch: Fetch, run_id: int, rater_cols: _ColumnNames,
+               adj_ids: list[int]) -> _RunCodes:
+    """Each exported rater's status, codes and levels per message of the run (only valid
+    verdicts give codes), and the adjudication raters' valid codes.
 
     Raters are filtered here rather than in SQL: with both conditions SQLite picks the
     rater index and scans every code of the rater for each run."""
-    status: dict[tuple[int, int], str] = {}
-    given: _Given = {}
-    if not rater_ids:
-        return status, given
-    wanted = set(rater_ids)
-    for mid, rid, st in conn.execute(
-            sa.select(_J.message_id, _J.rater_id, _J.status)
-            .where(_J.message_id.in_(message_ids))):
-        if rid in wanted:
-            status[(mid, rid)] = st
-    for mid, rid, flag, value, level in conn.execute(
-            sa.select(_C.message_id, _C.rater_id, _C.flag, _C.value, _C.level)
-            .where(_C.message_id.in_(message_ids))):
-        if status.get((mid, rid)) == JudgementStatus.VALID:
-            given.setdefault((mid, rid), {})[flag] = (
-                None if value is None else bool(value), level)
-    return status, given
+    blank, where = _rater_slots(rater_cols)
+    out = _RunCodes({}, blank, set(), {})
+    if not where and not adj_ids:
+        return out
+    for mid, rid, st in fetch(_RUN_JUDGEMENTS, {"run": run_id}):
+        if rid in where:
+            cells = out.cells.get(mid)
+            if cells is None:
+                cells = out.cells[mid] = dict(blank)
+            cells[where[rid][0]] = st
+            if st == JudgementStatus.VALID:
+                out.coded.add(mid)
+    slots = {(rid, flag): cols for rid, (_, per_flag) in where.items()
+             for flag, cols in per_flag.items()}
+    adj = set(adj_ids)
+    for mid, rid, flag, value, level in fetch(_RUN_CODES, {"run": run_id}):
+        code = None if value is None else bool(value)
+        cols = slots.get((rid, flag))
+        if cols is not None:
+            cells = out.cells[mid]
+            cells[cols[0]] = code
+            if cols[1] is not None:
+                cells[cols[1]] = level
+        if rid in adj:
+            out.adjudicated.setdefault((mid, rid), {})[flag] = (code, level)
+    return out
 
 
 _NO_CODE: dict[str, tuple[bool | None, str | None]] = {}
+_NO_VALUE: tuple[bool | None, str | None] = (None, None)
 #: (rater id, status column, [(flag, code column, level column or None)])
 _ColumnNames: TypeAlias = list[tuple[int, str, list[tuple[str, str, str | None]]]]
 
 
-def _run_messages(conn: sa.Connection, run: _RunInfo, opts: ExportOptions) -> list[Any]:
+def _run_messages(fetch: Fetch, run: _RunInfo, opts: ExportOptions) -> list[Any]:
     """The run's messages of the exported kinds, in transcript order."""
-    cols = [_M.id, _M.seat_id, _M.round, _M.turn, _M.kind, _M.visible, _M.text,
-            _M.source_key]
+    cols = "id, seat_id, round, turn, kind, visible, text, source_key"
     if opts.raw:
-        cols += [_M.raw_text, _M.reasoning]
-    return list(conn.execute(
-        sa.select(*cols).where(_M.run_id == run.id, _M.kind.in_(list(opts.kinds)))
-        .order_by(_M.round, _M.turn, _M.id)).all())
+        cols += ", raw_text, reasoning"
+    kinds, params = in_list("kind", list(opts.kinds))
+    return fetch(f"SELECT {cols} FROM message WHERE run_id = :run AND kind IN {kinds} "
+                 "ORDER BY round, turn, id", params | {"run": run.id})
 
 
 def _rater_columns(plan: CorpusPlan) -> _ColumnNames:
@@ -503,75 +533,96 @@ def _rater_columns(plan: CorpusPlan) -> _ColumnNames:
             for r in plan.raters]
 
 
-def _message_row(m: Any, run: _RunInfo, seat: Any, conds: dict[str, Any],
-                 plan: CorpusPlan) -> dict[str, Any]:
-    """The columns of one message that do not depend on any rater."""
-    mid, _seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
-    row: dict[str, Any] = {
-        "message_id": mid, "series": run.series, "run_ref": run.ref, "run_id": run.id,
-        "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
-        "cell": run.cell,
-        **conds, "replicate": run.replicate,
-        "seat_position": seat.position if seat else None,
-        "display_name": seat.display_name if seat else None,
-    }
+def _run_part(run: _RunInfo, conds: dict[str, Any]) -> dict[str, Any]:
+    """The columns every message of ``run`` shares, in column order (after message_id)."""
+    return {"series": run.series, "run_ref": run.ref, "run_id": run.id,
+            "run_key": run.key, "source_ref": run.source_ref, "run_status": run.status,
+            "cell": run.cell, **conds, "replicate": run.replicate}
+
+
+def _seat_part(seat: _SeatInfo | None, plan: CorpusPlan) -> dict[str, Any]:
+    """The columns of a message's seat (all empty for a message without one)."""
+    row: dict[str, Any] = {"seat_position": seat.position if seat else None,
+                           "display_name": seat.display_name if seat else None}
     if plan.pseudonyms is not None:
         row["model_code"] = plan.pseudonyms.code(seat) if seat else None
     else:
         row["true_label"] = seat.label if seat else None
         row["true_endpoint"] = seat.endpoint if seat else None
         row["true_model"] = seat.model if seat else None
-    row.update({"round": rnd, "turn": turn, "kind": kind, "visible": bool(visible),
-                "text": text})
-    if plan.options.raw:
+    return row
+
+
+def _message_row(m: Any, run_part: dict[str, Any], seat_part: dict[str, Any],
+                 raw: bool) -> dict[str, Any]:
+    """The columns of one message that do not depend on any rater."""
+    mid, _seat_id, rnd, turn, kind, visible, text, source_key = m[:8]
+    row: dict[str, Any] = {"message_id": mid, **run_part, **seat_part, "round": rnd,
+                           "turn": turn, "kind": kind, "visible": bool(visible),
+                           "text": text}
+    if raw:
         row["raw_text"], row["reasoning"] = m[8], m[9]
     row["source_key"] = source_key
     return row
 
 
-def _add_rater_codes(row: dict[str, Any], mid: int, rater_cols: _ColumnNames,
-                     status: dict[tuple[int, int], str],
-                     given: _Given) -> bool:
-    """Each rater's status, codes and levels into ``row``; True when any verdict is valid."""
-    any_code = False
-    for rid, st_col, flag_cols in rater_cols:
-        st = status.get((mid, rid))
-        row[st_col] = st
-        codes = given.get((mid, rid), _NO_CODE)
-        any_code = any_code or st == JudgementStatus.VALID
-        for flag, code_col, lv_col in flag_cols:
-            value, level = codes.get(flag, (None, None))
-            row[code_col] = value
-            if lv_col is not None:
-                row[lv_col] = level
-    return any_code
+def _final_code(rule: str) -> Callable[[list[bool | None]], bool | None]:
+    """:func:`roundtable.coding.adjudicate.combine` for ``rule``, without its per-call
+    checks (the rule is checked once here): missing from any rater -> missing."""
+    from roundtable.coding.adjudicate import combine
+
+    combine(rule, [True])  # an unknown rule is refused here, as combine would
+
+    def final(values: list[bool | None]) -> bool | None:
+        if not values:
+            return combine(rule, values)  # its error: no rater
+        if None in values:
+            return None
+        n_true = values.count(True)
+        if rule == "intersection":
+            return n_true == len(values)
+        if rule == "union":
+            return n_true > 0
+        return 2 * n_true > len(values)
+
+    return final
 
 
-def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
-                 rater_ids: list[int], adj_ids: list[int]) -> Iterator[dict[str, Any]]:
-    messages = _run_messages(conn, run, plan.options)
+def _run_records(fetch: Fetch, plan: CorpusPlan, run: _RunInfo,
+                 adj_ids: list[int]) -> Iterator[dict[str, Any]]:
+    messages = _run_messages(fetch, run, plan.options)
     if not messages:
         return
-    status, given = _codes_of(conn, [m[0] for m in messages], rater_ids)
+    rater_cols = _rater_columns(plan)
+    codes = _run_codes(fetch, run.id, rater_cols, adj_ids)
     adj = plan.adjudication
     seats = plan.seats.get(run.id, {})
     conds = {cond_column(k): condition_cell(run.conditions.get(k), plan.cond_types[k])
              for k in plan.cond_keys}
-    rater_cols = _rater_columns(plan)
+    run_part = _run_part(run, conds)
+    seat_parts = {seat_id: _seat_part(seat, plan) for seat_id, seat in seats.items()}
+    no_seat = _seat_part(None, plan)
     final_cols = [(flag, final_column(flag)) for flag in adj.flags] if adj is not None else []
+    final = _final_code(adj.rule) if adj is not None else None
+    no_final = {fin_col: None for _, fin_col in final_cols}
+    coded_only, raw = plan.options.coded, plan.options.raw
     for m in messages:
         mid, seat_id = m[0], m[1]
-        row = _message_row(m, run, seats.get(seat_id) if seat_id is not None else None,
-                           conds, plan)
-        any_code = _add_rater_codes(row, mid, rater_cols, status, given)
-        if adj is not None:
-            per_rater = [given.get((mid, rid), _NO_CODE) for rid in adj_ids]
-            for flag, fin_col in final_cols:
-                # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
-                final = combine(adj.rule, [c.get(flag, (None, None))[0] for c in per_rater])
-                row[fin_col] = final
-                any_code = any_code or final is not None
-        if plan.options.coded and not any_code:
+        seat_part = seat_parts.get(seat_id, no_seat) if seat_id is not None else no_seat
+        row = _message_row(m, run_part, seat_part, raw)
+        row.update(codes.cells.get(mid, codes.blank))
+        any_code = mid in codes.coded
+        if final is not None:
+            per_rater = [codes.adjudicated.get((mid, rid), _NO_CODE) for rid in adj_ids]
+            # the rule of roundtable.coding.adjudicate: missing from any rater -> missing
+            if per_rater and not all(per_rater):  # a rater without codes: all missing
+                row.update(no_final)
+            else:
+                for flag, fin_col in final_cols:
+                    value = final([c.get(flag, _NO_VALUE)[0] for c in per_rater])
+                    row[fin_col] = value
+                    any_code = any_code or value is not None
+        if coded_only and not any_code:
             continue
         yield row
 
@@ -580,7 +631,7 @@ def _run_records(conn: sa.Connection, plan: CorpusPlan, run: _RunInfo,
 
 
 def export_corpus(
-    engine: sa.Engine,
+    engine: Source,
     out: Path,
     fmt: Format,
     options: ExportOptions,
@@ -647,7 +698,7 @@ def _layout_rows(record: dict[str, Any], plan: CorpusPlan) -> Iterator[dict[str,
         yield record
 
 
-def iter_rows(engine: sa.Engine, plan: CorpusPlan,
+def iter_rows(engine: Source, plan: CorpusPlan,
               progress: Callable[[int, int], None] | None = None
               ) -> Iterator[dict[str, Any]]:
     """The rows of the export in ``plan``'s layout (wide: :func:`iter_records`; long: one

@@ -20,19 +20,22 @@ Encodings (see docs/export-schema.md):
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import operator
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import NoneType
 from typing import IO, Any, Protocol
 
 from roundtable.errors import ExportError
 from roundtable.io.columns import Column
 from roundtable.io.formats import Format
 
-__all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "open_writer",
-           "pandas_metadata"]
+__all__ = ["PARQUET_INSTALL_HINT", "PARQUET_ROW_GROUP", "RowWriter", "arrow_array",
+           "open_writer", "pandas_metadata"]
 
 PARQUET_ROW_GROUP = 5000
 PARQUET_INSTALL_HINT = (
@@ -124,23 +127,26 @@ class _ParquetWriter:
         pandas = json.dumps(pandas_metadata(columns, pa.__version__))
         self._schema = pa.schema([pa.field(c.name, _arrow_type(pa, c.type)) for c in columns],
                                  metadata={b"pandas": pandas.encode("utf-8")})
+        self._types = [c.type for c in columns]
+        self._row = operator.itemgetter(*[c.name for c in columns])
         self._writer = pq.ParquetWriter(str(path), self._schema)
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[Any] = []
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._buffer.append(dict(record))
+        values = self._row(record)
+        self._buffer.append(values if len(self._types) > 1 else (values,))
         if len(self._buffer) >= PARQUET_ROW_GROUP:
             self._flush()
 
     def _flush(self) -> None:
         if self._buffer:
-            # column by column: half the CPU of from_pylist's row-by-row conversion
-            rows = self._buffer
-            table = self._pa.Table.from_pydict(
-                {name: [r.get(name) for r in rows] for name in self._schema.names},
-                schema=self._schema)
-            self._writer.write_table(table)
+            # column by column, the rows transposed in one step
+            columns = list(zip(*self._buffer, strict=True))
             self._buffer = []
+            arrays = [arrow_array(self._pa, t, list(values))
+                      for t, values in zip(self._types, columns, strict=True)]
+            table = self._pa.Table.from_arrays(arrays, schema=self._schema)
+            self._writer.write_table(table)
 
     def finish(self, meta: Mapping[str, Any]) -> None:
         self._flush()
@@ -149,6 +155,69 @@ class _ParquetWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+_MAX_STRING_BYTES = 2 ** 31 - 1  # int32 offsets of arrow's string type
+_EXACT_INT = 2 ** 53  # larger ints are not all exact as float64
+
+
+def arrow_array(pa: Any, type_: str, values: list[Any]) -> Any:
+    """The arrow array of a column's values (None: null), built from numpy buffers.
+
+    ``pa.array`` would do it, but its first call imports pandas (to check whether the
+    values are pandas objects): 0.2-0.3 s of a 1 s export. The buffers are those arrow
+    would build itself (what a null slot holds is not part of the data); values of
+    another type than the column's (which ``pa.array`` converts or rejects with its own
+    error) go through ``pa.array``."""
+    import numpy as np
+
+    n = len(values)
+    types = set(map(type, values))
+    nulls = values.count(None) if NoneType in types else 0
+    types.discard(NoneType)
+    validity = None
+    if nulls:
+        validity = pa.py_buffer(np.packbits(np.fromiter(
+            map(operator.is_not, values, itertools.repeat(None)), dtype=bool, count=n),
+            bitorder="little"))
+    if type_ == "int" and types <= {int} and (not values or _in_int64(values, nulls)):
+        data = np.array([0 if v is None else v for v in values] if nulls else values,
+                        dtype=np.int64)
+        return pa.Array.from_buffers(pa.int64(), n, [validity, pa.py_buffer(data)],
+                                     null_count=nulls)
+    if type_ == "float" and (types <= {float} or (
+            types <= {float, int} and all(abs(v) <= _EXACT_INT for v in values
+                                          if type(v) is int))):
+        data = np.array(values, dtype=np.float64)  # None -> NaN, under a null slot
+        return pa.Array.from_buffers(pa.float64(), n, [validity, pa.py_buffer(data)],
+                                     null_count=nulls)
+    if type_ == "bool" and types <= {bool}:
+        bits = np.packbits(np.array(values, dtype=bool), bitorder="little")  # None -> 0
+        return pa.Array.from_buffers(pa.bool_(), n, [validity, pa.py_buffer(bits)],
+                                     null_count=nulls)
+    if type_ not in ("int", "float", "bool") and types <= {str}:
+        text = [v or "" for v in values] if nulls else values
+        joined = "".join(text)
+        try:
+            if joined.isascii():  # one byte per character
+                blob, lengths = joined.encode("ascii"), map(len, text)
+            else:
+                encoded = [v.encode("utf-8") for v in text]
+                blob, lengths = b"".join(encoded), map(len, encoded)
+        except UnicodeEncodeError:
+            return pa.array(values, type=pa.string())  # arrow's own error
+        if len(blob) <= _MAX_STRING_BYTES:
+            offsets = np.zeros(n + 1, dtype=np.int32)
+            np.cumsum(np.fromiter(lengths, dtype=np.int64, count=n), out=offsets[1:])
+            return pa.Array.from_buffers(
+                pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(blob)],
+                null_count=nulls)
+    return pa.array(values, type=_arrow_type(pa, type_))
+
+
+def _in_int64(values: list[Any], nulls: int) -> bool:
+    present = [v for v in values if v is not None] if nulls else values
+    return not present or (min(present) >= -(2 ** 63) and max(present) < 2 ** 63)
 
 
 @contextmanager

@@ -26,7 +26,9 @@ NaN values are not accepted: callers drop undefined units first and report how m
 
 Distribution functions are the ``scipy.special`` functions that ``scipy.stats`` evaluates
 for them (``norm.sf(x)`` is ``ndtr(-x)``, ``t.ppf(q, df)`` is ``stdtrit(df, q)``...), so the
-numbers are scipy's, without importing ``scipy.stats`` (most of a second at start-up).
+numbers are scipy's, without importing ``scipy.stats`` (most of a second at start-up);
+``scipy.special`` itself is imported only when a value needs it (see
+:mod:`roundtable.stats.dist`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special as sc
+
+from roundtable.stats.dist import norm_cdf, norm_ppf, t_ppf
 
 __all__ = [
     "CI_METHODS",
@@ -93,16 +98,22 @@ def _rankdata(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(0.5 * (count[dense] + count[dense - 1] + 1), dtype=np.float64)
 
 
+def _special() -> Any:
+    from scipy import special
+
+    return special
+
+
 def _norm_sf(x: float) -> float:
-    return float(sc.ndtr(-x))
+    return norm_cdf(-x)
 
 
 def _norm_cdf(x: float) -> float:
-    return float(sc.ndtr(x))
+    return norm_cdf(x)
 
 
 def _norm_ppf(q: float) -> float:
-    return float(sc.ndtri(q))
+    return norm_ppf(q)
 
 
 def _binom_half_cdf(k: int, n: int) -> float:
@@ -114,6 +125,18 @@ def _binom_half_cdf(k: int, n: int) -> float:
 
         return float(binom.cdf(k, n, 0.5))
     return float(_binom_cdf(k, n, 0.5))
+
+
+def _binom_half_cdf_at_most(k: int, n: int, tail: float) -> bool:
+    """``_binom_half_cdf(k, n) <= tail``, decided from the exact value (a sum of binomial
+    coefficients over 2**n) without importing scipy, unless it lies so close to ``tail``
+    (within a relative 1e-9, far more than scipy's few-ulp error) that scipy's rounding
+    could decide otherwise: then scipy's value decides, as it always did."""
+    exact = Fraction(sum(math.comb(n, i) for i in range(k + 1)), 2 ** n)
+    bound = Fraction(tail)
+    if abs(exact - bound) > abs(bound) * Fraction(1, 10 ** 9):
+        return exact <= bound
+    return _binom_half_cdf(k, n) <= tail
 
 
 def _exact_u_counts(m: int, n: int) -> list[int]:
@@ -242,7 +265,7 @@ def kruskal_wallis(groups: Sequence[Sample]) -> tuple[float, float]:
         h += float(r.sum()) ** 2 / arr.size
         start += arr.size
     h = (12 / (big_n * (big_n + 1)) * h - 3 * (big_n + 1)) / correction
-    return h, (1.0 if h <= 0 else float(sc.chdtrc(len(arrays) - 1, h)))
+    return h, (1.0 if h <= 0 else float(_special().chdtrc(len(arrays) - 1, h)))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -293,7 +316,7 @@ def mean_interval(x: Sample, method: str = "t", *, confidence: float = 0.95,
         return mean, mean
     alpha = 1 - confidence
     if method == "t":
-        half = float(sc.stdtrit(n - 1, 1 - alpha / 2)) * float(a.std(ddof=1)) / math.sqrt(n)
+        half = t_ppf(1 - alpha / 2, n - 1) * float(a.std(ddof=1)) / math.sqrt(n)
         return mean - half, mean + half
     if n_boot < 1:
         return _nan_ci()
@@ -325,7 +348,7 @@ def median_interval(x: Sample, *, confidence: float = 0.95) -> tuple[float, floa
     n = a.size
     tail = (1 - confidence) / 2
     k = 0
-    while k + 1 <= n and _binom_half_cdf(k, n) <= tail:
+    while k + 1 <= n and _binom_half_cdf_at_most(k, n, tail):
         k += 1
     if k == 0:
         return _nan_ci()

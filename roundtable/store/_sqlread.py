@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -86,6 +86,14 @@ def as_datetime(value: Any) -> datetime | None:
 def as_bool(value: Any) -> bool:
     """A boolean column's value (SQLite stores 0 and 1)."""
     return bool(value)
+
+
+def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:name0, :name1, ...)`` and its parameters, for ``column IN <that>``: both drivers
+    take named parameters, neither a list bound to one. An empty ``values`` gives
+    ``(NULL)``, which matches nothing."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + (", ".join(f":{k}" for k in params) or "NULL") + ")", params
 
 
 # --------------------------------------------------------------------------- the queries

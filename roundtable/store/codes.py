@@ -20,23 +20,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import sqlalchemy
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import StoreError
-from roundtable.store.tables import (
-    Code,
-    Judgement,
-    JudgementStatus,
-    Message,
-    Rater,
-    Run,
-    Seat,
-    Series,
-)
+from roundtable.store._sqlread import Fetch, Source, as_datetime, in_list, reading
+from roundtable.store.vocab import JudgementStatus
+
+if TYPE_CHECKING:
+    import sqlalchemy
+
+    from roundtable.store.tables import Rater
 
 __all__ = [
     "GROUPINGS",
@@ -45,6 +38,9 @@ __all__ = [
     "list_raters",
     "load_codes",
     "rater_flags",
+    "check_series",
+    "rater_ids",
+    "rater_ids_in",
     "resolve_raters",
 ]
 
@@ -65,63 +61,97 @@ class RaterInfo:
     created_at: datetime | None = None
 
 
-def list_raters(engine: sqlalchemy.Engine) -> list[RaterInfo]:
-    """Every rater, oldest first, with its valid and invalid judgement counts and flags."""
-    with Session(engine) as s:
-        raters = s.exec(select(Rater).order_by(col(Rater.id))).all()
-        counts: dict[tuple[int, str], int] = {
-            (rid, status): n for rid, status, n in s.exec(
-                select(Judgement.rater_id, Judgement.status, func.count())
-                .group_by(col(Judgement.rater_id), col(Judgement.status))).all()}
-        flags: dict[int, list[str]] = {}
-        for rid, flag, _ in s.exec(
-                select(Code.rater_id, Code.flag, func.min(Code.id))
-                .group_by(col(Code.rater_id), col(Code.flag))
-                .order_by(func.min(Code.id))).all():
-            flags.setdefault(rid, []).append(flag)
-        out = []
-        for r in raters:
-            assert r.id is not None
-            out.append(RaterInfo(
-                name=r.name, kind=r.kind, provenance=r.provenance,
-                valid=counts.get((r.id, JudgementStatus.VALID), 0),
-                invalid=counts.get((r.id, JudgementStatus.INVALID), 0),
-                flags=tuple(flags.get(r.id, ())), created_at=r.created_at))
+def _first_flags(fetch: Fetch, rater_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each rater's flags in the order first stored (by the id of its first code of each).
+
+    One indexed lookup per rater and flag instead of grouping the whole code table (every
+    message of a corpus coded by a few raters is 10^5 rows or more)."""
+    flags = [str(f) for (f,) in fetch("SELECT DISTINCT flag FROM code")]
+    out: dict[int, list[str]] = {}
+    for rid in rater_ids:
+        first = {}
+        for flag in flags:
+            row = fetch("SELECT id FROM code WHERE rater_id = :rater AND flag = :flag "
+                        "ORDER BY id LIMIT 1", {"rater": rid, "flag": flag})
+            if row:
+                first[flag] = int(row[0][0])
+        out[rid] = sorted(first, key=first.__getitem__)
     return out
+
+
+def list_raters(engine: Source) -> list[RaterInfo]:
+    """Every rater, oldest first, with its valid and invalid judgement counts and flags.
+    ``engine``: an engine or a :mod:`sqlite3` connection (:mod:`~roundtable.store._sqlread`)."""
+    with reading(engine) as fetch:
+        raters = fetch("SELECT id, name, kind, provenance, created_at FROM rater ORDER BY id")
+        counts: dict[tuple[int, str], int] = {
+            (int(rid), str(status)): int(n) for rid, status, n in fetch(
+                "SELECT rater_id, status, count(*) FROM judgement GROUP BY rater_id, status")}
+        flags = _first_flags(fetch, [int(r[0]) for r in raters])
+    return [RaterInfo(name=str(name), kind=str(kind), provenance=str(provenance),
+                      valid=counts.get((int(rid), JudgementStatus.VALID), 0),
+                      invalid=counts.get((int(rid), JudgementStatus.INVALID), 0),
+                      flags=tuple(flags.get(int(rid), ())), created_at=as_datetime(created))
+            for rid, name, kind, provenance, created in raters]
+
+
+def _check_names(names: Sequence[str]) -> None:
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if list(names).count(n) > 1})
+        raise StoreError(f"rater {', '.join(dupes)} is named twice; name each rater once")
+
+
+def _unknown_raters(unknown: Sequence[str], known: Sequence[str]) -> StoreError:
+    return StoreError(
+        f"no rater named {', '.join(repr(n) for n in unknown)} (known raters: "
+        f"{', '.join(known) or 'none yet: run roundtable judge or roundtable import codes'})")
+
+
+def rater_ids_in(fetch: Fetch, names: Sequence[str]) -> dict[str, int]:
+    """:func:`rater_ids` inside a :func:`~roundtable.store._sqlread.reading` block."""
+    _check_names(names)
+    where, params = in_list("n", list(names))
+    found = {str(n): int(i) for i, n in fetch(f"SELECT id, name FROM rater WHERE name IN "
+                                              f"{where}", params)}
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        known = [str(n) for (n,) in fetch("SELECT name FROM rater ORDER BY id")]
+        raise _unknown_raters(unknown, known)
+    return {n: found[n] for n in names}
+
+
+def rater_ids(engine: Source, names: Sequence[str]) -> dict[str, int]:
+    """``name -> id`` of the stored raters named ``names``, in that order, read with plain
+    SQL; the same errors as :func:`resolve_raters` for unknown or repeated names."""
+    with reading(engine) as fetch:
+        return rater_ids_in(fetch, names)
 
 
 def resolve_raters(engine: sqlalchemy.Engine, names: Sequence[str]) -> list[Rater]:
     """The stored raters named ``names``, in that order; a clear error for unknown names."""
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if list(names).count(n) > 1})
-        raise StoreError(f"rater {', '.join(dupes)} is named twice; name each rater once")
+    from sqlmodel import Session, col, select
+
+    from roundtable.store.tables import Rater
+
+    _check_names(names)
     with Session(engine, expire_on_commit=False) as s:
         found = {r.name: r for r in s.exec(
             select(Rater).where(col(Rater.name).in_(list(names)))).all()}
         unknown = [n for n in names if n not in found]
         if unknown:
-            known = ", ".join(s.exec(select(Rater.name).order_by(col(Rater.id))).all())
-            raise StoreError(
-                f"no rater named {', '.join(repr(n) for n in unknown)} (known raters: "
-                f"{known or 'none yet: run roundtable judge or roundtable import codes'})")
+            raise _unknown_raters(
+                unknown, list(s.exec(select(Rater.name).order_by(col(Rater.id))).all()))
         for r in found.values():
             s.expunge(r)
     return [found[n] for n in names]
 
 
-def rater_flags(engine: sqlalchemy.Engine, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def rater_flags(engine: Source, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """The flags each named rater has codes for, in the order they were first stored."""
-    raters = resolve_raters(engine, names)
-    ids = {r.id: r.name for r in raters}
-    out: dict[str, list[str]] = {n: [] for n in names}
-    with Session(engine) as s:
-        for rid, flag, _ in s.exec(
-                select(Code.rater_id, Code.flag, func.min(Code.id))
-                .where(col(Code.rater_id).in_(list(ids)))
-                .group_by(col(Code.rater_id), col(Code.flag))
-                .order_by(func.min(Code.id))).all():
-            out[ids[rid]].append(flag)
-    return {n: tuple(v) for n, v in out.items()}
+    with reading(engine) as fetch:
+        ids = rater_ids_in(fetch, names)
+        flags = _first_flags(fetch, ids.values())
+    return {n: tuple(flags[ids[n]]) for n in names}
 
 
 @dataclass(frozen=True)
@@ -222,57 +252,59 @@ class CodeMatrix:
         )
 
 
-def _scoped(q: Any, rater_ids: list[int | None], series: Sequence[str],
-            runs: Sequence[int]) -> Any:
-    """Join a query over Judgement to its message, run and series, and apply the filters."""
-    q = (q.join(Message, col(Message.id) == col(Judgement.message_id))
-         .join(Run, col(Run.id) == col(Message.run_id))
-         .join(Series, col(Series.id) == col(Run.series_id))
-         .where(col(Judgement.rater_id).in_(rater_ids)))
+#: the joins from ``judgement AS j`` to its message (``m``), run (``r``) and series (``s``)
+_SCOPE_JOINS = (" JOIN message AS m ON m.id = j.message_id JOIN run AS r ON r.id = m.run_id"
+                " JOIN series AS s ON s.id = r.series_id")
+
+
+def _scoped(rater_ids: Sequence[int], series: Sequence[str], runs: Sequence[int]
+            ) -> tuple[str, dict[str, Any]]:
+    """The condition (over :data:`_SCOPE_JOINS`) selecting the raters' judgements within
+    the filters, and its parameters."""
+    raters, params = in_list("rater", list(rater_ids))
+    where = f"j.rater_id IN {raters}"
     if series:
-        q = q.where(col(Series.name).in_(list(series)))
+        names, more = in_list("series", list(series))
+        where += f" AND s.name IN {names}"
+        params |= more
     if runs:
-        q = q.where(col(Message.run_id).in_(list(runs)))
-    return q
+        ids, more = in_list("run", list(runs))
+        where += f" AND m.run_id IN {ids}"
+        params |= more
+    return where, params
 
 
-def _check_series(s: Session, series: Sequence[str]) -> None:
+def check_series(fetch: Fetch, series: Sequence[str]) -> None:
     """A clear error naming the known series when one of ``series`` is not stored."""
-    known = set(s.exec(select(Series.name)).all())
+    known = {str(n) for (n,) in fetch("SELECT name FROM series")}
     unknown = [x for x in series if x not in known]
     if unknown:
         raise StoreError(f"no series named {', '.join(repr(u) for u in unknown)} "
                          f"(known: {', '.join(sorted(known)) or 'none yet'})")
 
 
-def _judgement_rows(s: Session, rater_ids: list[int | None], series: Sequence[str],
-                    runs: Sequence[int]) -> Sequence[Any]:
+def _judgement_rows(fetch: Fetch, rater_ids: Sequence[int], series: Sequence[str],
+                    runs: Sequence[int]) -> list[tuple[Any, ...]]:
     """``(rater_id, message_id, status, series, seat label, run_id)`` of every committed
     judgement of the raters within the filters."""
-    rows: Sequence[Any] = s.exec(_scoped(
-        sqlalchemy.select(col(Judgement.rater_id), col(Judgement.message_id),
-                          col(Judgement.status), col(Series.name), col(Seat.label),
-                          col(Message.run_id))
-        .select_from(Judgement),
-        rater_ids, series, runs,
-    ).outerjoin(Seat, col(Seat.id) == col(Message.seat_id))
-        # a human coder's draft (an item not yet committed) is not coded at all
-        .where(col(Judgement.status).in_((JudgementStatus.VALID,
-                                          JudgementStatus.INVALID)))).all()
-    return rows
+    where, params = _scoped(rater_ids, series, runs)
+    # a human coder's draft (an item not yet committed) is not coded at all
+    return fetch(
+        "SELECT j.rater_id, j.message_id, j.status, s.name, seat.label, m.run_id "
+        f"FROM judgement AS j{_SCOPE_JOINS} LEFT OUTER JOIN seat ON seat.id = m.seat_id "
+        f"WHERE {where} AND j.status IN ('{JudgementStatus.VALID}', "
+        f"'{JudgementStatus.INVALID}')", params)
 
 
-def _code_rows(s: Session, rater_ids: list[int | None], series: Sequence[str],
-               runs: Sequence[int]) -> Sequence[Any]:
+def _code_rows(fetch: Fetch, rater_ids: Sequence[int], series: Sequence[str],
+               runs: Sequence[int]) -> list[tuple[Any, ...]]:
     """``(rater_id, message_id, flag, value)`` of every code of a valid judgement of the
     raters within the filters, in the order stored."""
-    rows: Sequence[Any] = s.exec(_scoped(
-        sqlalchemy.select(col(Code.rater_id), col(Code.message_id), col(Code.flag),
-                          col(Code.value))
-        .select_from(Code).join(Judgement, col(Judgement.id) == col(Code.judgement_id)),
-        rater_ids, series, runs,
-    ).where(Judgement.status == JudgementStatus.VALID).order_by(col(Code.id))).all()
-    return rows
+    where, params = _scoped(rater_ids, series, runs)
+    return fetch(
+        "SELECT c.rater_id, c.message_id, c.flag, c.value FROM code AS c "
+        f"JOIN judgement AS j ON j.id = c.judgement_id{_SCOPE_JOINS} "
+        f"WHERE {where} AND j.status = '{JudgementStatus.VALID}' ORDER BY c.id", params)
 
 
 def _judged(judgements: Sequence[Any], names: Sequence[str], ids: Mapping[int | None, str],
@@ -312,7 +344,7 @@ def _flag_values(codes: Sequence[Any], flags: Sequence[str], names: Sequence[str
 
 
 def load_codes(
-    engine: sqlalchemy.Engine,
+    engine: Source,
     raters: Sequence[str],
     *,
     flags: Sequence[str] | None = None,
@@ -325,13 +357,13 @@ def load_codes(
     ``series`` (names) and ``runs`` (ids) restrict the messages; an unknown series name is
     an error naming the known ones.
     """
-    stored = resolve_raters(engine, raters)
-    ids = {r.id: r.name for r in stored}
-    with Session(engine) as s:
+    with reading(engine) as fetch:
+        ids: dict[int | None, str] = {i: n for n, i in rater_ids_in(fetch, raters).items()}
         if series:
-            _check_series(s, series)
-        judgements = _judgement_rows(s, list(ids), series, runs)
-        codes = _code_rows(s, list(ids), series, runs)
+            check_series(fetch, series)
+        rids = [i for i in ids if i is not None]
+        judgements = _judgement_rows(fetch, rids, series, runs)
+        codes = _code_rows(fetch, rids, series, runs)
 
     names = list(raters)
     message_ids = sorted({row[1] for row in judgements})
