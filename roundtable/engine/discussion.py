@@ -40,7 +40,7 @@ client: their turn is stored pending and polled in the database until a person a
 failure) or the run stops. Simultaneous rounds wait for the person alongside the model
 calls; sequential ones wait in the speaking order.
 
-With a lease ``owner``, every write renews the run's lease in its own transaction and
+With a lease ``owner``, every write renews the run's lease in its transaction and
 raises :class:`~roundtable.engine.lease.LeaseLost` when another worker took the run over;
 the run then ends ``lost`` in this process without storing anything more.
 """
@@ -449,9 +449,10 @@ class Discussion:
             new = self.writer.write(position=p, round_index=r, success=success,
                                     failures=failures, messages=messages, events=events or [])
         else:
-            new = await self._thread.run(self.writer.write, position=p, round_index=r,
-                                         success=success, failures=failures,
-                                         messages=messages, events=events or [])
+            # group commit: turns of any run that finish while the thread is busy share
+            # one transaction (persist.write_turns); each is acknowledged after it commits
+            new = await self._thread.run_grouped(persist.write_turns, persist.TurnWrite(
+                self.writer, p, r, success, failures, messages, events or []))
         if new and self._on_message is not None:
             for msg in messages[:new]:
                 self._on_message(msg.kind)
