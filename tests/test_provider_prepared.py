@@ -170,3 +170,33 @@ async def test_https_and_dynamic_auth_keep_the_sdk_path() -> None:
         provider = openai_provider(server)
         assert static_auth(provider._client)
         await provider.aclose()
+
+
+async def test_a_prepared_call_has_one_timer_and_still_times_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a prepared head the adapter's asyncio.timeout bounds the call; the transport sets
+    no read timer of its own (it has the same timeout_s), and a slow answer still fails
+    as a ProviderTimeout."""
+    import asyncio
+
+    from roundtable.errors import ProviderTimeout
+
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        server.enqueue(openai_chat("warm up"), openai_chat("fast"),
+                       openai_chat("too late", delay=2.0))
+        await provider.complete(req(timeout_s=0.3))
+        assert provider._poster.prepared
+        timers: list[float | None] = []
+        real = asyncio.timeout
+
+        def counting(delay: float | None) -> asyncio.Timeout:
+            timers.append(delay)
+            return real(delay)
+
+        monkeypatch.setattr(asyncio, "timeout", counting)
+        assert (await provider.complete(req(timeout_s=0.3))).text == "fast"
+        assert timers == [0.3]
+        with pytest.raises(ProviderTimeout, match="0.3s"):
+            await provider.complete(req(timeout_s=0.3))
+        await provider.aclose()

@@ -67,15 +67,18 @@ class SdkPoster:
         """Whether calls go out on a prepared head (after the first one)."""
         return bool(self._heads)
 
-    async def post(self, body: dict[str, Any], timeout_s: float) -> tuple[str, bytes]:
+    async def post(self, body: dict[str, Any], timeout_s: float, *,
+                   bounded: bool = False) -> tuple[str, bytes]:
         """POST ``body``; returns the answer's content type and body. Raises the SDK's
-        exceptions."""
+        exceptions. ``bounded``: the caller bounds the whole call to ``timeout_s`` (with
+        ``asyncio.timeout``), so a prepared call sets no read timer of its own (the read
+        timeout is ``timeout_s`` too: it could not fire first)."""
         head = self._heads.get(timeout_s)
         if head is None:
             return await self._through_sdk(body, timeout_s)
         data = dumps(body)
         try:
-            status, headers, content = await head.send(data)
+            status, headers, content = await head.send(data, time_read=not bounded)
         except httpx2.TimeoutException as exc:
             raise self._sdk.APITimeoutError(request=head.request) from exc
         except httpx2.RequestError as exc:

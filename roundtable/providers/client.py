@@ -383,9 +383,12 @@ class ModelClient:
             async with self._slot(endpoint, gate) as ticket:
                 started = self._now()
                 try:
-                    # asyncio.timeout, not wait_for: no extra task per call
-                    async with asyncio.timeout(request.timeout_s + self._grace):
+                    if provider.bounds_its_calls:  # one timer per call, not two
                         completion = await provider.complete(request)
+                    else:
+                        # asyncio.timeout, not wait_for: no extra task per call
+                        async with asyncio.timeout(request.timeout_s + self._grace):
+                            completion = await provider.complete(request)
                 except ProviderError as raw_exc:
                     exc = raw_exc
                 except TimeoutError:

@@ -52,6 +52,7 @@ class GoogleProvider(Provider):
     """Gemini models through ``Client.aio.models.generate_content``."""
 
     kind = "google"
+    bounds_its_calls = True  # asyncio.timeout(request.timeout_s) around the request
     options_model = GoogleOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:

@@ -54,6 +54,7 @@ class OpenAIProvider(Provider):
     """Chat Completions through the official ``openai`` SDK."""
 
     kind = "openai"
+    bounds_its_calls = True  # asyncio.timeout(request.timeout_s) around the request
     options_model = OpenAIOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
@@ -134,7 +135,8 @@ class OpenAIProvider(Provider):
             # (on the lean transport, later calls reuse the head of the first: SdkPoster).
             # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                content_type, content = await self._poster.post(body, request.timeout_s)
+                content_type, content = await self._poster.post(body, request.timeout_s,
+                                                                 bounded=True)
             response = sdk_model_from(content_type, content, ChatCompletion)
         return self.parse(response, request.model)
 

@@ -171,8 +171,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             raise httpx2.WriteTimeout("sending the request timed out") from None
         except OSError:
             raise _StaleConnection from None
+        read_timeout = timeouts.get("read")
         try:
-            async with asyncio.timeout(timeouts.get("read")):
+            if read_timeout is None:  # the caller bounds the call (PreparedPost.send)
+                return await self._read_response(conn.reader, method)
+            async with asyncio.timeout(read_timeout):
                 return await self._read_response(conn.reader, method)
         except TimeoutError:
             raise httpx2.ReadTimeout("no response within the read timeout") from None
@@ -291,15 +294,20 @@ class PreparedPost:
         self.tls = url.scheme == "https"
         self.origin = (url.scheme, url.host, url.port or (443 if self.tls else 80))
         self.timeouts: dict[str, float | None] = dict(request.extensions.get("timeout", {}))
+        self._untimed_read = {**self.timeouts, "read": None}
         # everything but the content-length line and the final blank line
         lines, _ = _head_lines(request, drop_length=True)
         self._prefix = b"\r\n".join(lines) + b"\r\n"
 
-    async def send(self, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """POST ``body``; returns the status, the headers and the decoded body."""
+    async def send(self, body: bytes, *, time_read: bool = True
+                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """POST ``body``; returns the status, the headers and the decoded body. Without
+        ``time_read`` the read phase has no timeout (for a caller that bounds the whole
+        call itself: one timer per call instead of two)."""
         payload = b"%sContent-Length: %d\r\n\r\n%s" % (self._prefix, len(body), body)
         status, reason, headers, content = await self.transport.send(
-            self.origin, self.tls, payload, "POST", self.timeouts, self.request)
+            self.origin, self.tls, payload, "POST",
+            self.timeouts if time_read else self._untimed_read, self.request)
         for name, value in headers:
             if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
                 response = self.response(status, headers, content, body, reason, raw=True)
