@@ -83,17 +83,19 @@ async def test_queued_turns_share_one_transaction_and_one_renewal_per_run(
     thread = WriterThread()
     writers = [TurnWriter(engine, run, {}, owner="me", thread=thread) for run in (a, b)]
     try:
-        turns = [_turn(writers[i % 2], f"t{i}") for i in range(6)]
+        # the last: a round's lease check (a turn with nothing to store)
+        turns = [_turn(writers[i % 2], f"t{i}") for i in range(6)] + [TurnWrite(writers[1],
+                                                                                None, None)]
         outcomes, sql = await _grouped(thread, engine, turns)
     finally:
         thread.close()
-    assert outcomes == [1] * 6
+    assert outcomes == [1] * 6 + [0]
     assert [w.messages_written for w in writers] == [3, 3]
     assert _slots(engine) == sorted([(a, "t0"), (a, "t2"), (a, "t4"),
                                      (b, "t1"), (b, "t3"), (b, "t5")])
     assert sum(s.startswith("BEGIN") for s in sql) == 1 and sql.count("COMMIT") == 1
     assert sum(s.startswith("UPDATE run") for s in sql) == 2  # one lease renewal per run
-    assert thread.group_sizes[-1] == 6
+    assert thread.group_sizes[-1] == 7
     engine.dispose()
 
 
@@ -108,11 +110,11 @@ async def test_a_failing_turn_in_a_group_fails_alone(tmp_path: Path) -> None:
     try:
         outcomes, sql = await _grouped(thread, engine, [
             _turn(ok, "a1"), _turn(lost, "b1"), _turn(ok, "bad", position=7),
-            _turn(ok, "a2")])
+            _turn(ok, "a2"), TurnWrite(lost, None, None)])
     finally:
         thread.close()
     assert outcomes[0] == 1 and outcomes[3] == 1
-    assert isinstance(outcomes[1], LeaseLost)
+    assert isinstance(outcomes[1], LeaseLost) and isinstance(outcomes[4], LeaseLost)
     assert isinstance(outcomes[2], sa.exc.IntegrityError)  # seat 999999 does not exist
     assert _slots(engine) == [(mine, "a1"), (mine, "a2")]
     assert ok.messages_written == 2 and lost.messages_written == 0

@@ -458,7 +458,8 @@ class TurnWriter:
 
 @dataclass(frozen=True, slots=True)
 class TurnWrite:
-    """One turn for :func:`write_turns`: the arguments of :meth:`TurnWriter.write`."""
+    """One turn for :func:`write_turns`: the arguments of :meth:`TurnWriter.write`. With
+    nothing to store it only renews the run's lease (the check before a round)."""
 
     writer: TurnWriter
     position: int | None
