@@ -200,3 +200,22 @@ async def test_a_prepared_call_has_one_timer_and_still_times_out(
         with pytest.raises(ProviderTimeout, match="0.3s"):
             await provider.complete(req(timeout_s=0.3))
         await provider.aclose()
+
+
+def test_chat_bodies_from_cached_fragments_are_the_sdks_bytes() -> None:
+    from roundtable.providers._stainless import CHAT_MESSAGES, dumps, dumps_chat, with_messages
+
+    messages = (ChatMessage("system", 'a "q" ünï \n ☃ \\ \x00 \u2028'),
+                ChatMessage("user", "[Agent-B]: plain"), ChatMessage("assistant", ""))
+    body = {"model": "mé", "messages": CHAT_MESSAGES, "max_tokens": 9, "seed": 3,
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {
+                "properties": {"messages": {"type": "array"}}}}}}
+    real = with_messages(body, messages)
+    assert list(real) == list(body) and real["messages"][0] == {
+        "role": "system", "content": messages[0].content}
+    for _ in range(2):  # the second time from the cache
+        assert dumps_chat(body, messages) == dumps(real)
+    assert dumps_chat(body, ()) == dumps({**body, "messages": []})
+    # extra_body replaced the messages: the body is sent as it is
+    assert dumps_chat({**body, "messages": ["own"]}, messages) == \
+        dumps({**body, "messages": ["own"]})

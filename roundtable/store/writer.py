@@ -100,8 +100,9 @@ class WriterThread:
             queue.append((item, future))
         if first:
             self._executor.submit(self._drain, fn, loop)
-        # shield: cancelling the waiter must not cancel the write (it is submitted)
-        return await asyncio.shield(future)
+        # no shield needed: cancelling the waiter cancels only ``future``, which _settle
+        # then skips; the item stays queued and is written all the same
+        return await future
 
     def _drain(self, fn: GroupFn, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
