@@ -161,3 +161,26 @@ def test_a_group_fn_that_fails_answers_every_waiter() -> None:
 
     outcomes = asyncio.run(main())
     assert len(outcomes) == 3 and all(isinstance(o, RuntimeError) for o in outcomes)
+
+
+async def test_while_turns_arrive_together_the_writer_waits_for_more(tmp_path: Path) -> None:
+    """After a group of several turns, the next group waits ``group_window_s`` for more
+    turns to join; the waiters are still answered only after their commit."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'rt.db'}")
+    (run,) = _runs(engine, ["me"])
+    thread = WriterThread(group_window_s=0.5)
+    writer = TurnWriter(engine, run, {}, owner="me", thread=thread)
+    try:
+        outcomes, _ = await _grouped(thread, engine, [_turn(writer, "t0"), _turn(writer, "t1")])
+        assert outcomes == [1, 1] and thread.group_sizes[-1] == 2
+        first = asyncio.ensure_future(thread.run_grouped(persist.write_turns,
+                                                         _turn(writer, "t2")))
+        await asyncio.sleep(0.05)  # well inside the window
+        second = asyncio.ensure_future(thread.run_grouped(persist.write_turns,
+                                                          _turn(writer, "t3")))
+        assert await asyncio.gather(first, second) == [1, 1]
+    finally:
+        thread.close()
+    assert thread.group_sizes[-1] == 2
+    assert _slots(engine) == [(run, f"t{i}") for i in range(4)]
+    engine.dispose()
