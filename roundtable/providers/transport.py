@@ -18,10 +18,13 @@ is used (plain-http endpoints by default; see there).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import ssl
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx2
 
@@ -32,6 +35,22 @@ MAX_IDLE_PER_ORIGIN = 1024
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                "all_proxy")
 _MAX_HEAD = 64 * 1024
+#: where :meth:`LeanTransport.handle_async_request` records what it sends (see
+#: :func:`capture_requests`)
+_CAPTURE: contextvars.ContextVar[list[httpx2.Request] | None] = contextvars.ContextVar(
+    "roundtable_capture_requests", default=None)
+
+
+@contextmanager
+def capture_requests() -> Iterator[list[httpx2.Request]]:
+    """The requests a :class:`LeanTransport` sends within the block, in this task (for an
+    adapter whose SDK gives no access to the request it built: the Gemini client)."""
+    sent: list[httpx2.Request] = []
+    token = _CAPTURE.set(sent)
+    try:
+        yield sent
+    finally:
+        _CAPTURE.reset(token)
 
 
 def lean_transport(base_url: str | None) -> LeanTransport | None:
@@ -88,6 +107,9 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         origin = (url.scheme, url.host, url.port or (443 if tls else 80))
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body = await request.aread()
+        sent = _CAPTURE.get()
+        if sent is not None:
+            sent.append(request)
         payload = _head(request, len(body)) + body
         status, reason, headers, content = await self.send(
             origin, tls, payload, request.method, timeouts, request)
