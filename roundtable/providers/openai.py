@@ -151,20 +151,20 @@ class OpenAIProvider(Provider):
             raise malformed(self.endpoint, model, "the body is not JSON", response,
                             self._api_key)
         error = _attr(response, "error", None)
-        choices = _attr(response, "choices", None)
+        choices = getattr(response, "choices", None)
         if not choices:
             if isinstance(error, dict):
                 raise self._embedded_error(error, model)
             raise malformed(self.endpoint, model, "no choices in the response",
                             _dump(response), self._api_key)
         choice = choices[0]
-        message = _attr(choice, "message", None)
+        message = getattr(choice, "message", None)
         if message is None:
             raise malformed(self.endpoint, model, "the first choice has no message",
                             _dump(response), self._api_key)
-        content = _attr(message, "content", None)
-        finish = _attr(choice, "finish_reason", None)
-        if content is None and _attr(message, "refusal", None):
+        content = getattr(message, "content", None)
+        finish = getattr(choice, "finish_reason", None)
+        if content is None and getattr(message, "refusal", None):
             content, finish = str(message.refusal), "refusal"
         separate: list[str] = []
         if isinstance(content, list):
@@ -183,10 +183,10 @@ class OpenAIProvider(Provider):
         reasoning_parts = [*separate, *([inline] if inline else [])]
         return Completion(
             text=text,
-            usage=_usage(_attr(response, "usage", None)),
+            usage=_usage(getattr(response, "usage", None)),
             reasoning="\n\n".join(reasoning_parts) or None,
             raw_text=raw_text,
-            model=_attr(response, "model", None) or model,
+            model=getattr(response, "model", None) or model,
             finish_reason=str(finish) if finish is not None else None,
         )
 
@@ -204,15 +204,15 @@ class OpenAIProvider(Provider):
 def _usage(usage: Any) -> Usage:
     if usage is None:
         return Usage()
-    prompt_details = _attr(usage, "prompt_tokens_details", None)
-    completion_details = _attr(usage, "completion_tokens_details", None)
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
     return Usage(
-        input_tokens=_int(_attr(usage, "prompt_tokens", 0)),
-        output_tokens=_int(_attr(usage, "completion_tokens", 0)),
+        input_tokens=_int(getattr(usage, "prompt_tokens", 0)),
+        output_tokens=_int(getattr(usage, "completion_tokens", 0)),
         # DeepSeek reports cache hits under its own name
-        cached_tokens=_int(_attr(prompt_details, "cached_tokens", 0))
+        cached_tokens=_int(getattr(prompt_details, "cached_tokens", 0))
         or _int(_attr(usage, "prompt_cache_hit_tokens", 0)),
-        reasoning_tokens=_int(_attr(completion_details, "reasoning_tokens", 0)),
+        reasoning_tokens=_int(getattr(completion_details, "reasoning_tokens", 0)),
     )
 
 
@@ -238,8 +238,8 @@ def _join_parts(parts: list[Any]) -> tuple[str | None, list[str]]:
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
     """``getattr(obj, name, default)``, without pydantic's slow path for a name the model
-    does not have (``__getattr__`` raising AttributeError: several per call for the
-    optional fields parse looks for)."""
+    does not have (``__getattr__`` raising AttributeError), for the extra fields parse
+    looks for (``error``, ``reasoning_content`` ...); declared fields use getattr."""
     fields = getattr(obj, "__dict__", None)
     if fields is not None and name in fields:
         return fields[name]
