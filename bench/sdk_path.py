@@ -226,15 +226,18 @@ def main(argv: list[str] | None = None) -> int:
                     variants = [v for system in systems for v in (
                         [(system, ROOT)] if system == "plain"
                         else [(system, ROOT), (f"{system}@base", args.baseline.resolve())])]
-                for system, root in variants:
-                    samples = []
-                    for _ in range(args.repeat):
+                # repeats interleave the variants (A B A B ...), so that a change of the
+                # machine's load during the measurement falls on both alike
+                by_variant: dict[str, list[dict[str, Any]]] = {s: [] for s, _ in variants}
+                for _ in range(args.repeat):
+                    for system, root in variants:
                         srv0 = _server_cpu(server.pid)
                         sample = _measure(system.split("@")[0], args, rounds, conc, port,
                                           root)
                         sample["srv"] = _server_cpu(server.pid) - srv0
-                        samples.append(sample)
+                        by_variant[system].append(sample)
                         failed |= not sample["ok"]
+                for system, samples in by_variant.items():
 
                     def med(key: str, samples: list[dict[str, Any]] = samples) -> float:
                         return float(statistics.median(s[key] for s in samples))

@@ -413,3 +413,27 @@ def test_real_time_tests_keep_the_real_clock_and_sleep() -> None:
 
 def test_other_tests_run_the_client_on_virtual_time(virtual_time: VirtualTime) -> None:
     assert client_module.default_clock == virtual_time.now
+
+
+class SelfTimedProvider(FakeProvider):
+    """Bounds its own calls (as the SDK adapters do)."""
+
+    bounds_its_calls = True
+
+
+async def test_a_provider_that_bounds_its_calls_gets_no_second_timer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK adapters put asyncio.timeout(timeout_s) around their request; the client's
+    own timeout (timeout_s + grace) could never fire first, so it is not set for them."""
+    timers: list[float | None] = []
+    real = asyncio.timeout
+
+    def counting(delay: float | None) -> asyncio.Timeout:
+        timers.append(delay)
+        return real(delay)
+
+    monkeypatch.setattr(client_module.asyncio, "timeout", counting)
+    await make_client(SelfTimedProvider()).complete("fake", REQ)
+    assert timers == []
+    await make_client(FakeProvider()).complete("fake", REQ)
+    assert timers == [REQ.timeout_s + 5.0]

@@ -395,3 +395,28 @@ async def test_lenient_bodies_still_parse(server: FakeServer, provider: OpenAIPr
     Raw.headers = {"content-type": "text/plain"}
     Raw.content = b"<html>"
     assert sdk_model(Raw(), ChatCompletion) == Raw.text
+
+
+async def test_attribute_reads_in_parse_agree_with_getattr() -> None:
+    """parse reads optional fields with a helper that skips pydantic's AttributeError path;
+    it must answer what getattr answers, for fields, extras, absent names and non-models."""
+    from types import SimpleNamespace
+
+    from openai.types.chat import ChatCompletion
+
+    from roundtable.providers.openai import _attr
+
+    response = ChatCompletion.model_validate({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "hi", "reasoning_content": "thought"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
+                  "prompt_cache_hit_tokens": 2}})
+    message = response.choices[0].message
+    for obj, name in [(response, "model"), (response, "error"), (response, "usage"),
+                      (message, "content"), (message, "reasoning_content"),
+                      (message, "reasoning"), (message, "model_fields_set"),
+                      (response.usage, "prompt_cache_hit_tokens"),
+                      (SimpleNamespace(a=1), "a"), (SimpleNamespace(a=1), "b"),
+                      (None, "x"), ({"content": 1}, "content")]:
+        assert _attr(obj, name, "absent") == getattr(obj, name, "absent"), name

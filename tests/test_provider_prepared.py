@@ -170,3 +170,110 @@ async def test_https_and_dynamic_auth_keep_the_sdk_path() -> None:
         provider = openai_provider(server)
         assert static_auth(provider._client)
         await provider.aclose()
+
+
+async def test_a_prepared_call_has_one_timer_and_still_times_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a prepared head the adapter's asyncio.timeout bounds the call; the transport sets
+    no read timer of its own (it has the same timeout_s), and a slow answer still fails
+    as a ProviderTimeout."""
+    import asyncio
+
+    from roundtable.errors import ProviderTimeout
+
+    with FakeServer() as server:
+        provider = openai_provider(server)
+        server.enqueue(openai_chat("warm up"), openai_chat("fast"),
+                       openai_chat("too late", delay=2.0))
+        await provider.complete(req(timeout_s=0.3))
+        assert provider._poster.prepared
+        timers: list[float | None] = []
+        real = asyncio.timeout
+
+        def counting(delay: float | None) -> asyncio.Timeout:
+            timers.append(delay)
+            return real(delay)
+
+        monkeypatch.setattr(asyncio, "timeout", counting)
+        assert (await provider.complete(req(timeout_s=0.3))).text == "fast"
+        assert timers == [0.3]
+        with pytest.raises(ProviderTimeout, match="0.3s"):
+            await provider.complete(req(timeout_s=0.3))
+        await provider.aclose()
+
+
+def test_chat_bodies_from_cached_fragments_are_the_sdks_bytes() -> None:
+    from roundtable.providers._stainless import CHAT_MESSAGES, dumps, dumps_chat, with_messages
+
+    messages = (ChatMessage("system", 'a "q" ünï \n ☃ \\ \x00 \u2028'),
+                ChatMessage("user", "[Agent-B]: plain"), ChatMessage("assistant", ""))
+    body = {"model": "mé", "messages": CHAT_MESSAGES, "max_tokens": 9, "seed": 3,
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {
+                "properties": {"messages": {"type": "array"}}}}}}
+    real = with_messages(body, messages)
+    assert list(real) == list(body) and real["messages"][0] == {
+        "role": "system", "content": messages[0].content}
+    for _ in range(2):  # the second time from the cache
+        assert dumps_chat(body, messages) == dumps(real)
+    assert dumps_chat(body, ()) == dumps({**body, "messages": []})
+    # extra_body replaced the messages: the body is sent as it is
+    assert dumps_chat({**body, "messages": ["own"]}, messages) == \
+        dumps({**body, "messages": ["own"]})
+
+
+async def test_google_reuses_the_sdks_head_and_its_errors() -> None:
+    """The Gemini client's first call of a model and timeout goes through its request
+    layer; later ones send the same head on the lean transport, with the bytes the SDK
+    would send, and a non-200 answer is still the SDK's APIError, mapped as before."""
+    from roundtable.providers.google import GoogleProvider
+    from tests.fakes import gemini_error, gemini_response
+
+    with FakeServer() as server:
+        provider = GoogleProvider("g", EndpointConfig(kind="google", base_url=server.url), KEY)
+        calls = [0]
+        api = provider._client.aio._api_client
+        original = api.async_request
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return await original(*args, **kwargs)
+
+        api.async_request = counting  # type: ignore[method-assign]
+        server.enqueue(gemini_response("one"), gemini_response("two ünï"),
+                       gemini_error(429, "slow down", state="RESOURCE_EXHAUSTED",
+                                    headers={"retry-after": "3"}),
+                       gemini_response("other model"))
+        outs = [await provider.complete(req(f"Round {i} é")) for i in range(2)]
+        with pytest.raises(RateLimitError) as info:
+            await provider.complete(req())
+        other = CompletionRequest(model="gemini-other", messages=req().messages)
+        assert (await provider.complete(other)).text == "other model"
+        await provider.aclose()
+    assert [o.text for o in outs] == ["one", "two ünï"] and info.value.retry_after == 3.0
+    assert calls[0] == 2  # the first call of each model; the rest on the prepared head
+    first, second, *_ = server.requests
+    assert second.path == first.path and second.path.endswith(":generateContent")
+    assert {k: v for k, v in second.headers.items() if k != "content-length"} == \
+        {k: v for k, v in first.headers.items() if k != "content-length"}
+    assert second.body == json.dumps(provider.build_body(req("Round 1 é"))).encode()
+    assert first.headers["x-goog-api-key"] == KEY and KEY not in str(info.value)
+
+
+async def test_google_redirect_on_a_prepared_head_goes_through_the_sdk() -> None:
+    from roundtable.providers.google import GoogleProvider
+    from tests.fakes import gemini_response
+
+    with FakeServer() as server:
+        provider = GoogleProvider("g", EndpointConfig(kind="google", base_url=server.url), KEY)
+        moved = FakeResponse(status=307, headers={"location": "/moved:generateContent"})
+        server.enqueue(gemini_response("warm up"), moved, moved, gemini_response("moved"),
+                       gemini_response("again"))
+        await provider.complete(req())
+        assert provider._heads
+        assert (await provider.complete(req())).text == "moved"
+        assert not provider._heads  # a followed redirect is not prepared
+        assert (await provider.complete(req())).text == "again"
+        await provider.aclose()
+    first, *paths = [r.path for r in server.requests]
+    # the prepared POST, the SDK's (redirected), the target, the SDK's again
+    assert paths == [first, first, "/moved:generateContent", first]

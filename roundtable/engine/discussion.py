@@ -40,7 +40,7 @@ client: their turn is stored pending and polled in the database until a person a
 failure) or the run stops. Simultaneous rounds wait for the person alongside the model
 calls; sequential ones wait in the speaking order.
 
-With a lease ``owner``, every write renews the run's lease in its own transaction and
+With a lease ``owner``, every write renews the run's lease in its transaction and
 raises :class:`~roundtable.engine.lease.LeaseLost` when another worker took the run over;
 the run then ends ``lost`` in this process without storing anything more.
 """
@@ -67,10 +67,10 @@ from roundtable.engine.persist import (
     TurnWriter,
     WriterThread,
 )
-from roundtable.engine.transcript import ENTRY_KINDS, Entry, render, visible_for
+from roundtable.engine.transcript import ENTRY_KINDS, Entry, render, render_lines, visible_for
 from roundtable.errors import AuthError, BudgetExceeded, ProviderError
 from roundtable.protocol import HUMAN_ENDPOINT, FaultSpec, HumanConfig
-from roundtable.providers.base import CompletionRequest
+from roundtable.providers.base import ChatMessage, CompletionRequest
 from roundtable.providers.client import CallRecord, CallResult, ModelClient
 from roundtable.store.tables import (
     TRANSIENT_FAILURE_EVENT,
@@ -161,6 +161,10 @@ class Discussion:
         #: transient failures of this invocation: (round, position, kind)
         self.halted: list[tuple[int, int, str]] = []
         self._stop: str | None = None
+        #: simultaneous scheme: each seat's last prompt (round, messages), and the lines of
+        #: the last closed round in turn order (see _simultaneous_prompt)
+        self._prompts: dict[int, tuple[int, tuple[ChatMessage, ...]]] = {}
+        self._last_round: tuple[int, list[Entry]] = (-1, [])
         self._loaded = stored is not None
         if stored is not None:
             self._restore(stored)
@@ -283,9 +287,14 @@ class Discussion:
         lease (and was taken over) must not even make the calls."""
         if self.owner is None:
             return
+        if self._thread is not None:
+            # a turn with nothing to store: the renewal joins the writer's next group
+            # (raises LeaseLost when the run is held elsewhere)
+            await self._thread.run_grouped(persist.write_turns,
+                                           persist.TurnWrite(self.writer, None, None))
+            return
         # the writer's statement is compiled once (building one per round cost ~0.1 ms)
-        ok = await self._db(self.writer.renew)
-        if not ok:
+        if not self.writer.renew():
             raise LeaseLost(f"run {self.handle.run_id} is held by another worker now")
 
     async def _status(self, status: str, detail: str = "") -> None:
@@ -348,13 +357,35 @@ class Discussion:
         """The request seat ``p`` (k-th speaker) gets in round ``r``, given what is stored."""
         spec = self.spec
         seat = spec.seats[p]
-        view = visible_for(self.entries, scheme=spec.turns.scheme, round_index=r, turn=k)
-        messages = render(position=p, system_prompt=seat.system_prompt, brief=spec.brief,
-                          entries=view, names=self.names, peer_format=spec.turns.peer_format,
-                          isolation=spec.isolation)
+        messages = self._simultaneous_prompt(r, p) if spec.turns.scheme == "simultaneous" \
+            else None
+        if messages is None:
+            view = visible_for(self.entries, scheme=spec.turns.scheme, round_index=r, turn=k)
+            messages = render(position=p, system_prompt=seat.system_prompt, brief=spec.brief,
+                              entries=view, names=self.names,
+                              peer_format=spec.turns.peer_format, isolation=spec.isolation)
+        if spec.turns.scheme == "simultaneous":
+            self._prompts[p] = (r, messages)
         return spec.sampling.request(
             seat.model, messages, seed=spec.sampling.seat_seed(spec.seed, r, p),
             metadata={"run": spec.key, "seat": seat.display_name, "round": str(r)})
+
+    def _simultaneous_prompt(self, r: int, p: int) -> tuple[ChatMessage, ...] | None:
+        """Seat ``p``'s prompt in round ``r`` from its prompt of round ``r - 1`` (None when
+        it had none in this process): rendering is append-only and, in a simultaneous
+        round, the entries of the rounds before are final, so the prompt is the previous
+        one followed by round ``r - 1``'s lines. Building it from every stored line again
+        cost each call time linear in the transcript."""
+        cached = self._prompts.get(p)
+        if cached is None or cached[0] != r - 1:
+            return None
+        if self._last_round[0] != r - 1:
+            closed = [e for e in self.entries if e.round == r - 1]
+            closed.sort(key=lambda e: e.turn)
+            self._last_round = (r - 1, closed)
+        return cached[1] + tuple(render_lines(
+            position=p, entries=self._last_round[1], names=self.names,
+            peer_format=self.spec.turns.peer_format, isolation=self.spec.isolation))
 
     async def _turn(self, r: int, k: int, p: int) -> None:
         reason = self._interrupt() or self._stop
@@ -449,9 +480,10 @@ class Discussion:
             new = self.writer.write(position=p, round_index=r, success=success,
                                     failures=failures, messages=messages, events=events or [])
         else:
-            new = await self._thread.run(self.writer.write, position=p, round_index=r,
-                                         success=success, failures=failures,
-                                         messages=messages, events=events or [])
+            # group commit: turns of any run that finish while the thread is busy share
+            # one transaction (persist.write_turns); each is acknowledged after it commits
+            new = await self._thread.run_grouped(persist.write_turns, persist.TurnWrite(
+                self.writer, p, r, success, failures, messages, events or []))
         if new and self._on_message is not None:
             for msg in messages[:new]:
                 self._on_message(msg.kind)

@@ -137,6 +137,23 @@ def render(
     if system_prompt:
         messages.append(ChatMessage("system", system_prompt))
     messages.append(ChatMessage("user", brief))
+    messages.extend(render_lines(position=position, entries=entries, names=names,
+                                 peer_format=peer_format, isolation=isolation))
+    return tuple(messages)
+
+
+def render_lines(
+    *,
+    position: int,
+    entries: Sequence[Entry],
+    names: Mapping[int, str],
+    peer_format: str = "[{name}]: {text}",
+    isolation: bool = False,
+) -> list[ChatMessage]:
+    """The messages :func:`render` makes of ``entries`` (after the system prompt and the
+    brief): since the rendering is append-only, a prompt is the previous one of the same
+    seat followed by ``render_lines`` of the entries added since."""
+    messages: list[ChatMessage] = []
     for entry in entries:
         if not entry.visible:
             continue
@@ -149,4 +166,4 @@ def render(
         else:
             name = names.get(entry.position, f"seat {entry.position + 1}")
             messages.append(_peer(peer_format, name, entry.text))
-    return tuple(messages)
+    return messages

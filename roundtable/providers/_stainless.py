@@ -16,13 +16,20 @@ send that call through the SDK again, which follows them.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import httpx2
 
+from roundtable.providers.base import ChatMessage
 from roundtable.providers.transport import LeanTransport, PreparedPost
+
+#: stands for the chat messages in a body given to :meth:`SdkPoster.post` with
+#: ``messages``: they are encoded from cached fragments (see :func:`dumps_chat`)
+CHAT_MESSAGES = "\x00roundtable:chat-messages\x00"
 
 #: client attributes that, when set, mean the head may change from call to call (API key
 #: providers, workload identity, provider runtimes, token caches)
@@ -49,6 +56,31 @@ def dumps(body: Any) -> bytes:
                       allow_nan=False).encode()
 
 
+_SLOT = json.dumps(CHAT_MESSAGES).encode()
+
+
+def dumps_chat(body: dict[str, Any], messages: Sequence[ChatMessage]) -> bytes:
+    """:func:`dumps` of ``body`` whose :data:`CHAT_MESSAGES` value stands for
+    ``[{"role": m.role, "content": m.content} for m in messages]``: the same bytes, with
+    each message's JSON cached (every turn resends the whole conversation)."""
+    encoded = dumps(body)
+    if _SLOT not in encoded:
+        return encoded
+    inner = b",".join([_message_json(m.role, m.content) for m in messages])
+    return encoded.replace(_SLOT, b"[%s]" % inner, 1)
+
+
+def with_messages(body: dict[str, Any], messages: Sequence[ChatMessage]) -> dict[str, Any]:
+    """``body`` with its :data:`CHAT_MESSAGES` value replaced by the message objects."""
+    return {key: [{"role": m.role, "content": m.content} for m in messages]
+            if value == CHAT_MESSAGES else value for key, value in body.items()}
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _message_json(role: str, content: str) -> bytes:
+    return dumps({"role": role, "content": content})
+
+
 class SdkPoster:
     """Posts JSON bodies to one path of a Stainless SDK client; see the module docstring."""
 
@@ -67,15 +99,20 @@ class SdkPoster:
         """Whether calls go out on a prepared head (after the first one)."""
         return bool(self._heads)
 
-    async def post(self, body: dict[str, Any], timeout_s: float) -> tuple[str, bytes]:
+    async def post(self, body: dict[str, Any], timeout_s: float, *,
+                   bounded: bool = False, messages: Sequence[ChatMessage] = ()
+                   ) -> tuple[str, bytes]:
         """POST ``body``; returns the answer's content type and body. Raises the SDK's
-        exceptions."""
+        exceptions. ``bounded``: the caller bounds the whole call to ``timeout_s`` (with
+        ``asyncio.timeout``), so a prepared call sets no read timer of its own (the read
+        timeout is ``timeout_s`` too: it could not fire first). ``messages``: what a
+        top-level :data:`CHAT_MESSAGES` value in ``body`` stands for."""
         head = self._heads.get(timeout_s)
         if head is None:
-            return await self._through_sdk(body, timeout_s)
-        data = dumps(body)
+            return await self._through_sdk(with_messages(body, messages), timeout_s)
+        data = dumps_chat(body, messages)
         try:
-            status, headers, content = await head.send(data)
+            status, headers, content = await head.send(data, time_read=not bounded)
         except httpx2.TimeoutException as exc:
             raise self._sdk.APITimeoutError(request=head.request) from exc
         except httpx2.RequestError as exc:
@@ -84,7 +121,7 @@ class SdkPoster:
             # the endpoint moved: ask again through the SDK, whose client follows redirects
             # (and, with a redirect in its history, the head is not prepared again)
             del self._heads[timeout_s]
-            return await self._through_sdk(body, timeout_s)
+            return await self._through_sdk(with_messages(body, messages), timeout_s)
         if not 200 <= status < 300:
             raise self._client._make_status_error_from_response(
                 head.response(status, headers, content, data))

@@ -89,6 +89,7 @@ class AnthropicProvider(Provider):
     """Claude models through ``AsyncAnthropic.messages.create``."""
 
     kind = "anthropic"
+    bounds_its_calls = True  # asyncio.timeout(request.timeout_s) around the request
     options_model = AnthropicOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
@@ -164,7 +165,8 @@ class AnthropicProvider(Provider):
             # exceptions and the Message type stay the SDK's (on the lean transport, later
             # calls reuse the head of the first: SdkPoster).
             async with asyncio.timeout(request.timeout_s):
-                content_type, content = await self._poster.post(params, request.timeout_s)
+                content_type, content = await self._poster.post(params, request.timeout_s,
+                                                                 bounded=True)
             response = sdk_model_from(content_type, content, Message)
         return self.parse(response, request.model)
 

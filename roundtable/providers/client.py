@@ -37,8 +37,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
@@ -383,9 +382,12 @@ class ModelClient:
             async with self._slot(endpoint, gate) as ticket:
                 started = self._now()
                 try:
-                    # asyncio.timeout, not wait_for: no extra task per call
-                    async with asyncio.timeout(request.timeout_s + self._grace):
+                    if provider.bounds_its_calls:  # one timer per call, not two
                         completion = await provider.complete(request)
+                    else:
+                        # asyncio.timeout, not wait_for: no extra task per call
+                        async with asyncio.timeout(request.timeout_s + self._grace):
+                            completion = await provider.complete(request)
                 except ProviderError as raw_exc:
                     exc = raw_exc
                 except TimeoutError:
@@ -515,24 +517,46 @@ class ModelClient:
             await self._pause(wait)
             spent += wait
 
-    @asynccontextmanager
-    async def _slot(self, endpoint: str, gate: AdaptiveLimit) -> AsyncIterator[int]:
+    def _slot(self, endpoint: str, gate: AdaptiveLimit) -> _Slot:
         """The endpoint's adaptive slot, its cooldown, its rate limiter, then (last, so a
-        queue on one endpoint never holds them) a global slot; yields the call's ticket."""
+        queue on one endpoint never holds them) a global slot; ``async with`` gives the
+        call's ticket."""
+        return _Slot(self, endpoint, gate)
+
+
+class _Slot:
+    """:meth:`ModelClient._slot` as a plain async context manager (a generator-based one
+    cost a generator, its wrapper and two resumptions per call)."""
+
+    __slots__ = ("_client", "_endpoint", "_gate", "_global")
+
+    def __init__(self, client: ModelClient, endpoint: str, gate: AdaptiveLimit) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self._gate = gate
+        self._global: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> int:
+        client, gate = self._client, self._gate
         ticket = await gate.acquire()
         try:
-            while (pause := gate.cooldown_until - self._now()) > 0:
-                await self._pause(pause)
-            limiter = self._limiters.get(endpoint)
+            while (pause := gate.cooldown_until - client._now()) > 0:
+                await client._pause(pause)
+            limiter = client._limiters.get(self._endpoint)
             if limiter is not None:
                 await limiter.acquire()
-            if self._global is None:
-                yield ticket
-            else:
-                async with self._global:
-                    yield ticket
-        finally:
+            if client._global is not None:
+                await client._global.acquire()
+                self._global = client._global
+        except BaseException:
             gate.release()
+            raise
+        return ticket
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._global is not None:
+            self._global.release()
+        self._gate.release()
 
 
 def _default_factory(name: str, config: EndpointConfig) -> Provider:

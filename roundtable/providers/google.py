@@ -40,7 +40,7 @@ from roundtable.providers.errors_map import (
     timeout_error,
 )
 from roundtable.providers.options import GoogleOptions, parse_options
-from roundtable.providers.transport import lean_transport
+from roundtable.providers.transport import PreparedPost, capture_requests, lean_transport
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -52,6 +52,7 @@ class GoogleProvider(Provider):
     """Gemini models through ``Client.aio.models.generate_content``."""
 
     kind = "google"
+    bounds_its_calls = True  # asyncio.timeout(request.timeout_s) around the request
     options_model = GoogleOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
@@ -79,6 +80,9 @@ class GoogleProvider(Provider):
         self._client: Client = genai.Client(vertexai=False, api_key=api_key or DUMMY_KEY,
                                             http_options=http_options)
         self._options_cache: dict[float, Any] = {}
+        self._transport = transport
+        #: (path, timeout) -> the request the SDK sent for it, reused on the lean transport
+        self._heads: dict[tuple[str, float], PreparedPost] = {}
 
     def build_request(self, request: CompletionRequest) -> tuple[list[Any], Any]:
         """The ``contents`` and ``config`` for ``generate_content``."""
@@ -149,13 +153,39 @@ class GoogleProvider(Provider):
             # does auth, base URL, API version, timeout and APIError. The answer is parsed
             # into the SDK's GenerateContentResponse as generate_content does.
             async with asyncio.timeout(request.timeout_s):
-                raw = await self._client.aio._api_client.async_request(
-                    "post", f"{model}:generateContent", body,
-                    self._http_options(request.timeout_s))
-            data = json.loads(raw.body) if raw.body else {}
+                text = await self._post(f"{model}:generateContent", body, request.timeout_s)
+            data = json.loads(text) if text else {}
             response: Any = types.GenerateContentResponse._from_response(
                 response=data, kwargs={})
         return self.parse(response, request.model)
+
+    async def _post(self, path: str, body: dict[str, Any], timeout_s: float) -> str | bytes:
+        """POST ``body`` to ``path``; the answer's body. The first call of a path and
+        timeout goes through the SDK's request layer; on the lean transport (API-key auth,
+        a static head) the request it sent is kept and later calls send the same head with
+        their own body (:class:`~roundtable.providers.transport.PreparedPost`): the
+        genai client's per-call option merging, URL building and httpx stack run once.
+        Non-200 answers raise the SDK's own ``APIError`` (``raise_for_async_response``);
+        a redirect goes through the SDK again, which follows it."""
+        key = (path, timeout_s)
+        head = self._heads.get(key)
+        if head is not None:
+            data = json.dumps(body).encode("utf-8")  # as the SDK encodes it
+            status, headers, content = await head.send(data, time_read=False)
+            if not 300 <= status < 400:
+                if status != 200:
+                    from google.genai import errors
+
+                    await errors.APIError.raise_for_async_response(
+                        head.response(status, headers, content, data))
+                return content
+            del self._heads[key]
+        with capture_requests() as sent:
+            raw = await self._client.aio._api_client.async_request(
+                "post", path, body, self._http_options(timeout_s))
+        if self._transport is not None and len(sent) == 1:  # no redirect followed
+            self._heads[key] = PreparedPost(self._transport, sent[0])
+        return raw.body or ""
 
     def _http_options(self, timeout_s: float) -> Any:
         """Per-call HTTP options (the timeout), built once per distinct timeout."""

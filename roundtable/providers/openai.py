@@ -23,7 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from roundtable.errors import ConfigError, ProviderError
-from roundtable.providers._stainless import SdkPoster
+from roundtable.providers._stainless import CHAT_MESSAGES, SdkPoster
 from roundtable.providers.base import (
     Completion,
     CompletionRequest,
@@ -54,6 +54,7 @@ class OpenAIProvider(Provider):
     """Chat Completions through the official ``openai`` SDK."""
 
     kind = "openai"
+    bounds_its_calls = True  # asyncio.timeout(request.timeout_s) around the request
     options_model = OpenAIOptions
 
     def __init__(self, endpoint: str, config: EndpointConfig, api_key: str | None) -> None:
@@ -86,11 +87,14 @@ class OpenAIProvider(Provider):
         self._schema_format: str = opts.schema_format
         self._extra_body: dict[str, Any] | None = opts.extra_body
 
-    def build_params(self, request: CompletionRequest) -> dict[str, Any]:
-        """The keyword arguments for ``chat.completions.create`` (without ``timeout``)."""
+    def build_params(self, request: CompletionRequest, *,
+                     messages: Any = None) -> dict[str, Any]:
+        """The keyword arguments for ``chat.completions.create`` (without ``timeout``);
+        ``messages``, when given, stands in for the list of message objects."""
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages]
+            if messages is None else messages,
             self._max_tokens_field: request.max_tokens,
         }
         if request.temperature is not None:
@@ -110,10 +114,11 @@ class OpenAIProvider(Provider):
             params["extra_body"] = dict(self._extra_body)
         return params
 
-    def build_body(self, request: CompletionRequest) -> dict[str, Any]:
+    def build_body(self, request: CompletionRequest, *,
+                   messages: Any = None) -> dict[str, Any]:
         """The JSON body sent to ``/chat/completions``: :meth:`build_params` with
         ``extra_body`` merged in, as the SDK would send it."""
-        params = self.build_params(request)
+        params = self.build_params(request, messages=messages)
         extra = params.pop("extra_body", None)
         if extra:
             params.update(extra)
@@ -124,7 +129,8 @@ class OpenAIProvider(Provider):
         import openai
         from openai.types.chat import ChatCompletion
 
-        body = self.build_body(request)
+        # the messages are encoded from cached fragments (SdkPoster.post)
+        body = self.build_body(request, messages=CHAT_MESSAGES)
         with sdk_errors(openai, endpoint=self.endpoint, model=request.model,
                         timeout_s=request.timeout_s, api_key=self._api_key):
             # The body is plain JSON already: posting it through the SDK's request API
@@ -134,7 +140,8 @@ class OpenAIProvider(Provider):
             # (on the lean transport, later calls reuse the head of the first: SdkPoster).
             # ``timeout`` bounds each phase; asyncio.timeout bounds the whole call.
             async with asyncio.timeout(request.timeout_s):
-                content_type, content = await self._poster.post(body, request.timeout_s)
+                content_type, content = await self._poster.post(
+                    body, request.timeout_s, bounded=True, messages=request.messages)
             response = sdk_model_from(content_type, content, ChatCompletion)
         return self.parse(response, request.model)
 
@@ -143,7 +150,7 @@ class OpenAIProvider(Provider):
         if isinstance(response, str):
             raise malformed(self.endpoint, model, "the body is not JSON", response,
                             self._api_key)
-        error = getattr(response, "error", None)
+        error = _attr(response, "error", None)
         choices = getattr(response, "choices", None)
         if not choices:
             if isinstance(error, dict):
@@ -168,8 +175,8 @@ class OpenAIProvider(Provider):
                             _dump(response), self._api_key)
         raw_text = content or ""
         text, inline = split_reasoning(raw_text)
-        for value in (getattr(message, "reasoning_content", None),
-                      getattr(message, "reasoning", None)):
+        for value in (_attr(message, "reasoning_content", None),
+                      _attr(message, "reasoning", None)):
             # vLLM sends the same text under both names; keep it once.
             if isinstance(value, str) and value.strip() and value not in separate:
                 separate.append(value)
@@ -204,7 +211,7 @@ def _usage(usage: Any) -> Usage:
         output_tokens=_int(getattr(usage, "completion_tokens", 0)),
         # DeepSeek reports cache hits under its own name
         cached_tokens=_int(getattr(prompt_details, "cached_tokens", 0))
-        or _int(getattr(usage, "prompt_cache_hit_tokens", 0)),
+        or _int(_attr(usage, "prompt_cache_hit_tokens", 0)),
         reasoning_tokens=_int(getattr(completion_details, "reasoning_tokens", 0)),
     )
 
@@ -227,6 +234,19 @@ def _join_parts(parts: list[Any]) -> tuple[str | None, list[str]]:
             if isinstance(inner, str) and inner.strip():
                 thinking.append(inner)
     return "".join(texts), thinking
+
+
+def _attr(obj: Any, name: str, default: Any = None) -> Any:
+    """``getattr(obj, name, default)``, without pydantic's slow path for a name the model
+    does not have (``__getattr__`` raising AttributeError), for the extra fields parse
+    looks for (``error``, ``reasoning_content`` ...); declared fields use getattr."""
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and name in fields:
+        return fields[name]
+    extra = getattr(obj, "__pydantic_extra__", None) if fields is not None else None
+    if isinstance(extra, dict) and not hasattr(type(obj), name):
+        return extra.get(name, default)
+    return getattr(obj, name, default)
 
 
 def _int(value: Any) -> int:

@@ -18,10 +18,13 @@ is used (plain-http endpoints by default; see there).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import ssl
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx2
 
@@ -32,6 +35,22 @@ MAX_IDLE_PER_ORIGIN = 1024
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                "all_proxy")
 _MAX_HEAD = 64 * 1024
+#: where :meth:`LeanTransport.handle_async_request` records what it sends (see
+#: :func:`capture_requests`)
+_CAPTURE: contextvars.ContextVar[list[httpx2.Request] | None] = contextvars.ContextVar(
+    "roundtable_capture_requests", default=None)
+
+
+@contextmanager
+def capture_requests() -> Iterator[list[httpx2.Request]]:
+    """The requests a :class:`LeanTransport` sends within the block, in this task (for an
+    adapter whose SDK gives no access to the request it built: the Gemini client)."""
+    sent: list[httpx2.Request] = []
+    token = _CAPTURE.set(sent)
+    try:
+        yield sent
+    finally:
+        _CAPTURE.reset(token)
 
 
 def lean_transport(base_url: str | None) -> LeanTransport | None:
@@ -88,6 +107,9 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         origin = (url.scheme, url.host, url.port or (443 if tls else 80))
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body = await request.aread()
+        sent = _CAPTURE.get()
+        if sent is not None:
+            sent.append(request)
         payload = _head(request, len(body)) + body
         status, reason, headers, content = await self.send(
             origin, tls, payload, request.method, timeouts, request)
@@ -171,8 +193,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             raise httpx2.WriteTimeout("sending the request timed out") from None
         except OSError:
             raise _StaleConnection from None
+        read_timeout = timeouts.get("read")
         try:
-            async with asyncio.timeout(timeouts.get("read")):
+            if read_timeout is None:  # the caller bounds the call (PreparedPost.send)
+                return await self._read_response(conn.reader, method)
+            async with asyncio.timeout(read_timeout):
                 return await self._read_response(conn.reader, method)
         except TimeoutError:
             raise httpx2.ReadTimeout("no response within the read timeout") from None
@@ -291,15 +316,20 @@ class PreparedPost:
         self.tls = url.scheme == "https"
         self.origin = (url.scheme, url.host, url.port or (443 if self.tls else 80))
         self.timeouts: dict[str, float | None] = dict(request.extensions.get("timeout", {}))
+        self._untimed_read = {**self.timeouts, "read": None}
         # everything but the content-length line and the final blank line
         lines, _ = _head_lines(request, drop_length=True)
         self._prefix = b"\r\n".join(lines) + b"\r\n"
 
-    async def send(self, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """POST ``body``; returns the status, the headers and the decoded body."""
+    async def send(self, body: bytes, *, time_read: bool = True
+                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """POST ``body``; returns the status, the headers and the decoded body. Without
+        ``time_read`` the read phase has no timeout (for a caller that bounds the whole
+        call itself: one timer per call instead of two)."""
         payload = b"%sContent-Length: %d\r\n\r\n%s" % (self._prefix, len(body), body)
         status, reason, headers, content = await self.transport.send(
-            self.origin, self.tls, payload, "POST", self.timeouts, self.request)
+            self.origin, self.tls, payload, "POST",
+            self.timeouts if time_read else self._untimed_read, self.request)
         for name, value in headers:
             if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
                 response = self.response(status, headers, content, body, reason, raw=True)
