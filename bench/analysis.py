@@ -61,6 +61,9 @@ def _run(cmd: Sequence[str], *, stdout: Path | None = None,
     # the package from ``code`` or this checkout, never from the current directory (which
     # ``python -m`` would put first on sys.path) nor another editable install
     env = {**os.environ, "PYTHONPATH": str(code or ROOT), "PYTHONSAFEPATH": "1"}
+    # with bytecode caches, as users run (the first run writes them; a sandbox that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise compile every module in every process)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(stdout or os.devnull, "w", encoding="utf-8") as out:
@@ -171,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.against is not None and not (args.against / "roundtable").is_dir():
         ap.error(f"--against {args.against}: no roundtable package in that folder")
     build(args.db, args.corpus)
+    # bytecode caches for every measured tree, as an installed package has them (pip
+    # compiles at install); they go to __pycache__, which git ignores
+    for tree in [ROOT] + ([args.against] if args.against is not None else []):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "roundtable")],
+                       check=True, stdout=subprocess.DEVNULL)
     print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     walls, cpus = [], []

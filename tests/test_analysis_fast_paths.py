@@ -378,3 +378,28 @@ def test_runs_without_a_usable_profile_give_a_clear_error(judged: Path) -> None:
     assert math.isnan(mean) and (pairs, zeros) == (0, 0)
     with pytest.raises(StoreError, match="no run with a defined similarity"):
         analyze.compare(["A", "B"], permutations=50, db=judged)
+
+
+def test_reads_through_an_sqlite_engine_see_one_snapshot(tmp_path: Path) -> None:
+    """On an SQLite engine the queries run on its sqlite3 connection, still in one read
+    transaction: a write committed meanwhile by another connection is not seen."""
+    import sqlite3
+
+    import sqlalchemy
+
+    from roundtable.store._sqlread import reading
+
+    path = tmp_path / "s.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("INSERT INTO t VALUES (1)")
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    with reading(engine) as fetch:
+        assert fetch("SELECT x FROM t WHERE x >= :lo", {"lo": 0}) == [(1,)]
+        other.execute("INSERT INTO t VALUES (2)")
+        assert fetch("SELECT count(*) FROM t") == [(1,)]
+    with reading(engine) as fetch:
+        assert fetch("SELECT count(*) FROM t") == [(2,)]
+    engine.dispose()
+    other.close()

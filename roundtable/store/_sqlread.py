@@ -39,29 +39,43 @@ def reading(source: Source) -> Iterator[Fetch]:
     """A :class:`Fetch` whose queries all see one snapshot of the database (one read
     transaction), rolled back on the way out."""
     if isinstance(source, sqlite3.Connection):
-        began = not source.in_transaction
-        if began:
-            source.execute("BEGIN")
-
-        def fetch_sqlite(sql: str, params: Mapping[str, Any] | None = None
-                         ) -> list[tuple[Any, ...]]:
-            return source.execute(sql, dict(params or {})).fetchall()
-
-        try:
-            yield fetch_sqlite
-        finally:
-            if began and source.in_transaction:
-                source.execute("ROLLBACK")
+        with _snapshot(source) as fetch:
+            yield fetch
         return
     from sqlalchemy import text
 
     with source.connect() as conn:
+        driver = conn.connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            # an SQLite engine: the same SQL straight on its sqlite3 connection (rows are
+            # the driver's tuples either way; SQLAlchemy's result objects cost more than
+            # the query on a large read)
+            with _snapshot(driver) as fetch:
+                yield fetch
+            return
 
         def fetch_engine(sql: str, params: Mapping[str, Any] | None = None
                          ) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in conn.execute(text(sql), dict(params or {}))]
 
         yield fetch_engine
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[Fetch]:
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN")
+
+    def fetch_sqlite(sql: str, params: Mapping[str, Any] | None = None
+                     ) -> list[tuple[Any, ...]]:
+        return conn.execute(sql, dict(params or {})).fetchall()
+
+    try:
+        yield fetch_sqlite
+    finally:
+        if began and conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 # --------------------------------------------------------------------------- conversions
