@@ -8,6 +8,7 @@ already at head must not load Alembic.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +253,28 @@ def test_defer_conversions_is_installed_by_the_command_only() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False"]  # importing the app changes nothing in Typer
+
+
+def test_analysis_commands_default_openblas_to_one_thread(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from roundtable.cli import main as cli_main
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delitem(sys.modules, "numpy", raising=False)  # as at dispatch: not loaded
+    cli_main.one_blas_thread("run")  # may start model servers: the environment is theirs
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    cli_main.one_blas_thread("report")
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")  # the user's choice wins
+    cli_main.one_blas_thread("analyze")
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+def test_the_command_line_sets_it_before_numpy_loads() -> None:
+    script = ("import os, sys\nfrom roundtable.cli.main import app\n"
+              "try:\n    app(['report', '--help'])\nexcept SystemExit:\n    pass\n"
+              "import numpy\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "1"

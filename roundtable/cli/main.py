@@ -11,6 +11,7 @@ whole tree, registered on first use. Either way option values are converted thro
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -86,6 +87,21 @@ def _register(target: typer.Typer, modules: Sequence[str]) -> None:
     help_cli.apply(target)
 
 
+#: Commands whose numpy work is on small arrays in this process (and in the report's
+#: render workers): OpenBLAS's threads would only spin beside it, taking a core from the
+#: workers (about 9 % of a War Room report's CPU on two cores). They run BLAS on one
+#: thread unless ``OPENBLAS_NUM_THREADS`` is set. Not ``run``, ``judge`` and the rest:
+#: they may start model servers, which inherit the environment.
+ONE_BLAS_THREAD = frozenset({"report", "analyze", "agreement", "adjudicate", "export"})
+
+
+def one_blas_thread(command: str) -> None:
+    """Default OpenBLAS to one thread for ``command`` (see :data:`ONE_BLAS_THREAD`);
+    only effective before numpy is first imported, so it is called at dispatch."""
+    if command in ONE_BLAS_THREAD and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def invoke(target: typer.Typer, *args: Any, **kwargs: Any) -> Any:
     """Run ``target`` as :meth:`typer.Typer.__call__` does (pretty exceptions are off, so
     Typer's exception hook would print the standard traceback anyway), with the option
@@ -145,6 +161,8 @@ class LazyApp(typer.Typer):
         """Run the command line (``sys.argv`` unless ``args=`` is given)."""
         argv = kwargs.get("args", args[0] if args else None)
         argv = sys.argv[1:] if argv is None else list(argv)
+        if argv:
+            one_blas_thread(argv[0])
         return invoke(app_for(argv[0]) if argv and argv[0] in COMMANDS else self,
                       *args, **kwargs)
 
