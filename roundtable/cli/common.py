@@ -60,22 +60,13 @@ def open_db(db: str | None, create: bool = True) -> AbstractContextManager[sqlal
 @contextmanager
 def read_db(db: str | None) -> Iterator[Source]:
     """What the read-only queries of :mod:`roundtable.store.queries` run on, closed on the
-    way out: a plain :mod:`sqlite3` connection when ``--db`` is an existing SQLite file
-    already at the schema head (no SQLAlchemy import), otherwise the engine of
-    :func:`open_db` with ``create=False`` (which also reports every error)."""
-    from roundtable.store._sqlfast import connect_at_head
-    from roundtable.store._sqlurl import plain_sqlite_file
+    way out: :func:`roundtable._api.database.read_database` for ``--db`` (a plain
+    :mod:`sqlite3` connection when it is an SQLite file at the schema head, otherwise the
+    engine, opened with ``create=False``, which also reports every error)."""
+    from roundtable._api.database import read_database
 
-    path = plain_sqlite_file(db_url(db))
-    conn = connect_at_head(path) if path is not None else None
-    if conn is None:
-        with open_db(db, create=False) as engine:
-            yield engine
-        return
-    try:
-        yield conn
-    finally:
-        conn.close()
+    with read_database(db) as source:
+        yield source
 
 
 #: The statuses a run can have (``roundtable runs --status``).
