@@ -101,7 +101,13 @@ async def test_long_context_opens_at_the_previous_message_when_wide(resize: bool
         if resize:
             await pilot.resize_terminal(200, 50)
             await pilot.pause()
-        text = screen_text(app)
+        # a resize is laid out over several refreshes: on a loaded machine one pause can
+        # catch the screen before its content is drawn again
+        for _ in range(40):
+            text = screen_text(app)
+            if "Agent-B: earlier 69 starts here" in text and "TARGET w0 w1" in text:
+                break
+            await pilot.pause(0.05)
         assert "Agent-B: earlier 69 starts here" in text and "TARGET w0 w1" in text
         assert any("Context ·" in line and "Message to code" in line
                    for line in text.splitlines())
