@@ -292,43 +292,40 @@ class FigureWriter:
         return entry
 
     def _drawing_png(self, item: Drawing, path: Path) -> None:
-        cached = None
+        key = None
         if self._cache is not None:
             try:
-                cached = self._cached_path(drawing_key(item))
+                key = drawing_key(item)
             except Exception:  # an argument that does not pickle: drawn, uncached
-                cached = None
-        if self._hit(cached, path):
-            return
-        self.rendered += 1
-        if not self._workers:
-            save_png(item.figure(), path)
-            self._store(path, cached)
-            return
-        self._pending.append((self._start().submit(_draw, item, str(path)), item, path,
-                              cached))
+                key = None
+        self._emit(path, key, item.figure, functools.partial(_draw, item), item)
 
     def _figure_png(self, figure: Figure, path: Path) -> None:
         if self._cache is None and not self._workers:
-            save_png(figure, path)
-            self.rendered += 1
+            self._emit(path, None, lambda: figure, None, None)
             return
         try:
             payload = figure_bytes(figure)
         except Exception:  # an unpicklable artist: draw it here, uncached
-            save_png(figure, path)
-            self.rendered += 1
+            self._emit(path, None, lambda: figure, None, None)
             return
-        cached = self._cached_path(_key(payload)) if self._cache is not None else None
+        self._emit(path, _key(payload) if self._cache is not None else None,
+                   lambda: figure, functools.partial(_render, payload), payload)
+
+    def _emit(self, path: Path, key: str | None, build: Callable[[], Figure],
+              task: Callable[[str], str] | None, work: Drawing | bytes | None) -> None:
+        """Copy the PNG of ``key`` from the cache, or draw it: here (``build``) without
+        workers or without a ``task`` for them, else by ``task(path)`` in a worker
+        (``work`` is what :meth:`close` draws here if that worker dies)."""
+        cached = self._cached_path(key) if key is not None else None
         if self._hit(cached, path):
             return
         self.rendered += 1
-        if not self._workers:
-            save_png(figure, path)
+        if not self._workers or task is None or work is None:
+            save_png(build(), path)
             self._store(path, cached)
             return
-        self._pending.append((self._start().submit(_render, payload, str(path)), payload,
-                              path, cached))
+        self._pending.append((self._start().submit(task, str(path)), work, path, cached))
 
     def _hit(self, cached: Path | None, path: Path) -> bool:
         if cached is None or not cached.is_file():

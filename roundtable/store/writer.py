@@ -25,7 +25,6 @@ import sqlalchemy as sa
 __all__ = ["GroupFn", "WriterThread"]
 
 T = TypeVar("T")
-Item = TypeVar("Item")
 
 #: Writes a group of items (in one transaction); returns, in order, each item's result or
 #: the exception its waiter gets.
