@@ -4,6 +4,7 @@ drawings built only when their PNG is not cached, and matplotlib only in the wor
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -107,6 +108,7 @@ def test_parallel_writer_renders_after_close(tmp_path: Path) -> None:
 
 _SCRIPT = """
 import hashlib
+import os
 from roundtable.reporting.figures import profile_heatmap
 from roundtable.reporting.writer import figure_bytes
 fig = profile_heatmap(["a", "b"], ["t", "u"], [[0.1, 0.2], [0.3, float("nan")]], title="x",
@@ -224,3 +226,82 @@ def test_workers_start_only_for_a_figure_the_cache_lacks(tmp_path: Path) -> None
                                         vmax=1.0), table)
         assert multiprocessing.active_children()  # a miss starts them
     assert warm.rendered == 1 and (tmp_path / "y.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_save_png_draws_a_laid_out_figure_once_to_the_bytes_savefig_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from roundtable.reporting.figures import DPI, save_png
+
+    def heatmap() -> Figure:
+        return profile_heatmap(["model-a", "model-b"], ["agr", "dis", "lead"],
+                               [[0.1, 0.5, float("nan")], [0.9, 0.2, 0.4]], title="t",
+                               vmax=1.0, row_notes=["n=3", "n=4"])
+
+    plain = tmp_path / "savefig.png"
+    heatmap().savefig(plain, format="png", dpi=DPI, facecolor="white")
+    draws: list[Figure] = []
+    real_draw = Figure.draw
+
+    def counting(self: Figure, renderer: object) -> None:
+        draws.append(self)
+        real_draw(self, renderer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "draw", counting)
+    fig = heatmap()
+    engine = fig.get_layout_engine()
+    save_png(fig, tmp_path / "once.png")
+    assert len(draws) == 1  # savefig alone draws it twice (a blank pass for the layout)
+    assert (tmp_path / "once.png").read_bytes() == plain.read_bytes()
+    assert fig.get_layout_engine() is engine  # the caller's figure is left as it was
+
+
+_PARENT_PID = os.getpid()
+
+
+def _dies_in_a_worker(value: float) -> Figure:
+    """A drawing whose worker process dies (the parent draws it normally)."""
+    if os.getpid() != _PARENT_PID:
+        os._exit(3)
+    return profile_heatmap(["m"], ["t"], [[value]], title="t", vmax=1.0)
+
+
+def test_figures_of_a_dead_worker_are_drawn_here(tmp_path: Path) -> None:
+    table = DataTable(("a",), ((1,),))
+    with FigureWriter(tmp_path, workers=2) as writer:
+        writer.add("dies", "T", "c", drawing(_dies_in_a_worker, 0.5), table)
+        for k in range(4):  # waiting behind it, or handed to the broken pool
+            writer.add(f"fine-{k}", "T", "c", drawing(profile_heatmap, ["m"], ["t"],
+                                                      [[k / 4]], title="t", vmax=1.0), table)
+    for name in ("dies", "fine-0", "fine-1", "fine-2", "fine-3"):
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _record_order(value: float, log: str, data: str = "") -> Figure:
+    """Logs its value; ``data`` is only there to make its pickle larger."""
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"{value}\n")
+    return profile_heatmap(["m"], ["t"], [[value]], title="t", vmax=1.0)
+
+
+def test_a_free_worker_takes_the_largest_waiting_drawing(tmp_path: Path) -> None:
+    import time
+
+    log = str(tmp_path / "order.txt")
+    table = DataTable(("a",), ((1,),))
+    with FigureWriter(tmp_path, workers=1) as writer:
+        writer.add("first", "T", "c", drawing(_slow_first, log), table)
+        time.sleep(0.2)  # the one worker is busy with it: the rest wait
+        writer.add("small", "T", "c", drawing(_record_order, 0.1, log), table)
+        writer.add("large", "T", "c", drawing(_record_order, 0.9, log, "x" * 4000), table)
+        writer.add("medium", "T", "c", drawing(_record_order, 0.5, log, "x" * 400), table)
+    order = (tmp_path / "order.txt").read_text(encoding="utf-8").split()
+    assert order == ["first", "0.9", "0.5", "0.1"]
+
+
+def _slow_first(log: str) -> Figure:
+    import time
+
+    time.sleep(0.6)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write("first\n")
+    return profile_heatmap(["m"], ["t"], [[0.0]], title="t", vmax=1.0)

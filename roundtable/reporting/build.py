@@ -206,13 +206,26 @@ def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: Re
                     inputs: _Inputs, step: Callable[[str], None]
                     ) -> tuple[list[Section], int, AgreementReport | None]:
     """Every section, in page order, the number of agent profiles and the agreement
-    report. The first sections' figures go to the workers before the agreement codes are
-    read, so drawing starts early."""
+    report.
+
+    Sections are computed in another order than the page's, for the workers' sake. The
+    profiles come first: quick to compute, their heat maps keep the workers busy while the
+    rest is. Then the longest to draw: the reference study's figures, the sensitivity
+    figure and the flag rates by round (a panel per series). The writer hands a free
+    worker the largest drawing waiting, so these are drawn next and the many short ones
+    fill in at the end, instead of one worker drawing a long figure alone while the other
+    has finished. The agreement codes are read after all those are handed over."""
     messages, order, baseline = inputs.messages, inputs.order, inputs.baseline
     out: list[Section] = []
     step("profiles")
     profiles = agent_profiles(messages)
     out.append(sections.profiles_section(writer, profiles, order, inputs.source_text))
+    step("reference study figures")
+    study = study_section(writer, messages, inputs.events, order, baseline)
+    step("sensitivity")
+    sensitivity = sensitivity_report(writer, engine, inputs.source, options.series)
+    step("rounds")
+    rounds = _rounds(writer, messages, order, options.min_round_messages)
     step("similarity")
     sims = run_similarities(profiles)
     out.append(sections.similarity_section(writer, sims, order))
@@ -223,13 +236,11 @@ def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: Re
     report, missing = (_agreement(engine, options, inputs.agreement_raters)
                        if inputs.agreement_raters else (None, inputs.agreement_missing))
     out.extend(sections.agreement_sections(writer, report, missing))
-    step("rounds")
-    out.append(_rounds(writer, messages, order, options.min_round_messages))
+    out.append(rounds)
     step("compensation")
     crash = summarise_crashes(messages, inputs.events, source=inputs.source.label())
     out.append(sections.compensation_section(writer, crash, order))
-    out.append(sensitivity_report(writer, engine, inputs.source, options.series))
-    out.append(study_section(writer, messages, inputs.events, order, baseline))
+    out.extend((sensitivity, study))
     step("attrition")
     out.append(attrition_section(writer, attrition(engine,
                                                    series=list(options.series) or None)))
@@ -280,7 +291,10 @@ def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database:
     header = _header(options, inputs, agents, report, database)
     index = options.out / "index.html"
     index.write_text(render_html(header, out, options.out), encoding="utf-8")
-    files = [index] + [options.out / name for e in writer.entries for name in (e.png, e.csv)]
+    # in page order (the writer saw the figures in the order they were computed)
+    page = {f.slug: k for k, f in enumerate(f for sec in out for f in sec.figures)}
+    entries = sorted(writer.entries, key=lambda e: page.get(e.slug, len(page)))
+    files = [index] + [options.out / name for e in entries for name in (e.png, e.csv)]
     return ReportResult(index=index, source=inputs.source, sections=tuple(out),
                         files=tuple(files))
 

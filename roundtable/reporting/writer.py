@@ -14,6 +14,11 @@ plain numbers it plots -- rather than a finished figure. The writer can then
 
 A finished :class:`~matplotlib.figure.Figure` is accepted too (keyed by its pickle). CSVs
 are always written at once, in the calling process.
+
+Workers are handed one drawing at a time, the largest waiting one first (by the size of its
+pickled data, a rough measure of how much there is to draw): a long figure handed over
+while short ones wait is drawn next, not after them, so that the workers finish together.
+The order changes when a PNG is drawn, never what it holds.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import csv
 import functools
 import gc
 import hashlib
+import heapq
 import io
 import math
 import multiprocessing
@@ -31,8 +37,9 @@ import pickle
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -129,13 +136,16 @@ def _key(payload: bytes) -> str:
     return digest.hexdigest()
 
 
+def _drawing_payload(item: Drawing) -> bytes:
+    fn = item.function
+    return pickle.dumps((fn.__module__, fn.__qualname__, item.args,
+                         sorted(item.kwargs.items())), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def drawing_key(item: Drawing) -> str:
     """The cache key of ``item``: the same in every process for the same function, data,
     drawing code, matplotlib version and DPI. Raises if an argument does not pickle."""
-    fn = item.function
-    payload = pickle.dumps((fn.__module__, fn.__qualname__, item.args,
-                            sorted(item.kwargs.items())), protocol=pickle.HIGHEST_PROTOCOL)
-    return _key(payload)
+    return _key(_drawing_payload(item))
 
 
 class _FigurePickler(pickle.Pickler):
@@ -247,6 +257,10 @@ class FigureWriter:
         self._workers = max(0, workers)
         self._pool: Executor | None = None
         self._pending: list[tuple[Future[str], Drawing | bytes, Path, Path | None]] = []
+        # drawings not handed to a worker yet: (-weight, sequence, task, path, its future)
+        self._waiting: list[tuple[int, int, Callable[[str], str], str, Future[str]]] = []
+        self._busy = 0  # drawings handed to workers and not finished
+        self._lock = threading.Lock()
         if self._workers and not self._has_cached():
             # nothing cached: every figure will be drawn, so start the workers now and let
             # them import matplotlib while the caller computes
@@ -292,13 +306,16 @@ class FigureWriter:
         return entry
 
     def _drawing_png(self, item: Drawing, path: Path) -> None:
-        key = None
-        if self._cache is not None:
+        key, weight = None, 0
+        if self._cache is not None or self._workers:
             try:
-                key = drawing_key(item)
+                payload = _drawing_payload(item)
             except Exception:  # an argument that does not pickle: drawn, uncached
-                key = None
-        self._emit(path, key, item.figure, functools.partial(_draw, item), item)
+                payload = b""
+            weight = len(payload)
+            if self._cache is not None and payload:
+                key = _key(payload)
+        self._emit(path, key, item.figure, functools.partial(_draw, item), item, weight)
 
     def _figure_png(self, figure: Figure, path: Path) -> None:
         if self._cache is None and not self._workers:
@@ -310,13 +327,16 @@ class FigureWriter:
             self._emit(path, None, lambda: figure, None, None)
             return
         self._emit(path, _key(payload) if self._cache is not None else None,
-                   lambda: figure, functools.partial(_render, payload), payload)
+                   lambda: figure, functools.partial(_render, payload), payload,
+                   len(payload))
 
     def _emit(self, path: Path, key: str | None, build: Callable[[], Figure],
-              task: Callable[[str], str] | None, work: Drawing | bytes | None) -> None:
+              task: Callable[[str], str] | None, work: Drawing | bytes | None,
+              weight: int = 0) -> None:
         """Copy the PNG of ``key`` from the cache, or draw it: here (``build``) without
         workers or without a ``task`` for them, else by ``task(path)`` in a worker
-        (``work`` is what :meth:`close` draws here if that worker dies)."""
+        (``work`` is what :meth:`close` draws here if that worker dies), the waiting
+        drawing of largest ``weight`` first."""
         cached = self._cached_path(key) if key is not None else None
         if self._hit(cached, path):
             return
@@ -325,7 +345,49 @@ class FigureWriter:
             save_png(build(), path)
             self._store(path, cached)
             return
-        self._pending.append((self._start().submit(task, str(path)), work, path, cached))
+        self._start()
+        done: Future[str] = Future()
+        with self._lock:
+            heapq.heappush(self._waiting, (-weight, len(self._pending), task, str(path), done))
+        self._pending.append((done, work, path, cached))
+        self._feed()
+
+    def _feed(self) -> None:
+        """Hand waiting drawings to the workers, largest first, while one is free."""
+        while True:
+            with self._lock:
+                if self._busy >= self._workers or not self._waiting or self._pool is None:
+                    return
+                _, _, task, path, done = heapq.heappop(self._waiting)
+                self._busy += 1
+                pool = self._pool
+            try:
+                running = pool.submit(task, path)
+            except BaseException as exc:  # a broken or shut-down pool
+                self._finished(done, exc, None)
+                continue
+            running.add_done_callback(functools.partial(self._relay, done))
+
+    def _relay(self, done: Future[str], running: Future[str]) -> None:
+        # called in the pool's thread when a worker finishes (or the pool breaks)
+        if running.cancelled():
+            self._finished(done, None, None, cancelled=True)
+        elif (exc := running.exception()) is not None:
+            self._finished(done, exc, None)
+        else:
+            self._finished(done, None, running.result())
+
+    def _finished(self, done: Future[str], exc: BaseException | None, result: str | None,
+                  *, cancelled: bool = False) -> None:
+        with self._lock:
+            self._busy -= 1
+        if cancelled:
+            done.cancel()
+        elif exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result or "")
+        self._feed()
 
     def _hit(self, cached: Path | None, path: Path) -> bool:
         if cached is None or not cached.is_file():
@@ -357,7 +419,7 @@ class FigureWriter:
             for future, work, path, cached in pending:
                 try:
                     future.result()
-                except BrokenProcessPool:
+                except (BrokenProcessPool, CancelledError):
                     save_png(work.figure() if isinstance(work, Drawing)
                              else pickle.loads(work), path)
                 self._store(path, cached)
@@ -379,7 +441,9 @@ class FigureWriter:
             self.close()
             return
         # failing: stop the workers without waiting for their figures
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            self._waiting = []
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         self._pending = []
