@@ -15,7 +15,7 @@ from roundtable.errors import StoreError
 from roundtable.stats import dist
 
 
-def test_distribution_functions_are_bit_identical_to_scipy_stats() -> None:
+def test_t_and_normal_quantiles_are_bit_identical_to_scipy_stats() -> None:
     rng = np.random.default_rng(7)
     qs = [*rng.uniform(0.0005, 0.9995, 200), 0.5, 0.95, 0.975, 0.995]
     for q in qs:
@@ -23,9 +23,39 @@ def test_distribution_functions_are_bit_identical_to_scipy_stats() -> None:
         for df in (1, 2, 3, 4.5, 10, 19, 37.25, 250, 1e6):
             assert dist.t_ppf(q, df) == float(sps.t.ppf(q, df))
     for x in [*rng.normal(0, 3, 200), 0.0, 1.96, 40.0]:
-        assert dist.norm_cdf(x) == float(sps.norm.cdf(x))
         for df in (1, 2, 3.5, 12, 99.9):
             assert dist.t_sf(abs(x), df) == float(sps.t.sf(abs(x), df))
+
+
+def test_normal_cdf_agrees_with_scipy_to_1e_13() -> None:
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.normal(0, 3, 20_000), rng.uniform(-37.5, 9, 20_000),
+                         np.linspace(-37.5, 40, 7751), [0.0, -0.0, 1.96, -1.96]])
+    ours = np.array([dist.norm_cdf(float(x)) for x in xs])
+    ref = ndtr(xs)
+    assert np.all(np.abs(ours - ref) <= 1e-13 * ref)
+    assert dist.norm_cdf(0.0) == 0.5 and dist.norm_cdf(60.0) == 1.0
+    assert 0.0 < dist.norm_cdf(-38.0) < 1e-300  # ndtr gives 0 there
+    assert dist.norm_cdf(-60.0) == 0.0
+
+
+COMPARE_PROBE = """
+import sys
+from roundtable.stats.compare import compare_samples, mann_whitney
+mann_whitney([float(k) for k in range(30)], [k + 0.5 for k in range(40)], "normal")
+compare_samples([0.1, 0.4, 0.3, 0.9, 0.5, 0.45], [0.2, 0.8, 0.7, 0.6, 0.65, 0.95], n_perm=200)
+print("scipy.special" in sys.modules)
+"""
+
+
+def test_a_two_sample_comparison_does_not_import_scipy_special() -> None:
+    """``analyze compare`` of two series needs only the normal tail: importing
+    ``scipy.special`` for it would cost more than the comparison."""
+    done = subprocess.run([sys.executable, "-c", COMPARE_PROBE], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 PROBE = """
