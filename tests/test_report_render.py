@@ -305,3 +305,25 @@ def _slow_first(log: str) -> Figure:
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("first\n")
     return profile_heatmap(["m"], ["t"], [[0.0]], title="t", vmax=1.0)
+
+
+def _log_gc(log: str) -> Figure:
+    import gc
+
+    with open(log, "w", encoding="utf-8") as fh:
+        fh.write(f"{gc.get_threshold()[0]} {len(gc.get_objects())}")
+    return profile_heatmap(["m"], ["t"], [[0.5]], title="t", vmax=1.0)
+
+
+def test_workers_collect_garbage_less_often_and_skip_the_inherited_heap(
+        tmp_path: Path) -> None:
+    """A worker's young generation is collected every 10,000 allocations, not 700 (a
+    figure makes ~10^5 objects), and what it inherited from this process is frozen."""
+    log = tmp_path / "gc.txt"
+    with FigureWriter(tmp_path, workers=1) as writer:
+        writer.add("x", "T", "c", drawing(_log_gc, str(log)), DataTable(("a",), ((1,),)))
+    threshold, tracked = map(int, log.read_text(encoding="utf-8").split())
+    assert threshold == 10_000
+    import gc
+
+    assert tracked < len(gc.get_objects())  # the inherited objects are not tracked

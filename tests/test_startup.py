@@ -278,3 +278,15 @@ def test_the_command_line_sets_it_before_numpy_loads() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, check=True)
     assert out.stdout.strip().splitlines()[-1] == "1"
+
+
+@pytest.mark.parametrize(("command", "tuned"), [("report", True), ("export", True),
+                                                ("analyze", True), ("run", False),
+                                                ("review", False)])
+def test_batch_commands_collect_garbage_less_often(command: str, tuned: bool) -> None:
+    script = ("import gc\nfrom roundtable.cli.main import app\n"
+              f"try:\n    app([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+              "print(gc.get_threshold()[0])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) == (10_000 if tuned else 700)
