@@ -327,3 +327,48 @@ def test_workers_collect_garbage_less_often_and_skip_the_inherited_heap(
     import gc
 
     assert tracked < len(gc.get_objects())  # the inherited objects are not tracked
+
+
+_PLAIN_SQLITE_SCRIPT = """
+import sys
+import roundtable
+roundtable.report(sys.argv[2], db=sys.argv[1], bootstrap=50)
+roundtable.analyze.attrition(db=sys.argv[1])
+roundtable.analyze.crash(db=sys.argv[1])
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "sqlmodel"))[:3])
+"""
+
+
+def test_a_report_on_a_sqlite_file_reads_it_without_sqlalchemy(engine: Engine, db_url: str,
+                                                               tmp_path: Path) -> None:
+    """SQLAlchemy and SQLModel cost ~0.5 s of CPU to import and compile a first query,
+    before any figure can be handed to the workers; on a SQLite file at head the report
+    reads with plain sqlite3 (as ``analyze`` does)."""
+    build_corpus(engine)
+    path = db_url.removeprefix("sqlite:///")
+    out = subprocess.run([sys.executable, "-c", _PLAIN_SQLITE_SCRIPT, path,
+                          str(tmp_path / "r")], capture_output=True, text=True, check=True,
+                         env=_env())
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+    assert (tmp_path / "r" / "attrition.csv").is_file()
+
+
+def test_a_report_on_postgresql_is_the_report_on_sqlite(pg_url: str, tmp_path: Path) -> None:
+    """The plain SQL the report, attrition and crash analyses read with gives the same
+    numbers on PostgreSQL (JSON and booleans decoded by its driver) as on SQLite."""
+    import roundtable
+
+    sqlite_url = f"sqlite:///{tmp_path / 'same.db'}"
+    for url in (pg_url, sqlite_url):
+        eng = open_engine(url)
+        build_corpus(eng)
+        eng.dispose()
+    got = {}
+    for name, url in (("pg", pg_url), ("sqlite", sqlite_url)):
+        roundtable.report(tmp_path / name, db=url, bootstrap=BOOT)
+        got[name] = (roundtable.analyze.attrition(db=url).to_json(),
+                     roundtable.analyze.crash(db=url).to_json(),
+                     _files(tmp_path / name, ".csv"))
+    assert got["pg"][0] == got["sqlite"][0]
+    assert got["pg"][1] == got["sqlite"][1]
+    assert got["pg"][2] == got["sqlite"][2] and len(got["pg"][2]) >= 5

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from roundtable._api.database import (
     Database,
-    open_database,
     read_database,
     split_names,
     threaded_twin,
@@ -415,7 +414,7 @@ def crash(series: Series = None, *, rater: str | None = None,
 
     _choice("origin", origin, ORIGINS)
     _check_contrast_options(correction)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source = resolve_source(engine, rater=rater, adjudication=adjudication)
         control_ids = select_runs(engine, controls)[0] if controls else None
         report = crash_analysis(engine, source, series=_series(series) or None,
@@ -533,7 +532,7 @@ def prevalence(human: str | None = None, *, judges: str | Sequence[str] | None =
         raise StoreError("--human: name the human coder whose codes correct the judges, "
                          "e.g. --human alice")
     pairs = _contrasts(contrasts)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         source = (resolve_source(engine, rater=rater, adjudication=adjudication)
                   if rater is not None or adjudication is not None else None)
         res = corrected_prevalence(
@@ -577,7 +576,7 @@ def sensitivity(judges: str | Sequence[str] | None = None, *, human: str | None 
         raise StoreError("--judges: name the judges to compare, e.g. --judges "
                          "gemini,sonnet")
     pairs = _contrasts(contrasts)
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         res = compute(engine, judges=chosen, by=by, human=human, sample=sample,
                       weights=weights, correct_rule=correct, flags=split_names(flags) or None,
                       series=_series(series), contrasts=pairs, level=level)
@@ -616,7 +615,7 @@ def attrition(series: Series = None, *, db: Database = None) -> AttritionResult:
     attrition``."""
     from roundtable.analysis.attrition import attrition as compute
 
-    with open_database(db, create=False) as engine:
+    with read_database(db) as engine:
         return AttritionResult(cells=tuple(compute(engine, series=_series(series) or None)))
 
 

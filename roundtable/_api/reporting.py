@@ -3,6 +3,7 @@ its figures as PNG and the numbers behind each figure as CSV."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from roundtable._api.database import (
     Database,
     display_database,
-    open_database,
+    read_database,
     split_names,
     threaded_twin,
 )
@@ -81,9 +82,10 @@ def report(out: str | PathLike[str], *, series: str | Sequence[str] = (),
         agreement=None if agreement is None else tuple(split_names(agreement)),
         baseline=baseline, bootstrap=bootstrap, seed=seed, title=title,
         min_round_messages=min_round_messages)
-    with open_database(db, create=False) as engine:
-        written = build_report(engine, options, database=display_database(engine),
-                               progress=progress)
+    # plain sqlite3 on a SQLite file at head: the report reads without SQLAlchemy
+    with read_database(db) as engine:
+        written = build_report(engine, options, database=display_database(
+            db if isinstance(engine, sqlite3.Connection) else engine), progress=progress)
     return ReportWritten(written=written)
 
 

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
+from roundtable.store._sqlread import Source, as_json, in_list, reading
 from roundtable.store.queries import failed_turns
-from roundtable.store.tables import Message, MessageKind, Run, RunStatus, Seat, Series, table_of
+from roundtable.store.vocab import MessageKind, RunStatus
 
 __all__ = ["CellAttrition", "attrition", "attrition_summary"]
 
@@ -60,7 +59,19 @@ class CellAttrition:
                 "missing_share": self.missing_share, "completed_runs": self.completed_runs}
 
 
-def _planned(run: Any, seats: int) -> int:
+@dataclass(frozen=True)
+class _RunRow:
+    id: int
+    key: str
+    cell: str
+    conditions: dict[str, Any]
+    rounds: int
+    status: str
+    spec: dict[str, Any]
+    series: str
+
+
+def _planned(run: _RunRow, seats: int) -> int:
     """rounds x seats, minus the seat-rounds an injected crash removes by design."""
     spec = run.spec or {}
     first_crash: dict[int, int] = {}
@@ -72,34 +83,38 @@ def _planned(run: Any, seats: int) -> int:
     return max(rounds * seats - removed, 0)
 
 
-def attrition(engine: sa.Engine, *, series: Sequence[str] | None = None
+_RUNS = ("SELECT r.id, r.key, r.cell, r.conditions, r.rounds, r.status, r.spec, s.name "
+         "FROM run AS r JOIN series AS s ON s.id = r.series_id{where} ORDER BY s.name, r.id")
+_SEATS_PER_RUN = "SELECT run_id, COUNT(*) FROM seat GROUP BY run_id"
+_AGENT_MESSAGES_PER_RUN = (f"SELECT run_id, COUNT(*) FROM message "
+                           f"WHERE kind = '{MessageKind.AGENT}' GROUP BY run_id")
+
+
+def attrition(engine: Source, *, series: Sequence[str] | None = None
               ) -> list[CellAttrition]:
     """Per series and cell (in series name, then cell order): runs by status, planned,
-    stored, failed and outstanding turns."""
-    r = table_of(Run).c
-    s = table_of(Series).c
-    m = table_of(Message).c
-    st = table_of(Seat).c
-    with engine.connect() as conn:
-        q = (sa.select(r.id, r.key, r.cell, r.conditions, r.rounds, r.status, r.spec,
-                       s.name.label("series"))
-             .join_from(table_of(Run), table_of(Series), r.series_id == s.id)
-             .order_by(s.name, r.id))
-        if series:
-            q = q.where(s.name.in_(list(series)))
-        runs = conn.execute(q).all()
-        ids = [run.id for run in runs]
-        seats: dict[int, int] = dict(conn.execute(sa.select(st.run_id, sa.func.count())
-                                  .where(st.run_id.in_(ids)).group_by(st.run_id)).all())
-        stored: dict[int, int] = dict(conn.execute(sa.select(m.run_id, sa.func.count())
-                                   .where(m.run_id.in_(ids), m.kind == MessageKind.AGENT)
-                                   .group_by(m.run_id)).all())
+    stored, failed and outstanding turns. ``engine``: an engine or a :mod:`sqlite3`
+    connection (:mod:`roundtable.store._sqlread`)."""
+    names, params = in_list("series", list(series or ()))
+    where = f" WHERE s.name IN {names}" if series else ""
+    with reading(engine) as fetch:
+        runs = [_RunRow(int(rid), str(key), str(cell), dict(as_json(conds) or {}),
+                        int(rounds), str(status), dict(as_json(spec) or {}), str(sname))
+                for rid, key, cell, conds, rounds, status, spec, sname
+                in fetch(_RUNS.format(where=where), params if series else {})]
+        wanted = {run.id for run in runs}
+        # counted for every run and kept for the chosen ones: a list of thousands of run
+        # ids would exceed the parameters SQLite takes
+        seats = {int(r): int(n) for r, n in fetch(_SEATS_PER_RUN) if int(r) in wanted}
+        stored = {int(r): int(n) for r, n in fetch(_AGENT_MESSAGES_PER_RUN)
+                  if int(r) in wanted}
+    ids = [run.id for run in runs]
     failed: Counter[int] = Counter()
     outstanding: Counter[int] = Counter()
     for turn in failed_turns(engine, ids):
         failed[turn.run_id] += 1
         outstanding[turn.run_id] += 1 if turn.transient else 0
-    cells: dict[tuple[str, str], list[Any]] = {}
+    cells: dict[tuple[str, str], list[_RunRow]] = {}
     for run in runs:
         cells.setdefault((run.series, run.cell), []).append(run)
     out = []

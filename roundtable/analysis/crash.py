@@ -27,14 +27,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import sqlalchemy
-from sqlmodel import Session, col
-
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage, CodeSource, coded_messages
 from roundtable.stats.compare import adjust_pvalues, mann_whitney
-from roundtable.store.tables import Event, EventKind, EventOrigin, Run, Seat
-from roundtable.store.tables import Series as SeriesRow
+from roundtable.store._sqlread import Source, reading
+from roundtable.store.vocab import EventKind, EventOrigin
 
 __all__ = ["CRASH_FLAGS", "LEVELS", "ORIGINS", "CompensationSummary", "CrashEvent",
            "CrashReport", "WindowRates", "crash_analysis", "crash_events", "summarise_crashes"]
@@ -57,19 +54,25 @@ class CrashEvent:
     origin: str
 
 
-def crash_events(engine: sqlalchemy.Engine, run_ids: Sequence[int] | None = None
+#: every event with a round, and its seat's position (none for a run-level event)
+_ROUND_EVENTS = ("SELECT e.run_id, e.round, seat.position, e.origin, e.kind FROM event AS e "
+                 "LEFT OUTER JOIN seat ON seat.id = e.seat_id WHERE e.round IS NOT NULL "
+                 "ORDER BY e.id")
+
+
+def crash_events(engine: Source, run_ids: Sequence[int] | None = None
                  ) -> list[CrashEvent]:
-    """Every seat-crash event (injected crash, natural failure or seat dropped)."""
-    with Session(engine) as s:
-        q = (sqlalchemy.select(col(Event.run_id), col(Event.round), col(Seat.position),
-                               col(Event.origin), col(Event.kind))
-             .select_from(Event).outerjoin(Seat, col(Seat.id) == col(Event.seat_id))
-             .where(col(Event.round).is_not(None)))
-        if run_ids is not None:
-            q = q.where(col(Event.run_id).in_(list(run_ids)))
-        rows = s.execute(q).all()
+    """Every seat-crash event (injected crash, natural failure or seat dropped), of the
+    runs ``run_ids`` (default all). ``engine``: an engine or a :mod:`sqlite3` connection
+    (:mod:`roundtable.store._sqlread`)."""
+    with reading(engine) as fetch:
+        rows = fetch(_ROUND_EVENTS)
+    # the runs are filtered here: a run list can be longer than SQLite takes parameters
+    wanted = None if run_ids is None else {int(r) for r in run_ids}
     out = []
     for run_id, rnd, pos, origin, kind in rows:
+        if wanted is not None and int(run_id) not in wanted:
+            continue
         if (origin == EventOrigin.INJECTED and kind == EventKind.CRASH) or (
                 origin == EventOrigin.NATURAL and kind in _NATURAL_KINDS):
             out.append(CrashEvent(int(run_id), int(rnd), None if pos is None else int(pos),
@@ -296,7 +299,7 @@ def _coverage_notes(runs: Sequence[CompensationSummary], control_windows: Sequen
     return []
 
 
-def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,
+def crash_analysis(engine: Source, source: CodeSource, *,
                    series: Sequence[str] | None = None, origin: str = "any",
                    control_ids: Sequence[int] | None = None,
                    correction: str = "holm") -> CrashReport:
@@ -304,11 +307,12 @@ def crash_analysis(engine: sqlalchemy.Engine, source: CodeSource, *,
     series) plus any ``control_ids`` runs, with their crash events read from the store."""
     chosen = list(series or [])
     if chosen and control_ids:
-        with Session(engine) as s:
-            extra = s.execute(sqlalchemy.select(col(SeriesRow.name)).distinct()
-                              .join(Run, col(Run.series_id) == col(SeriesRow.id))
-                              .where(col(Run.id).in_(list(control_ids)))).scalars().all()
-        chosen = sorted(set(chosen) | {str(x) for x in extra})
+        with reading(engine) as fetch:
+            runs = fetch("SELECT r.id, s.name FROM run AS r "
+                         "JOIN series AS s ON s.id = r.series_id")
+        controls = {int(c) for c in control_ids}
+        extra = {str(name) for rid, name in runs if int(rid) in controls}
+        chosen = sorted(set(chosen) | extra)
     msgs = coded_messages(engine, source, series=chosen or None)
     if series and control_ids is not None:
         keep = set(control_ids)

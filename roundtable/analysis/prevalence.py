@@ -25,8 +25,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import sqlalchemy
-from sqlmodel import Session, col
 
 from roundtable.analysis.source import CodeSource
 from roundtable.coding.adjudicate import (
@@ -48,9 +46,9 @@ from roundtable.stats.ppi import (
     p_value,
     ppi_mean,
 )
-from roundtable.store.codes import load_codes, resolve_raters
-from roundtable.store.tables import Message, MessageKind, Run, Sample, SampleItem
-from roundtable.store.tables import Series as SeriesRow
+from roundtable.store._sqlread import Source, as_json, reading
+from roundtable.store.codes import load_codes, rater_ids
+from roundtable.store.vocab import MessageKind
 
 __all__ = [
     "FEW_ERRORS",
@@ -109,17 +107,15 @@ class MessageInfo:
         return group_key(by, self.series, self.cell, self.conditions)
 
 
-def message_info(engine: sqlalchemy.Engine, ids: Sequence[int]) -> dict[int, MessageInfo]:
+def message_info(engine: Source, ids: Sequence[int]) -> dict[int, MessageInfo]:
     """Run, series, cell and conditions of the given agent messages (two queries; each
     run's JSON is decoded once, not once per message)."""
     wanted = set(ids)
-    with Session(engine) as s:
-        msgs = s.execute(sqlalchemy.select(col(Message.id), col(Message.run_id))
-                         .where(col(Message.kind) == MessageKind.AGENT)).all()
-        runs = s.execute(sqlalchemy.select(
-            col(Run.id), col(SeriesRow.name), col(Run.cell), col(Run.conditions))
-            .join(SeriesRow, col(SeriesRow.id) == col(Run.series_id))).all()
-    by_run = {int(rid): (str(sname), str(cell), dict(conds or {}))
+    with reading(engine) as fetch:
+        msgs = fetch(f"SELECT id, run_id FROM message WHERE kind = '{MessageKind.AGENT}'")
+        runs = fetch("SELECT r.id, s.name, r.cell, r.conditions FROM run AS r "
+                     "JOIN series AS s ON s.id = r.series_id")
+    by_run = {int(rid): (str(sname), str(cell), dict(as_json(conds) or {}))
               for rid, sname, cell, conds in runs}
     return {int(mid): MessageInfo(int(rid), *by_run[int(rid)])
             for mid, rid in msgs if int(mid) in wanted}
@@ -135,7 +131,7 @@ class JudgeLabels:
     sources: dict[str, Labels]
 
 
-def judge_labels(engine: sqlalchemy.Engine, judges: Sequence[str], *,
+def judge_labels(engine: Source, judges: Sequence[str], *,
                  flags: Sequence[str] | None = None,
                  series: Sequence[str] = ()) -> JudgeLabels:
     """Labels of ``judges`` (raters or ``adj:NAME``) and of every rule over them. A
@@ -144,7 +140,7 @@ def judge_labels(engine: sqlalchemy.Engine, judges: Sequence[str], *,
     if not judges:
         raise StoreError("--judges: name at least one rater, e.g. --judges gemini,sonnet")
     plain = [j for j in judges if not j.startswith(ADJ_PREFIX)]
-    resolve_raters(engine, plain)
+    rater_ids(engine, plain)  # an unknown name is an error naming the known ones
     matrix = load_codes_with_adjudications(engine, judges, series=series)
     coded = [f for f in matrix.flags
              if all(any(v is not None for v in matrix.values[f][j]) for j in judges)]
@@ -170,10 +166,10 @@ def judge_labels(engine: sqlalchemy.Engine, judges: Sequence[str], *,
     return JudgeLabels(tuple(judges), tuple(coded), sources)
 
 
-def human_labels(engine: sqlalchemy.Engine, human: str, flags: Sequence[str], *,
+def human_labels(engine: Source, human: str, flags: Sequence[str], *,
                  series: Sequence[str] = ()) -> Labels:
     """The human coder's valid labels (the flags it coded among ``flags``)."""
-    resolve_raters(engine, [human])
+    rater_ids(engine, [human])
     matrix = load_codes(engine, [human], series=series)
     shared = [f for f in flags if f in matrix.flags]
     if not shared:
@@ -183,18 +179,16 @@ def human_labels(engine: sqlalchemy.Engine, human: str, flags: Sequence[str], *,
             for i, mid in enumerate(matrix.message_ids) if matrix.coded[human][i]}
 
 
-def sample_weights(engine: sqlalchemy.Engine, name: str) -> dict[int, float]:
+def sample_weights(engine: Source, name: str) -> dict[int, float]:
     """``message_id -> weight`` (inverse inclusion probability) of a stored sample."""
-    with Session(engine) as s:
-        sample = s.execute(sqlalchemy.select(col(Sample.id)).where(
-            col(Sample.name) == name)).first()
-        if sample is None:
-            known = ", ".join(str(n) for (n,) in s.execute(
-                sqlalchemy.select(col(Sample.name))).all())
+    with reading(engine) as fetch:
+        sample = fetch("SELECT id FROM sample WHERE name = :name", {"name": name})
+        if not sample:
+            known = ", ".join(str(n) for (n,) in fetch("SELECT name FROM sample ORDER BY id"))
             raise StoreError(f"--sample {name}: no such sample (known: "
                              f"{known or 'none: draw one with roundtable review sample'})")
-        rows = s.execute(sqlalchemy.select(col(SampleItem.message_id), col(SampleItem.weight))
-                         .where(col(SampleItem.sample_id) == sample[0])).all()
+        rows = fetch("SELECT message_id, weight FROM sampleitem WHERE sample_id = :sample",
+                     {"sample": sample[0][0]})
     return {int(mid): float(w) for mid, w in rows}
 
 
@@ -417,7 +411,7 @@ def check_weights(weights: str | None, sample: str | None) -> str:
                      f"condition:NAME)")
 
 
-def _judges_of(engine: sqlalchemy.Engine, source: CodeSource | None,
+def _judges_of(engine: Source, source: CodeSource | None,
                judges: Sequence[str], rule: str) -> tuple[list[str], str, str]:
     """(raters to load, the source key among the derived labels, its label)."""
     if source is not None:
@@ -439,7 +433,7 @@ def _judges_of(engine: sqlalchemy.Engine, source: CodeSource | None,
 
 
 def corrected_prevalence(
-    engine: sqlalchemy.Engine,
+    engine: Source,
     *,
     by: str = "series",
     judges: Sequence[str] = (),

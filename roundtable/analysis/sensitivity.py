@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-import sqlalchemy
-
 from roundtable.analysis.prevalence import (
     Labels,
     MessageInfo,
@@ -33,6 +31,7 @@ from roundtable.analysis.prevalence import (
 )
 from roundtable.errors import StoreError
 from roundtable.stats.ppi import METHOD, VARIANCE, Estimate, difference
+from roundtable.store._sqlread import Source
 
 __all__ = ["CORRECTED", "SensitivityCell", "SensitivityContrast", "SensitivityResult",
            "sensitivity", "verdict"]
@@ -146,7 +145,7 @@ def _source_cells(sources: Mapping[str, Labels], info: Mapping[int, MessageInfo]
     return cells, rows_by
 
 
-def _corrected_rows(engine: sqlalchemy.Engine, labels: Labels,
+def _corrected_rows(engine: Source, labels: Labels,
                     info: Mapping[int, MessageInfo], *, human: str, sample: str | None,
                     weights: str | None, flags: Sequence[str], series: Sequence[str],
                     by: str, level: float) -> tuple[str, list[PrevalenceRow]]:
@@ -196,7 +195,7 @@ def _source_contrasts(pairs: Sequence[tuple[str, str]], flags: Sequence[str],
 
 
 def sensitivity(
-    engine: sqlalchemy.Engine,
+    engine: Source,
     *,
     judges: Sequence[str],
     by: str = "series",

@@ -16,9 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
-from sqlmodel import Session, col, func, select
-
 from roundtable.analysis.attrition import attrition
 from roundtable.analysis.crash import CrashEvent, crash_events, summarise_crashes
 from roundtable.analysis.profiles import TRAITS, agent_profiles, run_similarities
@@ -32,8 +29,7 @@ from roundtable.reporting.model import ReportHeader, Section
 from roundtable.reporting.sensitivity_section import sensitivity_report
 from roundtable.reporting.study_figures import study_section
 from roundtable.reporting.writer import FigureWriter, default_workers
-from roundtable.store.tables import Run
-from roundtable.store.tables import Series as SeriesRow
+from roundtable.store._sqlread import Source, in_list, reading
 
 __all__ = ["ReportOptions", "ReportResult", "build_report", "prepare_folder"]
 
@@ -107,26 +103,26 @@ def prepare_folder(folder: Path) -> None:
                           f"writable folder") from None
 
 
-def _series_order(engine: sqlalchemy.Engine, chosen: Sequence[str],
+def _series_order(engine: Source, chosen: Sequence[str],
                   messages: Sequence[CodedMessage]) -> list[str]:
     if chosen:
         return list(dict.fromkeys(chosen))
     present = {m.series for m in messages}
-    with Session(engine) as s:
-        names = s.exec(select(SeriesRow.name).order_by(col(SeriesRow.name))).all()
+    with reading(engine) as fetch:
+        names = [str(n) for (n,) in fetch("SELECT name FROM series ORDER BY name")]
     return [n for n in names if n in present]
 
 
-def _run_count(engine: sqlalchemy.Engine, series: Sequence[str]) -> int:
-    with Session(engine) as s:
-        q = select(func.count(col(Run.id))).join(SeriesRow,
-                                                 col(SeriesRow.id) == col(Run.series_id))
-        if series:
-            q = q.where(col(SeriesRow.name).in_(list(series)))
-        return int(s.exec(q).one())
+def _run_count(engine: Source, series: Sequence[str]) -> int:
+    names, params = in_list("series", list(series))
+    where = f" WHERE s.name IN {names}" if series else ""
+    with reading(engine) as fetch:
+        rows = fetch("SELECT COUNT(r.id) FROM run AS r JOIN series AS s ON s.id = r.series_id"
+                     + where, params if series else {})
+    return int(rows[0][0])
 
 
-def _source_text(engine: sqlalchemy.Engine, source: CodeSource) -> str:
+def _source_text(engine: Source, source: CodeSource) -> str:
     if source.kind == "adjudication":
         from roundtable.coding.adjudicate import get_adjudication
 
@@ -135,12 +131,12 @@ def _source_text(engine: sqlalchemy.Engine, source: CodeSource) -> str:
     return source.label()
 
 
-def _agreement_raters(engine: sqlalchemy.Engine, options: ReportOptions
+def _agreement_raters(engine: Source, options: ReportOptions
                       ) -> tuple[list[str], str]:
     """The agreement figures' raters, checked (an unknown name is an error now, before
     the folder is touched), or none and the note saying why."""
     from roundtable.coding.adjudicate import ADJ_PREFIX, get_adjudication
-    from roundtable.store.codes import list_raters, resolve_raters
+    from roundtable.store.codes import list_raters, rater_ids
 
     if options.agreement is not None:
         names = list(dict.fromkeys(options.agreement))
@@ -153,11 +149,11 @@ def _agreement_raters(engine: sqlalchemy.Engine, options: ReportOptions
     for n in names:
         if n.startswith(ADJ_PREFIX):
             get_adjudication(engine, n)
-    resolve_raters(engine, [n for n in names if not n.startswith(ADJ_PREFIX)])
+    rater_ids(engine, [n for n in names if not n.startswith(ADJ_PREFIX)])
     return names, ""
 
 
-def _agreement(engine: sqlalchemy.Engine, options: ReportOptions, names: Sequence[str]
+def _agreement(engine: Source, options: ReportOptions, names: Sequence[str]
                ) -> tuple[AgreementReport | None, str]:
     from roundtable.coding.adjudicate import load_codes_with_adjudications
     from roundtable.coding.reliability import agreement_report
@@ -185,7 +181,7 @@ class _Inputs:
     runs_total: int
 
 
-def _read_inputs(engine: sqlalchemy.Engine, options: ReportOptions,
+def _read_inputs(engine: Source, options: ReportOptions,
                  step: Callable[[str], None]) -> _Inputs:
     source = resolve_source(engine, rater=options.rater, adjudication=options.adjudication)
     messages = coded_messages(engine, source, series=list(options.series) or None)
@@ -202,7 +198,7 @@ def _read_inputs(engine: sqlalchemy.Engine, options: ReportOptions,
                    runs_total=_run_count(engine, options.series))
 
 
-def _write_sections(writer: FigureWriter, engine: sqlalchemy.Engine, options: ReportOptions,
+def _write_sections(writer: FigureWriter, engine: Source, options: ReportOptions,
                     inputs: _Inputs, step: Callable[[str], None]
                     ) -> tuple[list[Section], int, AgreementReport | None]:
     """Every section, in page order, the number of agent profiles and the agreement
@@ -267,7 +263,7 @@ def _header(options: ReportOptions, inputs: _Inputs, agents: int,
     )
 
 
-def build_report(engine: sqlalchemy.Engine, options: ReportOptions, *, database: str,
+def build_report(engine: Source, options: ReportOptions, *, database: str,
                  progress: Callable[[str], None] | None = None) -> ReportResult:
     """Write the report into ``options.out`` and return what was written.
 
@@ -314,7 +310,7 @@ def _rounds(writer: FigureWriter, messages: Sequence[CodedMessage],
                                    min_messages=min_messages)
 
 
-def _crash_events(engine: sqlalchemy.Engine, messages: Sequence[CodedMessage]
+def _crash_events(engine: Source, messages: Sequence[CodedMessage]
                   ) -> list[CrashEvent]:
     """The seat-crash events of the reported runs (what ``crash_analysis`` reads, without
     reading the codes a second time)."""

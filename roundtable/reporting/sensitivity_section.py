@@ -12,16 +12,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import sqlalchemy
-from sqlmodel import Session, col
-
 from roundtable.analysis.sensitivity import CORRECTED, SensitivityResult, sensitivity
 from roundtable.analysis.source import CodeSource
 from roundtable.errors import StoreError
 from roundtable.reporting.figures import new_figure
 from roundtable.reporting.model import DataTable, Section
 from roundtable.reporting.writer import FigureWriter, drawing
-from roundtable.store.tables import Judgement, JudgementStatus, Rater, RaterKind, Sample, SampleItem
+from roundtable.store._sqlread import Source, reading
+from roundtable.store.vocab import JudgementStatus, RaterKind
 
 if TYPE_CHECKING:  # matplotlib is imported by the functions that draw (report workers)
     from matplotlib.figure import Figure
@@ -123,23 +121,22 @@ def sensitivity_section(writer: FigureWriter, res: SensitivityResult) -> Section
     return Section("sensitivity", title, intro, figures=(entry,))
 
 
-def human_sample(engine: sqlalchemy.Engine) -> tuple[str, str] | None:
+def human_sample(engine: Source) -> tuple[str, str] | None:
     """The (human coder, stored sample) pair to correct with, when there is exactly one:
     a rater of kind ``human`` with valid codes on items of a stored sample. Known
     inclusion weights only: codes outside a stored sample are never used here."""
-    with Session(engine) as s:
-        pairs = s.execute(
-            sqlalchemy.select(col(Rater.name), col(Sample.name)).distinct()
-            .select_from(SampleItem)
-            .join(Sample, col(Sample.id) == col(SampleItem.sample_id))
-            .join(Judgement, col(Judgement.message_id) == col(SampleItem.message_id))
-            .join(Rater, col(Rater.id) == col(Judgement.rater_id))
-            .where(col(Rater.kind) == RaterKind.HUMAN,
-                   col(Judgement.status) == JudgementStatus.VALID)).all()
+    with reading(engine) as fetch:
+        pairs = fetch(
+            "SELECT DISTINCT rater.name, sample.name FROM sampleitem AS i "
+            "JOIN sample ON sample.id = i.sample_id "
+            "JOIN judgement AS j ON j.message_id = i.message_id "
+            "JOIN rater ON rater.id = j.rater_id "
+            f"WHERE rater.kind = '{RaterKind.HUMAN}' "
+            f"AND j.status = '{JudgementStatus.VALID}'")
     return (str(pairs[0][0]), str(pairs[0][1])) if len(pairs) == 1 else None
 
 
-def sensitivity_report(writer: FigureWriter, engine: sqlalchemy.Engine, source: CodeSource,
+def sensitivity_report(writer: FigureWriter, engine: Source, source: CodeSource,
                        series: Sequence[str] = ()) -> Section:
     """The report's section for ``source``: the judges are the adjudication's raters;
     the human correction is drawn when one human coder coded one stored sample."""
