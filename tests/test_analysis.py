@@ -350,3 +350,19 @@ def test_flag_rates_by_round() -> None:
     out = flag_rates_by_round(msgs)
     assert out["S"][0]["meta"] == 0.5 and out["S"][1]["comp"] == 1.0
     assert math.isnan(out["T"][0]["lead"]) and out["T"][0]["meta"] == 0.0
+
+
+def test_flag_values_are_flag_value_of_every_flag() -> None:
+    """The once-per-message values isolation_analysis and the report's figure use are
+    :func:`flag_value` of each flag, ``any`` included (True, False and missing codes)."""
+    import itertools
+
+    from roundtable.analysis.isolation import FLAGS, flag_value, flag_values
+
+    choices: list[bool | None] = [True, False, None]
+    for k, combo in enumerate(itertools.product(choices, repeat=3)):
+        # the first three traits vary over every combination; the rest False or missing
+        rest: bool | None = None if k % 2 else False
+        m = msg(1, 0, k, **dict(zip(TRAITS, (*combo, *[rest] * (len(TRAITS) - 3)),
+                                    strict=True)))
+        assert flag_values(m) == tuple(flag_value(m, f) for f in FLAGS)

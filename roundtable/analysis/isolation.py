@@ -22,7 +22,8 @@ from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import CodedMessage
 from roundtable.stats.compare import adjust_pvalues, cliffs_delta, mann_whitney
 
-__all__ = ["ANY", "IsolationReport", "IsolationRow", "flag_value", "isolation_analysis"]
+__all__ = ["ANY", "FLAGS", "IsolationReport", "IsolationRow", "flag_value", "flag_values",
+           "isolation_analysis"]
 
 ANY = "any"
 
@@ -78,6 +79,17 @@ def flag_value(m: CodedMessage, flag: str) -> bool | None:
     return None if any(v is None for v in vals) else False
 
 
+FLAGS = (*TRAITS, ANY)
+"""The flags contrasted: every trait, then ``any``."""
+
+
+def flag_values(m: CodedMessage) -> tuple[bool | None, ...]:
+    """:func:`flag_value` of ``m`` for each of :data:`FLAGS`, reading its codes once."""
+    vals = [m.codes.get(t) for t in TRAITS]
+    anyv = True if any(vals) else (None if None in vals else False)
+    return (*vals, anyv)
+
+
 def isolation_analysis(messages: Sequence[CodedMessage], *, correction: str = "holm"
                        ) -> IsolationReport:
     """Contrast isolation runs with group runs on each trait flag and on ``any``; the
@@ -87,15 +99,18 @@ def isolation_analysis(messages: Sequence[CodedMessage], *, correction: str = "h
                                                       False: defaultdict(list)}
     for m in messages:
         runs[m.isolation][m.run_id].append(m)
+    # each message's value for every flag, worked out once
+    values = {side: [[flag_values(m) for m in msgs] for msgs in by_run.values()]
+              for side, by_run in runs.items()}
     rows = []
-    for flag in (*TRAITS, ANY):
+    for k, flag in enumerate(FLAGS):
         counts: dict[bool, tuple[int, int]] = {}
         shares: dict[bool, list[float]] = {}
         for side in (True, False):
             flagged = coded = 0
             per_run = []
-            for msgs in runs[side].values():
-                vals = [v for v in (flag_value(m, flag) for m in msgs) if v is not None]
+            for run_values in values[side]:
+                vals = [v for v in (t[k] for t in run_values) if v is not None]
                 flagged += sum(vals)
                 coded += len(vals)
                 if vals:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from roundtable.analysis.crash import LEVELS, CrashEvent
-from roundtable.analysis.isolation import ANY, flag_value, isolation_analysis
+from roundtable.analysis.isolation import ANY, FLAGS, flag_values, isolation_analysis
 from roundtable.analysis.profiles import TRAITS
 from roundtable.analysis.source import COMP_FLAG, CodedMessage
 from roundtable.reporting.figures import new_figure
@@ -68,8 +68,7 @@ def isolation_by_model(messages: Sequence[CodedMessage]
     acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for m in messages:
         side = "isolation" if m.isolation else "group"
-        for flag in (*TRAITS, ANY):
-            v = flag_value(m, flag)
+        for flag, v in zip(FLAGS, flag_values(m), strict=True):
             if v is None:
                 continue
             for model in ("all", m.true_label):
