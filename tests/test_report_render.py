@@ -372,3 +372,22 @@ def test_a_report_on_postgresql_is_the_report_on_sqlite(pg_url: str, tmp_path: P
     assert got["pg"][0] == got["sqlite"][0]
     assert got["pg"][1] == got["sqlite"][1]
     assert got["pg"][2] == got["sqlite"][2] and len(got["pg"][2]) >= 5
+
+
+def test_report_figures_print_plain_numbers_and_keep_titles_at_the_top() -> None:
+    """Built as the writer builds them, axes have no offset text (values near 1 that
+    matplotlib would print as an offset), so a title's fixed height of 1.0 is where
+    matplotlib would have measured it to go."""
+    from roundtable.reporting.figures import dist_plot
+
+    values = [[0.99991, 0.99993, 0.99995], [0.99992, 0.99997, 0.99999]]
+    item = drawing(dist_plot, ["a", "b"], values, title="similarity", ylabel="cosine")
+    default = item.function(*item.args, **item.kwargs)  # matplotlib's own settings
+    default.canvas.draw()
+    assert default.axes[0].yaxis.get_offset_text().get_text()  # an offset, by default
+    fig = item.figure()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert ax.title.get_position()[1] == 1.0
+    assert any("0.9999" in t.get_text() for t in ax.get_yticklabels())

@@ -13,7 +13,8 @@ pyplot's global registry.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ __all__ = [
     "new_figure",
     "profile_heatmap",
     "rate_panels",
+    "report_style",
     "save_png",
     "stacked_bars",
 ]
@@ -47,6 +49,26 @@ _FONT = 11
 _TITLE = 13
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
             "#17becf", "#7f7f7f", "#bcbd22")
+
+
+
+
+@contextmanager
+def report_style() -> Iterator[None]:
+    """The matplotlib settings the report's figures are built under (its writer builds
+    every :class:`~roundtable.reporting.writer.Drawing` in them).
+
+    Axes print plain numbers: no offset (``+9.999e-1``) and no scientific notation from
+    1e-7 to 1e12, so no axis carries an offset text above it. Titles then sit at a fixed
+    height (``axes.titley`` 1.0, where matplotlib places them when nothing is above the
+    axes) instead of matplotlib measuring every axis once more per title and draw to
+    place them: about 10% of the drawing time, the same PNG bytes for every War Room
+    figure."""
+    from matplotlib import rc_context
+
+    with rc_context({"axes.titley": 1.0, "axes.formatter.useoffset": False,
+                     "axes.formatter.limits": (-7, 12)}):
+        yield
 
 
 def new_figure(width: float, height: float) -> Figure:

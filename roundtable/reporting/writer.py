@@ -47,7 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec
 
-from roundtable.reporting.figures import DPI, save_png
+from roundtable.reporting.figures import DPI, report_style, save_png
 from roundtable.reporting.model import DataTable, FigureEntry
 
 if TYPE_CHECKING:
@@ -102,8 +102,10 @@ class Drawing:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def figure(self) -> Figure:
-        """Build the figure."""
-        return self.function(*self.args, **self.kwargs)
+        """Build the figure, in the report's settings (:func:`~roundtable.reporting.
+        figures.report_style`)."""
+        with report_style():
+            return self.function(*self.args, **self.kwargs)
 
 
 def drawing(function: Callable[_P, Figure], /, *args: _P.args, **kwargs: _P.kwargs
