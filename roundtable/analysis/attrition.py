@@ -101,7 +101,7 @@ def attrition(engine: Source, *, series: Sequence[str] | None = None
         runs = [_RunRow(int(rid), str(key), str(cell), dict(as_json(conds) or {}),
                         int(rounds), str(status), dict(as_json(spec) or {}), str(sname))
                 for rid, key, cell, conds, rounds, status, spec, sname
-                in fetch(_RUNS.format(where=where), params if series else {})]
+                in fetch(_RUNS.format(where=where), params)]
         wanted = {run.id for run in runs}
         # counted for every run and kept for the chosen ones: a list of thousands of run
         # ids would exceed the parameters SQLite takes

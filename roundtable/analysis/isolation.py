@@ -73,10 +73,13 @@ def flag_value(m: CodedMessage, flag: str) -> bool | None:
     trait has no value, else False."""
     if flag != ANY:
         return m.codes.get(flag)
-    vals = [m.codes.get(t) for t in TRAITS]
-    if any(v for v in vals):
-        return True
-    return None if any(v is None for v in vals) else False
+    return _any_trait([m.codes.get(t) for t in TRAITS])
+
+
+def _any_trait(vals: Sequence[bool | None]) -> bool | None:
+    """``any`` from the traits' values: True if one is flagged, else None if one is
+    missing, else False."""
+    return True if any(vals) else (None if None in vals else False)
 
 
 FLAGS = (*TRAITS, ANY)
@@ -86,8 +89,7 @@ FLAGS = (*TRAITS, ANY)
 def flag_values(m: CodedMessage) -> tuple[bool | None, ...]:
     """:func:`flag_value` of ``m`` for each of :data:`FLAGS`, reading its codes once."""
     vals = [m.codes.get(t) for t in TRAITS]
-    anyv = True if any(vals) else (None if None in vals else False)
-    return (*vals, anyv)
+    return (*vals, _any_trait(vals))
 
 
 def isolation_analysis(messages: Sequence[CodedMessage], *, correction: str = "holm"

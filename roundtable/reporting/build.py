@@ -118,7 +118,7 @@ def _run_count(engine: Source, series: Sequence[str]) -> int:
     where = f" WHERE s.name IN {names}" if series else ""
     with reading(engine) as fetch:
         rows = fetch("SELECT COUNT(r.id) FROM run AS r JOIN series AS s ON s.id = r.series_id"
-                     + where, params if series else {})
+                     + where, params)
     return int(rows[0][0])
 
 

@@ -371,29 +371,23 @@ class FigureWriter:
             try:
                 running = pool.submit(task, path)
             except BaseException as exc:  # a broken or shut-down pool
-                self._finished(done, exc, None)
+                with self._lock:
+                    self._busy -= 1
+                done.set_exception(exc)
                 continue
             running.add_done_callback(functools.partial(self._relay, done))
 
     def _relay(self, done: Future[str], running: Future[str]) -> None:
-        # called in the pool's thread when a worker finishes (or the pool breaks)
-        if running.cancelled():
-            self._finished(done, None, None, cancelled=True)
-        elif (exc := running.exception()) is not None:
-            self._finished(done, exc, None)
-        else:
-            self._finished(done, None, running.result())
-
-    def _finished(self, done: Future[str], exc: BaseException | None, result: str | None,
-                  *, cancelled: bool = False) -> None:
+        """Called in the pool's thread when a worker finishes (or the pool breaks): pass
+        the outcome on to ``done``, then hand the free worker the next drawing."""
         with self._lock:
             self._busy -= 1
-        if cancelled:
+        if running.cancelled():
             done.cancel()
-        elif exc is not None:
+        elif (exc := running.exception()) is not None:
             done.set_exception(exc)
         else:
-            done.set_result(result or "")
+            done.set_result(running.result())
         self._feed()
 
     def _hit(self, cached: Path | None, path: Path) -> bool:
